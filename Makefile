@@ -1,0 +1,36 @@
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 50051
+DB ?= ./trialplane.db
+STAMP := $(VENV)/.installed
+
+.PHONY: install proto run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Regenerates generated/ from protos/ with the pinned grpcio-tools.
+proto: $(STAMP)
+	$(PY) scripts/gen_protos.py generated
+
+run: $(STAMP)
+	$(VENV)/bin/trialplane serve --host $(HOST) --port $(PORT) --db $(DB)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	cd protos && ../$(VENV)/bin/buf lint
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,149 @@
+from trialplane.v1 import log_pb2 as _log_pb2
+from trialplane.v1 import metrics_pb2 as _metrics_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class MetricAxis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_AXIS_UNSPECIFIED: _ClassVar[MetricAxis]
+    METRIC_AXIS_STEP: _ClassVar[MetricAxis]
+    METRIC_AXIS_WALL_TIME: _ClassVar[MetricAxis]
+    METRIC_AXIS_EPOCH_TIME: _ClassVar[MetricAxis]
+METRIC_AXIS_UNSPECIFIED: MetricAxis
+METRIC_AXIS_STEP: MetricAxis
+METRIC_AXIS_WALL_TIME: MetricAxis
+METRIC_AXIS_EPOCH_TIME: MetricAxis
+
+class ReportMetricsRequest(_message.Message):
+    __slots__ = ("metrics", "group", "request_id")
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    metrics: _metrics_pb2.TrialMetrics
+    group: str
+    request_id: str
+    def __init__(self, metrics: _Optional[_Union[_metrics_pb2.TrialMetrics, _Mapping]] = ..., group: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReportMetricsResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class AddEventsRequest(_message.Message):
+    __slots__ = ("reports", "events", "logs")
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[ReportMetricsRequest]
+    events: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.TrialEventItem]
+    logs: _containers.RepeatedCompositeFieldContainer[_log_pb2.TaskLog]
+    def __init__(self, reports: _Optional[_Iterable[_Union[ReportMetricsRequest, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_metrics_pb2.TrialEventItem, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("index", "list", "reason")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    list: str
+    reason: str
+    def __init__(self, index: _Optional[int] = ..., list: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AddEventsResponse(_message.Message):
+    __slots__ = ("added", "errors")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    errors: _containers.RepeatedCompositeFieldContainer[ItemError]
+    def __init__(self, added: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ...) -> None: ...
+
+class ListMetricNamesRequest(_message.Message):
+    __slots__ = ("trial_ids",)
+    TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    trial_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListMetricNamesResponse(_message.Message):
+    __slots__ = ("metrics",)
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricSummary]
+    def __init__(self, metrics: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ...) -> None: ...
+
+class GetMetricHistoryRequest(_message.Message):
+    __slots__ = ("trial_ids", "group", "names", "start_step", "end_step", "buckets", "axis", "page_size", "page_token")
+    TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    AXIS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trial_ids: _containers.RepeatedScalarFieldContainer[int]
+    group: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    start_step: int
+    end_step: int
+    buckets: int
+    axis: MetricAxis
+    page_size: int
+    page_token: str
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., buckets: _Optional[int] = ..., axis: _Optional[_Union[MetricAxis, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class MetricSeries(_message.Message):
+    __slots__ = ("trial_id", "group", "name", "points", "buckets")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    group: str
+    name: str
+    points: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricPoint]
+    buckets: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricBucket]
+    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., points: _Optional[_Iterable[_Union[_metrics_pb2.MetricPoint, _Mapping]]] = ..., buckets: _Optional[_Iterable[_Union[_metrics_pb2.MetricBucket, _Mapping]]] = ...) -> None: ...
+
+class GetMetricHistoryResponse(_message.Message):
+    __slots__ = ("series", "next_page_token")
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[MetricSeries]
+    next_page_token: str
+    def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetLatestMetricsRequest(_message.Message):
+    __slots__ = ("trial_ids",)
+    TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    trial_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class GetLatestMetricsResponse(_message.Message):
+    __slots__ = ("summaries",)
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    summaries: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricSummary]
+    def __init__(self, summaries: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ...) -> None: ...
+
+class WatchMetricsRequest(_message.Message):
+    __slots__ = ("trial_id", "names", "after_step")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    AFTER_STEP_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    names: _containers.RepeatedScalarFieldContainer[str]
+    after_step: int
+    def __init__(self, trial_id: _Optional[int] = ..., names: _Optional[_Iterable[str]] = ..., after_step: _Optional[int] = ...) -> None: ...
+
+class WatchMetricsResponse(_message.Message):
+    __slots__ = ("series",)
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[MetricSeries]
+    def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,51 @@
+"""Compile protos/trialplane/v1/*.proto into Python modules, stubs and type hints.
+
+Usage: gen_protos.py OUT_DIR
+
+OUT_DIR receives trialplane/__init__.py, trialplane/v1/__init__.py and the
+*_pb2.py, *_pb2.pyi and *_pb2_grpc.py files. The tests call generate() into a
+temporary folder and compare it with the committed generated/ folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "protos"
+
+
+def proto_files() -> list[Path]:
+    return sorted((PROTO_ROOT / "trialplane" / "v1").glob("*.proto"))
+
+
+def generate(out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    package_dir = out_dir / "trialplane" / "v1"
+    package_dir.mkdir(parents=True, exist_ok=True)
+    for stale in package_dir.glob("*_pb2*.py*"):
+        stale.unlink()
+    well_known = resources.files("grpc_tools") / "_proto"
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{well_known}",
+        f"--python_out={out_dir}",
+        f"--pyi_out={out_dir}",
+        f"--grpc_python_out={out_dir}",
+        *[str(path.relative_to(PROTO_ROOT)) for path in proto_files()],
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    for init in (out_dir / "trialplane" / "__init__.py", package_dir / "__init__.py"):
+        init.write_text("")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    generate(Path(sys.argv[1]))
