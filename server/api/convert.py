@@ -1,0 +1,110 @@
+"""Conversions shared by the servicers: times, enums, structs and field masks."""
+
+from __future__ import annotations
+
+import math
+
+from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+
+from ..domain.errors import invalid
+
+US = 1_000_000
+
+
+def timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
+    if us is None:
+        return None
+    return timestamp_pb2.Timestamp(seconds=us // US, nanos=(us % US) * 1000)
+
+
+def timestamp_us(ts: timestamp_pb2.Timestamp, field: str) -> int:
+    if not 0 <= ts.nanos < 1_000_000_000:
+        raise invalid(field, "nanos must be in [0, 1e9)")
+    return ts.seconds * US + ts.nanos // 1000
+
+
+def optional_timestamp_us(message, field: str, path: str) -> int | None:
+    return timestamp_us(getattr(message, field), path) if message.HasField(field) else None
+
+
+def duration_seconds(d: duration_pb2.Duration, field: str) -> float:
+    seconds = d.seconds + d.nanos / 1e9
+    if seconds < 0 or not math.isfinite(seconds):
+        raise invalid(field, "must not be negative")
+    return seconds
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(round(seconds * 1e9)))
+    return d
+
+
+class EnumMap:
+    """Maps a protobuf enum onto a domain enum by value name (prefix stripped)."""
+
+    def __init__(self, proto_enum, prefix: str, domain_enum):
+        self.proto_enum = proto_enum
+        self.prefix = prefix
+        self.domain_enum = domain_enum
+        self._by_number = {}
+        for name, number in proto_enum.items():
+            short = name[len(prefix):]
+            if number and short in domain_enum.__members__:
+                self._by_number[number] = domain_enum[short]
+
+    def to_domain(self, number: int, field: str, required: bool = False):
+        """None for UNSPECIFIED (unless required); INVALID_ARGUMENT for unknown numbers."""
+        if number == 0:
+            if required:
+                raise invalid(field, "must be set")
+            return None
+        try:
+            return self._by_number[number]
+        except KeyError:
+            raise invalid(field, f"unknown value {number}") from None
+
+    def to_domain_list(self, numbers, field: str) -> list:
+        return [self.to_domain(n, f"{field}[{i}]", required=True) for i, n in enumerate(numbers)]
+
+    def to_proto(self, value) -> int:
+        if value is None:
+            return 0
+        return self.proto_enum.Value(self.prefix + value.value)
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict:
+    return json_format.MessageToDict(s)
+
+
+def dict_to_struct(d: dict | None) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    if d:
+        s.update(d)
+    return s
+
+
+def check_read_mask(mask: field_mask_pb2.FieldMask, descriptor, field: str = "read_mask") -> None:
+    if mask.paths and not mask.IsValidForDescriptor(descriptor):
+        raise invalid(field, f"names a field {descriptor.name} does not have: {', '.join(mask.paths)}")
+
+
+def apply_read_mask(message, mask: field_mask_pb2.FieldMask):
+    if not mask.paths:
+        return message
+    out = type(message)()
+    mask.MergeMessage(message, out)
+    return out
+
+
+def update_paths(mask: field_mask_pb2.FieldMask, allowed: set[str]) -> set[str]:
+    if not mask.paths:
+        raise invalid("update_mask", f"must list the fields to update; allowed: {', '.join(sorted(allowed))}")
+    unknown = [p for p in mask.paths if p not in allowed]
+    if unknown:
+        raise invalid(
+            "update_mask",
+            f"cannot update {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            " (state changes only through the transition methods)",
+        )
+    return set(mask.paths)

@@ -1,0 +1,108 @@
+"""The one place where domain errors become gRPC statuses.
+
+Every status carries a google.rpc.ErrorInfo (reason from the ErrorReason enum)
+and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming each bad field.
+Anything unexpected becomes INTERNAL, never UNKNOWN, and is logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from trialplane.v1 import errors_pb2
+
+from ..domain import errors as domain
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "trialplane.v1"
+
+_CODES: list[tuple[type, grpc.StatusCode]] = [
+    (domain.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (domain.NotFound, grpc.StatusCode.NOT_FOUND),
+    (domain.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (domain.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (domain.Aborted, grpc.StatusCode.ABORTED),
+    (domain.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (domain.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (domain.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+]
+
+
+def grpc_code(err: domain.DomainError) -> grpc.StatusCode:
+    for cls, code in _CODES:
+        if isinstance(err, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(err: domain.DomainError) -> grpc.Status:
+    code = grpc_code(err)
+    reason = err.reason if ("ERROR_REASON_" + err.reason) in errors_pb2.ErrorReason.keys() else "INTERNAL"
+    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=err.metadata))]
+    if isinstance(err, domain.InvalidArgument):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in err.violations
+            ]
+        )
+        details.append(_pack(bad))
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=err.message, details=details)
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext, err: domain.DomainError):
+    status = to_status(err)
+    await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+def _internal(method: str, exc: BaseException) -> domain.DomainError:
+    log.exception("unexpected error in %s", method, exc_info=exc)
+    return domain.DomainError(f"internal error in {method}: {type(exc).__name__}", reason="INTERNAL")
+
+
+def rpc(fn):
+    """Maps what a servicer method raises to a status, for unary and streaming methods."""
+    name = fn.__qualname__
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def stream_wrapper(self, request, context):
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except domain.DomainError as err:
+                await abort(context, err)
+            except Exception as exc:  # noqa: BLE001
+                await abort(context, _internal(name, exc))
+
+        return stream_wrapper
+
+    @functools.wraps(fn)
+    async def wrapper(self, request, context):
+        try:
+            return await fn(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except domain.DomainError as err:
+            await abort(context, err)
+        except Exception as exc:  # noqa: BLE001
+            await abort(context, _internal(name, exc))
+
+    return wrapper

@@ -1,0 +1,187 @@
+"""trialplane.v1.StudyService: translates requests to domain calls and back."""
+
+from __future__ import annotations
+
+from trialplane.v1 import study_pb2, study_service_pb2, study_service_pb2_grpc
+
+from ..domain import listing, study_rules, validation
+from ..domain.errors import Unimplemented, invalid
+from ..domain.models import (
+    AlgorithmSpec,
+    FeasibleSpace,
+    MetricDefinition,
+    Objective,
+    ObjectiveType,
+    ParameterScale,
+    ParameterSpec,
+    ParameterType,
+    Study,
+    StudyState,
+)
+from ..storage.base import Storage
+from . import convert
+from .errors import rpc
+
+OBJECTIVE_TYPES = convert.EnumMap(study_pb2.ObjectiveType, "OBJECTIVE_TYPE_", ObjectiveType)
+PARAMETER_TYPES = convert.EnumMap(study_pb2.ParameterType, "PARAMETER_TYPE_", ParameterType)
+SCALES = convert.EnumMap(study_pb2.ParameterScale, "PARAMETER_SCALE_", ParameterScale)
+STUDY_STATES = convert.EnumMap(study_pb2.StudyState, "STUDY_STATE_", StudyState)
+
+UPDATABLE = {"description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "metric_definitions"}
+
+
+def _opt(message, field: str):
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def study_from_proto(p: study_pb2.Study) -> Study:
+    obj = p.objective
+    return Study(
+        name=p.name,
+        owner=p.owner,
+        description=p.description,
+        objective=Objective(
+            metric_name=obj.metric_name,
+            type=OBJECTIVE_TYPES.to_domain(obj.type, "study.objective.type"),
+            goal=_opt(obj, "goal"),
+            additional_metric_names=list(obj.additional_metric_names),
+        ),
+        parameters=[
+            ParameterSpec(
+                name=ps.name,
+                type=PARAMETER_TYPES.to_domain(ps.type, f"study.parameters[{i}].type"),
+                scale=SCALES.to_domain(ps.scale, f"study.parameters[{i}].scale") or ParameterScale.LINEAR,
+                feasible_space=FeasibleSpace(
+                    min=_opt(ps.feasible_space, "min"),
+                    max=_opt(ps.feasible_space, "max"),
+                    step=_opt(ps.feasible_space, "step"),
+                    values=list(ps.feasible_space.values),
+                    categories=list(ps.feasible_space.categories),
+                ),
+            )
+            for i, ps in enumerate(p.parameters)
+        ],
+        algorithm=AlgorithmSpec(p.algorithm.name, [(s.name, s.value) for s in p.algorithm.settings]),
+        early_stopping=AlgorithmSpec(p.early_stopping.name, [(s.name, s.value) for s in p.early_stopping.settings]),
+        max_trials=p.max_trials,
+        parallel_trials=p.parallel_trials,
+        tags=list(p.tags),
+        metric_definitions=[MetricDefinition(d.name, d.regex) for d in p.metric_definitions],
+        metadata=convert.struct_to_dict(p.metadata),
+    )
+
+
+def study_to_proto(s: Study) -> study_pb2.Study:
+    def settings(spec: AlgorithmSpec):
+        return [study_pb2.AlgorithmSetting(name=n, value=v) for n, v in spec.settings]
+
+    return study_pb2.Study(
+        id=s.id,
+        name=s.name,
+        owner=s.owner,
+        description=s.description,
+        objective=study_pb2.Objective(
+            metric_name=s.objective.metric_name,
+            type=OBJECTIVE_TYPES.to_proto(s.objective.type),
+            goal=s.objective.goal,
+            additional_metric_names=s.objective.additional_metric_names,
+        ),
+        parameters=[
+            study_pb2.ParameterSpec(
+                name=p.name,
+                type=PARAMETER_TYPES.to_proto(p.type),
+                scale=SCALES.to_proto(p.scale),
+                feasible_space=study_pb2.FeasibleSpace(
+                    min=p.feasible_space.min,
+                    max=p.feasible_space.max,
+                    step=p.feasible_space.step,
+                    values=p.feasible_space.values,
+                    categories=p.feasible_space.categories,
+                ),
+            )
+            for p in s.parameters
+        ],
+        algorithm=study_pb2.AlgorithmSpec(name=s.algorithm.name, settings=settings(s.algorithm)),
+        early_stopping=study_pb2.EarlyStoppingSpec(name=s.early_stopping.name, settings=settings(s.early_stopping)),
+        max_trials=s.max_trials,
+        parallel_trials=s.parallel_trials,
+        state=STUDY_STATES.to_proto(s.state),
+        tags=s.tags,
+        metric_definitions=[study_pb2.MetricDefinition(name=d.name, regex=d.regex) for d in s.metric_definitions],
+        metadata=convert.dict_to_struct(s.metadata),
+        trial_count=s.trial_count,
+        create_time=convert.timestamp(s.create_time),
+        update_time=convert.timestamp(s.update_time),
+        etag=str(s.version),
+    )
+
+
+class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    @rpc
+    async def CreateStudy(self, request, context):
+        validation.check_request_id(request.request_id)
+        study = study_from_proto(request.study)
+        validation.validate_study(study)
+        return study_to_proto(await self.storage.create_study(study, request.request_id))
+
+    @rpc
+    async def GetStudy(self, request, context):
+        if request.id:
+            return study_to_proto(await self.storage.get_study(request.id))
+        if request.name:
+            return study_to_proto(await self.storage.get_study_by_name(request.name))
+        raise invalid("id", "set id or name")
+
+    @rpc
+    async def ListStudies(self, request, context):
+        convert.check_read_mask(request.read_mask, study_pb2.Study.DESCRIPTOR)
+        flt = listing.StudyFilter(
+            states=[s.value for s in STUDY_STATES.to_domain_list(request.states, "states")],
+            tags=list(request.tags),
+            created_after=convert.optional_timestamp_us(request, "created_after", "created_after"),
+            created_before=convert.optional_timestamp_us(request, "created_before", "created_before"),
+            name_pattern=listing.check_ilike(request.name_pattern),
+            owner=request.owner,
+        )
+        order = listing.parse_order_by(request.order_by, listing.STUDY_ORDER_FIELDS)
+        page = listing.make_page(request.page_token, listing.page_size(request.page_size), order, vars(flt))
+        studies, last_key = await self.storage.list_studies(flt, page)
+        return study_service_pb2.ListStudiesResponse(
+            studies=[convert.apply_read_mask(study_to_proto(s), request.read_mask) for s in studies],
+            next_page_token=listing.encode_token(page, last_key) if last_key else "",
+        )
+
+    @rpc
+    async def UpdateStudy(self, request, context):
+        paths = convert.update_paths(request.update_mask, UPDATABLE)
+        if not request.study.id:
+            raise invalid("study.id", "must name the study to update")
+        incoming = study_from_proto(request.study)
+        etag = request.study.etag
+
+        def apply(current: Study) -> Study:
+            study_rules.check_etag(current, etag)
+            for path in paths:
+                setattr(current, path, getattr(incoming, path))
+            validation.validate_study_update(current, paths)
+            return current
+
+        return study_to_proto(await self.storage.update_study(request.study.id, apply))
+
+    @rpc
+    async def DeleteStudy(self, request, context):
+        def check(study: Study) -> None:
+            study_rules.check_deletable(study, request.force, request.etag)
+
+        return study_to_proto(await self.storage.delete_study(request.id, check))
+
+    @rpc
+    async def SuggestTrials(self, request, context):
+        raise Unimplemented("SuggestTrials is not implemented yet: hyperparameter search is a later milestone")
+
+    @rpc
+    async def CheckEarlyStopping(self, request, context):
+        raise Unimplemented("CheckEarlyStopping is not implemented yet: early stopping is a later milestone")

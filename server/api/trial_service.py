@@ -1,0 +1,366 @@
+"""trialplane.v1.TrialService: trials, their transitions and their history."""
+
+from __future__ import annotations
+
+import asyncio
+
+from trialplane.v1 import trial_pb2, trial_service_pb2, trial_service_pb2_grpc
+
+from ..domain import listing, study_rules, trial_lifecycle as lifecycle, validation
+from ..domain.errors import ViolationCollector, invalid
+from ..domain.models import (
+    EarlyExitReason,
+    Resources,
+    SourceInfo,
+    SourceInfoType,
+    Study,
+    Trial,
+    TrialEvent,
+    TrialState,
+)
+from ..storage.base import Storage
+from . import convert
+from .errors import rpc
+
+TRIAL_STATES = convert.EnumMap(trial_pb2.TrialState, "TRIAL_STATE_", TrialState)
+EARLY_EXIT = convert.EnumMap(trial_pb2.TrialEarlyExitReason, "TRIAL_EARLY_EXIT_REASON_", EarlyExitReason)
+SOURCE_TYPES = convert.EnumMap(trial_pb2.TrialSourceInfoType, "TRIAL_SOURCE_INFO_TYPE_", SourceInfoType)
+
+UPDATABLE = {
+    "name", "notes", "tags", "metadata", "log_retention_days", "stopping_condition",
+    "retry_strategy", "resources", "environment",
+}
+# Update paths whose domain attributes are named differently.
+UPDATE_ATTRIBUTES = {"stopping_condition": ["max_runtime_seconds"], "retry_strategy": ["retry_max_attempts"]}
+EVENTS_DEFAULT_PAGE = 100
+
+
+def hyperparameters_from_proto(values) -> dict:
+    out = {}
+    for name, value in values.items():
+        kind = value.WhichOneof("kind")
+        out[name] = None if kind is None else getattr(value, kind)
+    return out
+
+
+def hyperparameter_to_proto(value) -> trial_pb2.ParameterValue:
+    if isinstance(value, bool):
+        return trial_pb2.ParameterValue(bool_value=value)
+    if isinstance(value, int):
+        return trial_pb2.ParameterValue(int_value=value)
+    if isinstance(value, float):
+        return trial_pb2.ParameterValue(double_value=value)
+    return trial_pb2.ParameterValue(string_value=str(value))
+
+
+def resources_from_proto(r: trial_pb2.Resources) -> Resources:
+    return Resources(
+        cpu=r.cpu,
+        memory_bytes=r.memory_bytes,
+        gpu_type=r.gpu.type,
+        gpu_count=r.gpu.count,
+        ephemeral_storage_bytes=r.ephemeral_storage_bytes,
+        worker_count=r.worker_count,
+    )
+
+
+def resources_to_proto(r: Resources) -> trial_pb2.Resources:
+    return trial_pb2.Resources(
+        cpu=r.cpu,
+        memory_bytes=r.memory_bytes,
+        gpu=trial_pb2.GpuResources(type=r.gpu_type, count=r.gpu_count),
+        ephemeral_storage_bytes=r.ephemeral_storage_bytes,
+        worker_count=r.worker_count,
+    )
+
+
+def trial_from_proto(p: trial_pb2.Trial) -> Trial:
+    source = None
+    if p.HasField("source_info"):
+        s = p.source_info
+        source = SourceInfo(s.checkpoint_uuid, s.model_id, s.model_version, SOURCE_TYPES.to_domain(s.type, "trial.source_info.type"))
+    return Trial(
+        study_id=p.study_id,
+        name=p.name,
+        hyperparameters=hyperparameters_from_proto(p.hyperparameters),
+        warm_start_checkpoint_uuid=p.warm_start_checkpoint_uuid,
+        metadata=convert.struct_to_dict(p.metadata),
+        log_retention_days=p.log_retention_days,
+        max_runtime_seconds=convert.duration_seconds(p.stopping_condition.max_runtime, "trial.stopping_condition.max_runtime"),
+        retry_max_attempts=p.retry_strategy.max_attempts,
+        resources=resources_from_proto(p.resources),
+        environment=dict(p.environment),
+        notes=p.notes,
+        tags=list(p.tags),
+        source_info=source,
+    )
+
+
+def trial_to_proto(t: Trial, now: int) -> trial_pb2.Trial:
+    source = None
+    if t.source_info is not None:
+        s = t.source_info
+        source = trial_pb2.TrialSourceInfo(
+            checkpoint_uuid=s.checkpoint_uuid, model_id=s.model_id, model_version=s.model_version,
+            type=SOURCE_TYPES.to_proto(s.type),
+        )
+    return trial_pb2.Trial(
+        id=t.id,
+        study_id=t.study_id,
+        name=t.name,
+        hyperparameters={k: hyperparameter_to_proto(v) for k, v in t.hyperparameters.items()},
+        state=TRIAL_STATES.to_proto(t.state),
+        restarts=t.restarts,
+        trial_run_id=t.trial_run_id,
+        start_time=convert.timestamp(t.start_time),
+        end_time=convert.timestamp(t.end_time),
+        steps_completed=t.steps_completed,
+        runner_state=t.runner_state,
+        wall_clock_seconds=t.wall_clock_seconds(now),
+        warm_start_checkpoint_uuid=t.warm_start_checkpoint_uuid,
+        metadata=convert.dict_to_struct(t.metadata),
+        log_retention_days=t.log_retention_days,
+        early_exit_reason=EARLY_EXIT.to_proto(t.early_exit_reason),
+        failure_reason=t.failure_reason,
+        stopping_condition=trial_pb2.StoppingCondition(max_runtime=convert.duration(t.max_runtime_seconds)),
+        retry_strategy=trial_pb2.RetryStrategy(max_attempts=t.retry_max_attempts),
+        resources=resources_to_proto(t.resources),
+        environment=t.environment,
+        notes=t.notes,
+        tags=t.tags,
+        source_info=source,
+        task_ids=t.task_ids,
+        create_time=convert.timestamp(t.create_time),
+        update_time=convert.timestamp(t.update_time),
+        etag=str(t.version),
+        stop_deadline=convert.timestamp(t.stop_deadline),
+    )
+
+
+def event_to_proto(e: TrialEvent) -> trial_pb2.TrialEvent:
+    return trial_pb2.TrialEvent(
+        trial_id=e.trial_id,
+        sequence=e.sequence,
+        time=convert.timestamp(e.time),
+        from_state=TRIAL_STATES.to_proto(e.from_state),
+        to_state=TRIAL_STATES.to_proto(e.to_state),
+        trial_run_id=e.trial_run_id,
+        message=e.message,
+        details=convert.dict_to_struct(e.details),
+    )
+
+
+def _require_id(value: int, field: str = "id") -> int:
+    if value <= 0:
+        raise invalid(field, "must be a trial id (a positive number)")
+    return value
+
+
+class TrialChanges:
+    """Wakes watchers of a trial when this server changed it."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+
+    def notify(self, trial_id: int) -> None:
+        event = self._events.pop(trial_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, trial_id: int, timeout: float) -> None:
+        event = self._events.setdefault(trial_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
+    # Watchers also poll this often, so changes made by other replicas arrive.
+    WATCH_POLL_SECONDS = 1.0
+
+    def __init__(self, storage: Storage, clock):
+        self.storage = storage
+        self.clock = clock
+        self.changes = TrialChanges()
+
+    def _out(self, trial: Trial) -> trial_pb2.Trial:
+        return trial_to_proto(trial, self.clock())
+
+    async def _change(self, trial_id: int, fn, request_id: str = "") -> trial_pb2.Trial:
+        validation.check_request_id(request_id)
+        trial = await self.storage.change_trial(_require_id(trial_id), fn, request_id)
+        self.changes.notify(trial_id)
+        return self._out(trial)
+
+    @rpc
+    async def CreateTrial(self, request, context):
+        validation.check_request_id(request.request_id)
+        trial = trial_from_proto(request.trial)
+        if trial.study_id < 0:
+            raise invalid("trial.study_id", "must be a study id or 0")
+
+        def admit(study: Study | None) -> None:
+            validation.validate_new_trial(trial, study)
+            if study is not None:
+                study_rules.check_accepts_trials(study)
+
+        return self._out(await self.storage.create_trial(trial, request.request_id, admit))
+
+    @rpc
+    async def GetTrial(self, request, context):
+        convert.check_read_mask(request.read_mask, trial_pb2.Trial.DESCRIPTOR)
+        trial = await self.storage.get_trial(_require_id(request.id))
+        return convert.apply_read_mask(self._out(trial), request.read_mask)
+
+    @rpc
+    async def ListTrials(self, request, context):
+        convert.check_read_mask(request.read_mask, trial_pb2.Trial.DESCRIPTOR)
+        if request.study_id < 0:
+            raise invalid("study_id", "must be a study id or 0")
+        flt = listing.TrialFilter(
+            study_id=request.study_id,
+            states=[s.value for s in TRIAL_STATES.to_domain_list(request.states, "states")],
+            tags=list(request.tags),
+            created_after=convert.optional_timestamp_us(request, "created_after", "created_after"),
+            created_before=convert.optional_timestamp_us(request, "created_before", "created_before"),
+            name_pattern=listing.check_ilike(request.name_pattern),
+        )
+        order = listing.parse_order_by(request.order_by, listing.TRIAL_ORDER_FIELDS)
+        page = listing.make_page(request.page_token, listing.page_size(request.page_size), order, vars(flt))
+        trials, last_key = await self.storage.list_trials(flt, page)
+        return trial_service_pb2.ListTrialsResponse(
+            trials=[convert.apply_read_mask(self._out(t), request.read_mask) for t in trials],
+            next_page_token=listing.encode_token(page, last_key) if last_key else "",
+        )
+
+    @rpc
+    async def UpdateTrial(self, request, context):
+        paths = convert.update_paths(request.update_mask, UPDATABLE)
+        incoming = trial_from_proto(request.trial)
+        attrs = [a for path in sorted(paths) for a in UPDATE_ATTRIBUTES.get(path, [path])]
+        return await self._change(
+            request.trial.id, lambda t, now: lifecycle.update_fields(t, incoming, attrs, request.trial.etag)
+        )
+
+    @rpc
+    async def DeleteTrial(self, request, context):
+        trial = await self.storage.delete_trial(
+            _require_id(request.id), lambda t: lifecycle.ensure_deletable(t, request.force, request.etag)
+        )
+        self.changes.notify(request.id)
+        return self._out(trial)
+
+    @rpc
+    async def StopTrial(self, request, context):
+        grace = None
+        if request.HasField("grace_period"):
+            grace = convert.duration_seconds(request.grace_period, "grace_period")
+        return await self._change(
+            request.id,
+            lambda t, now: lifecycle.stop(t, now, grace_seconds=grace, message=request.message, etag=request.etag),
+            request.request_id,
+        )
+
+    @rpc
+    async def KillTrial(self, request, context):
+        return await self._change(
+            request.id, lambda t, now: lifecycle.kill(t, now, message=request.message, etag=request.etag), request.request_id
+        )
+
+    @rpc
+    async def PauseTrial(self, request, context):
+        return await self._change(
+            request.id, lambda t, now: lifecycle.pause(t, now, message=request.message, etag=request.etag), request.request_id
+        )
+
+    @rpc
+    async def ActivateTrial(self, request, context):
+        return await self._change(
+            request.id, lambda t, now: lifecycle.activate(t, now, message=request.message, etag=request.etag), request.request_id
+        )
+
+    @rpc
+    async def RestartTrial(self, request, context):
+        resources = None
+        if request.HasField("resources"):
+            resources = resources_from_proto(request.resources)
+            probe = Trial(resources=resources)
+            v = ViolationCollector()
+            validation.check_resources(v, "resources", probe)
+            v.raise_if_any()
+        return await self._change(
+            request.id,
+            lambda t, now: lifecycle.restart(t, now, resources=resources, message=request.message, etag=request.etag),
+            request.request_id,
+        )
+
+    @rpc
+    async def ReportTrialState(self, request, context):
+        state = TRIAL_STATES.to_domain(request.state, "state", required=True)
+        if request.trial_run_id < 0:
+            raise invalid("trial_run_id", "must not be negative")
+        if request.steps_completed < 0:
+            raise invalid("steps_completed", "must not be negative")
+        report = lifecycle.StateReport(
+            state=state,
+            trial_run_id=request.trial_run_id,
+            message=request.message,
+            failure_reason=request.failure_reason,
+            runner_state=request.runner_state,
+            steps_completed=request.steps_completed,
+            task_id=request.task_id,
+            details=convert.struct_to_dict(request.details),
+            etag=request.etag,
+        )
+        return await self._change(request.id, lambda t, now: lifecycle.report_state(t, now, report), request.request_id)
+
+    @rpc
+    async def ReportEarlyExit(self, request, context):
+        reason = EARLY_EXIT.to_domain(request.early_exit.reason, "early_exit.reason", required=True)
+        return await self._change(
+            request.id,
+            lambda t, now: lifecycle.report_early_exit(t, now, reason, request.trial_run_id),
+            request.request_id,
+        )
+
+    @rpc
+    async def ListTrialEvents(self, request, context):
+        trial_id = _require_id(request.trial_id, "trial_id")
+        if request.after_sequence < 0:
+            raise invalid("after_sequence", "must not be negative")
+        size = listing.page_size(request.page_size, default=EVENTS_DEFAULT_PAGE)
+        order = listing.Order("sequence", request.descending)
+        page = listing.make_page(request.page_token, size, order, {"trial_id": trial_id, "after": request.after_sequence})
+        after, before = request.after_sequence, 0
+        if page.after is not None:
+            if request.descending:
+                before = page.after[0]
+            else:
+                after = page.after[0]
+        events = await self.storage.list_trial_events(trial_id, after, size + 1, request.descending, before)
+        token = ""
+        if len(events) > size:
+            events = events[:size]
+            token = listing.encode_token(page, (events[-1].sequence, events[-1].sequence))
+        return trial_service_pb2.ListTrialEventsResponse(events=[event_to_proto(e) for e in events], next_page_token=token)
+
+    @rpc
+    async def WatchTrialEvents(self, request, context):
+        trial_id = _require_id(request.trial_id, "trial_id")
+        cursor = request.after_sequence
+        while True:
+            events = await self.storage.list_trial_events(trial_id, cursor, 500)
+            for e in events:
+                yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
+                cursor = e.sequence
+            if len(events) == 500:
+                continue
+            trial = await self.storage.get_trial(trial_id)
+            if lifecycle.is_terminal(trial.state):
+                # Catch events written between the read above and this check.
+                for e in await self.storage.list_trial_events(trial_id, cursor, 500):
+                    yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
+                return
+            await self.changes.wait(trial_id, self.WATCH_POLL_SECONDS)
+

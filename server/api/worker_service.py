@@ -1,0 +1,169 @@
+"""trialplane.v1.WorkerService: worker registration, heartbeats and rendezvous."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from trialplane.v1 import trial_pb2, worker_pb2, worker_service_pb2, worker_service_pb2_grpc
+
+from ..domain import listing, validation, worker_lifecycle
+from ..domain.errors import FailedPrecondition, NotFound, Unavailable, ViolationCollector, invalid
+from ..domain.models import Worker, WorkerState
+from ..storage.base import Storage
+from . import convert
+from .errors import rpc
+
+WORKER_STATES = convert.EnumMap(worker_pb2.WorkerState, "WORKER_STATE_", WorkerState)
+UPDATABLE = {"tags", "address", "slots"}
+DEFAULT_RENDEZVOUS_TIMEOUT = 60.0
+RENDEZVOUS_POLL_SECONDS = 0.5
+
+
+def worker_to_proto(w: Worker) -> worker_pb2.Worker:
+    return worker_pb2.Worker(
+        id=w.id,
+        trial_id=w.trial_id,
+        trial_run_id=w.trial_run_id,
+        type=w.type,
+        state=WORKER_STATES.to_proto(w.state),
+        tags=w.tags,
+        last_heartbeat_time=convert.timestamp(w.last_heartbeat),
+        address=w.address,
+        rank=w.rank,
+        slots=w.slots,
+        create_time=convert.timestamp(w.create_time),
+        update_time=convert.timestamp(w.update_time),
+    )
+
+
+def _require_id(value: int, field: str = "id") -> int:
+    if value <= 0:
+        raise invalid(field, "must be a worker id (a positive number)")
+    return value
+
+
+class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._joined: dict[int, asyncio.Event] = {}
+
+    def _notify_joined(self, trial_id: int) -> None:
+        event = self._joined.pop(trial_id, None)
+        if event is not None:
+            event.set()
+
+    @rpc
+    async def RegisterWorker(self, request, context):
+        validation.check_request_id(request.request_id)
+        p = request.worker
+        worker = Worker(
+            trial_id=p.trial_id, type=p.type, tags=list(p.tags), address=p.address, rank=p.rank, slots=p.slots
+        )
+        validation.validate_new_worker(worker)
+        stored = await self.storage.register_worker(worker, request.request_id, worker_lifecycle.admit_registration)
+        self._notify_joined(stored.trial_id)
+        return worker_to_proto(stored)
+
+    @rpc
+    async def GetWorker(self, request, context):
+        return worker_to_proto(await self.storage.get_worker(_require_id(request.id)))
+
+    @rpc
+    async def ListWorkers(self, request, context):
+        if request.trial_id < 0 or request.trial_run_id < 0:
+            raise invalid("trial_id", "must not be negative")
+        flt = listing.WorkerFilter(
+            trial_id=request.trial_id,
+            trial_run_id=request.trial_run_id,
+            states=[s.value for s in WORKER_STATES.to_domain_list(request.states, "states")],
+        )
+        page = listing.make_page(request.page_token, listing.page_size(request.page_size), listing.Order(), vars(flt))
+        workers, last_key = await self.storage.list_workers(flt, page)
+        return worker_service_pb2.ListWorkersResponse(
+            workers=[worker_to_proto(w) for w in workers],
+            next_page_token=listing.encode_token(page, last_key) if last_key else "",
+        )
+
+    @rpc
+    async def UpdateWorker(self, request, context):
+        paths = convert.update_paths(request.update_mask, UPDATABLE)
+        p = request.worker
+        v = ViolationCollector()
+        validation.check_tags(v, "worker.tags", list(p.tags))
+        validation.check_text(v, "worker.address", p.address, 512)
+        if p.slots < 0:
+            v.add("worker.slots", "must not be negative")
+        v.raise_if_any()
+
+        def apply(w: Worker, now: int) -> Worker:
+            for path in paths:
+                setattr(w, path, list(p.tags) if path == "tags" else getattr(p, path))
+            return w
+
+        return worker_to_proto(await self.storage.change_worker(_require_id(p.id, "worker.id"), apply))
+
+    @rpc
+    async def DeleteWorker(self, request, context):
+        return worker_to_proto(await self.storage.delete_worker(_require_id(request.id)))
+
+    @rpc
+    async def HeartbeatWorker(self, request, context):
+        return worker_to_proto(await self.storage.change_worker(_require_id(request.id), worker_lifecycle.heartbeat))
+
+    @rpc
+    async def ReportWorkerState(self, request, context):
+        state = WORKER_STATES.to_domain(request.state, "state", required=True)
+        worker = await self.storage.change_worker(
+            _require_id(request.id), lambda w, now: worker_lifecycle.report_state(w, now, state)
+        )
+        self._notify_joined(worker.trial_id)
+        return worker_to_proto(worker)
+
+    @rpc
+    async def GetRendezvousInfo(self, request, context):
+        if request.trial_id <= 0:
+            raise invalid("trial_id", "must be a trial id")
+        _require_id(request.worker_id, "worker_id")
+        timeout = DEFAULT_RENDEZVOUS_TIMEOUT
+        if request.HasField("timeout"):
+            timeout = convert.duration_seconds(request.timeout, "timeout")
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, remaining)
+        deadline = time.monotonic() + timeout
+        while True:
+            trial = await self.storage.get_trial(request.trial_id)
+            workers = await self._run_workers(trial.id, trial.trial_run_id)
+            me = next((w for w in workers if w.id == request.worker_id), None)
+            if me is None:
+                raise NotFound("worker", f"{request.worker_id} in run {trial.trial_run_id} of trial {trial.id}")
+            members = worker_lifecycle.rendezvous_members(trial, workers)
+            if members is not None:
+                if me not in members:
+                    raise FailedPrecondition(f"worker {me.id} is {me.state.value}", metadata={"worker_id": me.id})
+                return trial_pb2.RendezvousInfo(
+                    addresses=[w.address for w in members],
+                    rank=members.index(me),
+                    slots=[w.slots for w in members],
+                    trial_run_id=trial.trial_run_id,
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Unavailable(
+                    f"{len(workers)} of {trial.resources.expected_workers} workers of run {trial.trial_run_id}"
+                    " have registered; retry later",
+                    reason="RENDEZVOUS_INCOMPLETE",
+                    metadata={"registered": len(workers), "expected": trial.resources.expected_workers},
+                )
+            event = self._joined.setdefault(trial.id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), min(left, RENDEZVOUS_POLL_SECONDS))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run_workers(self, trial_id: int, run_id: int) -> list[Worker]:
+        flt = listing.WorkerFilter(trial_id=trial_id, trial_run_id=run_id)
+        page = listing.Page(size=listing.MAX_PAGE_SIZE, order=listing.Order(), fingerprint="")
+        workers, _ = await self.storage.list_workers(flt, page)
+        return workers

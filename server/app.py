@@ -1,0 +1,146 @@
+"""Builds the gRPC server, runs the deadline watchdog and handles shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from trialplane.v1 import (
+    checkpoint_service_pb2,
+    log_service_pb2,
+    metrics_service_pb2,
+    profiler_service_pb2,
+    study_service_pb2,
+    study_service_pb2_grpc,
+    trial_service_pb2,
+    trial_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
+
+from .api.pending_services import PENDING
+from .api.study_service import StudyServicer
+from .api.trial_service import TrialServicer
+from .api.worker_service import WorkerServicer
+from .config import ServerConfig
+from .domain import trial_lifecycle
+from .domain.errors import DomainError
+from .storage.base import Storage
+from .storage.sqlite.store import SqliteStorage, now_us
+
+log = logging.getLogger("trialplane.server")
+
+SERVICE_FILES = [
+    study_service_pb2,
+    trial_service_pb2,
+    worker_service_pb2,
+    metrics_service_pb2,
+    checkpoint_service_pb2,
+    profiler_service_pb2,
+    log_service_pb2,
+]
+SERVICE_NAMES = [svc.full_name for f in SERVICE_FILES for svc in f.DESCRIPTOR.services_by_name.values()]
+
+
+class Watchdog:
+    """Ends trials that outlived a stop deadline or their max runtime."""
+
+    def __init__(self, storage: Storage, trials: TrialServicer, clock=now_us):
+        self.storage = storage
+        self.trials = trials
+        self.clock = clock
+
+    async def sweep(self) -> int:
+        changed = 0
+        for trial_id in await self.storage.trials_due(self.clock()):
+            try:
+                await self.storage.change_trial(trial_id, trial_lifecycle.expire)
+            except DomainError as exc:
+                log.info("watchdog skipped trial %s: %s", trial_id, exc)
+                continue
+            self.trials.changes.notify(trial_id)
+            changed += 1
+        return changed
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - keep watching
+                log.exception("watchdog sweep failed")
+
+
+@dataclass
+class App:
+    server: grpc.aio.Server
+    port: int
+    storage: Storage
+    health: health.aio.HealthServicer
+    watchdog: Watchdog
+    config: ServerConfig
+    _watchdog_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self.config.watchdog_interval > 0:
+            self._watchdog_task = asyncio.create_task(self.watchdog.run(self.config.watchdog_interval))
+        log.info("trialplane listening on %s:%d (database %s)", self.config.host, self.port, self.config.db_path)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting calls, lets in-flight ones finish, closes the database."""
+        await self.health.enter_graceful_shutdown()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+        await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+        await self.storage.close()
+        log.info("trialplane stopped")
+
+
+async def build_server(config: ServerConfig, storage: Storage | None = None) -> App:
+    storage = storage or SqliteStorage(config.db_path, readers=config.reader_threads)
+    await storage.open()
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    clock = getattr(storage, "clock", now_us)
+    trials = TrialServicer(storage, clock)
+    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), server)
+    trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, server)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), server)
+    for servicer_class, add in PENDING:
+        add(servicer_class(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *SERVICE_NAMES]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        await storage.close()
+        raise OSError(f"cannot listen on {config.host}:{config.port}")
+    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock), config)
+
+
+async def serve(config: ServerConfig) -> None:
+    app = await build_server(config)
+    await app.start()
+    print(f"trialplane listening on {config.host}:{app.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls for up to %.1fs", config.shutdown_grace)
+    await app.stop()

@@ -1,0 +1,21 @@
+"""Server settings, filled from command-line flags or by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    # 0 picks a free port; build_server reports the one it bound.
+    port: int = 50051
+    db_path: str = "./trialplane.db"
+    # Seconds in-flight calls get to finish after SIGTERM.
+    shutdown_grace: float = 10.0
+    # How often the watchdog looks for trials past their stop or runtime deadline.
+    watchdog_interval: float = 5.0
+    # Largest request the server accepts, in bytes.
+    max_message_bytes: int = 64 * 1024 * 1024
+    reader_threads: int = 4
+    log_level: str = "INFO"

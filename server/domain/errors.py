@@ -1,0 +1,89 @@
+"""Errors the domain raises; the API layer maps each class to one gRPC code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DomainError(Exception):
+    """Base class. `reason` is an ErrorReason value name without its prefix."""
+
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if reason:
+            self.reason = reason
+        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class InvalidArgument(DomainError):
+    reason = "INVALID_FIELD"
+
+    def __init__(self, violations: list[FieldViolation], *, reason: str | None = None):
+        self.violations = list(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(f"invalid request: {summary}", reason=reason)
+
+
+def invalid(field_path: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+    return InvalidArgument([FieldViolation(field_path, description)], reason=reason)
+
+
+class NotFound(DomainError):
+    reason = "RESOURCE_NOT_FOUND"
+
+    def __init__(self, resource: str, key: object):
+        super().__init__(f"{resource} {key} not found", metadata={"resource": resource, "id": key})
+
+
+class AlreadyExists(DomainError):
+    reason = "RESOURCE_EXISTS"
+
+    def __init__(self, resource: str, key: object):
+        super().__init__(f"{resource} {key!r} already exists", metadata={"resource": resource, "key": key})
+
+
+class FailedPrecondition(DomainError):
+    reason = "ILLEGAL_TRANSITION"
+
+
+class Aborted(DomainError):
+    """A concurrent change won; the client should re-read and decide again."""
+
+    reason = "ETAG_MISMATCH"
+
+
+class Unavailable(DomainError):
+    """A transient fault that a retry can fix."""
+
+    reason = "STORAGE_UNAVAILABLE"
+
+
+class ResourceExhausted(DomainError):
+    reason = "LIMIT_EXCEEDED"
+
+
+@dataclass
+class ViolationCollector:
+    """Gathers every field violation of a request before raising once."""
+
+    violations: list[FieldViolation] = field(default_factory=list)
+
+    def add(self, field_path: str, description: str) -> None:
+        self.violations.append(FieldViolation(field_path, description))
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)
+
+
+class Unimplemented(DomainError):
+    reason = "UNSPECIFIED"

@@ -1,0 +1,40 @@
+"""Rules about studies that span more than one field."""
+
+from __future__ import annotations
+
+from .errors import Aborted, FailedPrecondition
+from .models import Study, StudyState
+
+
+def check_etag(study: Study, etag: str) -> None:
+    if etag and etag != str(study.version):
+        raise Aborted(
+            f"study {study.id} changed since etag {etag} (now {study.version}); re-read it",
+            reason="ETAG_MISMATCH",
+            metadata={"study_id": study.id, "etag": etag, "current_etag": study.version},
+        )
+
+
+def check_accepts_trials(study: Study) -> None:
+    if study.state != StudyState.ACTIVE:
+        raise FailedPrecondition(
+            f"study {study.id} is {study.state.value} and takes no new trials",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"study_id": study.id, "state": study.state.value},
+        )
+    if study.max_trials and study.trial_count >= study.max_trials:
+        raise FailedPrecondition(
+            f"study {study.id} already has max_trials={study.max_trials} trials",
+            reason="STUDY_FULL",
+            metadata={"study_id": study.id, "max_trials": study.max_trials},
+        )
+
+
+def check_deletable(study: Study, force: bool, etag: str = "") -> None:
+    check_etag(study, etag)
+    if study.trial_count and not force:
+        raise FailedPrecondition(
+            f"study {study.id} has {study.trial_count} trials; delete with force to remove them too",
+            reason="RESOURCE_IN_USE",
+            metadata={"study_id": study.id, "trial_count": study.trial_count},
+        )

@@ -1,0 +1,320 @@
+"""The trial state machine.
+
+Every function takes the trial as stored, the current time and the request,
+and returns a Change: the new trial plus the events to append. Storage runs
+these functions inside its write transaction, so two racing clients see each
+other's result and the loser gets FAILED_PRECONDITION (or ABORTED on an etag).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from .errors import Aborted, FailedPrecondition, invalid
+from .models import EarlyExitReason, Resources, Trial, TrialState
+
+S = TrialState
+
+# Sub-states of an active trial, in the order a run goes through them.
+ACTIVE_ORDER = {S.QUEUED: 0, S.ACTIVE: 0, S.PULLING: 1, S.STARTING: 2, S.RUNNING: 3}
+ACTIVE = frozenset(ACTIVE_ORDER)
+STOPPING = frozenset({S.STOPPING_CANCELED, S.STOPPING_KILLED, S.STOPPING_COMPLETED, S.STOPPING_ERROR})
+TERMINAL = frozenset({S.CANCELED, S.COMPLETED, S.ERROR})
+# Where each stopping state is headed.
+STOPPING_OUTCOME = {
+    S.STOPPING_CANCELED: S.CANCELED,
+    S.STOPPING_KILLED: S.CANCELED,
+    S.STOPPING_COMPLETED: S.COMPLETED,
+    S.STOPPING_ERROR: S.ERROR,
+}
+# A state that holds no running container: stopping it needs no shutdown.
+NOTHING_RUNNING = frozenset({S.QUEUED, S.PAUSED})
+
+DEFAULT_GRACE_SECONDS = 600.0
+KILL_GRACE_SECONDS = 30.0
+# How long a trial that reported STOPPING_COMPLETED / STOPPING_ERROR has to
+# report its terminal state before the server records it.
+SHUTDOWN_GRACE_SECONDS = 600.0
+
+US = 1_000_000
+
+
+@dataclass
+class EventDraft:
+    from_state: TrialState
+    to_state: TrialState
+    trial_run_id: int
+    message: str = ""
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    trial: Trial
+    events: list[EventDraft] = field(default_factory=list)
+
+
+def is_terminal(state: TrialState) -> bool:
+    return state in TERMINAL
+
+
+def reported_transition_allowed(src: TrialState, dst: TrialState) -> bool:
+    """Whether the agent running a trial may move it from src to dst."""
+    if src in TERMINAL:
+        return False
+    if dst in ACTIVE:
+        return src in ACTIVE and ACTIVE_ORDER[dst] >= ACTIVE_ORDER[src]
+    if dst == S.STOPPING_COMPLETED:
+        return src in ACTIVE
+    if dst == S.STOPPING_ERROR:
+        return src in ACTIVE or src in STOPPING
+    if dst == S.COMPLETED:
+        return src in ACTIVE or src == S.STOPPING_COMPLETED
+    if dst == S.CANCELED:
+        return src in ACTIVE or src == S.PAUSED or src in (S.STOPPING_CANCELED, S.STOPPING_KILLED)
+    if dst == S.ERROR:
+        return src in ACTIVE or src in STOPPING or src == S.PAUSED
+    # PAUSED, STOPPING_CANCELED and STOPPING_KILLED are user decisions.
+    return False
+
+
+def _illegal(trial: Trial, dst: TrialState, action: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cannot {action} trial {trial.id}: {trial.state.value} -> {dst.value} is not allowed",
+        reason="ILLEGAL_TRANSITION",
+        metadata={"trial_id": trial.id, "from_state": trial.state.value, "to_state": dst.value},
+    )
+
+
+def _check_etag(trial: Trial, etag: str) -> None:
+    if etag and etag != str(trial.version):
+        raise Aborted(
+            f"trial {trial.id} changed since etag {etag} (now {trial.version}); re-read it",
+            reason="ETAG_MISMATCH",
+            metadata={"trial_id": trial.id, "etag": etag, "current_etag": trial.version},
+        )
+
+
+def _check_run(trial: Trial, trial_run_id: int) -> None:
+    if trial_run_id and trial_run_id != trial.trial_run_id:
+        raise FailedPrecondition(
+            f"trial {trial.id} is on run {trial.trial_run_id}; the report is from run {trial_run_id}",
+            reason="STALE_TRIAL_RUN",
+            metadata={"trial_id": trial.id, "trial_run_id": trial.trial_run_id, "reported_run_id": trial_run_id},
+        )
+
+
+def _move(trial: Trial, dst: TrialState, now: int, message: str, details: dict | None = None) -> EventDraft:
+    """Moves a (copied) trial to dst and keeps the time bookkeeping right."""
+    src = trial.state
+    if src == S.RUNNING and dst != S.RUNNING and trial.running_since is not None:
+        trial.running_seconds += max(0, now - trial.running_since) / US
+        trial.running_since = None
+    if dst == S.RUNNING and src != S.RUNNING:
+        trial.running_since = now
+    if dst in ACTIVE and ACTIVE_ORDER[dst] > 0:
+        if trial.start_time is None:
+            trial.start_time = now
+        if trial.runtime_deadline is None and trial.max_runtime_seconds > 0:
+            trial.runtime_deadline = now + int(trial.max_runtime_seconds * US)
+    if dst not in STOPPING:
+        trial.stop_deadline = None
+    if dst not in ACTIVE:
+        trial.runtime_deadline = None
+    if dst in TERMINAL:
+        trial.end_time = now
+    trial.state = dst
+    return EventDraft(src, dst, trial.trial_run_id, message, dict(details or {}))
+
+
+def _stopping(trial: Trial, dst: TrialState, now: int, grace_seconds: float, message: str, details=None) -> EventDraft:
+    event = _move(trial, dst, now, message, details)
+    trial.stop_deadline = now + int(grace_seconds * US)
+    return event
+
+
+def _start_new_run(trial: Trial, now: int, message: str, details: dict, resources: Resources | None = None) -> EventDraft:
+    event = _move(trial, S.QUEUED, now, message, details)
+    trial.restarts += 1
+    trial.trial_run_id += 1
+    trial.runtime_deadline = None
+    trial.runner_state = ""
+    trial.early_exit_reason = None
+    if resources is not None:
+        trial.resources = resources
+    event.details.setdefault("new_trial_run_id", trial.trial_run_id)
+    return event
+
+
+def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = "", etag: str = "") -> Change:
+    _check_etag(trial, etag)
+    t = copy.deepcopy(trial)
+    grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    if t.state in (S.STOPPING_CANCELED, S.STOPPING_KILLED):
+        return Change(t)
+    if t.state in NOTHING_RUNNING:
+        return Change(t, [_move(t, S.CANCELED, now, message or "stopped before it ran")])
+    if t.state in ACTIVE:
+        ev = _stopping(t, S.STOPPING_CANCELED, now, grace, message or "stop requested", {"grace_period_seconds": grace})
+        return Change(t, [ev])
+    raise _illegal(trial, S.STOPPING_CANCELED, "stop")
+
+
+def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
+    _check_etag(trial, etag)
+    t = copy.deepcopy(trial)
+    if t.state == S.STOPPING_KILLED:
+        return Change(t)
+    if t.state in NOTHING_RUNNING:
+        return Change(t, [_move(t, S.CANCELED, now, message or "killed before it ran")])
+    if t.state in ACTIVE or t.state == S.STOPPING_CANCELED:
+        return Change(t, [_stopping(t, S.STOPPING_KILLED, now, KILL_GRACE_SECONDS, message or "kill requested")])
+    raise _illegal(trial, S.STOPPING_KILLED, "kill")
+
+
+def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
+    _check_etag(trial, etag)
+    t = copy.deepcopy(trial)
+    if t.state == S.PAUSED:
+        return Change(t)
+    if t.state in ACTIVE:
+        return Change(t, [_move(t, S.PAUSED, now, message or "paused")])
+    raise _illegal(trial, S.PAUSED, "pause")
+
+
+def activate(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
+    _check_etag(trial, etag)
+    t = copy.deepcopy(trial)
+    if t.state in ACTIVE:
+        return Change(t)
+    if t.state == S.PAUSED:
+        return Change(t, [_move(t, S.QUEUED, now, message or "activated")])
+    raise _illegal(trial, S.QUEUED, "activate")
+
+
+def restart(trial: Trial, now: int, *, resources: Resources | None = None, message: str = "", etag: str = "") -> Change:
+    _check_etag(trial, etag)
+    if trial.state in TERMINAL:
+        raise _illegal(trial, S.QUEUED, "restart")
+    t = copy.deepcopy(trial)
+    details = {"previous_trial_run_id": t.trial_run_id}
+    if resources is not None:
+        details["new_resources"] = True
+    return Change(t, [_start_new_run(t, now, message or "restart requested", details, resources)])
+
+
+@dataclass
+class StateReport:
+    state: TrialState
+    trial_run_id: int = 0
+    message: str = ""
+    failure_reason: str = ""
+    runner_state: str = ""
+    steps_completed: int = 0
+    task_id: str = ""
+    details: dict = field(default_factory=dict)
+    etag: str = ""
+
+
+def report_state(trial: Trial, now: int, report: StateReport) -> Change:
+    """Applies a state report from the agent running the trial.
+
+    A report of the current state is a no-op for the state (a safe retry) but
+    still records progress. An ERROR report with attempts left under the retry
+    strategy starts a new run instead of ending the trial.
+    """
+    _check_etag(trial, report.etag)
+    _check_run(trial, report.trial_run_id)
+    t = copy.deepcopy(trial)
+    if report.state != t.state and not reported_transition_allowed(t.state, report.state):
+        raise _illegal(trial, report.state, "report state of")
+    if report.runner_state:
+        t.runner_state = report.runner_state
+    if report.steps_completed > t.steps_completed:
+        t.steps_completed = report.steps_completed
+    if report.task_id and report.task_id not in t.task_ids:
+        t.task_ids.append(report.task_id)
+    if report.failure_reason:
+        t.failure_reason = report.failure_reason
+    if report.state == t.state:
+        return Change(t)
+    failing = report.state in (S.ERROR, S.STOPPING_ERROR)
+    attempts_used = t.restarts + 1
+    if failing and t.state not in STOPPING and attempts_used < t.retry_max_attempts:
+        details = dict(report.details)
+        details.update({"automatic_retry": True, "attempt": attempts_used + 1, "max_attempts": t.retry_max_attempts})
+        if report.failure_reason:
+            details["failure_reason"] = report.failure_reason
+        message = report.message or f"run {t.trial_run_id} failed; retrying ({attempts_used + 1}/{t.retry_max_attempts})"
+        return Change(t, [_start_new_run(t, now, message, details)])
+    if report.state in STOPPING:
+        ev = _stopping(t, report.state, now, SHUTDOWN_GRACE_SECONDS, report.message, report.details)
+    else:
+        ev = _move(t, report.state, now, report.message, report.details)
+    return Change(t, [ev])
+
+
+def report_early_exit(trial: Trial, now: int, reason: EarlyExitReason, trial_run_id: int = 0) -> Change:
+    _check_run(trial, trial_run_id)
+    t = copy.deepcopy(trial)
+    if t.state == S.STOPPING_COMPLETED and t.early_exit_reason == reason:
+        return Change(t)
+    if t.state not in ACTIVE:
+        raise _illegal(trial, S.STOPPING_COMPLETED, "early-exit")
+    t.early_exit_reason = reason
+    ev = _stopping(t, S.STOPPING_COMPLETED, now, SHUTDOWN_GRACE_SECONDS, f"early exit: {reason.value}", {"early_exit_reason": reason.value})
+    return Change(t, [ev])
+
+
+def expire(trial: Trial, now: int) -> Change:
+    """What the watchdog does with a trial whose deadline passed.
+
+    A graceful stop that ran out of time escalates to a kill; any other
+    stopping state that stayed silent is ended; a run past its max runtime is
+    asked to stop.
+    """
+    t = copy.deepcopy(trial)
+    if t.state in STOPPING and t.stop_deadline is not None and t.stop_deadline <= now:
+        if t.state == S.STOPPING_CANCELED:
+            return Change(t, [_stopping(t, S.STOPPING_KILLED, now, KILL_GRACE_SECONDS, "grace period expired; killing")])
+        outcome = STOPPING_OUTCOME[t.state]
+        return Change(t, [_move(t, outcome, now, f"no report from the trial before its deadline; marked {outcome.value}")])
+    if t.state in ACTIVE and t.runtime_deadline is not None and t.runtime_deadline <= now:
+        t.failure_reason = t.failure_reason or "max runtime exceeded"
+        ev = _stopping(t, S.STOPPING_CANCELED, now, KILL_GRACE_SECONDS, "max runtime exceeded", {"max_runtime_seconds": t.max_runtime_seconds})
+        return Change(t, [ev])
+    return Change(t)
+
+
+def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: str = "") -> Change:
+    """Copies the named user-editable attributes; never touches the state."""
+    from .validation import check_trial_fields
+    from .errors import ViolationCollector
+
+    _check_etag(trial, etag)
+    t = copy.deepcopy(trial)
+    for attr in attributes:
+        setattr(t, attr, copy.deepcopy(getattr(incoming, attr)))
+    if not t.name:
+        t.name = f"trial-{t.id}"
+    violations = ViolationCollector()
+    check_trial_fields(violations, t)
+    violations.raise_if_any()
+    return Change(t)
+
+
+def ensure_deletable(trial: Trial, force: bool, etag: str = "") -> None:
+    _check_etag(trial, etag)
+    if not force and trial.state not in TERMINAL:
+        raise FailedPrecondition(
+            f"trial {trial.id} is {trial.state.value}; stop it first or delete with force",
+            reason="RESOURCE_IN_USE",
+            metadata={"trial_id": trial.id, "state": trial.state.value},
+        )
+
+
+def validate_reported_state(state: TrialState | None) -> TrialState:
+    if state is None:
+        raise invalid("state", "must be set to a trial state")
+    return state

@@ -1,0 +1,64 @@
+"""Worker states: PENDING -> RUNNING -> COMPLETED | KILLED | ERROR."""
+
+from __future__ import annotations
+
+import copy
+
+from .errors import FailedPrecondition
+from .models import Trial, Worker, WorkerState
+from .trial_lifecycle import TERMINAL as TRIAL_TERMINAL
+
+W = WorkerState
+WORKER_TERMINAL = frozenset({W.COMPLETED, W.KILLED, W.ERROR})
+_ALLOWED = {
+    W.PENDING: {W.RUNNING, W.COMPLETED, W.KILLED, W.ERROR},
+    W.RUNNING: {W.COMPLETED, W.KILLED, W.ERROR},
+}
+
+
+def admit_registration(trial: Trial) -> None:
+    if trial.state in TRIAL_TERMINAL:
+        raise FailedPrecondition(
+            f"trial {trial.id} is {trial.state.value}; no worker can join it",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"trial_id": trial.id, "state": trial.state.value},
+        )
+
+
+def report_state(worker: Worker, now: int, state: WorkerState) -> Worker:
+    w = copy.deepcopy(worker)
+    if state == w.state:
+        return w
+    if state not in _ALLOWED.get(w.state, set()):
+        raise FailedPrecondition(
+            f"worker {w.id}: {w.state.value} -> {state.value} is not allowed",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"worker_id": w.id, "from_state": w.state.value, "to_state": state.value},
+        )
+    w.state = state
+    w.last_heartbeat = now
+    return w
+
+
+def heartbeat(worker: Worker, now: int) -> Worker:
+    if worker.state in WORKER_TERMINAL:
+        raise FailedPrecondition(
+            f"worker {worker.id} is {worker.state.value}; it should have stopped",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"worker_id": worker.id, "state": worker.state.value},
+        )
+    w = copy.deepcopy(worker)
+    w.last_heartbeat = now
+    return w
+
+
+def rendezvous_members(trial: Trial, workers: list[Worker]) -> list[Worker] | None:
+    """The workers of the trial's current run ordered by rank, or None while
+    fewer than the expected number have registered."""
+    live = sorted(
+        (w for w in workers if w.trial_run_id == trial.trial_run_id and w.state not in (W.KILLED, W.ERROR)),
+        key=lambda w: w.rank,
+    )
+    if len(live) < trial.resources.expected_workers:
+        return None
+    return live

@@ -1,0 +1,92 @@
+"""The storage interface every backend implements.
+
+Methods that change data take domain functions and run them inside the
+backend's write transaction, so the checks they make (legal transition, etag,
+study capacity) and the write they allow are atomic. Every implementation must
+pass tests/test_storage_conformance.py.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
+from ..domain.models import Study, Trial, TrialEvent, Worker
+from ..domain.trial_lifecycle import Change
+
+Now = int
+StudyCheck = Callable[[Study], None]
+TrialChange = Callable[[Trial, Now], Change]
+
+
+class Storage(abc.ABC):
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # Studies
+    @abc.abstractmethod
+    async def create_study(self, study: Study, request_id: str = "") -> Study: ...
+
+    @abc.abstractmethod
+    async def get_study(self, study_id: int) -> Study: ...
+
+    @abc.abstractmethod
+    async def get_study_by_name(self, name: str) -> Study: ...
+
+    @abc.abstractmethod
+    async def list_studies(self, flt: StudyFilter, page: Page) -> tuple[list[Study], tuple | None]:
+        """Returns a page of studies and the sort key to continue after, or None at the end."""
+
+    @abc.abstractmethod
+    async def update_study(self, study_id: int, apply: Callable[[Study], Study]) -> Study: ...
+
+    @abc.abstractmethod
+    async def delete_study(self, study_id: int, check: StudyCheck) -> Study: ...
+
+    # Trials
+    @abc.abstractmethod
+    async def create_trial(self, trial: Trial, request_id: str, admit: Callable[[Study | None], None]) -> Trial:
+        """Inserts a trial after admit(study) accepted it, in one transaction."""
+
+    @abc.abstractmethod
+    async def get_trial(self, trial_id: int) -> Trial: ...
+
+    @abc.abstractmethod
+    async def list_trials(self, flt: TrialFilter, page: Page) -> tuple[list[Trial], tuple | None]: ...
+
+    @abc.abstractmethod
+    async def change_trial(self, trial_id: int, change: TrialChange, request_id: str = "") -> Trial:
+        """Applies change(trial, now) and appends its events. A request_id seen
+        before on this trial returns the trial without applying anything."""
+
+    @abc.abstractmethod
+    async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial: ...
+
+    @abc.abstractmethod
+    async def list_trial_events(
+        self, trial_id: int, after_sequence: int, limit: int, descending: bool = False, before_sequence: int = 0
+    ) -> list[TrialEvent]: ...
+
+    @abc.abstractmethod
+    async def trials_due(self, now: int, limit: int = 500) -> list[int]:
+        """Ids of trials whose stop or runtime deadline is at or before now."""
+
+    # Workers
+    @abc.abstractmethod
+    async def register_worker(self, worker: Worker, request_id: str, admit: Callable[[Trial], None]) -> Worker: ...
+
+    @abc.abstractmethod
+    async def get_worker(self, worker_id: int) -> Worker: ...
+
+    @abc.abstractmethod
+    async def list_workers(self, flt: WorkerFilter, page: Page) -> tuple[list[Worker], tuple | None]: ...
+
+    @abc.abstractmethod
+    async def change_worker(self, worker_id: int, apply: Callable[[Worker, Now], Worker]) -> Worker: ...
+
+    @abc.abstractmethod
+    async def delete_worker(self, worker_id: int) -> Worker: ...

@@ -1,0 +1,253 @@
+"""Rows <-> domain objects. Queried fields are columns; the rest is a JSON body."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict
+
+from ...domain.models import (
+    AlgorithmSpec,
+    EarlyExitReason,
+    FeasibleSpace,
+    MetricDefinition,
+    Objective,
+    ObjectiveType,
+    ParameterScale,
+    ParameterSpec,
+    ParameterType,
+    Resources,
+    SourceInfo,
+    SourceInfoType,
+    Study,
+    StudyState,
+    Trial,
+    TrialEvent,
+    TrialState,
+    Worker,
+    WorkerState,
+)
+from ...domain.listing import fold
+
+
+def dumps(value) -> str:
+    # allow_nan keeps NaN/Infinity round-tripping through Python's json.
+    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+def _enum(cls, value):
+    return cls(value) if value else None
+
+
+def _enum_value(value):
+    return value.value if value is not None else None
+
+
+# --- studies ---------------------------------------------------------------
+
+def study_row(s: Study) -> dict:
+    body = {
+        "description": s.description,
+        "objective": {
+            "metric_name": s.objective.metric_name,
+            "type": _enum_value(s.objective.type),
+            "goal": s.objective.goal,
+            "additional_metric_names": s.objective.additional_metric_names,
+        },
+        "parameters": [
+            {
+                "name": p.name,
+                "type": _enum_value(p.type),
+                "scale": p.scale.value,
+                "feasible_space": asdict(p.feasible_space),
+            }
+            for p in s.parameters
+        ],
+        "algorithm": {"name": s.algorithm.name, "settings": s.algorithm.settings},
+        "early_stopping": {"name": s.early_stopping.name, "settings": s.early_stopping.settings},
+        "max_trials": s.max_trials,
+        "parallel_trials": s.parallel_trials,
+        "tags": s.tags,
+        "metric_definitions": [asdict(d) for d in s.metric_definitions],
+        "metadata": s.metadata,
+    }
+    return {
+        "name": s.name,
+        "name_folded": fold(s.name),
+        "owner": s.owner,
+        "state": s.state.value,
+        "trial_count": s.trial_count,
+        "create_time": s.create_time,
+        "update_time": s.update_time,
+        "version": s.version,
+        "body": dumps(body),
+    }
+
+
+def study_from_row(row: sqlite3.Row) -> Study:
+    b = json.loads(row["body"])
+    obj = b["objective"]
+    return Study(
+        id=row["id"],
+        name=row["name"],
+        owner=row["owner"],
+        state=StudyState(row["state"]),
+        trial_count=row["trial_count"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        version=row["version"],
+        description=b["description"],
+        objective=Objective(
+            metric_name=obj["metric_name"],
+            type=_enum(ObjectiveType, obj["type"]),
+            goal=obj["goal"],
+            additional_metric_names=obj["additional_metric_names"],
+        ),
+        parameters=[
+            ParameterSpec(
+                name=p["name"],
+                type=_enum(ParameterType, p["type"]),
+                scale=ParameterScale(p["scale"]),
+                feasible_space=FeasibleSpace(**p["feasible_space"]),
+            )
+            for p in b["parameters"]
+        ],
+        algorithm=AlgorithmSpec(b["algorithm"]["name"], [tuple(x) for x in b["algorithm"]["settings"]]),
+        early_stopping=AlgorithmSpec(b["early_stopping"]["name"], [tuple(x) for x in b["early_stopping"]["settings"]]),
+        max_trials=b["max_trials"],
+        parallel_trials=b["parallel_trials"],
+        tags=b["tags"],
+        metric_definitions=[MetricDefinition(**d) for d in b["metric_definitions"]],
+        metadata=b["metadata"],
+    )
+
+
+# --- trials ----------------------------------------------------------------
+
+def trial_row(t: Trial) -> dict:
+    body = {
+        "hyperparameters": t.hyperparameters,
+        "warm_start_checkpoint_uuid": t.warm_start_checkpoint_uuid,
+        "metadata": t.metadata,
+        "log_retention_days": t.log_retention_days,
+        "max_runtime_seconds": t.max_runtime_seconds,
+        "retry_max_attempts": t.retry_max_attempts,
+        "resources": asdict(t.resources),
+        "environment": t.environment,
+        "notes": t.notes,
+        "tags": t.tags,
+        "source_info": None
+        if t.source_info is None
+        else {**asdict(t.source_info), "type": _enum_value(t.source_info.type)},
+        "runner_state": t.runner_state,
+        "early_exit_reason": _enum_value(t.early_exit_reason),
+        "failure_reason": t.failure_reason,
+        "task_ids": t.task_ids,
+        "running_seconds": t.running_seconds,
+        "running_since": t.running_since,
+    }
+    return {
+        "study_id": t.study_id or None,
+        "name": t.name,
+        "name_folded": fold(t.name),
+        "state": t.state.value,
+        "restarts": t.restarts,
+        "trial_run_id": t.trial_run_id,
+        "steps_completed": t.steps_completed,
+        "create_time": t.create_time,
+        "update_time": t.update_time,
+        "start_time": t.start_time,
+        "end_time": t.end_time,
+        "stop_deadline": t.stop_deadline,
+        "runtime_deadline": t.runtime_deadline,
+        "version": t.version,
+        "body": dumps(body),
+    }
+
+
+def trial_from_row(row: sqlite3.Row) -> Trial:
+    b = json.loads(row["body"])
+    src = b["source_info"]
+    return Trial(
+        id=row["id"],
+        study_id=row["study_id"] or 0,
+        name=row["name"],
+        state=TrialState(row["state"]),
+        restarts=row["restarts"],
+        trial_run_id=row["trial_run_id"],
+        steps_completed=row["steps_completed"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        stop_deadline=row["stop_deadline"],
+        runtime_deadline=row["runtime_deadline"],
+        version=row["version"],
+        hyperparameters=b["hyperparameters"],
+        warm_start_checkpoint_uuid=b["warm_start_checkpoint_uuid"],
+        metadata=b["metadata"],
+        log_retention_days=b["log_retention_days"],
+        max_runtime_seconds=b["max_runtime_seconds"],
+        retry_max_attempts=b["retry_max_attempts"],
+        resources=Resources(**b["resources"]),
+        environment=b["environment"],
+        notes=b["notes"],
+        tags=b["tags"],
+        source_info=None if src is None else SourceInfo(**{**src, "type": _enum(SourceInfoType, src["type"])}),
+        runner_state=b["runner_state"],
+        early_exit_reason=_enum(EarlyExitReason, b["early_exit_reason"]),
+        failure_reason=b["failure_reason"],
+        task_ids=b["task_ids"],
+        running_seconds=b["running_seconds"],
+        running_since=b["running_since"],
+    )
+
+
+def event_from_row(row: sqlite3.Row) -> TrialEvent:
+    return TrialEvent(
+        trial_id=row["trial_id"],
+        sequence=row["sequence"],
+        time=row["time"],
+        from_state=TrialState(row["from_state"]),
+        to_state=TrialState(row["to_state"]),
+        trial_run_id=row["trial_run_id"],
+        message=row["message"],
+        details=json.loads(row["details"]),
+    )
+
+
+# --- workers ---------------------------------------------------------------
+
+def worker_row(w: Worker) -> dict:
+    return {
+        "trial_id": w.trial_id,
+        "trial_run_id": w.trial_run_id,
+        "type": w.type,
+        "state": w.state.value,
+        "rank": w.rank,
+        "slots": w.slots,
+        "address": w.address,
+        "tags": dumps(w.tags),
+        "last_heartbeat": w.last_heartbeat,
+        "create_time": w.create_time,
+        "update_time": w.update_time,
+    }
+
+
+def worker_from_row(row: sqlite3.Row) -> Worker:
+    return Worker(
+        id=row["id"],
+        trial_id=row["trial_id"],
+        trial_run_id=row["trial_run_id"],
+        type=row["type"],
+        state=WorkerState(row["state"]),
+        rank=row["rank"],
+        slots=row["slots"],
+        address=row["address"],
+        tags=json.loads(row["tags"]),
+        last_heartbeat=row["last_heartbeat"],
+        create_time=row["create_time"],
+        update_time=row["update_time"],
+    )
+
+

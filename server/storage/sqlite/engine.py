@@ -1,0 +1,191 @@
+"""SQLite connections: one writer thread with group commit, many readers.
+
+Writes are functions of a connection queued to a single thread. That thread
+takes everything queued, runs it in one transaction (each function inside a
+savepoint, so one failing write does not undo its neighbours) and resolves the
+callers' futures only after COMMIT returned: an answered write is durable.
+Readers use their own read-only connections from a thread pool and, thanks to
+WAL, never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
+
+from ...domain.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 5000
+MAX_GROUP = 512
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class Engine:
+    def __init__(self, path: str, readers: int = 4):
+        self.path = path
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer_conn = connect(path)
+        self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._closed = False
+        self.transactions = 0
+        self.writes = 0
+
+    @property
+    def writer_connection(self) -> sqlite3.Connection:
+        """For start-up work (migrations) before start() only."""
+        return self._writer_conn
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # --- writes ------------------------------------------------------------
+
+    def submit(self, fn: WriteFn) -> Future:
+        fut: Future = Future()
+        if self._closed:
+            fut.set_exception(Unavailable("the database is closing"))
+            return fut
+        self._queue.put((fn, fut))
+        return fut
+
+    async def write(self, fn: WriteFn) -> Any:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def _write_loop(self) -> None:
+        conn = self._writer_conn
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            stop = False
+            while len(batch) < MAX_GROUP:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_group(conn, batch)
+            if stop:
+                break
+        # Drain anything that raced with close().
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[1].set_exception(Unavailable("the database closed"))
+
+    def _run_group(self, conn: sqlite3.Connection, batch: list) -> None:
+        outcomes: list[tuple[Future, bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.error("cannot begin a write transaction: %s", exc)
+            for _, fut in batch:
+                fut.set_exception(Unavailable(f"database busy: {exc}"))
+            return
+        for fn, fut in batch:
+            conn.execute("SAVEPOINT w")
+            try:
+                result = fn(conn)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                outcomes.append((fut, False, exc))
+            else:
+                conn.execute("RELEASE w")
+                outcomes.append((fut, True, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed: %s", exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for fut, _, _ in outcomes:
+                fut.set_exception(Unavailable(f"commit failed: {exc}"))
+            return
+        self.transactions += 1
+        self.writes += len(batch)
+        for fut, ok, value in outcomes:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    # --- reads -------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, read_only=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _read_in_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._closed:
+            raise Unavailable("the database is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read_in_thread, fn)
+
+    # --- shutdown ----------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        try:
+            self._writer_conn.execute("PRAGMA optimize")
+            self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._writer_conn.close()

@@ -1,0 +1,141 @@
+"""Numbered schema migrations, applied at start-up.
+
+Each migration runs in one transaction together with its row in
+schema_migrations, so a crash never leaves a half-applied version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "studies, trials, trial events and workers",
+        """
+        CREATE TABLE studies (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            name_folded TEXT NOT NULL,
+            owner TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,
+            trial_count INTEGER NOT NULL DEFAULT 0,
+            create_time INTEGER NOT NULL,
+            update_time INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            request_id TEXT UNIQUE,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX studies_create_time ON studies (create_time, id);
+        CREATE INDEX studies_update_time ON studies (update_time, id);
+        CREATE INDEX studies_name_folded ON studies (name_folded, id);
+        CREATE TABLE study_tags (
+            study_id INTEGER NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (tag, study_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX study_tags_study ON study_tags (study_id);
+
+        CREATE TABLE trials (
+            id INTEGER PRIMARY KEY,
+            study_id INTEGER REFERENCES studies (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            name_folded TEXT NOT NULL,
+            state TEXT NOT NULL,
+            restarts INTEGER NOT NULL,
+            trial_run_id INTEGER NOT NULL,
+            steps_completed INTEGER NOT NULL,
+            create_time INTEGER NOT NULL,
+            update_time INTEGER NOT NULL,
+            start_time INTEGER,
+            end_time INTEGER,
+            stop_deadline INTEGER,
+            runtime_deadline INTEGER,
+            version INTEGER NOT NULL,
+            request_id TEXT UNIQUE,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX trials_study ON trials (study_id, id);
+        CREATE INDEX trials_state ON trials (state, id);
+        CREATE INDEX trials_create_time ON trials (create_time, id);
+        CREATE INDEX trials_update_time ON trials (update_time, id);
+        CREATE INDEX trials_name ON trials (name, id);
+        CREATE INDEX trials_stop_deadline ON trials (stop_deadline) WHERE stop_deadline IS NOT NULL;
+        CREATE INDEX trials_runtime_deadline ON trials (runtime_deadline) WHERE runtime_deadline IS NOT NULL;
+        CREATE TABLE trial_tags (
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (tag, trial_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX trial_tags_trial ON trial_tags (trial_id);
+
+        CREATE TABLE trial_events (
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            sequence INTEGER NOT NULL,
+            time INTEGER NOT NULL,
+            from_state TEXT NOT NULL,
+            to_state TEXT NOT NULL,
+            trial_run_id INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            details TEXT NOT NULL,
+            request_id TEXT,
+            PRIMARY KEY (trial_id, sequence)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX trial_events_request ON trial_events (trial_id, request_id)
+            WHERE request_id IS NOT NULL;
+
+        CREATE TABLE workers (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            trial_run_id INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            state TEXT NOT NULL,
+            rank INTEGER NOT NULL,
+            slots INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            last_heartbeat INTEGER,
+            create_time INTEGER NOT NULL,
+            update_time INTEGER NOT NULL,
+            request_id TEXT UNIQUE,
+            UNIQUE (trial_id, trial_run_id, rank)
+        );
+        """,
+    ),
+]
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+    )
+    return {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Applies every pending migration; returns the versions applied now."""
+    done = applied_versions(conn)
+    newly = []
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, int(time.time())),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        newly.append(version)
+    return newly

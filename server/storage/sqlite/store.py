@@ -1,0 +1,376 @@
+"""The SQLite implementation of the storage interface."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Callable
+
+from ...domain.errors import AlreadyExists, NotFound
+from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
+from ...domain.models import Study, Trial, TrialEvent, Worker
+from ..base import Storage, StudyCheck, TrialChange
+from . import codec
+from .engine import Engine
+from .migrations import migrate
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _insert(conn: sqlite3.Connection, table: str, row: dict) -> int:
+    cols = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    cur = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+    return cur.lastrowid
+
+
+def _update(conn: sqlite3.Connection, table: str, row_id: int, row: dict) -> None:
+    sets = ", ".join(f"{c} = ?" for c in row)
+    conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*row.values(), row_id))
+
+
+def _set_tags(conn: sqlite3.Connection, table: str, owner_col: str, owner_id: int, tags: list[str]) -> None:
+    conn.execute(f"DELETE FROM {table} WHERE {owner_col} = ?", (owner_id,))
+    conn.executemany(f"INSERT INTO {table} ({owner_col}, tag) VALUES (?, ?)", [(owner_id, t) for t in tags])
+
+
+class _Query:
+    """A WHERE clause under construction."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.args: list = []
+
+    def add(self, clause: str, *args) -> None:
+        self.clauses.append(clause)
+        self.args.extend(args)
+
+    def where(self) -> str:
+        return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def _keyset(q: _Query, page: Page, table: str) -> str:
+    """Adds the keyset condition for page and returns the ORDER BY clause."""
+    col = f"{table}.{page.order.field}"
+    direction = "DESC" if page.order.descending else "ASC"
+    if page.after is not None:
+        op = "<" if page.order.descending else ">"
+        q.add(f"({col}, {table}.id) {op} (?, ?)", *page.after)
+    return f"ORDER BY {col} {direction}, {table}.id {direction}"
+
+
+def _page_result(rows: list, page: Page, decode) -> tuple[list, tuple | None]:
+    items = [decode(r) for r in rows[: page.size]]
+    if len(rows) <= page.size:
+        return items, None
+    last = rows[page.size - 1]
+    return items, (last[page.order.field], last["id"])
+
+
+def _common_filters(q: _Query, table: str, tags_table: str, owner_col: str, flt) -> None:
+    if flt.states:
+        q.add(f"{table}.state IN ({', '.join('?' for _ in flt.states)})", *flt.states)
+    for tag in flt.tags:
+        q.add(f"EXISTS (SELECT 1 FROM {tags_table} x WHERE x.{owner_col} = {table}.id AND x.tag = ?)", tag)
+    if flt.created_after is not None:
+        q.add(f"{table}.create_time > ?", flt.created_after)
+    if flt.created_before is not None:
+        q.add(f"{table}.create_time < ?", flt.created_before)
+    if flt.name_pattern:
+        q.add(f"{table}.name_folded LIKE ? ESCAPE '\\'", flt.name_pattern)
+
+
+class SqliteStorage(Storage):
+    def __init__(self, path: str, clock: Callable[[], int] = now_us, readers: int = 4):
+        self.path = os.path.abspath(path)
+        self.clock = clock
+        self._readers = readers
+        self.engine: Engine | None = None
+
+    async def open(self) -> None:
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self.engine = Engine(self.path, readers=self._readers)
+        migrate(self.engine.writer_connection)
+        self.engine.start()
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+    async def _write(self, fn):
+        return await self.engine.write(fn)
+
+    async def _read(self, fn):
+        return await self.engine.read(fn)
+
+    # --- studies -----------------------------------------------------------
+
+    @staticmethod
+    def _study(conn: sqlite3.Connection, study_id: int) -> Study:
+        row = conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise NotFound("study", study_id)
+        return codec.study_from_row(row)
+
+    async def create_study(self, study: Study, request_id: str = "") -> Study:
+        def write(conn):
+            if request_id:
+                row = conn.execute("SELECT id FROM studies WHERE request_id = ?", (request_id,)).fetchone()
+                if row:
+                    return self._study(conn, row[0])
+            if conn.execute("SELECT 1 FROM studies WHERE name = ?", (study.name,)).fetchone():
+                raise AlreadyExists("study", study.name)
+            now = self.clock()
+            study.create_time = study.update_time = now
+            study.version = 1
+            row = codec.study_row(study)
+            row["request_id"] = request_id or None
+            new_id = _insert(conn, "studies", row)
+            _set_tags(conn, "study_tags", "study_id", new_id, study.tags)
+            return self._study(conn, new_id)
+
+        return await self._write(write)
+
+    async def get_study(self, study_id: int) -> Study:
+        return await self._read(lambda conn: self._study(conn, study_id))
+
+    async def get_study_by_name(self, name: str) -> Study:
+        def read(conn):
+            row = conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound("study", name)
+            return codec.study_from_row(row)
+
+        return await self._read(read)
+
+    async def list_studies(self, flt: StudyFilter, page: Page):
+        def read(conn):
+            q = _Query()
+            _common_filters(q, "studies", "study_tags", "study_id", flt)
+            if flt.owner:
+                q.add("studies.owner = ?", flt.owner)
+            order = _keyset(q, page, "studies")
+            rows = conn.execute(f"SELECT * FROM studies {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
+            return _page_result(rows, page, codec.study_from_row)
+
+        return await self._read(read)
+
+    async def update_study(self, study_id: int, apply: Callable[[Study], Study]) -> Study:
+        def write(conn):
+            current = self._study(conn, study_id)
+            updated = apply(current)
+            updated.update_time = self.clock()
+            updated.version = current.version + 1
+            _update(conn, "studies", study_id, codec.study_row(updated))
+            _set_tags(conn, "study_tags", "study_id", study_id, updated.tags)
+            return self._study(conn, study_id)
+
+        return await self._write(write)
+
+    async def delete_study(self, study_id: int, check: StudyCheck) -> Study:
+        def write(conn):
+            study = self._study(conn, study_id)
+            check(study)
+            conn.execute("DELETE FROM studies WHERE id = ?", (study_id,))
+            return study
+
+        return await self._write(write)
+
+    # --- trials ------------------------------------------------------------
+
+    @staticmethod
+    def _trial(conn: sqlite3.Connection, trial_id: int) -> Trial:
+        row = conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        if row is None:
+            raise NotFound("trial", trial_id)
+        return codec.trial_from_row(row)
+
+    async def create_trial(self, trial: Trial, request_id: str, admit: Callable[[Study | None], None]) -> Trial:
+        def write(conn):
+            if request_id:
+                row = conn.execute("SELECT id FROM trials WHERE request_id = ?", (request_id,)).fetchone()
+                if row:
+                    return self._trial(conn, row[0])
+            study = self._study(conn, trial.study_id) if trial.study_id else None
+            admit(study)
+            now = self.clock()
+            trial.create_time = trial.update_time = now
+            trial.version = 1
+            row = codec.trial_row(trial)
+            row["request_id"] = request_id or None
+            new_id = _insert(conn, "trials", row)
+            if not trial.name:
+                conn.execute("UPDATE trials SET name = ?, name_folded = ? WHERE id = ?", (f"trial-{new_id}", f"trial-{new_id}", new_id))
+            _set_tags(conn, "trial_tags", "trial_id", new_id, trial.tags)
+            if study is not None:
+                conn.execute("UPDATE studies SET trial_count = trial_count + 1 WHERE id = ?", (study.id,))
+            return self._trial(conn, new_id)
+
+        return await self._write(write)
+
+    async def get_trial(self, trial_id: int) -> Trial:
+        return await self._read(lambda conn: self._trial(conn, trial_id))
+
+    async def list_trials(self, flt: TrialFilter, page: Page):
+        def read(conn):
+            q = _Query()
+            if flt.study_id:
+                q.add("trials.study_id = ?", flt.study_id)
+            _common_filters(q, "trials", "trial_tags", "trial_id", flt)
+            order = _keyset(q, page, "trials")
+            rows = conn.execute(f"SELECT * FROM trials {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
+            return _page_result(rows, page, codec.trial_from_row)
+
+        return await self._read(read)
+
+    async def change_trial(self, trial_id: int, change: TrialChange, request_id: str = "") -> Trial:
+        def write(conn):
+            current = self._trial(conn, trial_id)
+            if request_id and conn.execute(
+                "SELECT 1 FROM trial_events WHERE trial_id = ? AND request_id = ?", (trial_id, request_id)
+            ).fetchone():
+                return current
+            now = self.clock()
+            result = change(current, now)
+            updated = result.trial
+            updated.update_time = now
+            updated.version = current.version + 1
+            _update(conn, "trials", trial_id, codec.trial_row(updated))
+            if updated.tags != current.tags:
+                _set_tags(conn, "trial_tags", "trial_id", trial_id, updated.tags)
+            if result.events:
+                (last,) = conn.execute(
+                    "SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,)
+                ).fetchone()
+                for i, ev in enumerate(result.events):
+                    _insert(conn, "trial_events", {
+                        "trial_id": trial_id,
+                        "sequence": last + i + 1,
+                        "time": now,
+                        "from_state": ev.from_state.value,
+                        "to_state": ev.to_state.value,
+                        "trial_run_id": ev.trial_run_id,
+                        "message": ev.message,
+                        "details": codec.dumps(ev.details),
+                        "request_id": (request_id or None) if i == 0 else None,
+                    })
+            return self._trial(conn, trial_id)
+
+        return await self._write(write)
+
+    async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial:
+        def write(conn):
+            trial = self._trial(conn, trial_id)
+            check(trial)
+            conn.execute("DELETE FROM trials WHERE id = ?", (trial_id,))
+            if trial.study_id:
+                conn.execute("UPDATE studies SET trial_count = trial_count - 1 WHERE id = ?", (trial.study_id,))
+            return trial
+
+        return await self._write(write)
+
+    async def list_trial_events(self, trial_id, after_sequence, limit, descending=False, before_sequence=0):
+        def read(conn):
+            self._trial(conn, trial_id)
+            q = _Query()
+            q.add("trial_id = ?", trial_id)
+            if after_sequence:
+                q.add("sequence > ?", after_sequence)
+            if before_sequence:
+                q.add("sequence < ?", before_sequence)
+            direction = "DESC" if descending else "ASC"
+            rows = conn.execute(
+                f"SELECT * FROM trial_events {q.where()} ORDER BY sequence {direction} LIMIT ?", (*q.args, limit)
+            ).fetchall()
+            return [codec.event_from_row(r) for r in rows]
+
+        return await self._read(read)
+
+    async def trials_due(self, now: int, limit: int = 500) -> list[int]:
+        def read(conn):
+            rows = conn.execute(
+                "SELECT id FROM trials WHERE stop_deadline <= ? UNION "
+                "SELECT id FROM trials WHERE runtime_deadline <= ? LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._read(read)
+
+    # --- workers -----------------------------------------------------------
+
+    @staticmethod
+    def _worker(conn: sqlite3.Connection, worker_id: int) -> Worker:
+        row = conn.execute("SELECT * FROM workers WHERE id = ?", (worker_id,)).fetchone()
+        if row is None:
+            raise NotFound("worker", worker_id)
+        return codec.worker_from_row(row)
+
+    async def register_worker(self, worker: Worker, request_id: str, admit: Callable[[Trial], None]) -> Worker:
+        def write(conn):
+            if request_id:
+                row = conn.execute("SELECT id FROM workers WHERE request_id = ?", (request_id,)).fetchone()
+                if row:
+                    return self._worker(conn, row[0])
+            trial = self._trial(conn, worker.trial_id)
+            admit(trial)
+            worker.trial_run_id = trial.trial_run_id
+            taken = conn.execute(
+                "SELECT 1 FROM workers WHERE trial_id = ? AND trial_run_id = ? AND rank = ?",
+                (worker.trial_id, worker.trial_run_id, worker.rank),
+            ).fetchone()
+            if taken:
+                raise AlreadyExists("worker rank", f"{worker.rank} in run {worker.trial_run_id} of trial {worker.trial_id}")
+            now = self.clock()
+            worker.create_time = worker.update_time = now
+            worker.last_heartbeat = now
+            row = codec.worker_row(worker)
+            row["request_id"] = request_id or None
+            return self._worker(conn, _insert(conn, "workers", row))
+
+        return await self._write(write)
+
+    async def get_worker(self, worker_id: int) -> Worker:
+        return await self._read(lambda conn: self._worker(conn, worker_id))
+
+    async def list_workers(self, flt: WorkerFilter, page: Page):
+        def read(conn):
+            q = _Query()
+            if flt.trial_id:
+                self._trial(conn, flt.trial_id)
+                q.add("workers.trial_id = ?", flt.trial_id)
+            if flt.trial_run_id:
+                q.add("workers.trial_run_id = ?", flt.trial_run_id)
+            if flt.states:
+                q.add(f"workers.state IN ({', '.join('?' for _ in flt.states)})", *flt.states)
+            order = _keyset(q, page, "workers")
+            rows = conn.execute(f"SELECT * FROM workers {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
+            return _page_result(rows, page, codec.worker_from_row)
+
+        return await self._read(read)
+
+    async def change_worker(self, worker_id: int, apply) -> Worker:
+        def write(conn):
+            current = self._worker(conn, worker_id)
+            now = self.clock()
+            updated = apply(current, now)
+            updated.update_time = now
+            _update(conn, "workers", worker_id, codec.worker_row(updated))
+            return self._worker(conn, worker_id)
+
+        return await self._write(write)
+
+    async def delete_worker(self, worker_id: int) -> Worker:
+        def write(conn):
+            worker = self._worker(conn, worker_id)
+            conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+            return worker
+
+        return await self._write(write)
+
+
