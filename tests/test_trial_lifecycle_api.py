@@ -1,0 +1,142 @@
+"""Every trial transition, legal and illegal, through a real server.
+
+The expected tables are written out here by hand, independent of the
+server's own state machine code.
+"""
+
+import grpc
+import pytest
+
+from trialplane.v1 import trial_pb2, trial_service_pb2 as ts
+
+from conftest import error_of
+from trial_helpers import ALL_STATES, S, name, report, trial_in
+
+ACTIVE = {"QUEUED", "ACTIVE", "PULLING", "STARTING", "RUNNING"}
+ENDINGS_FROM_ACTIVE = {"STOPPING_COMPLETED", "STOPPING_ERROR", "COMPLETED", "CANCELED", "ERROR"}
+
+# state -> states the agent running the trial may report next (besides the same state).
+REPORTS = {
+    "QUEUED": {"ACTIVE", "PULLING", "STARTING", "RUNNING"} | ENDINGS_FROM_ACTIVE,
+    "ACTIVE": {"QUEUED", "PULLING", "STARTING", "RUNNING"} | ENDINGS_FROM_ACTIVE,
+    "PULLING": {"STARTING", "RUNNING"} | ENDINGS_FROM_ACTIVE,
+    "STARTING": {"RUNNING"} | ENDINGS_FROM_ACTIVE,
+    "RUNNING": ENDINGS_FROM_ACTIVE,
+    "PAUSED": {"CANCELED", "ERROR"},
+    "STOPPING_CANCELED": {"STOPPING_ERROR", "CANCELED", "ERROR"},
+    "STOPPING_KILLED": {"STOPPING_ERROR", "CANCELED", "ERROR"},
+    "STOPPING_COMPLETED": {"STOPPING_ERROR", "COMPLETED", "ERROR"},
+    "STOPPING_ERROR": {"ERROR"},
+    "CANCELED": set(),
+    "COMPLETED": set(),
+    "ERROR": set(),
+}
+
+# (user operation, state) -> resulting state; missing pairs are illegal.
+# A result equal to the start state means "accepted, nothing to do".
+OPERATIONS = {
+    "stop": {
+        "QUEUED": "CANCELED", "PAUSED": "CANCELED", "ACTIVE": "STOPPING_CANCELED", "PULLING": "STOPPING_CANCELED",
+        "STARTING": "STOPPING_CANCELED", "RUNNING": "STOPPING_CANCELED",
+        "STOPPING_CANCELED": "STOPPING_CANCELED", "STOPPING_KILLED": "STOPPING_KILLED",
+    },
+    "kill": {
+        "QUEUED": "CANCELED", "PAUSED": "CANCELED", "ACTIVE": "STOPPING_KILLED", "PULLING": "STOPPING_KILLED",
+        "STARTING": "STOPPING_KILLED", "RUNNING": "STOPPING_KILLED", "STOPPING_CANCELED": "STOPPING_KILLED",
+        "STOPPING_KILLED": "STOPPING_KILLED",
+    },
+    "pause": {s: "PAUSED" for s in ACTIVE | {"PAUSED"}},
+    "activate": {"PAUSED": "QUEUED", **{s: s for s in ACTIVE}},
+    "restart": {s: "QUEUED" for s in ACTIVE | {"PAUSED", "STOPPING_CANCELED", "STOPPING_KILLED", "STOPPING_COMPLETED", "STOPPING_ERROR"}},
+    "early_exit": {s: "STOPPING_COMPLETED" for s in ACTIVE},
+}
+
+
+def _call(client, op, trial_id):
+    t = client.trials
+    if op == "stop":
+        return t.StopTrial(ts.StopTrialRequest(id=trial_id))
+    if op == "kill":
+        return t.KillTrial(ts.KillTrialRequest(id=trial_id))
+    if op == "pause":
+        return t.PauseTrial(ts.PauseTrialRequest(id=trial_id))
+    if op == "activate":
+        return t.ActivateTrial(ts.ActivateTrialRequest(id=trial_id))
+    if op == "restart":
+        return t.RestartTrial(ts.RestartTrialRequest(id=trial_id))
+    return t.ReportEarlyExit(
+        ts.ReportEarlyExitRequest(id=trial_id, early_exit=trial_pb2.TrialEarlyExit(reason=trial_pb2.TRIAL_EARLY_EXIT_REASON_INVALID_HP))
+    )
+
+
+def _events(client, trial_id):
+    return list(client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial_id)).events)
+
+
+@pytest.mark.parametrize("start", ALL_STATES, ids=name)
+def test_every_reported_transition(client, start):
+    for target in ALL_STATES:
+        trial = trial_in(client, start)
+        before = _events(client, trial.id)
+        legal = name(target) in REPORTS[name(start)] or target == start
+        if legal:
+            after = report(client, trial.id, target)
+            assert after.state == target
+            events = _events(client, trial.id)
+            if target != start:
+                assert len(events) == len(before) + 1
+                assert (events[-1].from_state, events[-1].to_state) == (start, target)
+                assert events[-1].sequence == len(events)
+            else:
+                assert events == before
+        else:
+            err = error_of(report, client, trial.id, target)
+            assert err.code == grpc.StatusCode.FAILED_PRECONDITION, (name(start), name(target))
+            assert err.reason == "ILLEGAL_TRANSITION"
+            assert err.metadata["from_state"] == name(start)
+            assert err.metadata["to_state"] == name(target)
+            assert name(start) in err.message and name(target) in err.message
+            assert client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).state == start
+            assert _events(client, trial.id) == before
+
+
+@pytest.mark.parametrize("op", sorted(OPERATIONS))
+def test_every_user_operation(client, op):
+    for start in ALL_STATES:
+        trial = trial_in(client, start)
+        expected = OPERATIONS[op].get(name(start))
+        if expected is None:
+            err = error_of(_call, client, op, trial.id)
+            assert err.code == grpc.StatusCode.FAILED_PRECONDITION, (op, name(start))
+            assert err.reason == "ILLEGAL_TRANSITION"
+            assert err.metadata["from_state"] == name(start)
+            assert client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).state == start
+            continue
+        after = _call(client, op, trial.id)
+        assert name(after.state) == expected, (op, name(start))
+        if op == "restart":
+            assert after.restarts == trial.restarts + 1
+            assert after.trial_run_id == trial.trial_run_id + 1
+        if expected in ("CANCELED", "COMPLETED", "ERROR"):
+            assert after.HasField("end_time")
+        if expected.startswith("STOPPING_"):
+            assert after.HasField("stop_deadline")
+
+
+def test_unspecified_and_unknown_states_are_invalid(client):
+    trial = trial_in(client, S.TRIAL_STATE_QUEUED)
+    err = error_of(report, client, trial.id, S.TRIAL_STATE_UNSPECIFIED)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "state" in err.violations
+    err = error_of(report, client, trial.id, 99)
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "unknown value 99" in err.violations["state"]
+    err = error_of(
+        client.trials.ReportEarlyExit, ts.ReportEarlyExitRequest(id=trial.id, early_exit=trial_pb2.TrialEarlyExit())
+    )
+    assert "early_exit.reason" in err.violations
+
+
+def test_transitions_on_unknown_trial_are_not_found(client):
+    for op in OPERATIONS:
+        assert error_of(_call, client, op, 12345).code == grpc.StatusCode.NOT_FOUND
+    assert error_of(report, client, 12345, S.TRIAL_STATE_RUNNING).code == grpc.StatusCode.NOT_FOUND
+    assert error_of(_call, client, "stop", 0).code == grpc.StatusCode.INVALID_ARGUMENT
