@@ -126,10 +126,13 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
         await storage.close()
-        raise OSError(f"cannot listen on {config.host}:{config.port}")
+        raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
     return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock), config)
 
 

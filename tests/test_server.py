@@ -1,0 +1,174 @@
+"""The server as a deployed process: flags, reflection, health, shutdown, schema."""
+
+import filecmp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from trialplane.v1 import (
+    metrics_service_pb2,
+    metrics_service_pb2_grpc,
+    profiler_service_pb2,
+    profiler_service_pb2_grpc,
+    trial_pb2,
+    trial_service_pb2 as ts,
+    worker_pb2,
+    worker_service_pb2 as ws,
+)
+
+from conftest import Client, error_of
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else (shutil.which(name) or pytest.fail(f"{name} is not installed"))
+
+
+class ServerProcess:
+    def __init__(self, db_path, *extra):
+        self.proc = subprocess.Popen(
+            [tool("trialplane"), "serve", "--port", "0", "--db", str(db_path), "--shutdown-grace", "5", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise AssertionError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.address = line.strip().rsplit(" ", 1)[1]
+
+    def terminate(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def process(db_path):
+    p = ServerProcess(db_path)
+    yield p
+    if p.proc.poll() is None:
+        p.proc.kill()
+        p.proc.wait()
+
+
+def test_serve_help_documents_every_flag():
+    out = subprocess.run([tool("trialplane"), "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ["--host", "--port", "--db", "--shutdown-grace", "--watchdog-interval", "--max-message-bytes",
+                 "--reader-threads", "--log-level"]:
+        assert flag in out
+
+
+def test_grpcurl_lists_services_and_calls_without_protos(process):
+    grpcurl = tool("grpcurl")
+    listed = subprocess.run([grpcurl, "-plaintext", process.address, "list"], capture_output=True, text=True, check=True)
+    services = set(listed.stdout.split())
+    assert {
+        "trialplane.v1.StudyService", "trialplane.v1.TrialService", "trialplane.v1.WorkerService",
+        "trialplane.v1.MetricsService", "trialplane.v1.CheckpointService", "trialplane.v1.ProfilerService",
+        "trialplane.v1.LogService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+    } <= services
+    created = subprocess.run(
+        [grpcurl, "-plaintext", "-d", '{"trial": {"name": "from-grpcurl", "tags": ["cli"]}}', process.address,
+         "trialplane.v1.TrialService/CreateTrial"],
+        capture_output=True, text=True, check=True,
+    )
+    assert '"name": "from-grpcurl"' in created.stdout
+    assert '"state": "TRIAL_STATE_QUEUED"' in created.stdout
+    bad = subprocess.run(
+        [grpcurl, "-plaintext", "-d", '{"id": 1, "state": "TRIAL_STATE_PAUSED"}', process.address,
+         "trialplane.v1.TrialService/ReportTrialState"],
+        capture_output=True, text=True,
+    )
+    assert bad.returncode != 0
+    assert "FailedPrecondition" in bad.stderr and "ILLEGAL_TRANSITION" in bad.stderr
+
+
+def test_health_reports_serving(process):
+    with grpc.insecure_channel(process.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ["", "trialplane.v1.TrialService"]:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_sigterm_drains_in_flight_calls_and_keeps_data(db_path, process):
+    client = Client.connect(process.address)
+    trial = client.trials.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(name="drain", resources=trial_pb2.Resources(worker_count=2))))
+    worker = client.workers.RegisterWorker(ws.RegisterWorkerRequest(worker=worker_pb2.Worker(trial_id=trial.id, type="chief", rank=0)))
+    # A rendezvous waiting for a second worker is in flight when SIGTERM arrives.
+    pending = client.workers.GetRendezvousInfo.future(
+        ws.GetRendezvousInfoRequest(trial_id=trial.id, worker_id=worker.id), timeout=20
+    )
+    started = threading.Event()
+    pending.add_done_callback(lambda _: started.set())
+    code, stderr = process.terminate()
+    assert code == 0, stderr
+    assert "trialplane stopped" in stderr
+    # The in-flight call was answered (cancelled by the drain or completed), not left hanging.
+    assert started.wait(5)
+    client.channel.close()
+    assert not Path(str(db_path) + "-wal").exists() or Path(str(db_path) + "-wal").stat().st_size == 0
+
+    again = ServerProcess(db_path)
+    try:
+        c2 = Client.connect(again.address)
+        assert c2.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).name == "drain"
+        assert c2.workers.GetWorker(ws.GetWorkerRequest(id=worker.id)).type == "chief"
+        c2.channel.close()
+    finally:
+        again.terminate()
+
+
+def test_port_in_use_is_a_clear_error(db_path, process, tmp_path):
+    port = process.address.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [tool("trialplane"), "serve", "--port", port, "--db", str(tmp_path / "other.db")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+
+
+def test_later_milestone_services_answer_unimplemented(client):
+    metrics = metrics_service_pb2_grpc.MetricsServiceStub(client.channel)
+    err = error_of(metrics.ReportMetrics, metrics_service_pb2.ReportMetricsRequest())
+    assert err.code == grpc.StatusCode.UNIMPLEMENTED and "ReportMetrics" in err.message
+    profiler = profiler_service_pb2_grpc.ProfilerServiceStub(client.channel)
+    err = error_of(profiler.ListProfilerSeries, profiler_service_pb2.ListProfilerSeriesRequest(trial_id=1))
+    assert err.code == grpc.StatusCode.UNIMPLEMENTED
+    # The server keeps serving afterwards.
+    assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
+
+
+def test_generated_code_matches_protos(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gen_protos
+    finally:
+        sys.path.pop(0)
+    gen_protos.generate(tmp_path)
+    fresh = tmp_path / "trialplane" / "v1"
+    committed = ROOT / "generated" / "trialplane" / "v1"
+    names = sorted(p.name for p in fresh.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
+    match, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
+    assert not mismatch and not errors, f"generated/ is stale; run `make proto`: {mismatch + errors}"
+
+
+def test_buf_lint_is_clean():
+    result = subprocess.run([tool("buf"), "lint"], cwd=ROOT / "protos", capture_output=True, text=True,
+                            env={**os.environ, "BUF_CACHE_DIR": str(ROOT / ".venv" / "buf-cache")})
+    assert result.returncode == 0, result.stdout + result.stderr
