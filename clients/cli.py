@@ -33,6 +33,15 @@ def _serve_parser(sub) -> None:
     )
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest accepted message")
     p.add_argument("--reader-threads", type=int, default=d.reader_threads, help="threads serving database reads")
+    p.add_argument(
+        "--profiler-retention-days",
+        type=int,
+        default=d.profiler_retention_days,
+        help="days profiler samples are kept for trials that set no log_retention_days",
+    )
+    p.add_argument(
+        "--retention-interval", type=float, default=d.retention_interval, help="seconds between retention sweeps; 0 disables"
+    )
     p.add_argument("--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
 
 
@@ -48,6 +57,8 @@ def _run_serve(args) -> int:
         watchdog_interval=args.watchdog_interval,
         max_message_bytes=args.max_message_bytes,
         reader_threads=args.reader_threads,
+        profiler_retention_days=args.profiler_retention_days,
+        retention_interval=args.retention_interval,
         log_level=args.log_level,
     )
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

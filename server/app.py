@@ -25,6 +25,7 @@ from trialplane.v1 import (
 )
 
 from .api.pending_services import PENDING
+from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
 from .api.trial_service import TrialServicer
 from .api.worker_service import WorkerServicer
@@ -77,6 +78,36 @@ class Watchdog:
                 log.exception("watchdog sweep failed")
 
 
+class RetentionJob:
+    """Deletes expired profiler samples in small transactions so that
+    ingestion keeps flowing between them."""
+
+    BATCH = 2000
+
+    def __init__(self, storage: Storage, default_days: int, clock=now_us):
+        self.storage = storage
+        self.default_days = default_days
+        self.clock = clock
+
+    async def sweep(self) -> int:
+        deleted = 0
+        while True:
+            n = await self.storage.delete_expired_profiler(self.clock(), self.default_days, self.BATCH)
+            deleted += n
+            if n < self.BATCH:
+                return deleted
+
+    async def run(self, interval: float) -> None:
+        while True:
+            try:
+                deleted = await self.sweep()
+                if deleted:
+                    log.info("retention deleted %d profiler chunks", deleted)
+            except Exception:  # noqa: BLE001 - try again next time
+                log.exception("retention sweep failed")
+            await asyncio.sleep(interval)
+
+
 @dataclass
 class App:
     server: grpc.aio.Server
@@ -84,20 +115,24 @@ class App:
     storage: Storage
     health: health.aio.HealthServicer
     watchdog: Watchdog
+    retention: RetentionJob
     config: ServerConfig
-    _watchdog_task: asyncio.Task | None = None
+    _tasks: list = None
 
     async def start(self) -> None:
         await self.server.start()
+        self._tasks = []
         if self.config.watchdog_interval > 0:
-            self._watchdog_task = asyncio.create_task(self.watchdog.run(self.config.watchdog_interval))
+            self._tasks.append(asyncio.create_task(self.watchdog.run(self.config.watchdog_interval)))
+        if self.config.retention_interval > 0:
+            self._tasks.append(asyncio.create_task(self.retention.run(self.config.retention_interval)))
         log.info("trialplane listening on %s:%d (database %s)", self.config.host, self.port, self.config.db_path)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, lets in-flight ones finish, closes the database."""
         await self.health.enter_graceful_shutdown()
-        if self._watchdog_task is not None:
-            self._watchdog_task.cancel()
+        for task in self._tasks or []:
+            task.cancel()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
         await self.storage.close()
         log.info("trialplane stopped")
@@ -117,6 +152,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), server)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), server)
+    add_profiler_service(ProfilerServicer(storage), server)
     for servicer_class, add in PENDING:
         add(servicer_class(), server)
     health_servicer = health.aio.HealthServicer()
@@ -133,7 +169,8 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     if port == 0:
         await storage.close()
         raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
-    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock), config)
+    retention = RetentionJob(storage, config.profiler_retention_days, clock)
+    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock), retention, config)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -94,7 +94,7 @@ class FakeClock:
 
 
 def start_server(db_path, clock=None, **overrides) -> ServerThread:
-    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, **overrides)
+    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, **overrides)
     storage = SqliteStorage(str(db_path), clock=clock) if clock is not None else None
     return ServerThread(config, storage).start()
 

@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from trialplane.v1 import (
+    checkpoint_service_pb2,
+    checkpoint_service_pb2_grpc,
     metrics_service_pb2,
     metrics_service_pb2_grpc,
-    profiler_service_pb2,
-    profiler_service_pb2_grpc,
     trial_pb2,
     trial_service_pb2 as ts,
     worker_pb2,
@@ -146,8 +146,8 @@ def test_later_milestone_services_answer_unimplemented(client):
     metrics = metrics_service_pb2_grpc.MetricsServiceStub(client.channel)
     err = error_of(metrics.ReportMetrics, metrics_service_pb2.ReportMetricsRequest())
     assert err.code == grpc.StatusCode.UNIMPLEMENTED and "ReportMetrics" in err.message
-    profiler = profiler_service_pb2_grpc.ProfilerServiceStub(client.channel)
-    err = error_of(profiler.ListProfilerSeries, profiler_service_pb2.ListProfilerSeriesRequest(trial_id=1))
+    checkpoints = checkpoint_service_pb2_grpc.CheckpointServiceStub(client.channel)
+    err = error_of(checkpoints.GetCheckpoint, checkpoint_service_pb2.GetCheckpointRequest(uuid="x"))
     assert err.code == grpc.StatusCode.UNIMPLEMENTED
     # The server keeps serving afterwards.
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""

@@ -70,7 +70,7 @@ async def abort(context: grpc.aio.ServicerContext, err: domain.DomainError):
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
 
-def _internal(method: str, exc: BaseException) -> domain.DomainError:
+def internal_error(method: str, exc: BaseException) -> domain.DomainError:
     log.exception("unexpected error in %s", method, exc_info=exc)
     return domain.DomainError(f"internal error in {method}: {type(exc).__name__}", reason="INTERNAL")
 
@@ -90,7 +90,7 @@ def rpc(fn):
             except domain.DomainError as err:
                 await abort(context, err)
             except Exception as exc:  # noqa: BLE001
-                await abort(context, _internal(name, exc))
+                await abort(context, internal_error(name, exc))
 
         return stream_wrapper
 
@@ -103,6 +103,6 @@ def rpc(fn):
         except domain.DomainError as err:
             await abort(context, err)
         except Exception as exc:  # noqa: BLE001
-            await abort(context, _internal(name, exc))
+            await abort(context, internal_error(name, exc))
 
     return wrapper

@@ -10,8 +10,6 @@ from trialplane.v1 import (
     log_service_pb2_grpc,
     metrics_service_pb2,
     metrics_service_pb2_grpc,
-    profiler_service_pb2,
-    profiler_service_pb2_grpc,
 )
 
 from ..domain.errors import Unimplemented
@@ -39,10 +37,6 @@ PENDING = [
     (
         _pending(checkpoint_service_pb2_grpc.CheckpointServiceServicer, checkpoint_service_pb2.DESCRIPTOR.services_by_name["CheckpointService"]),
         checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server,
-    ),
-    (
-        _pending(profiler_service_pb2_grpc.ProfilerServiceServicer, profiler_service_pb2.DESCRIPTOR.services_by_name["ProfilerService"]),
-        profiler_service_pb2_grpc.add_ProfilerServiceServicer_to_server,
     ),
     (
         _pending(log_service_pb2_grpc.LogServiceServicer, log_service_pb2.DESCRIPTOR.services_by_name["LogService"]),

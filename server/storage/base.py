@@ -9,15 +9,48 @@ pass tests/test_storage_conformance.py.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
+from ..domain.profiler import Chunk, ChunkSummary, Labels
 from ..domain.trial_lifecycle import Change
 
 Now = int
 StudyCheck = Callable[[Study], None]
 TrialChange = Callable[[Trial, Now], Change]
+
+
+@dataclass
+class IngestItem:
+    """One validated profiler batch, ready to store."""
+
+    sequence: int
+    labels: Labels
+    summary: ChunkSummary
+    data: bytes
+
+
+@dataclass
+class IngestResult:
+    # Highest sequence number of the stream now stored (or rejected for good).
+    acknowledged_sequence: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    stored_samples: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class SeriesInfo:
+    series_id: int
+    labels: Labels
+    sample_count: int
+    chunk_count: int
+    first_ts: int | None
+    last_ts: int | None
+    first_batch: int | None
+    last_batch: int | None
 
 
 class Storage(abc.ABC):
@@ -90,3 +123,34 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def delete_worker(self, worker_id: int) -> Worker: ...
+
+    # Profiler samples
+    @abc.abstractmethod
+    async def ingest_profiler(self, stream_id: str, items: list[IngestItem]) -> IngestResult:
+        """Stores batches atomically; with a stream_id, sequences at or below the
+        stream's acknowledged one are dropped as duplicates."""
+
+    @abc.abstractmethod
+    async def profiler_stream_position(self, stream_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def list_profiler_series(self, trial_id: int) -> list[SeriesInfo]: ...
+
+    @abc.abstractmethod
+    async def find_profiler_series(self, labels: Labels) -> SeriesInfo: ...
+
+    @abc.abstractmethod
+    async def profiler_summaries(
+        self, series_id: int, start_ts: int, end_ts: int, start_batch: int, end_batch: int, after: tuple | None = None
+    ) -> list[ChunkSummary]: ...
+
+    @abc.abstractmethod
+    async def profiler_chunks(self, chunk_ids: list[int]) -> dict[int, Chunk]: ...
+
+    @abc.abstractmethod
+    async def profiler_chunks_after(
+        self, series_id: int, after_chunk_id: int, after_ts: int, limit: int
+    ) -> list[tuple[int, Chunk]]: ...
+
+    @abc.abstractmethod
+    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int: ...

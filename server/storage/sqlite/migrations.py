@@ -103,6 +103,47 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "profiler series and their columnar chunks",
+        """
+        CREATE TABLE profiler_series (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            gpu_uuid TEXT NOT NULL,
+            metric_type TEXT NOT NULL,
+            sample_count INTEGER NOT NULL DEFAULT 0,
+            chunk_count INTEGER NOT NULL DEFAULT 0,
+            first_ts INTEGER,
+            last_ts INTEGER,
+            first_batch INTEGER,
+            last_batch INTEGER,
+            UNIQUE (trial_id, name, agent_id, gpu_uuid, metric_type)
+        );
+        CREATE TABLE profiler_chunks (
+            id INTEGER PRIMARY KEY,
+            series_id INTEGER NOT NULL REFERENCES profiler_series (id) ON DELETE CASCADE,
+            first_ts INTEGER NOT NULL,
+            last_ts INTEGER NOT NULL,
+            first_batch INTEGER NOT NULL,
+            last_batch INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            vmin REAL,
+            vmax REAL,
+            vlast REAL,
+            data BLOB NOT NULL
+        );
+        CREATE INDEX profiler_chunks_series_time ON profiler_chunks (series_id, first_ts, id);
+        CREATE INDEX profiler_chunks_series_end ON profiler_chunks (series_id, last_ts);
+        CREATE TABLE profiler_streams (
+            stream_id TEXT PRIMARY KEY,
+            last_sequence INTEGER NOT NULL,
+            update_time INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

@@ -10,8 +10,8 @@ from typing import Callable
 from ...domain.errors import AlreadyExists, NotFound
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, TrialEvent, Worker
-from ..base import Storage, StudyCheck, TrialChange
-from . import codec
+from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
+from . import codec, profiler
 from .engine import Engine
 from .migrations import migrate
 
@@ -374,3 +374,31 @@ class SqliteStorage(Storage):
         return await self._write(write)
 
 
+
+    # --- profiler ----------------------------------------------------------
+
+    async def ingest_profiler(self, stream_id: str, items: list[IngestItem]) -> IngestResult:
+        return await self._write(lambda conn: profiler.ingest(conn, stream_id, items, self.clock()))
+
+    async def profiler_stream_position(self, stream_id: str) -> int:
+        return await self._read(lambda conn: profiler.stream_position(conn, stream_id))
+
+    async def list_profiler_series(self, trial_id: int):
+        return await self._read(lambda conn: profiler.list_series(conn, trial_id))
+
+    async def find_profiler_series(self, labels):
+        return await self._read(lambda conn: profiler.find_series(conn, labels))
+
+    async def profiler_summaries(self, series_id, start_ts, end_ts, start_batch, end_batch, after=None):
+        return await self._read(
+            lambda conn: profiler.summaries(conn, series_id, start_ts, end_ts, start_batch, end_batch, after)
+        )
+
+    async def profiler_chunks(self, chunk_ids):
+        return await self._read(lambda conn: profiler.chunk_data(conn, chunk_ids))
+
+    async def profiler_chunks_after(self, series_id, after_chunk_id, after_ts, limit):
+        return await self._read(lambda conn: profiler.chunks_after(conn, series_id, after_chunk_id, after_ts, limit))
+
+    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
+        return await self._write(lambda conn: profiler.delete_expired(conn, now, default_days, limit))

@@ -1,0 +1,418 @@
+"""trialplane.v1.ProfilerService: streamed profiler samples and their queries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+
+from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
+
+from ..domain import listing, trial_lifecycle
+from ..domain.errors import DomainError, ResourceExhausted, invalid
+from ..domain.profiler import Chunk, Labels, MetricType, check_batch, downsample_samples, downsample_summaries
+from ..storage.base import IngestItem, SeriesInfo, Storage
+from . import convert
+from .errors import abort, internal_error, rpc
+from .profiler_wire import Columns, _columns_from_message, parse_stream_request
+
+log = logging.getLogger(__name__)
+
+METRIC_TYPES = convert.EnumMap(profiler_pb2.ProfilerMetricType, "PROFILER_METRIC_TYPE_", MetricType)
+SERVICE = "trialplane.v1.ProfilerService"
+INT64_MAX = 2**63 - 1
+MAX_BUCKETS = 10_000
+DEFAULT_RAW_PAGE = 10_000
+MAX_RAW_PAGE = 100_000
+# A stream stops reading from its sender while this many samples wait for the
+# database; HTTP/2 flow control then slows the sender down.
+MAX_BUFFERED_SAMPLES = 400_000
+WATCH_POLL_SECONDS = 1.0
+
+
+def labels_from_proto(p: profiler_pb2.TrialProfilerMetricLabels, field: str = "labels") -> Labels:
+    metric_type = METRIC_TYPES.to_domain(p.metric_type, f"{field}.metric_type", required=True)
+    return Labels(p.trial_id, p.name, p.agent_id, p.gpu_uuid, metric_type)
+
+
+def labels_to_proto(labels: Labels) -> profiler_pb2.TrialProfilerMetricLabels:
+    return profiler_pb2.TrialProfilerMetricLabels(
+        trial_id=labels.trial_id, name=labels.name, agent_id=labels.agent_id, gpu_uuid=labels.gpu_uuid,
+        metric_type=METRIC_TYPES.to_proto(labels.metric_type),
+    )
+
+
+def batch_to_proto(labels: Labels, chunk: Chunk) -> profiler_pb2.TrialProfilerMetricsBatch:
+    return profiler_pb2.TrialProfilerMetricsBatch(
+        values=chunk.values.tolist(), batches=chunk.batches.tolist(), timestamps=chunk.timestamps.tolist(),
+        labels=labels_to_proto(labels),
+    )
+
+
+def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, columns: Columns) -> IngestItem | str:
+    """An IngestItem for a batch, or the reason it is rejected."""
+    if not batch.HasField("labels"):
+        return "labels are required"
+    try:
+        labels = labels_from_proto(batch.labels)
+    except DomainError as err:
+        return err.message
+    chunk = Chunk(columns.values, columns.batches, columns.timestamps)
+    problem = check_batch(labels, chunk)
+    if problem:
+        return problem
+    return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
+
+
+class IngestNotifier:
+    """Wakes followers when samples were stored by this server."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class _IngestSession:
+    """One StreamProfilerMetrics call: reads, validates, group-writes, acknowledges.
+
+    At most one write per stream is in flight; whatever arrives meanwhile is
+    stored by the next write, so the write size adapts to the load.
+    """
+
+    def __init__(self, storage: Storage, context, notifier: IngestNotifier):
+        self.storage = storage
+        self.context = context
+        self.notifier = notifier
+        self.stream_id: str | None = None
+        self.last_sequence = 0
+        self.acknowledged = 0
+        self.buffer: list[IngestItem] = []
+        self.buffered_samples = 0
+        self.pending = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self.closed = False
+        self.failure: BaseException | None = None
+        self.send_lock = asyncio.Lock()
+
+    async def send(self, **fields) -> None:
+        async with self.send_lock:
+            await self.context.write(ps.StreamProfilerMetricsResponse(**fields))
+
+    async def reject(self, sequence: int, reason: str) -> None:
+        await self.send(acknowledged_sequence=self.acknowledged, rejected_sequence=sequence, rejected_reason=reason)
+
+    async def flusher(self) -> None:
+        try:
+            while True:
+                await self.pending.wait()
+                self.pending.clear()
+                if not self.buffer:
+                    if self.closed:
+                        return
+                    continue
+                items, self.buffer = self.buffer, []
+                self.buffered_samples = 0
+                self.drained.set()
+                result = await self.storage.ingest_profiler(self.stream_id, items)
+                self.notifier.notify()
+                self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
+                for sequence, reason in result.rejected:
+                    await self.reject(sequence, reason)
+                await self.send(acknowledged_sequence=self.acknowledged)
+                if self.buffer or self.closed:
+                    self.pending.set()
+        except BaseException as exc:
+            self.failure = exc
+            self.drained.set()
+            raise
+
+    async def read(self, request_iterator) -> None:
+        async for message in request_iterator:
+            if self.failure is not None:
+                return
+            req = message.request
+            if self.stream_id is None:
+                self.stream_id = req.stream_id
+                if self.stream_id:
+                    self.last_sequence = await self.storage.profiler_stream_position(self.stream_id)
+                    self.acknowledged = self.last_sequence
+            if req.stream_id != self.stream_id:
+                await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
+                continue
+            if req.sequence <= self.last_sequence:
+                if self.stream_id and 0 < req.sequence <= self.acknowledged:
+                    # Already durable: a resend after a reconnect. Sequences at
+                    # or below the stored position are older than anything
+                    # still in flight, so acknowledging them is safe.
+                    await self.send(acknowledged_sequence=self.acknowledged)
+                    continue
+                await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
+                continue
+            self.last_sequence = req.sequence
+            if message.columns is None:
+                await self.reject(req.sequence, "batch is required")
+                continue
+            item = prepare(req.sequence, req.batch, message.columns)
+            if isinstance(item, str):
+                await self.reject(req.sequence, item)
+                continue
+            self.buffer.append(item)
+            self.buffered_samples += item.summary.count
+            self.pending.set()
+            if self.buffered_samples >= MAX_BUFFERED_SAMPLES:
+                self.drained.clear()
+                await self.drained.wait()
+
+    async def run(self, request_iterator) -> None:
+        flusher = asyncio.create_task(self.flusher())
+        try:
+            await self.read(request_iterator)
+            self.closed = True
+            self.pending.set()
+            await flusher
+        finally:
+            if not flusher.done():
+                flusher.cancel()
+
+
+class ProfilerServicer:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.notifier = IngestNotifier()
+
+    async def StreamProfilerMetrics(self, request_iterator, context):
+        session = _IngestSession(self.storage, context, self.notifier)
+        try:
+            await session.run(request_iterator)
+        except grpc.aio.AbortError:
+            raise
+        except DomainError as err:
+            await abort(context, err)
+        except Exception as exc:  # noqa: BLE001
+            await abort(context, internal_error("StreamProfilerMetrics", exc))
+
+    @rpc
+    async def ReportProfilerMetrics(self, request, context):
+        item = prepare(1, request.batch, _columns_from_message(request.batch))
+        if isinstance(item, str):
+            raise invalid("batch", item)
+        result = await self.storage.ingest_profiler("", [item])
+        if result.rejected:
+            raise invalid("batch.labels.trial_id", result.rejected[0][1])
+        self.notifier.notify()
+        return ps.ReportProfilerMetricsResponse(samples_stored=result.stored_samples)
+
+    @rpc
+    async def ListProfilerSeries(self, request, context):
+        if request.trial_id <= 0:
+            raise invalid("trial_id", "must be a trial id")
+        series = await self.storage.list_profiler_series(request.trial_id)
+        return ps.ListProfilerSeriesResponse(series=[self._series_to_proto(s) for s in series])
+
+    @staticmethod
+    def _series_to_proto(s: SeriesInfo) -> ps.ProfilerSeries:
+        return ps.ProfilerSeries(
+            labels=labels_to_proto(s.labels), sample_count=s.sample_count,
+            first_timestamp=s.first_ts or 0, last_timestamp=s.last_ts or 0,
+            first_batch=s.first_batch or 0, last_batch=s.last_batch or 0,
+        )
+
+    async def _resolve(self, series_labels) -> list[SeriesInfo]:
+        if not series_labels:
+            raise invalid("series", "name at least one series")
+        if len(series_labels) > 100:
+            raise ResourceExhausted("at most 100 series per call")
+        return [
+            await self.storage.find_profiler_series(labels_from_proto(p, f"series[{i}]"))
+            for i, p in enumerate(series_labels)
+        ]
+
+    @rpc
+    async def GetProfilerSamples(self, request, context):
+        series = await self._resolve(request.series)
+        start_ts = request.start_timestamp
+        end_ts = request.end_timestamp or INT64_MAX
+        start_b = request.start_batch
+        end_b = request.end_batch or INT64_MAX
+        if start_ts > end_ts:
+            raise invalid("start_timestamp", "must not be after end_timestamp")
+        if start_b > end_b:
+            raise invalid("start_batch", "must not be after end_batch")
+        if request.buckets < 0:
+            raise invalid("buckets", "must not be negative")
+        if request.buckets > 0:
+            n = min(request.buckets, MAX_BUCKETS)
+            out = [await self._downsample(s, start_ts, end_ts, start_b, end_b, n) for s in series]
+            return ps.GetProfilerSamplesResponse(series=out)
+        return await self._raw_page(request, series, start_ts, end_ts, start_b, end_b)
+
+    @staticmethod
+    def _in_range(chunk: Chunk, start_ts, end_ts, start_b, end_b) -> Chunk:
+        t, b = chunk.timestamps, chunk.batches
+        mask = (t >= start_ts) & (t <= end_ts) & (b >= start_b) & (b <= end_b)
+        return chunk if mask.all() else chunk.select(mask)
+
+    async def _downsample(self, s: SeriesInfo, start_ts, end_ts, start_b, end_b, n) -> ps.ProfilerSamples:
+        summaries = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b)
+
+        def cut(x):
+            return x.first_ts < start_ts or x.last_ts > end_ts or x.first_batch < start_b or x.last_batch > end_b
+
+        decode_all = len(summaries) <= n
+        to_decode = [x.chunk_id for x in summaries if decode_all or cut(x)]
+        decoded = await self.storage.profiler_chunks(to_decode) if to_decode else {}
+        parts = {cid: self._in_range(c, start_ts, end_ts, start_b, end_b) for cid, c in decoded.items()}
+        if decode_all:
+            chunks = [parts[x.chunk_id] for x in summaries if parts[x.chunk_id].count]
+            if not chunks:
+                buckets = []
+            else:
+                merged = Chunk(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("values", "batches", "timestamps")))
+                buckets = downsample_samples(merged, int(merged.timestamps.min()), int(merged.timestamps.max()), n)
+        else:
+            exact = []
+            for x in summaries:
+                if x.chunk_id in parts:
+                    if parts[x.chunk_id].count:
+                        exact.append(parts[x.chunk_id].summary())
+                else:
+                    exact.append(x)
+            lo = min((x.first_ts for x in exact), default=0)
+            hi = max((x.last_ts for x in exact), default=0)
+            buckets = downsample_summaries(exact, lo, hi, n)
+        return ps.ProfilerSamples(
+            labels=labels_to_proto(s.labels),
+            buckets=[
+                ps.ProfilerBucket(start_timestamp=b.start_ts, end_timestamp=b.end_ts, min=b.vmin, max=b.vmax, last=b.vlast, count=b.count)
+                for b in buckets
+            ],
+        )
+
+    async def _raw_page(self, request, series, start_ts, end_ts, start_b, end_b) -> ps.GetProfilerSamplesResponse:
+        size = listing.page_size(request.page_size, DEFAULT_RAW_PAGE, MAX_RAW_PAGE)
+        query = {"series": [s.series_id for s in series], "t": [start_ts, end_ts], "b": [start_b, end_b]}
+        page = listing.make_page(request.page_token, size, listing.Order("raw"), query)
+        # Cursor: series index, then the chunk to resume at (first_ts, id; first_ts -1
+        # for the start of the series) and how many of its samples were returned.
+        first_index, first_ts, chunk_id, skip = 0, -1, 0, 0
+        if page.after is not None:
+            try:
+                first_index, first_ts, chunk_id, skip = (int(x) for x in page.after[0])
+            except (TypeError, ValueError):
+                raise invalid("page_token", "is malformed", reason="INVALID_PAGE_TOKEN") from None
+        budget = size
+        response = ps.GetProfilerSamplesResponse()
+        for index in range(first_index, len(series)):
+            s = series[index]
+            resume = index == first_index and first_ts >= 0
+            after = (first_ts, chunk_id - 1) if resume else None
+            summaries = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b, after)
+            pieces: list[Chunk] = []
+            for group_start in range(0, len(summaries), 64):
+                group = summaries[group_start:group_start + 64]
+                data = await self.storage.profiler_chunks([x.chunk_id for x in group])
+                for pos, x in enumerate(group, start=group_start):
+                    part = self._in_range(data[x.chunk_id], start_ts, end_ts, start_b, end_b)
+                    offset = skip if resume and x.chunk_id == chunk_id else 0
+                    available = part.count - offset
+                    if available <= 0:
+                        continue
+                    take = min(available, budget)
+                    pieces.append(part.select(slice(offset, offset + take)))
+                    budget -= take
+                    if budget:
+                        continue
+                    response.series.append(self._samples(s, pieces))
+                    if take < available:
+                        cursor = (index, x.first_ts, x.chunk_id, offset + take)
+                    elif pos + 1 < len(summaries):
+                        cursor = (index, summaries[pos + 1].first_ts, summaries[pos + 1].chunk_id, 0)
+                    elif index + 1 < len(series):
+                        cursor = (index + 1, -1, 0, 0)
+                    else:
+                        return response
+                    response.next_page_token = listing.encode_token(page, (list(cursor), 0))
+                    return response
+            response.series.append(self._samples(s, pieces))
+        return response
+
+    @staticmethod
+    def _samples(s: SeriesInfo, pieces: list[Chunk]) -> ps.ProfilerSamples:
+        if pieces:
+            merged = Chunk(*(np.concatenate([getattr(c, f) for c in pieces]) for f in ("values", "batches", "timestamps")))
+        else:
+            merged = Chunk(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return ps.ProfilerSamples(labels=labels_to_proto(s.labels), samples=batch_to_proto(s.labels, merged))
+
+    @rpc
+    async def WatchProfilerSamples(self, request, context):
+        series = await self._resolve(request.series)
+        cursors = {s.series_id: 0 for s in series}
+        after_ts = request.after_timestamp
+        trial_ids = {s.labels.trial_id for s in series}
+        while True:
+            delivered = False
+            for s in series:
+                while True:
+                    found = await self.storage.profiler_chunks_after(s.series_id, cursors[s.series_id], after_ts, 64)
+                    for chunk_id, chunk in found:
+                        cursors[s.series_id] = chunk_id
+                        part = chunk.select(chunk.timestamps > after_ts) if after_ts else chunk
+                        if part.count:
+                            delivered = True
+                            yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, part))
+                    if len(found) < 64:
+                        break
+            if not delivered and await self._all_terminal(trial_ids):
+                return
+            await self.notifier.wait(WATCH_POLL_SECONDS)
+
+    async def _all_terminal(self, trial_ids) -> bool:
+        for trial_id in trial_ids:
+            if not trial_lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state):
+                return False
+        return True
+
+
+def add_profiler_service(servicer: ProfilerServicer, server) -> None:
+    """Registers the service with the raw-bytes deserializer for the stream."""
+    handlers = {
+        "StreamProfilerMetrics": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamProfilerMetrics,
+            request_deserializer=parse_stream_request,
+            response_serializer=ps.StreamProfilerMetricsResponse.SerializeToString,
+        ),
+        "ReportProfilerMetrics": grpc.unary_unary_rpc_method_handler(
+            servicer.ReportProfilerMetrics,
+            request_deserializer=ps.ReportProfilerMetricsRequest.FromString,
+            response_serializer=ps.ReportProfilerMetricsResponse.SerializeToString,
+        ),
+        "ListProfilerSeries": grpc.unary_unary_rpc_method_handler(
+            servicer.ListProfilerSeries,
+            request_deserializer=ps.ListProfilerSeriesRequest.FromString,
+            response_serializer=ps.ListProfilerSeriesResponse.SerializeToString,
+        ),
+        "GetProfilerSamples": grpc.unary_unary_rpc_method_handler(
+            servicer.GetProfilerSamples,
+            request_deserializer=ps.GetProfilerSamplesRequest.FromString,
+            response_serializer=ps.GetProfilerSamplesResponse.SerializeToString,
+        ),
+        "WatchProfilerSamples": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchProfilerSamples,
+            request_deserializer=ps.WatchProfilerSamplesRequest.FromString,
+            response_serializer=ps.WatchProfilerSamplesResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

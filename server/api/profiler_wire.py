@@ -1,0 +1,129 @@
+"""Zero-copy access to the columns of a profiler batch on the wire.
+
+Proto3 sends `repeated double values` as one packed run of little-endian
+float64s and the int64 columns as packed varints. Reading them through the
+parsed message would build a Python object per sample; instead the servicer
+receives the raw request bytes, finds the packed runs and hands them to numpy.
+Unpacked encodings (legal, but no mainstream client emits them) fall back to
+the parsed message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trialplane.v1 import profiler_pb2, profiler_service_pb2
+
+_LEN = 2  # wire type of length-delimited fields, packed repeated fields among them
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _skip(buf: bytes, pos: int, wire_type: int) -> int:
+    if wire_type == 0:
+        return _varint(buf, pos)[1]
+    if wire_type == 1:
+        return pos + 8
+    if wire_type == _LEN:
+        length, pos = _varint(buf, pos)
+        return pos + length
+    if wire_type == 5:
+        return pos + 4
+    raise ValueError(f"unsupported wire type {wire_type}")
+
+
+def decode_varints(run: memoryview | bytes) -> np.ndarray:
+    """Decodes a packed run of int64 varints into an int64 array, vectorized."""
+    b = np.frombuffer(run, dtype=np.uint8)
+    if b.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if b[-1] >= 0x80:
+        raise ValueError("truncated varint")
+    ends = np.flatnonzero(b < 0x80)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if lengths.max() > 10:
+        raise ValueError("varint longer than 10 bytes")
+    group_start = np.repeat(starts, lengths)
+    shifts = ((np.arange(b.size) - group_start) * 7).astype(np.uint64)
+    parts = (b & 0x7F).astype(np.uint64) << shifts
+    return np.add.reduceat(parts, starts).view(np.int64)
+
+
+@dataclass
+class Columns:
+    values: np.ndarray  # float64
+    batches: np.ndarray  # int64
+    timestamps: np.ndarray  # int64
+
+
+def _columns_from_message(batch: profiler_pb2.TrialProfilerMetricsBatch) -> Columns:
+    return Columns(
+        np.array(batch.values, dtype=np.float64),
+        np.array(batch.batches, dtype=np.int64),
+        np.array(batch.timestamps, dtype=np.int64),
+    )
+
+
+def batch_columns(raw: bytes | memoryview, batch: profiler_pb2.TrialProfilerMetricsBatch) -> Columns:
+    """Columns of an encoded TrialProfilerMetricsBatch (raw) whose parse is batch."""
+    runs: dict[int, list] = {1: [], 2: [], 3: []}
+    pos, end = 0, len(raw)
+    while pos < end:
+        key, pos = _varint(raw, pos)
+        field, wire_type = key >> 3, key & 7
+        if field in runs:
+            if wire_type != _LEN:
+                return _columns_from_message(batch)
+            length, pos = _varint(raw, pos)
+            runs[field].append(raw[pos:pos + length])
+            pos += length
+        else:
+            pos = _skip(raw, pos, wire_type)
+
+    def joined(field):
+        parts = runs[field]
+        return parts[0] if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+
+    values = np.frombuffer(joined(1), dtype="<f8") if runs[1] else np.zeros(0)
+    return Columns(values, decode_varints(joined(2)), decode_varints(joined(3)))
+
+
+@dataclass
+class StreamMessage:
+    request: profiler_service_pb2.StreamProfilerMetricsRequest
+    columns: Columns | None
+
+
+def parse_stream_request(raw: bytes) -> StreamMessage:
+    """The request deserializer of StreamProfilerMetrics."""
+    request = profiler_service_pb2.StreamProfilerMetricsRequest.FromString(raw)
+    columns = None
+    if request.HasField("batch"):
+        view = memoryview(raw)
+        pos, end = 0, len(raw)
+        batch_raw: list = []
+        while pos < end:
+            key, pos = _varint(raw, pos)
+            if key == (3 << 3 | _LEN):
+                length, pos = _varint(raw, pos)
+                batch_raw.append(view[pos:pos + length])
+                pos += length
+            else:
+                pos = _skip(raw, pos, key & 7)
+        raw_batch = batch_raw[0] if len(batch_raw) == 1 else b"".join(bytes(p) for p in batch_raw)
+        columns = batch_columns(raw_batch, request.batch)
+    return StreamMessage(request, columns)

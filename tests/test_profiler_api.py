@@ -1,0 +1,316 @@
+"""ProfilerService through a real server: streaming ingest, queries, retention."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc, trial_pb2, trial_service_pb2 as ts
+
+from conftest import Client, error_of
+from test_server import ServerProcess
+from trial_helpers import S, new_trial, report
+
+# A recent time in microseconds, so that the default retention keeps the samples.
+T0 = (time.time_ns() // 1000 // 1_000_000 - 86_400) * 1_000_000
+GPU = pp.PROFILER_METRIC_TYPE_SYSTEM
+
+
+def labels(trial_id, name="gpu_util", agent="agent-0", gpu="GPU-0", metric_type=GPU):
+    return pp.TrialProfilerMetricLabels(trial_id=trial_id, name=name, agent_id=agent, gpu_uuid=gpu, metric_type=metric_type)
+
+
+def batch(trial_id, start, n, step_us=1000, values=None, **label_kw):
+    values = [float(start + i) for i in range(n)] if values is None else values
+    return pp.TrialProfilerMetricsBatch(
+        values=values,
+        batches=[start + i for i in range(n)],
+        timestamps=[T0 + (start + i) * step_us for i in range(n)],
+        labels=labels(trial_id, **label_kw),
+    )
+
+
+def stream(client, requests, timeout=30):
+    stub = profiler_service_pb2_grpc.ProfilerServiceStub(client.channel)
+    return list(stub.StreamProfilerMetrics(iter(requests), timeout=timeout))
+
+
+def profiler(client):
+    return profiler_service_pb2_grpc.ProfilerServiceStub(client.channel)
+
+
+def raw_samples(client, lbl, **kw):
+    out = {"values": [], "batches": [], "timestamps": []}
+    token = ""
+    while True:
+        resp = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[lbl], page_token=token, **kw))
+        for series in resp.series:
+            for f in out:
+                out[f].extend(getattr(series.samples, f))
+        token = resp.next_page_token
+        if not token:
+            return out
+
+
+def test_stream_stores_and_acknowledges(client):
+    trial = new_trial(client)
+    reqs = [ps.StreamProfilerMetricsRequest(stream_id="a1", sequence=i + 1, batch=batch(trial.id, i * 100, 100)) for i in range(10)]
+    responses = stream(client, reqs)
+    acks = [r.acknowledged_sequence for r in responses]
+    assert acks == sorted(acks) and acks[-1] == 10
+    assert not any(r.rejected_sequence for r in responses)
+    (series,) = profiler(client).ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    assert series.sample_count == 1000
+    assert (series.first_timestamp, series.last_timestamp) == (T0, T0 + 999_000)
+    assert (series.first_batch, series.last_batch) == (0, 999)
+    assert series.labels == labels(trial.id)
+    got = raw_samples(client, labels(trial.id))
+    assert got["values"] == [float(i) for i in range(1000)]
+    assert got["batches"] == list(range(1000))
+    assert got["timestamps"] == [T0 + i * 1000 for i in range(1000)]
+
+
+def test_bad_batches_are_rejected_and_the_stream_goes_on(client):
+    trial = new_trial(client)
+    uneven = batch(trial.id, 100, 10)
+    del uneven.timestamps[-1]
+    nameless = batch(trial.id, 200, 10, name="")
+    untyped = batch(trial.id, 300, 10, metric_type=0)
+    ancient = batch(trial.id, 400, 10)
+    ancient.timestamps[0] = -5
+    reqs = [
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=1, batch=batch(trial.id, 0, 10)),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=2, batch=uneven),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=3, batch=batch(999_999, 0, 10)),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=4, batch=nameless),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=5, batch=untyped),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=6, batch=ancient),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=7),
+        ps.StreamProfilerMetricsRequest(stream_id="b", sequence=8, batch=batch(trial.id, 10, 10)),
+    ]
+    responses = stream(client, reqs)
+    rejected = {r.rejected_sequence: r.rejected_reason for r in responses if r.rejected_sequence}
+    assert set(rejected) == {2, 3, 4, 5, 6, 7}
+    assert "equal lengths" in rejected[2]
+    assert "trial 999999 not found" in rejected[3]
+    assert "name" in rejected[4]
+    assert "metric_type" in rejected[5]
+    assert "timestamps" in rejected[6]
+    assert "batch is required" in rejected[7]
+    assert responses[-1].acknowledged_sequence == 8
+    assert raw_samples(client, labels(trial.id))["values"] == [float(i) for i in range(20)]
+
+
+def test_resend_after_reconnect_leaves_no_duplicates(client):
+    trial = new_trial(client)
+    first = [ps.StreamProfilerMetricsRequest(stream_id="agent-7", sequence=i, batch=batch(trial.id, i * 10, 10)) for i in range(1, 6)]
+    assert stream(client, first)[-1].acknowledged_sequence == 5
+    # The agent did not see the acks for 3..5 and resends them with new ones.
+    resend = [ps.StreamProfilerMetricsRequest(stream_id="agent-7", sequence=i, batch=batch(trial.id, i * 10, 10)) for i in range(3, 9)]
+    assert stream(client, resend)[-1].acknowledged_sequence == 8
+    values = raw_samples(client, labels(trial.id))["values"]
+    assert values == [float(v) for v in range(10, 90)]
+    # Another stream id is another sender: its sequence 1 is new.
+    other = [ps.StreamProfilerMetricsRequest(stream_id="agent-8", sequence=1, batch=batch(trial.id, 500, 5))]
+    assert stream(client, other)[-1].acknowledged_sequence == 1
+    assert len(raw_samples(client, labels(trial.id))["values"]) == 85
+
+
+def test_acknowledged_means_durable_across_sigkill(db_path):
+    server = ServerProcess(db_path)
+    client = Client.connect(server.address)
+    trial = new_trial(client)
+    acked = []
+    stop_sending = threading.Event()
+
+    def requests():
+        for i in range(1, 100_000):
+            if stop_sending.is_set():
+                return
+            yield ps.StreamProfilerMetricsRequest(stream_id="kill-me", sequence=i, batch=batch(trial.id, i * 500, 500))
+
+    responses = profiler(client).StreamProfilerMetrics(requests(), timeout=60)
+    try:
+        for r in responses:
+            acked.append(r.acknowledged_sequence)
+            if r.acknowledged_sequence >= 40:
+                server.proc.send_signal(signal.SIGKILL)
+                break
+        for r in responses:
+            acked.append(r.acknowledged_sequence)
+    except grpc.RpcError as err:
+        assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL)
+    stop_sending.set()
+    server.proc.wait(10)
+    client.channel.close()
+    last_ack = max(acked)
+    assert last_ack >= 40
+
+    again = ServerProcess(db_path)
+    try:
+        c2 = Client.connect(again.address)
+        got = raw_samples(c2, labels(trial.id), page_size=100_000)
+        stored_batches = sorted({b // 500 for b in got["batches"]})
+        # Every acknowledged batch is there, whole, and nothing twice.
+        assert stored_batches[: last_ack] == list(range(1, last_ack + 1))
+        assert len(got["batches"]) == len(set(got["batches"])) == 500 * len(stored_batches)
+        # The agent resumes after its last acknowledgement without duplicates.
+        resume = [ps.StreamProfilerMetricsRequest(stream_id="kill-me", sequence=i, batch=batch(trial.id, i * 500, 500))
+                  for i in range(last_ack + 1, last_ack + 4)]
+        assert stream(c2, resume)[-1].acknowledged_sequence == last_ack + 3
+        got = raw_samples(c2, labels(trial.id), page_size=100_000)
+        assert len(got["batches"]) == len(set(got["batches"]))
+        c2.channel.close()
+    finally:
+        again.terminate()
+
+
+def _planted(client, trial_id, chunks, per_chunk, spike_at):
+    values = np.sin(np.arange(chunks * per_chunk) / 50.0)
+    values[spike_at] = 1000.0
+    values[spike_at + 7] = -1000.0
+    reqs = [
+        ps.StreamProfilerMetricsRequest(
+            stream_id=f"plant-{trial_id}", sequence=c + 1,
+            batch=batch(trial_id, c * per_chunk, per_chunk, values=values[c * per_chunk:(c + 1) * per_chunk].tolist()),
+        )
+        for c in range(chunks)
+    ]
+    assert stream(client, reqs)[-1].acknowledged_sequence == chunks
+    return values
+
+
+@pytest.mark.parametrize("chunks,per_chunk,buckets", [(4, 500, 10), (200, 50, 10)], ids=["sample-buckets", "chunk-buckets"])
+def test_downsampling_keeps_exact_extremes(client, chunks, per_chunk, buckets):
+    trial = new_trial(client)
+    n = chunks * per_chunk
+    spike = n // 2 + 3
+    values = _planted(client, trial.id, chunks, per_chunk, spike)
+    resp = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id)], buckets=buckets))
+    got = resp.series[0].buckets
+    assert 1 < len(got) <= buckets
+    assert sum(b.count for b in got) == n
+    assert max(b.max for b in got) == 1000.0 and min(b.min for b in got) == -1000.0
+    ts_all = T0 + np.arange(n) * 1000
+    for b in got:
+        inside = (ts_all >= b.start_timestamp) & (ts_all <= b.end_timestamp)
+        assert b.count == inside.sum()
+        assert b.min == values[inside].min() and b.max == values[inside].max()
+        assert b.last == values[inside][-1]
+    assert got[0].start_timestamp == T0 and got[-1].end_timestamp == T0 + (n - 1) * 1000
+    # A time window cutting through chunks is exact too.
+    lo, hi = T0 + 1234 * 1000, T0 + 5678 * 1000 if n > 5678 else T0 + (n - 3) * 1000
+    window = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(
+        series=[labels(trial.id)], buckets=buckets, start_timestamp=lo, end_timestamp=hi)).series[0].buckets
+    inside = (ts_all >= lo) & (ts_all <= hi)
+    assert sum(b.count for b in window) == inside.sum()
+    assert max(b.max for b in window) == values[inside].max()
+    assert min(b.min for b in window) == values[inside].min()
+
+
+def test_raw_pages_and_ranges(client):
+    trial = new_trial(client)
+    reqs = [ps.StreamProfilerMetricsRequest(stream_id="r", sequence=i + 1, batch=batch(trial.id, i * 100, 100)) for i in range(10)]
+    stream(client, reqs)
+    pages = []
+    token = ""
+    while True:
+        resp = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id)], page_size=300, page_token=token))
+        pages.append(list(resp.series[0].samples.batches))
+        token = resp.next_page_token
+        if not token:
+            break
+    assert [len(p) for p in pages] == [300, 300, 300, 100]
+    assert sum(pages, []) == list(range(1000))
+    by_batch = raw_samples(client, labels(trial.id), start_batch=250, end_batch=349)
+    assert by_batch["batches"] == list(range(250, 350))
+    by_time = raw_samples(client, labels(trial.id), start_timestamp=T0 + 990_000, end_timestamp=T0 + 10_000_000)
+    assert by_time["batches"] == list(range(990, 1000))
+    err = error_of(profiler(client).GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id)], page_token="zz"))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.reason == "INVALID_PAGE_TOKEN"
+
+
+def test_several_series_in_one_call(client):
+    trial = new_trial(client)
+    stream(client, [
+        ps.StreamProfilerMetricsRequest(stream_id="m", sequence=1, batch=batch(trial.id, 0, 5, gpu="GPU-0")),
+        ps.StreamProfilerMetricsRequest(stream_id="m", sequence=2, batch=batch(trial.id, 0, 3, gpu="GPU-1", values=[7.0, 8.0, 9.0])),
+    ])
+    series = profiler(client).ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    assert [(s.labels.gpu_uuid, s.sample_count) for s in series] == [("GPU-0", 5), ("GPU-1", 3)]
+    resp = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, gpu="GPU-1"), labels(trial.id, gpu="GPU-0")]))
+    assert [list(s.samples.values) for s in resp.series] == [[7.0, 8.0, 9.0], [0.0, 1.0, 2.0, 3.0, 4.0]]
+    buckets = profiler(client).GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, gpu="GPU-1"), labels(trial.id, gpu="GPU-0")], buckets=1))
+    assert [(s.buckets[0].max, s.buckets[0].last, s.buckets[0].count) for s in buckets.series] == [(9.0, 9.0, 3), (4.0, 4.0, 5)]
+
+
+def test_follow_mode_delivers_new_samples(client):
+    trial = new_trial(client)
+    report(client, trial.id, S.TRIAL_STATE_RUNNING)
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="f", sequence=1, batch=batch(trial.id, 0, 3))])
+    follow = profiler(client).WatchProfilerSamples(ps.WatchProfilerSamplesRequest(series=[labels(trial.id)], after_timestamp=T0 + 1000), timeout=30)
+    first = next(follow)
+    assert list(first.batch.values) == [2.0]
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="f", sequence=2, batch=batch(trial.id, 3, 2))])
+    second = next(follow)
+    assert list(second.batch.values) == [3.0, 4.0] and second.batch.labels.name == "gpu_util"
+    report(client, trial.id, S.TRIAL_STATE_COMPLETED)
+    assert list(follow) == []
+
+
+def test_retention_deletes_only_what_is_old(clocked_client, clocked_server, clock):
+    client = clocked_client
+    short = new_trial(client, "short", log_retention_days=1)
+    forever = new_trial(client, "forever", log_retention_days=-1)
+    day = 86_400_000_000
+    now = clock()
+    for trial in (short, forever):
+        old = batch(trial.id, 0, 4)
+        old.timestamps[:] = [now - 3 * day + i for i in range(4)]
+        fresh = batch(trial.id, 4, 4)
+        fresh.timestamps[:] = [now - 1000 + i for i in range(4)]
+        stream(client, [
+            ps.StreamProfilerMetricsRequest(stream_id=f"ret-{trial.id}", sequence=1, batch=old),
+            ps.StreamProfilerMetricsRequest(stream_id=f"ret-{trial.id}", sequence=2, batch=fresh),
+        ])
+    assert clocked_server.call(clocked_server.app.retention.sweep()) == 1
+    assert raw_samples(client, labels(short.id))["batches"] == [4, 5, 6, 7]
+    assert raw_samples(client, labels(forever.id))["batches"] == list(range(8))
+    (series,) = profiler(client).ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=short.id)).series
+    assert series.sample_count == 4 and series.first_batch == 4 and series.first_timestamp == now - 1000
+    clock.advance(2 * 86_400)
+    assert clocked_server.call(clocked_server.app.retention.sweep()) == 1
+    assert raw_samples(client, labels(short.id))["batches"] == []
+
+
+def test_unary_report_and_bad_queries(client):
+    trial = new_trial(client)
+    stub = profiler(client)
+    assert stub.ReportProfilerMetrics(ps.ReportProfilerMetricsRequest(batch=batch(trial.id, 0, 6))).samples_stored == 6
+    bad = batch(trial.id, 0, 6)
+    del bad.values[0]
+    err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=bad))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "equal lengths" in err.violations["batch"]
+    err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=batch(424242, 0, 2)))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "not found" in err.message
+    err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="nope")]))
+    assert err.code == grpc.StatusCode.NOT_FOUND
+    err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest())
+    assert "series" in err.violations
+    err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id, metric_type=0)]))
+    assert "series[0].metric_type" in err.violations
+    err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id)], start_timestamp=10, end_timestamp=5))
+    assert "start_timestamp" in err.violations
+    err = error_of(stub.ListProfilerSeries, ps.ListProfilerSeriesRequest(trial_id=5555))
+    assert err.code == grpc.StatusCode.NOT_FOUND
+    nan = batch(trial.id, 10, 3, values=[float("nan"), 2.0, float("inf")], name="loss")
+    stub.ReportProfilerMetrics(ps.ReportProfilerMetricsRequest(batch=nan))
+    got = raw_samples(client, labels(trial.id, name="loss"))["values"]
+    assert np.isnan(got[0]) and got[1:] == [2.0, float("inf")]
+    (b,) = stub.GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="loss")], buckets=1)).series[0].buckets
+    assert (b.min, b.max, b.count) == (2.0, float("inf"), 3)
