@@ -19,16 +19,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 
 
+PACKAGES = [Path("trialplane") / "v1", Path("trialplane") / "katib" / "v1beta1"]
+
+
 def proto_files() -> list[Path]:
-    return sorted((PROTO_ROOT / "trialplane" / "v1").glob("*.proto"))
+    return sorted(path for package in PACKAGES for path in (PROTO_ROOT / package).glob("*.proto"))
 
 
 def generate(out_dir: Path) -> None:
     out_dir = Path(out_dir)
-    package_dir = out_dir / "trialplane" / "v1"
-    package_dir.mkdir(parents=True, exist_ok=True)
-    for stale in package_dir.glob("*_pb2*.py*"):
-        stale.unlink()
+    for package in PACKAGES:
+        (out_dir / package).mkdir(parents=True, exist_ok=True)
+        for stale in (out_dir / package).glob("*_pb2*.py*"):
+            stale.unlink()
     well_known = resources.files("grpc_tools") / "_proto"
     args = [
         "grpc_tools.protoc",
@@ -41,8 +44,9 @@ def generate(out_dir: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for init in (out_dir / "trialplane" / "__init__.py", package_dir / "__init__.py"):
-        init.write_text("")
+    for package in PACKAGES:
+        for parent in [package, *package.parents][:-1]:
+            (out_dir / parent / "__init__.py").write_text("")
 
 
 if __name__ == "__main__":

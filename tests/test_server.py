@@ -160,12 +160,13 @@ def test_generated_code_matches_protos(tmp_path):
     finally:
         sys.path.pop(0)
     gen_protos.generate(tmp_path)
-    fresh = tmp_path / "trialplane" / "v1"
-    committed = ROOT / "generated" / "trialplane" / "v1"
-    names = sorted(p.name for p in fresh.iterdir() if p.is_file())
-    assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
-    match, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
-    assert not mismatch and not errors, f"generated/ is stale; run `make proto`: {mismatch + errors}"
+    for package in gen_protos.PACKAGES:
+        fresh = tmp_path / package
+        committed = ROOT / "generated" / package
+        names = sorted(p.name for p in fresh.iterdir() if p.is_file())
+        assert names == sorted(p.name for p in committed.iterdir() if p.is_file() and p.suffix in (".py", ".pyi"))
+        match, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
+        assert not mismatch and not errors, f"generated/ is stale; run `make proto`: {mismatch + errors}"
 
 
 def test_buf_lint_is_clean():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
 from ..domain.errors import invalid
 
@@ -73,8 +73,20 @@ class EnumMap:
         return self.proto_enum.Value(self.prefix + value.value)
 
 
+def value_to_python(v: struct_pb2.Value):
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [value_to_python(x) for x in v.list_value.values]
+    if kind == "null_value" or kind is None:
+        return None
+    return getattr(v, kind)
+
+
 def struct_to_dict(s: struct_pb2.Struct) -> dict:
-    return json_format.MessageToDict(s)
+    """Like json_format.MessageToDict, but NaN and infinities survive."""
+    return {k: value_to_python(v) for k, v in s.fields.items()}
 
 
 def dict_to_struct(d: dict | None) -> struct_pb2.Struct:

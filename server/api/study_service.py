@@ -8,6 +8,7 @@ from ..domain import listing, study_rules, validation
 from ..domain.errors import Unimplemented, invalid
 from ..domain.models import (
     AlgorithmSpec,
+    CheckpointRetention,
     FeasibleSpace,
     MetricDefinition,
     Objective,
@@ -27,7 +28,10 @@ PARAMETER_TYPES = convert.EnumMap(study_pb2.ParameterType, "PARAMETER_TYPE_", Pa
 SCALES = convert.EnumMap(study_pb2.ParameterScale, "PARAMETER_SCALE_", ParameterScale)
 STUDY_STATES = convert.EnumMap(study_pb2.StudyState, "STUDY_STATE_", StudyState)
 
-UPDATABLE = {"description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "metric_definitions"}
+UPDATABLE = {
+    "description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "metric_definitions",
+    "checkpoint_retention",
+}
 
 
 def _opt(message, field: str):
@@ -68,6 +72,7 @@ def study_from_proto(p: study_pb2.Study) -> Study:
         tags=list(p.tags),
         metric_definitions=[MetricDefinition(d.name, d.regex) for d in p.metric_definitions],
         metadata=convert.struct_to_dict(p.metadata),
+        checkpoint_retention=CheckpointRetention(p.checkpoint_retention.keep_best, p.checkpoint_retention.keep_latest),
     )
 
 
@@ -113,6 +118,9 @@ def study_to_proto(s: Study) -> study_pb2.Study:
         create_time=convert.timestamp(s.create_time),
         update_time=convert.timestamp(s.update_time),
         etag=str(s.version),
+        checkpoint_retention=study_pb2.CheckpointRetention(
+            keep_best=s.checkpoint_retention.keep_best, keep_latest=s.checkpoint_retention.keep_latest
+        ),
     )
 
 

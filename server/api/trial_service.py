@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from trialplane.v1 import trial_pb2, trial_service_pb2, trial_service_pb2_grpc
+from trialplane.v1 import checkpoint_pb2, metrics_pb2, study_pb2, trial_pb2, trial_service_pb2, trial_service_pb2_grpc
 
 from ..domain import listing, study_rules, trial_lifecycle as lifecycle, validation
 from ..domain.errors import ViolationCollector, invalid
 from ..domain.models import (
     EarlyExitReason,
+    MetricDefinition,
     Resources,
     SourceInfo,
     SourceInfoType,
@@ -28,7 +29,7 @@ SOURCE_TYPES = convert.EnumMap(trial_pb2.TrialSourceInfoType, "TRIAL_SOURCE_INFO
 
 UPDATABLE = {
     "name", "notes", "tags", "metadata", "log_retention_days", "stopping_condition",
-    "retry_strategy", "resources", "environment",
+    "retry_strategy", "resources", "environment", "metric_definitions",
 }
 # Update paths whose domain attributes are named differently.
 UPDATE_ATTRIBUTES = {"stopping_condition": ["max_runtime_seconds"], "retry_strategy": ["retry_max_attempts"]}
@@ -93,6 +94,41 @@ def trial_from_proto(p: trial_pb2.Trial) -> Trial:
         notes=p.notes,
         tags=list(p.tags),
         source_info=source,
+        metric_definitions=[MetricDefinition(d.name, d.regex) for d in p.metric_definitions],
+    )
+
+
+def _summary_struct(summary: dict) -> dict:
+    return {
+        group: {
+            name: {"last": s.last, "min": s.vmin, "max": s.vmax, "mean": s.mean, "count": s.count,
+                   "last_100_mean": s.last_100_mean, "last_step": s.last_step}
+            for name, s in by_name.items()
+        }
+        for group, by_name in summary.items()
+    }
+
+
+def workload_to_proto(w: dict | None) -> metrics_pb2.MetricsWorkload | None:
+    if w is None:
+        return None
+    return metrics_pb2.MetricsWorkload(
+        end_time=convert.timestamp(w["end_time"]),
+        metrics=metrics_pb2.Metrics(avg_metrics=convert.dict_to_struct(w["metrics"])),
+        total_batches=w["total_batches"],
+    )
+
+
+def checkpoint_workload_to_proto(w: dict | None) -> checkpoint_pb2.CheckpointWorkload | None:
+    if w is None:
+        return None
+    return checkpoint_pb2.CheckpointWorkload(
+        uuid=w["uuid"],
+        end_time=convert.timestamp(w["end_time"]),
+        state=checkpoint_pb2.CheckpointState.Value("CHECKPOINT_STATE_" + w["state"]),
+        resources=w["resources"],
+        total_batches=w["total_batches"],
+        metadata=convert.dict_to_struct(w["metadata"]),
     )
 
 
@@ -134,6 +170,14 @@ def trial_to_proto(t: Trial, now: int) -> trial_pb2.Trial:
         update_time=convert.timestamp(t.update_time),
         etag=str(t.version),
         stop_deadline=convert.timestamp(t.stop_deadline),
+        metric_definitions=[study_pb2.MetricDefinition(name=d.name, regex=d.regex) for d in t.metric_definitions],
+        searcher_metric_value=t.searcher_metric_value,
+        best_validation=workload_to_proto(t.best_validation),
+        latest_validation=workload_to_proto(t.latest_validation),
+        best_checkpoint=checkpoint_workload_to_proto(t.best_checkpoint),
+        total_checkpoint_size_bytes=t.checkpoint_size,
+        checkpoint_count=t.checkpoint_count,
+        summary_metrics=convert.dict_to_struct(_summary_struct(t.summary_metrics)),
     )
 
 
@@ -226,7 +270,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             created_before=convert.optional_timestamp_us(request, "created_before", "created_before"),
             name_pattern=listing.check_ilike(request.name_pattern),
         )
-        order = listing.parse_order_by(request.order_by, listing.TRIAL_ORDER_FIELDS)
+        order = listing.parse_trial_order(request.order_by)
         page = listing.make_page(request.page_token, listing.page_size(request.page_size), order, vars(flt))
         trials, last_key = await self.storage.list_trials(flt, page)
         return trial_service_pb2.ListTrialsResponse(

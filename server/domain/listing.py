@@ -151,5 +151,33 @@ class WorkerFilter:
     states: list[str] = field(default_factory=list)
 
 
-TRIAL_ORDER_FIELDS = {"id", "name", "create_time", "update_time", "steps_completed", "restarts"}
+TRIAL_ORDER_FIELDS = {"id", "name", "create_time", "update_time", "steps_completed", "restarts", "searcher_metric_value"}
+METRIC_AGGREGATES = ("last", "min", "max", "mean")
+
+
+@dataclass(frozen=True)
+class MetricOrder:
+    group: str
+    name: str
+    aggregate: str
+
+
+def metric_order(field_name: str) -> MetricOrder | None:
+    """Parses "metrics.<group>.<name>.<aggregate>"; None for plain fields."""
+    if not field_name.startswith("metrics."):
+        return None
+    rest = field_name[len("metrics."):]
+    group, _, tail = rest.partition(".")
+    name, _, aggregate = tail.rpartition(".")
+    if not group or not name or aggregate not in METRIC_AGGREGATES:
+        raise invalid("order_by", "a metric order is 'metrics.<group>.<name>.<last|min|max|mean>'")
+    return MetricOrder(group, name, aggregate)
+
+
+def parse_trial_order(text: str) -> Order:
+    parts = text.split()
+    if parts and parts[0].startswith("metrics."):
+        metric_order(parts[0])
+        return parse_order_by(text, {parts[0]})
+    return parse_order_by(text, TRIAL_ORDER_FIELDS)
 STUDY_ORDER_FIELDS = {"id", "name", "create_time", "update_time"}

@@ -109,6 +109,12 @@ class MetricDefinition:
 
 
 @dataclass
+class CheckpointRetention:
+    keep_best: int = 0
+    keep_latest: int = 0
+
+
+@dataclass
 class Study:
     name: str = ""
     owner: str = ""
@@ -122,6 +128,7 @@ class Study:
     tags: list[str] = field(default_factory=list)
     metric_definitions: list[MetricDefinition] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    checkpoint_retention: CheckpointRetention = field(default_factory=CheckpointRetention)
     id: int = 0
     state: StudyState = StudyState.ACTIVE
     trial_count: int = 0
@@ -188,6 +195,17 @@ class Trial:
     create_time: int = 0
     update_time: int = 0
     version: int = 0
+    metric_definitions: list[MetricDefinition] = field(default_factory=list)
+    # Kept up to date by metric and checkpoint reports, read-only elsewhere.
+    searcher_metric_value: float | None = None
+    best_validation: dict | None = None
+    latest_validation: dict | None = None
+    checkpoint_size: int = 0
+    checkpoint_count: int = 0
+    # Filled in when a trial is read: {group: {name: summary dict}} and the
+    # best checkpoint as a dict.
+    summary_metrics: dict = field(default_factory=dict)
+    best_checkpoint: dict | None = None
 
     def wall_clock_seconds(self, now: int) -> float:
         current = (now - self.running_since) / 1e6 if self.running_since is not None else 0.0

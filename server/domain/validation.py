@@ -134,6 +134,10 @@ def _check_metric_definitions(v: ViolationCollector, path: str, definitions) -> 
 
 
 def check_study_limits(v: ViolationCollector, study: Study, prefix: str = "study") -> None:
+    if study.checkpoint_retention.keep_best < 0:
+        v.add(f"{prefix}.checkpoint_retention.keep_best", "must not be negative")
+    if study.checkpoint_retention.keep_latest < 0:
+        v.add(f"{prefix}.checkpoint_retention.keep_latest", "must not be negative")
     if study.max_trials < 0:
         v.add(f"{prefix}.max_trials", "must not be negative")
     if study.parallel_trials < 0:
@@ -233,7 +237,12 @@ def check_hyperparameters(v: ViolationCollector, study: Study | None, hyperparam
                 v.add(f"trial.hyperparameters[{name}]", problem)
 
 
+def check_metric_definitions(v: ViolationCollector, path: str, definitions) -> None:
+    _check_metric_definitions(v, path, definitions)
+
+
 def check_trial_fields(v: ViolationCollector, trial: Trial) -> None:
+    _check_metric_definitions(v, "trial.metric_definitions", trial.metric_definitions)
     if len(trial.name) > MAX_TRIAL_NAME:
         v.add("trial.name", f"must be at most {MAX_TRIAL_NAME} characters (got {len(trial.name)})")
     elif _CONTROL.search(trial.name):

@@ -14,6 +14,8 @@ from typing import Callable
 
 from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
+from ..domain import metrics as m
+from ..domain.checkpoints import Checkpoint
 from ..domain.profiler import Chunk, ChunkSummary, Labels
 from ..domain.trial_lifecycle import Change
 
@@ -154,3 +156,65 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int: ...
+
+    # Metrics, debug events and logs
+    @abc.abstractmethod
+    async def ingest_metrics(self, batch: m.IngestBatch) -> m.IngestOutcome:
+        """Stores reports, points, debug events and logs in one transaction;
+        items that cannot be stored are listed in the outcome's errors."""
+
+    @abc.abstractmethod
+    async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def metric_series_id(self, trial_id: int, group: str, name: str) -> int | None: ...
+
+    @abc.abstractmethod
+    async def metric_points(
+        self, series_id: int, start_step: int, end_step: int, include_archived: bool, after: tuple | None, limit: int
+    ) -> list[tuple]:
+        """(step, trial_run_id, time, value, archived) ordered by (step, trial_run_id)."""
+
+    @abc.abstractmethod
+    async def metric_buckets(
+        self, series_id: int, start_step: int, end_step: int, n: int, by_time: bool, include_archived: bool
+    ) -> list[m.Block]: ...
+
+    @abc.abstractmethod
+    async def debug_events(self, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[dict]: ...
+
+    @abc.abstractmethod
+    async def list_logs(self, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None,
+                        limit: int) -> list[dict]: ...
+
+    # Katib observation logs, keyed by trial name
+    @abc.abstractmethod
+    async def report_observations(self, trial_name: str, observations: list[tuple[str, int, float | None, str]]) -> None:
+        """(metric name, time, numeric value or None, value as sent)."""
+
+    @abc.abstractmethod
+    async def get_observations(self, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]: ...
+
+    @abc.abstractmethod
+    async def delete_observations(self, trial_name: str) -> int: ...
+
+    # Checkpoints
+    @abc.abstractmethod
+    async def report_checkpoint(self, report: Checkpoint) -> Checkpoint: ...
+
+    @abc.abstractmethod
+    async def get_checkpoint(self, uuid: str) -> Checkpoint: ...
+
+    @abc.abstractmethod
+    async def list_checkpoints(self, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int
+                               ) -> list[tuple[Checkpoint, tuple]]: ...
+
+    @abc.abstractmethod
+    async def update_checkpoint_metadata(self, uuid: str, metadata: dict) -> Checkpoint: ...
+
+    @abc.abstractmethod
+    async def delete_checkpoints(self, uuids: list[str], confirm: bool) -> list[Checkpoint]: ...
+
+    @abc.abstractmethod
+    async def apply_checkpoint_retention(self, study_id: int, keep_best: int, keep_latest: int, dry_run: bool
+                                         ) -> list[Checkpoint]: ...

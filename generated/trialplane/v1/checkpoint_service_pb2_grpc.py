@@ -73,7 +73,9 @@ class CheckpointServiceServicer:
     """
 
     def ReportCheckpoint(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Records a checkpoint or a change of one (same uuid): ACTIVE while being
+        written, then COMPLETED or ERROR. The trial's size and count follow.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -14,10 +14,12 @@ class AddLogsRequest(_message.Message):
     def __init__(self, logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ...) -> None: ...
 
 class AddLogsResponse(_message.Message):
-    __slots__ = ("added",)
+    __slots__ = ("added", "metric_points")
     ADDED_FIELD_NUMBER: _ClassVar[int]
+    METRIC_POINTS_FIELD_NUMBER: _ClassVar[int]
     added: int
-    def __init__(self, added: _Optional[int] = ...) -> None: ...
+    metric_points: int
+    def __init__(self, added: _Optional[int] = ..., metric_points: _Optional[int] = ...) -> None: ...
 
 class ListLogsRequest(_message.Message):
     __slots__ = ("trial_id", "from_tail", "page_size", "page_token", "levels", "worker")

@@ -65,7 +65,8 @@ class MetricsReport(_message.Message):
     def __init__(self, id: _Optional[int] = ..., trial_id: _Optional[int] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_batches: _Optional[int] = ..., archived: _Optional[bool] = ..., trial_run_id: _Optional[int] = ..., group: _Optional[str] = ...) -> None: ...
 
 class MetricSummary(_message.Message):
-    __slots__ = ("group", "name", "last", "min", "max", "mean", "count", "last_100_mean", "last_step")
+    __slots__ = ("trial_id", "group", "name", "last", "min", "max", "mean", "count", "last_100_mean", "last_step", "last_time")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAST_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +76,8 @@ class MetricSummary(_message.Message):
     COUNT_FIELD_NUMBER: _ClassVar[int]
     LAST_100_MEAN_FIELD_NUMBER: _ClassVar[int]
     LAST_STEP_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
     group: str
     name: str
     last: float
@@ -84,7 +87,8 @@ class MetricSummary(_message.Message):
     count: int
     last_100_mean: float
     last_step: int
-    def __init__(self, group: _Optional[str] = ..., name: _Optional[str] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., count: _Optional[int] = ..., last_100_mean: _Optional[float] = ..., last_step: _Optional[int] = ...) -> None: ...
+    last_time: _timestamp_pb2.Timestamp
+    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., count: _Optional[int] = ..., last_100_mean: _Optional[float] = ..., last_step: _Optional[int] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ScalarEvent(_message.Message):
     __slots__ = ("metric", "variant", "iteration", "value")
@@ -152,20 +156,8 @@ class TrialEventItem(_message.Message):
     image: ImageEvent
     def __init__(self, trial_id: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scalar: _Optional[_Union[ScalarEvent, _Mapping]] = ..., vector: _Optional[_Union[VectorEvent, _Mapping]] = ..., plot: _Optional[_Union[PlotEvent, _Mapping]] = ..., image: _Optional[_Union[ImageEvent, _Mapping]] = ...) -> None: ...
 
-class MetricPoint(_message.Message):
-    __slots__ = ("step", "time", "value", "trial_run_id")
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    TIME_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    TRIAL_RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    step: int
-    time: _timestamp_pb2.Timestamp
-    value: float
-    trial_run_id: int
-    def __init__(self, step: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., trial_run_id: _Optional[int] = ...) -> None: ...
-
 class MetricBucket(_message.Message):
-    __slots__ = ("first_step", "last_step", "first", "last", "min", "max", "count")
+    __slots__ = ("first_step", "last_step", "first", "last", "min", "max", "count", "first_time", "last_time")
     FIRST_STEP_FIELD_NUMBER: _ClassVar[int]
     LAST_STEP_FIELD_NUMBER: _ClassVar[int]
     FIRST_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +165,8 @@ class MetricBucket(_message.Message):
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_TIME_FIELD_NUMBER: _ClassVar[int]
     first_step: int
     last_step: int
     first: float
@@ -180,4 +174,6 @@ class MetricBucket(_message.Message):
     min: float
     max: float
     count: int
-    def __init__(self, first_step: _Optional[int] = ..., last_step: _Optional[int] = ..., first: _Optional[float] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+    first_time: _timestamp_pb2.Timestamp
+    last_time: _timestamp_pb2.Timestamp
+    def __init__(self, first_step: _Optional[int] = ..., last_step: _Optional[int] = ..., first: _Optional[float] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., count: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -15,10 +15,21 @@ class MetricAxis(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METRIC_AXIS_STEP: _ClassVar[MetricAxis]
     METRIC_AXIS_WALL_TIME: _ClassVar[MetricAxis]
     METRIC_AXIS_EPOCH_TIME: _ClassVar[MetricAxis]
+
+class DebugEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEBUG_EVENT_KIND_UNSPECIFIED: _ClassVar[DebugEventKind]
+    DEBUG_EVENT_KIND_VECTOR: _ClassVar[DebugEventKind]
+    DEBUG_EVENT_KIND_PLOT: _ClassVar[DebugEventKind]
+    DEBUG_EVENT_KIND_IMAGE: _ClassVar[DebugEventKind]
 METRIC_AXIS_UNSPECIFIED: MetricAxis
 METRIC_AXIS_STEP: MetricAxis
 METRIC_AXIS_WALL_TIME: MetricAxis
 METRIC_AXIS_EPOCH_TIME: MetricAxis
+DEBUG_EVENT_KIND_UNSPECIFIED: DebugEventKind
+DEBUG_EVENT_KIND_VECTOR: DebugEventKind
+DEBUG_EVENT_KIND_PLOT: DebugEventKind
+DEBUG_EVENT_KIND_IMAGE: DebugEventKind
 
 class ReportMetricsRequest(_message.Message):
     __slots__ = ("metrics", "group", "request_id")
@@ -77,7 +88,7 @@ class ListMetricNamesResponse(_message.Message):
     def __init__(self, metrics: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ...) -> None: ...
 
 class GetMetricHistoryRequest(_message.Message):
-    __slots__ = ("trial_ids", "group", "names", "start_step", "end_step", "buckets", "axis", "page_size", "page_token")
+    __slots__ = ("trial_ids", "group", "names", "start_step", "end_step", "buckets", "axis", "page_size", "page_token", "include_archived")
     TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +98,7 @@ class GetMetricHistoryRequest(_message.Message):
     AXIS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     trial_ids: _containers.RepeatedScalarFieldContainer[int]
     group: str
     names: _containers.RepeatedScalarFieldContainer[str]
@@ -96,21 +108,30 @@ class GetMetricHistoryRequest(_message.Message):
     axis: MetricAxis
     page_size: int
     page_token: str
-    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., buckets: _Optional[int] = ..., axis: _Optional[_Union[MetricAxis, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    include_archived: bool
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., buckets: _Optional[int] = ..., axis: _Optional[_Union[MetricAxis, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., include_archived: _Optional[bool] = ...) -> None: ...
 
 class MetricSeries(_message.Message):
-    __slots__ = ("trial_id", "group", "name", "points", "buckets")
+    __slots__ = ("trial_id", "group", "name", "steps", "values", "times", "trial_run_ids", "archived", "buckets")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
-    POINTS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    TIMES_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     trial_id: int
     group: str
     name: str
-    points: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricPoint]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    times: _containers.RepeatedScalarFieldContainer[int]
+    trial_run_ids: _containers.RepeatedScalarFieldContainer[int]
+    archived: _containers.RepeatedScalarFieldContainer[bool]
     buckets: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricBucket]
-    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., points: _Optional[_Iterable[_Union[_metrics_pb2.MetricPoint, _Mapping]]] = ..., buckets: _Optional[_Iterable[_Union[_metrics_pb2.MetricBucket, _Mapping]]] = ...) -> None: ...
+    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., steps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., times: _Optional[_Iterable[int]] = ..., trial_run_ids: _Optional[_Iterable[int]] = ..., archived: _Optional[_Iterable[bool]] = ..., buckets: _Optional[_Iterable[_Union[_metrics_pb2.MetricBucket, _Mapping]]] = ...) -> None: ...
 
 class GetMetricHistoryResponse(_message.Message):
     __slots__ = ("series", "next_page_token")
@@ -121,10 +142,12 @@ class GetMetricHistoryResponse(_message.Message):
     def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetLatestMetricsRequest(_message.Message):
-    __slots__ = ("trial_ids",)
+    __slots__ = ("trial_ids", "group")
     TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
     trial_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    group: str
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ...) -> None: ...
 
 class GetLatestMetricsResponse(_message.Message):
     __slots__ = ("summaries",)
@@ -147,3 +170,25 @@ class WatchMetricsResponse(_message.Message):
     SERIES_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[MetricSeries]
     def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ...) -> None: ...
+
+class ListDebugEventsRequest(_message.Message):
+    __slots__ = ("trial_id", "kinds", "metric", "page_size", "page_token")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    kinds: _containers.RepeatedScalarFieldContainer[DebugEventKind]
+    metric: str
+    page_size: int
+    page_token: str
+    def __init__(self, trial_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[DebugEventKind, str]]] = ..., metric: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDebugEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.TrialEventItem]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_metrics_pb2.TrialEventItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

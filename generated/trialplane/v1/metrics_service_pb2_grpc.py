@@ -65,6 +65,11 @@ class MetricsServiceStub:
                 request_serializer=trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsRequest.SerializeToString,
                 response_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsResponse.FromString,
                 _registered_method=True)
+        self.ListDebugEvents = channel.unary_unary(
+                '/trialplane.v1.MetricsService/ListDebugEvents',
+                request_serializer=trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsResponse.FromString,
+                _registered_method=True)
 
 
 class MetricsServiceServicer:
@@ -87,25 +92,38 @@ class MetricsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMetricNames(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every metric (group and name) the trials reported, with its summary.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetMetricHistory(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Points of one or more metrics of one or more trials (compare), raw in
+        pages or downsampled to buckets that keep first, last, min and max.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLatestMetrics(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Latest value and aggregates of every metric of the trials.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchMetrics(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Streams new points of a trial's metrics as they are stored, until the
+        trial is terminal or the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDebugEvents(self, request, context):
+        """Vector, plot and image events of a trial.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -142,6 +160,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.WatchMetrics,
                     request_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsRequest.FromString,
                     response_serializer=trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsResponse.SerializeToString,
+            ),
+            'ListDebugEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDebugEvents,
+                    request_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +330,33 @@ class MetricsService:
             '/trialplane.v1.MetricsService/WatchMetrics',
             trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsRequest.SerializeToString,
             trialplane_dot_v1_dot_metrics__service__pb2.WatchMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDebugEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.MetricsService/ListDebugEvents',
+            trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsRequest.SerializeToString,
+            trialplane_dot_v1_dot_metrics__service__pb2.ListDebugEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -123,8 +123,16 @@ class MetricDefinition(_message.Message):
     regex: str
     def __init__(self, name: _Optional[str] = ..., regex: _Optional[str] = ...) -> None: ...
 
+class CheckpointRetention(_message.Message):
+    __slots__ = ("keep_best", "keep_latest")
+    KEEP_BEST_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LATEST_FIELD_NUMBER: _ClassVar[int]
+    keep_best: int
+    keep_latest: int
+    def __init__(self, keep_best: _Optional[int] = ..., keep_latest: _Optional[int] = ...) -> None: ...
+
 class Study(_message.Message):
-    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag")
+    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag", "checkpoint_retention")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +151,7 @@ class Study(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_RETENTION_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     owner: str
@@ -161,4 +170,5 @@ class Study(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     etag: str
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ...) -> None: ...
+    checkpoint_retention: CheckpointRetention
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ...) -> None: ...

@@ -98,7 +98,8 @@ class StudyServiceServicer:
 
     def UpdateStudy(self, request, context):
         """Updates the fields named in update_mask: description, owner, tags,
-        metadata, max_trials, parallel_trials, metric_definitions.
+        metadata, max_trials, parallel_trials, metric_definitions,
+        checkpoint_retention.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

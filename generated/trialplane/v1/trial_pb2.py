@@ -27,9 +27,10 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from trialplane.v1 import checkpoint_pb2 as trialplane_dot_v1_dot_checkpoint__pb2
 from trialplane.v1 import metrics_pb2 as trialplane_dot_v1_dot_metrics__pb2
+from trialplane.v1 import study_pb2 as trialplane_dot_v1_dot_study__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trialplane/v1/trial.proto\x12\rtrialplane.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etrialplane/v1/checkpoint.proto\x1a\x1btrialplane/v1/metrics.proto\"s\n\x0eParameterValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"+\n\x0cGpuResources\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8f\x01\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12(\n\x03gpu\x18\x03 \x01(\x0b\x32\x1b.trialplane.v1.GpuResources\x12\x1f\n\x17\x65phemeral_storage_bytes\x18\x04 \x01(\x03\x12\x14\n\x0cworker_count\x18\x05 \x01(\x05\"C\n\x11StoppingCondition\x12.\n\x0bmax_runtime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"%\n\rRetryStrategy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\"\x85\x01\n\x0fTrialSourceInfo\x12\x17\n\x0f\x63heckpoint_uuid\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\x03\x12\x15\n\rmodel_version\x18\x03 \x01(\x05\x12\x30\n\x04type\x18\x04 \x01(\x0e\x32\".trialplane.v1.TrialSourceInfoType\"E\n\x0eTrialEarlyExit\x12\x33\n\x06reason\x18\x01 \x01(\x0e\x32#.trialplane.v1.TrialEarlyExitReason\"V\n\x0eRendezvousInfo\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x03(\x05\x12\x14\n\x0ctrial_run_id\x18\x04 \x01(\x03\"\x87\x02\n\nTrialEvent\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nfrom_state\x18\x04 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12+\n\x08to_state\x18\x05 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x14\n\x0ctrial_run_id\x18\x06 \x01(\x03\x12\x0f\n\x07message\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x83\x0c\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08study_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x42\n\x0fhyperparameters\x18\x04 \x03(\x0b\x32).trialplane.v1.Trial.HyperparametersEntry\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x14\n\x0ctrial_run_id\x18\x07 \x01(\x03\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsteps_completed\x18\n \x01(\x03\x12\x37\n\x0f\x62\x65st_validation\x18\x0b \x01(\x0b\x32\x1e.trialplane.v1.MetricsWorkload\x12\x39\n\x11latest_validation\x18\x0c \x01(\x0b\x32\x1e.trialplane.v1.MetricsWorkload\x12:\n\x0f\x62\x65st_checkpoint\x18\r \x01(\x0b\x32!.trialplane.v1.CheckpointWorkload\x12\x14\n\x0crunner_state\x18\x0e \x01(\t\x12\x1a\n\x12wall_clock_seconds\x18\x0f \x01(\x01\x12\"\n\x1awarm_start_checkpoint_uuid\x18\x10 \x01(\t\x12#\n\x1btotal_checkpoint_size_bytes\x18\x11 \x01(\x03\x12\x18\n\x10\x63heckpoint_count\x18\x12 \x01(\x05\x12\x30\n\x0fsummary_metrics\x18\x13 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x15searcher_metric_value\x18\x14 \x01(\x01H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x15 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12log_retention_days\x18\x16 \x01(\x05\x12>\n\x11\x65\x61rly_exit_reason\x18\x17 \x01(\x0e\x32#.trialplane.v1.TrialEarlyExitReason\x12\x16\n\x0e\x66\x61ilure_reason\x18\x18 \x01(\t\x12<\n\x12stopping_condition\x18\x19 \x01(\x0b\x32 .trialplane.v1.StoppingCondition\x12\x34\n\x0eretry_strategy\x18\x1a \x01(\x0b\x32\x1c.trialplane.v1.RetryStrategy\x12+\n\tresources\x18\x1b \x01(\x0b\x32\x18.trialplane.v1.Resources\x12:\n\x0b\x65nvironment\x18\x1c \x03(\x0b\x32%.trialplane.v1.Trial.EnvironmentEntry\x12\r\n\x05notes\x18\x1d \x01(\t\x12\x0c\n\x04tags\x18\x1e \x03(\t\x12\x33\n\x0bsource_info\x18\x1f \x01(\x0b\x32\x1e.trialplane.v1.TrialSourceInfo\x12\x10\n\x08task_ids\x18  \x03(\t\x12/\n\x0b\x63reate_time\x18! \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18# \x01(\t\x12\x31\n\rstop_deadline\x18$ \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1aU\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.trialplane.v1.ParameterValue:\x02\x38\x01\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_searcher_metric_value*\x91\x03\n\nTrialState\x12\x1b\n\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TRIAL_STATE_ACTIVE\x10\x01\x12\x16\n\x12TRIAL_STATE_PAUSED\x10\x02\x12!\n\x1dTRIAL_STATE_STOPPING_CANCELED\x10\x03\x12\x1f\n\x1bTRIAL_STATE_STOPPING_KILLED\x10\x04\x12\"\n\x1eTRIAL_STATE_STOPPING_COMPLETED\x10\x05\x12\x1e\n\x1aTRIAL_STATE_STOPPING_ERROR\x10\x06\x12\x18\n\x14TRIAL_STATE_CANCELED\x10\x07\x12\x19\n\x15TRIAL_STATE_COMPLETED\x10\x08\x12\x15\n\x11TRIAL_STATE_ERROR\x10\t\x12\x16\n\x12TRIAL_STATE_QUEUED\x10\n\x12\x17\n\x13TRIAL_STATE_PULLING\x10\x0b\x12\x18\n\x14TRIAL_STATE_STARTING\x10\x0c\x12\x17\n\x13TRIAL_STATE_RUNNING\x10\r*\x94\x01\n\x14TrialEarlyExitReason\x12\'\n#TRIAL_EARLY_EXIT_REASON_UNSPECIFIED\x10\x00\x12&\n\"TRIAL_EARLY_EXIT_REASON_INVALID_HP\x10\x01\x12+\n\'TRIAL_EARLY_EXIT_REASON_INIT_INVALID_HP\x10\x02*\x8b\x01\n\x13TrialSourceInfoType\x12&\n\"TRIAL_SOURCE_INFO_TYPE_UNSPECIFIED\x10\x00\x12$\n TRIAL_SOURCE_INFO_TYPE_INFERENCE\x10\x01\x12&\n\"TRIAL_SOURCE_INFO_TYPE_FINE_TUNING\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trialplane/v1/trial.proto\x12\rtrialplane.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etrialplane/v1/checkpoint.proto\x1a\x1btrialplane/v1/metrics.proto\x1a\x19trialplane/v1/study.proto\"s\n\x0eParameterValue\x12\x16\n\x0c\x64ouble_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"+\n\x0cGpuResources\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\x8f\x01\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x03\x12(\n\x03gpu\x18\x03 \x01(\x0b\x32\x1b.trialplane.v1.GpuResources\x12\x1f\n\x17\x65phemeral_storage_bytes\x18\x04 \x01(\x03\x12\x14\n\x0cworker_count\x18\x05 \x01(\x05\"C\n\x11StoppingCondition\x12.\n\x0bmax_runtime\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"%\n\rRetryStrategy\x12\x14\n\x0cmax_attempts\x18\x01 \x01(\x05\"\x85\x01\n\x0fTrialSourceInfo\x12\x17\n\x0f\x63heckpoint_uuid\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\x03\x12\x15\n\rmodel_version\x18\x03 \x01(\x05\x12\x30\n\x04type\x18\x04 \x01(\x0e\x32\".trialplane.v1.TrialSourceInfoType\"E\n\x0eTrialEarlyExit\x12\x33\n\x06reason\x18\x01 \x01(\x0e\x32#.trialplane.v1.TrialEarlyExitReason\"V\n\x0eRendezvousInfo\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05slots\x18\x03 \x03(\x05\x12\x14\n\x0ctrial_run_id\x18\x04 \x01(\x03\"\x87\x02\n\nTrialEvent\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nfrom_state\x18\x04 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12+\n\x08to_state\x18\x05 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x14\n\x0ctrial_run_id\x18\x06 \x01(\x03\x12\x0f\n\x07message\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc0\x0c\n\x05Trial\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08study_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x42\n\x0fhyperparameters\x18\x04 \x03(\x0b\x32).trialplane.v1.Trial.HyperparametersEntry\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x10\n\x08restarts\x18\x06 \x01(\x05\x12\x14\n\x0ctrial_run_id\x18\x07 \x01(\x03\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsteps_completed\x18\n \x01(\x03\x12\x37\n\x0f\x62\x65st_validation\x18\x0b \x01(\x0b\x32\x1e.trialplane.v1.MetricsWorkload\x12\x39\n\x11latest_validation\x18\x0c \x01(\x0b\x32\x1e.trialplane.v1.MetricsWorkload\x12:\n\x0f\x62\x65st_checkpoint\x18\r \x01(\x0b\x32!.trialplane.v1.CheckpointWorkload\x12\x14\n\x0crunner_state\x18\x0e \x01(\t\x12\x1a\n\x12wall_clock_seconds\x18\x0f \x01(\x01\x12\"\n\x1awarm_start_checkpoint_uuid\x18\x10 \x01(\t\x12#\n\x1btotal_checkpoint_size_bytes\x18\x11 \x01(\x03\x12\x18\n\x10\x63heckpoint_count\x18\x12 \x01(\x05\x12\x30\n\x0fsummary_metrics\x18\x13 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\"\n\x15searcher_metric_value\x18\x14 \x01(\x01H\x00\x88\x01\x01\x12)\n\x08metadata\x18\x15 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12log_retention_days\x18\x16 \x01(\x05\x12>\n\x11\x65\x61rly_exit_reason\x18\x17 \x01(\x0e\x32#.trialplane.v1.TrialEarlyExitReason\x12\x16\n\x0e\x66\x61ilure_reason\x18\x18 \x01(\t\x12<\n\x12stopping_condition\x18\x19 \x01(\x0b\x32 .trialplane.v1.StoppingCondition\x12\x34\n\x0eretry_strategy\x18\x1a \x01(\x0b\x32\x1c.trialplane.v1.RetryStrategy\x12+\n\tresources\x18\x1b \x01(\x0b\x32\x18.trialplane.v1.Resources\x12:\n\x0b\x65nvironment\x18\x1c \x03(\x0b\x32%.trialplane.v1.Trial.EnvironmentEntry\x12\r\n\x05notes\x18\x1d \x01(\t\x12\x0c\n\x04tags\x18\x1e \x03(\t\x12\x33\n\x0bsource_info\x18\x1f \x01(\x0b\x32\x1e.trialplane.v1.TrialSourceInfo\x12\x10\n\x08task_ids\x18  \x03(\t\x12/\n\x0b\x63reate_time\x18! \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\" \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18# \x01(\t\x12\x31\n\rstop_deadline\x18$ \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12;\n\x12metric_definitions\x18% \x03(\x0b\x32\x1f.trialplane.v1.MetricDefinition\x1aU\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.trialplane.v1.ParameterValue:\x02\x38\x01\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_searcher_metric_value*\x91\x03\n\nTrialState\x12\x1b\n\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TRIAL_STATE_ACTIVE\x10\x01\x12\x16\n\x12TRIAL_STATE_PAUSED\x10\x02\x12!\n\x1dTRIAL_STATE_STOPPING_CANCELED\x10\x03\x12\x1f\n\x1bTRIAL_STATE_STOPPING_KILLED\x10\x04\x12\"\n\x1eTRIAL_STATE_STOPPING_COMPLETED\x10\x05\x12\x1e\n\x1aTRIAL_STATE_STOPPING_ERROR\x10\x06\x12\x18\n\x14TRIAL_STATE_CANCELED\x10\x07\x12\x19\n\x15TRIAL_STATE_COMPLETED\x10\x08\x12\x15\n\x11TRIAL_STATE_ERROR\x10\t\x12\x16\n\x12TRIAL_STATE_QUEUED\x10\n\x12\x17\n\x13TRIAL_STATE_PULLING\x10\x0b\x12\x18\n\x14TRIAL_STATE_STARTING\x10\x0c\x12\x17\n\x13TRIAL_STATE_RUNNING\x10\r*\x94\x01\n\x14TrialEarlyExitReason\x12\'\n#TRIAL_EARLY_EXIT_REASON_UNSPECIFIED\x10\x00\x12&\n\"TRIAL_EARLY_EXIT_REASON_INVALID_HP\x10\x01\x12+\n\'TRIAL_EARLY_EXIT_REASON_INIT_INVALID_HP\x10\x02*\x8b\x01\n\x13TrialSourceInfoType\x12&\n\"TRIAL_SOURCE_INFO_TYPE_UNSPECIFIED\x10\x00\x12$\n TRIAL_SOURCE_INFO_TYPE_INFERENCE\x10\x01\x12&\n\"TRIAL_SOURCE_INFO_TYPE_FINE_TUNING\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,34 +41,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRIAL_HYPERPARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_TRIAL_ENVIRONMENTENTRY']._loaded_options = None
   _globals['_TRIAL_ENVIRONMENTENTRY']._serialized_options = b'8\001'
-  _globals['_TRIALSTATE']._serialized_start=2720
-  _globals['_TRIALSTATE']._serialized_end=3121
-  _globals['_TRIALEARLYEXITREASON']._serialized_start=3124
-  _globals['_TRIALEARLYEXITREASON']._serialized_end=3272
-  _globals['_TRIALSOURCEINFOTYPE']._serialized_start=3275
-  _globals['_TRIALSOURCEINFOTYPE']._serialized_end=3414
-  _globals['_PARAMETERVALUE']._serialized_start=200
-  _globals['_PARAMETERVALUE']._serialized_end=315
-  _globals['_GPURESOURCES']._serialized_start=317
-  _globals['_GPURESOURCES']._serialized_end=360
-  _globals['_RESOURCES']._serialized_start=363
-  _globals['_RESOURCES']._serialized_end=506
-  _globals['_STOPPINGCONDITION']._serialized_start=508
-  _globals['_STOPPINGCONDITION']._serialized_end=575
-  _globals['_RETRYSTRATEGY']._serialized_start=577
-  _globals['_RETRYSTRATEGY']._serialized_end=614
-  _globals['_TRIALSOURCEINFO']._serialized_start=617
-  _globals['_TRIALSOURCEINFO']._serialized_end=750
-  _globals['_TRIALEARLYEXIT']._serialized_start=752
-  _globals['_TRIALEARLYEXIT']._serialized_end=821
-  _globals['_RENDEZVOUSINFO']._serialized_start=823
-  _globals['_RENDEZVOUSINFO']._serialized_end=909
-  _globals['_TRIALEVENT']._serialized_start=912
-  _globals['_TRIALEVENT']._serialized_end=1175
-  _globals['_TRIAL']._serialized_start=1178
-  _globals['_TRIAL']._serialized_end=2717
-  _globals['_TRIAL_HYPERPARAMETERSENTRY']._serialized_start=2554
-  _globals['_TRIAL_HYPERPARAMETERSENTRY']._serialized_end=2639
-  _globals['_TRIAL_ENVIRONMENTENTRY']._serialized_start=2641
-  _globals['_TRIAL_ENVIRONMENTENTRY']._serialized_end=2691
+  _globals['_TRIALSTATE']._serialized_start=2808
+  _globals['_TRIALSTATE']._serialized_end=3209
+  _globals['_TRIALEARLYEXITREASON']._serialized_start=3212
+  _globals['_TRIALEARLYEXITREASON']._serialized_end=3360
+  _globals['_TRIALSOURCEINFOTYPE']._serialized_start=3363
+  _globals['_TRIALSOURCEINFOTYPE']._serialized_end=3502
+  _globals['_PARAMETERVALUE']._serialized_start=227
+  _globals['_PARAMETERVALUE']._serialized_end=342
+  _globals['_GPURESOURCES']._serialized_start=344
+  _globals['_GPURESOURCES']._serialized_end=387
+  _globals['_RESOURCES']._serialized_start=390
+  _globals['_RESOURCES']._serialized_end=533
+  _globals['_STOPPINGCONDITION']._serialized_start=535
+  _globals['_STOPPINGCONDITION']._serialized_end=602
+  _globals['_RETRYSTRATEGY']._serialized_start=604
+  _globals['_RETRYSTRATEGY']._serialized_end=641
+  _globals['_TRIALSOURCEINFO']._serialized_start=644
+  _globals['_TRIALSOURCEINFO']._serialized_end=777
+  _globals['_TRIALEARLYEXIT']._serialized_start=779
+  _globals['_TRIALEARLYEXIT']._serialized_end=848
+  _globals['_RENDEZVOUSINFO']._serialized_start=850
+  _globals['_RENDEZVOUSINFO']._serialized_end=936
+  _globals['_TRIALEVENT']._serialized_start=939
+  _globals['_TRIALEVENT']._serialized_end=1202
+  _globals['_TRIAL']._serialized_start=1205
+  _globals['_TRIAL']._serialized_end=2805
+  _globals['_TRIAL_HYPERPARAMETERSENTRY']._serialized_start=2642
+  _globals['_TRIAL_HYPERPARAMETERSENTRY']._serialized_end=2727
+  _globals['_TRIAL_ENVIRONMENTENTRY']._serialized_start=2729
+  _globals['_TRIAL_ENVIRONMENTENTRY']._serialized_end=2779
 # @@protoc_insertion_point(module_scope)

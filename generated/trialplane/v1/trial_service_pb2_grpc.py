@@ -138,7 +138,7 @@ class TrialServiceServicer:
     def UpdateTrial(self, request, context):
         """Updates the fields named in update_mask: name, notes, tags, metadata,
         log_retention_days, stopping_condition, retry_strategy, resources,
-        environment.
+        environment, metric_definitions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

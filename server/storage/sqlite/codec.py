@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from ...domain.models import (
     AlgorithmSpec,
+    CheckpointRetention,
     EarlyExitReason,
     FeasibleSpace,
     MetricDefinition,
@@ -70,6 +71,7 @@ def study_row(s: Study) -> dict:
         "tags": s.tags,
         "metric_definitions": [asdict(d) for d in s.metric_definitions],
         "metadata": s.metadata,
+        "checkpoint_retention": asdict(s.checkpoint_retention),
     }
     return {
         "name": s.name,
@@ -119,6 +121,7 @@ def study_from_row(row: sqlite3.Row) -> Study:
         tags=b["tags"],
         metric_definitions=[MetricDefinition(**d) for d in b["metric_definitions"]],
         metadata=b["metadata"],
+        checkpoint_retention=CheckpointRetention(**b.get("checkpoint_retention", {})),
     )
 
 
@@ -145,6 +148,7 @@ def trial_row(t: Trial) -> dict:
         "task_ids": t.task_ids,
         "running_seconds": t.running_seconds,
         "running_since": t.running_since,
+        "metric_definitions": [asdict(d) for d in t.metric_definitions],
     }
     return {
         "study_id": t.study_id or None,
@@ -161,8 +165,17 @@ def trial_row(t: Trial) -> dict:
         "stop_deadline": t.stop_deadline,
         "runtime_deadline": t.runtime_deadline,
         "version": t.version,
+        "searcher_metric_value": t.searcher_metric_value,
+        "best_validation": None if t.best_validation is None else dumps(t.best_validation),
+        "latest_validation": None if t.latest_validation is None else dumps(t.latest_validation),
+        "checkpoint_size": t.checkpoint_size,
+        "checkpoint_count": t.checkpoint_count,
         "body": dumps(body),
     }
+
+
+def _json_or_none(text):
+    return None if text is None else json.loads(text)
 
 
 def trial_from_row(row: sqlite3.Row) -> Trial:
@@ -200,6 +213,12 @@ def trial_from_row(row: sqlite3.Row) -> Trial:
         task_ids=b["task_ids"],
         running_seconds=b["running_seconds"],
         running_since=b["running_since"],
+        metric_definitions=[MetricDefinition(**d) for d in b.get("metric_definitions", [])],
+        searcher_metric_value=row["searcher_metric_value"],
+        best_validation=_json_or_none(row["best_validation"]),
+        latest_validation=_json_or_none(row["latest_validation"]),
+        checkpoint_size=row["checkpoint_size"],
+        checkpoint_count=row["checkpoint_count"],
     )
 
 

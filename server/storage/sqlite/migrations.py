@@ -144,6 +144,122 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        3,
+        "metrics, checkpoints, logs and debug events",
+        """
+        ALTER TABLE trials ADD COLUMN searcher_metric_value REAL;
+        ALTER TABLE trials ADD COLUMN best_validation TEXT;
+        ALTER TABLE trials ADD COLUMN latest_validation TEXT;
+        ALTER TABLE trials ADD COLUMN checkpoint_size INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE trials ADD COLUMN checkpoint_count INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX trials_searcher_metric ON trials (searcher_metric_value, id)
+            WHERE searcher_metric_value IS NOT NULL;
+
+        CREATE TABLE metric_reports (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            trial_run_id INTEGER NOT NULL,
+            group_name TEXT NOT NULL,
+            steps INTEGER NOT NULL,
+            report_time INTEGER NOT NULL,
+            archived INTEGER NOT NULL DEFAULT 0,
+            body TEXT NOT NULL,
+            request_id TEXT,
+            UNIQUE (trial_id, group_name, steps, trial_run_id)
+        );
+        CREATE UNIQUE INDEX metric_reports_request ON metric_reports (request_id) WHERE request_id IS NOT NULL;
+
+        CREATE TABLE metric_series (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER REFERENCES trials (id) ON DELETE CASCADE,
+            trial_key TEXT,
+            group_name TEXT NOT NULL,
+            name TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            finite_count INTEGER NOT NULL DEFAULT 0,
+            total REAL NOT NULL DEFAULT 0,
+            vmin REAL,
+            vmax REAL,
+            last REAL,
+            last_step INTEGER NOT NULL DEFAULT -1,
+            last_time INTEGER NOT NULL DEFAULT 0,
+            recent BLOB NOT NULL DEFAULT x'',
+            next_ordinal INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE UNIQUE INDEX metric_series_trial ON metric_series (trial_id, group_name, name) WHERE trial_id IS NOT NULL;
+        CREATE UNIQUE INDEX metric_series_key ON metric_series (trial_key, group_name, name) WHERE trial_key IS NOT NULL;
+        CREATE INDEX metric_series_rank ON metric_series (group_name, name, last, trial_id);
+
+        CREATE TABLE metric_points (
+            series_id INTEGER NOT NULL REFERENCES metric_series (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            trial_run_id INTEGER NOT NULL,
+            time INTEGER NOT NULL,
+            value REAL,
+            archived INTEGER NOT NULL DEFAULT 0,
+            ordinal INTEGER NOT NULL,
+            raw TEXT,
+            PRIMARY KEY (series_id, step, trial_run_id)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE metric_blocks (
+            series_id INTEGER NOT NULL REFERENCES metric_series (id) ON DELETE CASCADE,
+            block INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            first_step INTEGER NOT NULL,
+            last_step INTEGER NOT NULL,
+            first_time INTEGER NOT NULL,
+            last_time INTEGER NOT NULL,
+            first REAL,
+            last REAL,
+            vmin REAL,
+            vmax REAL,
+            PRIMARY KEY (series_id, block)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE debug_events (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            iteration INTEGER NOT NULL,
+            time INTEGER NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX debug_events_trial ON debug_events (trial_id, id);
+
+        CREATE TABLE checkpoints (
+            uuid TEXT PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            trial_run_id INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            steps_completed INTEGER NOT NULL,
+            storage_uri TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            create_time INTEGER NOT NULL,
+            update_time INTEGER NOT NULL,
+            end_time INTEGER,
+            objective REAL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX checkpoints_trial ON checkpoints (trial_id, create_time);
+        CREATE INDEX checkpoints_create_time ON checkpoints (create_time, uuid);
+
+        CREATE TABLE task_logs (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            time INTEGER NOT NULL,
+            level TEXT NOT NULL,
+            worker TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            rank INTEGER NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX task_logs_trial ON task_logs (trial_id, id);
+        """,
+    ),
 ]
 
 

@@ -7,11 +7,14 @@ import sqlite3
 import time
 from typing import Callable
 
-from ...domain.errors import AlreadyExists, NotFound
+from ...domain import checkpoints as checkpoint_rules
+from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from ...domain.trial_lifecycle import TERMINAL
+from ...domain import listing
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, TrialEvent, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
-from . import codec, profiler
+from . import checkpoints, codec, metrics, profiler
 from .engine import Engine
 from .migrations import migrate
 
@@ -52,9 +55,10 @@ class _Query:
         return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
 
-def _keyset(q: _Query, page: Page, table: str) -> str:
-    """Adds the keyset condition for page and returns the ORDER BY clause."""
-    col = f"{table}.{page.order.field}"
+def _keyset(q: _Query, page: Page, table: str, col: str | None = None) -> str:
+    """Adds the keyset condition for page and returns the ORDER BY clause.
+    Queries select the sort column as sort_value."""
+    col = col or f"{table}.{page.order.field}"
     direction = "DESC" if page.order.descending else "ASC"
     if page.after is not None:
         op = "<" if page.order.descending else ">"
@@ -67,7 +71,15 @@ def _page_result(rows: list, page: Page, decode) -> tuple[list, tuple | None]:
     if len(rows) <= page.size:
         return items, None
     last = rows[page.size - 1]
-    return items, (last[page.order.field], last["id"])
+    return items, (last["sort_value"], last["id"])
+
+
+_AGGREGATE_SQL = {
+    "last": "ms.last",
+    "min": "ms.vmin",
+    "max": "ms.vmax",
+    "mean": "(ms.total / nullif(ms.finite_count, 0))",
+}
 
 
 def _common_filters(q: _Query, table: str, tags_table: str, owner_col: str, flt) -> None:
@@ -155,7 +167,10 @@ class SqliteStorage(Storage):
             if flt.owner:
                 q.add("studies.owner = ?", flt.owner)
             order = _keyset(q, page, "studies")
-            rows = conn.execute(f"SELECT * FROM studies {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
+            rows = conn.execute(
+                f"SELECT *, studies.{page.order.field} AS sort_value FROM studies {q.where()} {order} LIMIT ?",
+                (*q.args, page.size + 1),
+            ).fetchall()
             return _page_result(rows, page, codec.study_from_row)
 
         return await self._read(read)
@@ -184,11 +199,23 @@ class SqliteStorage(Storage):
     # --- trials ------------------------------------------------------------
 
     @staticmethod
-    def _trial(conn: sqlite3.Connection, trial_id: int) -> Trial:
+    def _attach_summaries(conn: sqlite3.Connection, trials: list[Trial]) -> None:
+        by_trial = metrics.summaries_by_trial(conn, [t.id for t in trials])
+        for t in trials:
+            summary: dict = {}
+            for s in by_trial.get(t.id, []):
+                summary.setdefault(s["group"], {})[s["name"]] = s["summary"]
+            t.summary_metrics = summary
+            t.best_checkpoint = checkpoints.best_of_trial(conn, t.id)
+
+    @classmethod
+    def _trial(cls, conn: sqlite3.Connection, trial_id: int) -> Trial:
         row = conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise NotFound("trial", trial_id)
-        return codec.trial_from_row(row)
+        trial = codec.trial_from_row(row)
+        cls._attach_summaries(conn, [trial])
+        return trial
 
     async def create_trial(self, trial: Trial, request_id: str, admit: Callable[[Study | None], None]) -> Trial:
         def write(conn):
@@ -222,9 +249,23 @@ class SqliteStorage(Storage):
             if flt.study_id:
                 q.add("trials.study_id = ?", flt.study_id)
             _common_filters(q, "trials", "trial_tags", "trial_id", flt)
-            order = _keyset(q, page, "trials")
-            rows = conn.execute(f"SELECT * FROM trials {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
-            return _page_result(rows, page, codec.trial_from_row)
+            join = ""
+            metric = listing.metric_order(page.order.field)
+            if metric is not None:
+                col = _AGGREGATE_SQL[metric.aggregate]
+                join = "JOIN metric_series ms ON ms.trial_id = trials.id AND ms.group_name = ? AND ms.name = ?"
+                q.args[:0] = [metric.group, metric.name]
+            else:
+                col = f"trials.{page.order.field}"
+            q.add(f"{col} IS NOT NULL")
+            order = _keyset(q, page, "trials", col)
+            rows = conn.execute(
+                f"SELECT trials.*, {col} AS sort_value FROM trials {join} {q.where()} {order} LIMIT ?",
+                (*q.args, page.size + 1),
+            ).fetchall()
+            trials, last = _page_result(rows, page, codec.trial_from_row)
+            self._attach_summaries(conn, trials)
+            return trials, last
 
         return await self._read(read)
 
@@ -349,7 +390,10 @@ class SqliteStorage(Storage):
             if flt.states:
                 q.add(f"workers.state IN ({', '.join('?' for _ in flt.states)})", *flt.states)
             order = _keyset(q, page, "workers")
-            rows = conn.execute(f"SELECT * FROM workers {q.where()} {order} LIMIT ?", (*q.args, page.size + 1)).fetchall()
+            rows = conn.execute(
+                f"SELECT *, workers.{page.order.field} AS sort_value FROM workers {q.where()} {order} LIMIT ?",
+                (*q.args, page.size + 1),
+            ).fetchall()
             return _page_result(rows, page, codec.worker_from_row)
 
         return await self._read(read)
@@ -402,3 +446,104 @@ class SqliteStorage(Storage):
 
     async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
         return await self._write(lambda conn: profiler.delete_expired(conn, now, default_days, limit))
+
+    # --- metrics, logs, Katib observation logs -------------------------------
+
+    async def ingest_metrics(self, batch):
+        return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()))
+
+    async def metric_summaries(self, trial_ids, group="", names=None):
+        return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names))
+
+    async def metric_series_id(self, trial_id, group, name):
+        return await self._read(lambda conn: metrics.find_series(conn, trial_id, group, name))
+
+    async def metric_points(self, series_id, start_step, end_step, include_archived, after, limit):
+        return await self._read(
+            lambda conn: metrics.raw_points(conn, series_id, start_step, end_step, include_archived, after, limit)
+        )
+
+    async def metric_buckets(self, series_id, start_step, end_step, n, by_time, include_archived):
+        return await self._read(
+            lambda conn: metrics.downsample(conn, series_id, start_step, end_step, n, by_time, include_archived)
+        )
+
+    async def debug_events(self, trial_id, kinds, metric, after_id, limit):
+        return await self._read(lambda conn: metrics.debug_events(conn, trial_id, kinds, metric, after_id, limit))
+
+    async def list_logs(self, trial_id, from_tail, levels, worker, after_id, limit):
+        return await self._read(lambda conn: metrics.list_logs(conn, trial_id, from_tail, levels, worker, after_id, limit))
+
+    async def report_observations(self, trial_name, observations):
+        return await self._write(lambda conn: metrics.report_observations(conn, trial_name, observations))
+
+    async def get_observations(self, trial_name, metric_name, start, end):
+        return await self._read(lambda conn: metrics.get_observations(conn, trial_name, metric_name, start, end))
+
+    async def delete_observations(self, trial_name):
+        return await self._write(lambda conn: metrics.delete_observations(conn, trial_name))
+
+    # --- checkpoints ---------------------------------------------------------
+
+    async def report_checkpoint(self, report):
+        def write(conn):
+            current = checkpoints.get(conn, report.uuid)
+            trial = self._trial(conn, report.trial_id)
+            if current is None:
+                if trial.state in TERMINAL:
+                    raise FailedPrecondition(
+                        f"trial {trial.id} is {trial.state.value}; it takes no new checkpoints",
+                        reason="ILLEGAL_TRANSITION",
+                        metadata={"trial_id": trial.id, "state": trial.state.value},
+                    )
+                report.trial_run_id = report.trial_run_id or trial.trial_run_id
+            updated = checkpoint_rules.apply_report(current, report, self.clock())
+            updated.validation_metrics = checkpoints.validation_at(conn, updated.trial_id, updated.steps_completed)
+            study = self._study(conn, trial.study_id) if trial.study_id else None
+            updated.objective = checkpoints.signed(study, updated.validation_metrics)
+            checkpoints.save(conn, updated)
+            return updated
+
+        return await self._write(write)
+
+    async def get_checkpoint(self, uuid):
+        return await self._read(lambda conn: checkpoints.require(conn, uuid))
+
+    async def list_checkpoints(self, flt, order_field, descending, after, limit):
+        return await self._read(lambda conn: checkpoints.list_page(conn, flt, order_field, descending, after, limit))
+
+    async def update_checkpoint_metadata(self, uuid, metadata):
+        def write(conn):
+            c = checkpoints.require(conn, uuid)
+            c.metadata = metadata
+            c.update_time = self.clock()
+            checkpoints.save(conn, c)
+            return c
+
+        return await self._write(write)
+
+    async def delete_checkpoints(self, uuids, confirm):
+        def write(conn):
+            found = [checkpoints.require(conn, u) for u in uuids]
+            now = self.clock()
+            step = checkpoint_rules.confirm_deleted if confirm else checkpoint_rules.mark_for_deletion
+            done = [step(c, now) for c in found]
+            for c in done:
+                checkpoints.save(conn, c)
+            return done
+
+        return await self._write(write)
+
+    async def apply_checkpoint_retention(self, study_id, keep_best, keep_latest, dry_run):
+        def write(conn):
+            self._study(conn, study_id)
+            victims = checkpoint_rules.retention_victims(checkpoints.of_study(conn, study_id), keep_best, keep_latest)
+            if dry_run:
+                return victims
+            now = self.clock()
+            marked = [checkpoint_rules.mark_for_deletion(c, now) for c in victims]
+            for c in marked:
+                checkpoints.save(conn, c)
+            return marked
+
+        return await self._write(write)

@@ -1,0 +1,281 @@
+"""Metrics: reports, points, summaries kept on write, downsampling, rollback.
+
+A series is one metric of one trial: (group, name). Its points are keyed by
+(step, trial_run_id). Summaries (count, min, max, mean, last, the mean of the
+last 100 values) and per-block aggregates of 256 points are maintained as
+points are written, so listings and long-range downsampling never scan
+histories. NaN values are kept; min, max and means skip them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ViolationCollector
+from .models import ObjectiveType, Study
+
+BLOCK_SIZE = 256
+RECENT = 100
+MAX_GROUP = 128
+MAX_METRIC_NAME = 256
+MAX_BATCH_ITEMS = 10_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    """The numeric entries of a metrics dict (bools and other types excluded)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def check_name(v: ViolationCollector, path: str, name: str, limit: int) -> None:
+    if not name:
+        v.add(path, "must not be empty")
+    elif len(name) > limit or _CONTROL.search(name):
+        v.add(path, f"must be 1-{limit} printable characters")
+
+
+@dataclass
+class PointDraft:
+    """A point to store. `series` is (trial_id, group, name)."""
+
+    trial_id: int
+    group: str
+    name: str
+    step: int
+    trial_run_id: int
+    time: int
+    value: float
+    raw: str | None = None
+
+
+@dataclass
+class ReportDraft:
+    trial_id: int
+    trial_run_id: int
+    group: str
+    steps: int
+    report_time: int
+    metrics: dict
+    batch_metrics: list
+    request_id: str = ""
+
+    def points(self, now: int) -> list[PointDraft]:
+        t = self.report_time or now
+        return [
+            PointDraft(self.trial_id, self.group, name, self.steps, self.trial_run_id, t, value)
+            for name, value in scalar_metrics(self.metrics).items()
+        ]
+
+
+@dataclass
+class SeriesSummary:
+    count: int = 0
+    total: float = 0.0
+    finite_count: int = 0
+    vmin: float = math.nan
+    vmax: float = math.nan
+    last: float = math.nan
+    last_step: int = -1
+    last_time: int = 0
+    recent: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.finite_count if self.finite_count else math.nan
+
+    @property
+    def last_100_mean(self) -> float:
+        values = [x for x in self.recent if not math.isnan(x)]
+        return sum(values) / len(values) if values else math.nan
+
+    def add(self, step: int, time: int, value: float) -> None:
+        self.count += 1
+        if not math.isnan(value):
+            self.finite_count += 1
+            self.total += value
+            self.vmin = value if math.isnan(self.vmin) else min(self.vmin, value)
+            self.vmax = value if math.isnan(self.vmax) else max(self.vmax, value)
+        if step >= self.last_step:
+            self.last, self.last_step, self.last_time = value, step, time
+            self.recent.append(value)
+            if len(self.recent) > RECENT:
+                del self.recent[: len(self.recent) - RECENT]
+
+
+@dataclass
+class Block:
+    count: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    first_time: int = 0
+    last_time: int = 0
+    first: float = math.nan
+    last: float = math.nan
+    vmin: float = math.nan
+    vmax: float = math.nan
+
+    def add(self, step: int, time: int, value: float) -> None:
+        if self.count == 0 or step < self.first_step:
+            self.first_step, self.first_time, self.first = step, time, value
+        if self.count == 0 or step >= self.last_step:
+            self.last_step, self.last_time, self.last = step, time, value
+        if not math.isnan(value):
+            self.vmin = value if math.isnan(self.vmin) else min(self.vmin, value)
+            self.vmax = value if math.isnan(self.vmax) else max(self.vmax, value)
+        self.count += 1
+
+    def merge(self, other: "Block") -> None:
+        if other.count == 0:
+            return
+        if self.count == 0 or other.first_step < self.first_step:
+            self.first_step, self.first_time, self.first = other.first_step, other.first_time, other.first
+        if self.count == 0 or other.last_step >= self.last_step:
+            self.last_step, self.last_time, self.last = other.last_step, other.last_time, other.last
+        self.vmin = float(np.fmin(self.vmin, other.vmin))
+        self.vmax = float(np.fmax(self.vmax, other.vmax))
+        self.count += other.count
+
+
+def bucket_points(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: np.ndarray, n: int) -> list[Block]:
+    """Exact buckets of equal width over the x values (steps or times)."""
+    if xs.size == 0:
+        return []
+    order = np.lexsort((steps, xs))
+    xs, steps, times, values = xs[order], steps[order], times[order], values[order]
+    lo, hi = int(xs[0]), int(xs[-1])
+    width = max(1, -(-(hi - lo + 1) // n))
+    index = (xs - lo) // width
+    cuts = np.flatnonzero(np.diff(index)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [xs.size])) - 1
+    mins = np.fmin.reduceat(values, starts)
+    maxs = np.fmax.reduceat(values, starts)
+    return [
+        Block(int(b - a + 1), int(steps[a]), int(steps[b]), int(times[a]), int(times[b]),
+              float(values[a]), float(values[b]), float(lo_), float(hi_))
+        for a, b, lo_, hi_ in zip(starts, ends, mins, maxs)
+    ]
+
+
+def bucket_blocks(blocks: list[Block], key, n: int) -> list[Block]:
+    """Groups whole blocks into at most n buckets by the x value of their
+    first point; each bucket's aggregates stay exact."""
+    if not blocks:
+        return []
+    xs = [key(b) for b in blocks]
+    lo, hi = min(xs), max(xs)
+    width = max(1, -(-(hi - lo + 1) // n))
+    out: dict[int, Block] = {}
+    for x, b in zip(xs, blocks):
+        out.setdefault((x - lo) // width, Block()).merge(b)
+    return [out[k] for k in sorted(out)]
+
+
+def signed_objective(study: Study | None, metrics: dict) -> float | None:
+    """The searcher metric of a validation report, signed so smaller is better."""
+    if study is None or not study.objective.metric_name:
+        return None
+    value = scalar_metrics(metrics).get(study.objective.metric_name)
+    if value is None or math.isnan(value):
+        return None
+    return -value if study.objective.type == ObjectiveType.MAXIMIZE else value
+
+
+@dataclass
+class LogMetricRule:
+    name: str
+    pattern: re.Pattern
+
+
+def compile_rules(definitions) -> list[LogMetricRule]:
+    return [LogMetricRule(d.name, re.compile(d.regex)) for d in definitions if d.name and d.regex]
+
+
+def extract_log_metrics(rules: list[LogMetricRule], message: str) -> list[tuple[str, float, int | None]]:
+    """(name, value, step or None) for every rule that matches the line. The
+    value is the group named "value" or else the first group; a group named
+    "step" gives the step."""
+    found = []
+    for rule in rules:
+        m = rule.pattern.search(message)
+        if not m:
+            continue
+        groups = m.groupdict()
+        text = groups.get("value") if "value" in groups else (m.group(1) if m.re.groups else None)
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            continue
+        step = None
+        if groups.get("step") is not None:
+            try:
+                step = int(groups["step"])
+            except ValueError:
+                step = None
+        found.append((rule.name, value, step))
+    return found
+
+
+@dataclass
+class DebugEventDraft:
+    trial_id: int
+    kind: str  # VECTOR, PLOT or IMAGE
+    metric: str
+    variant: str
+    iteration: int
+    time: int
+    payload: dict
+
+
+@dataclass
+class LogDraft:
+    trial_id: int
+    time: int
+    level: str
+    worker: str
+    stream: str
+    rank: int
+    message: str
+
+
+@dataclass
+class IngestBatch:
+    """Everything one ingest call stores, in one transaction."""
+
+    reports: list[ReportDraft] = field(default_factory=list)
+    points: list[PointDraft] = field(default_factory=list)
+    debug_events: list[DebugEventDraft] = field(default_factory=list)
+    logs: list[LogDraft] = field(default_factory=list)
+    # Index of each item in the caller's request, for error reports.
+    report_index: list[int] = field(default_factory=list)
+    point_index: list[tuple[str, int]] = field(default_factory=list)
+    event_index: list[int] = field(default_factory=list)
+    log_index: list[int] = field(default_factory=list)
+
+
+@dataclass
+class IngestOutcome:
+    added: int = 0
+    duplicates: int = 0
+    log_points: int = 0
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
+    # Per report: True if stored now, False if it was a retry of a stored one.
+    report_created: list[bool] = field(default_factory=list)
+    trial_ids: set[int] = field(default_factory=set)
+
+
+def target_problem(state_terminal: bool, current_run: int, run: int) -> str | None:
+    """Why a report to a trial in this state and run is refused, or None."""
+    if state_terminal:
+        return "trial is in a terminal state"
+    if run and run != current_run:
+        return f"trial_run_id {run} is not the trial's current run {current_run}"
+    return None

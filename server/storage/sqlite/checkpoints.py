@@ -1,0 +1,152 @@
+"""Checkpoints in SQLite; trial totals follow every change."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ...domain import metrics as m
+from ...domain.checkpoints import Checkpoint, CheckpointState
+from ...domain.errors import NotFound
+from .codec import dumps
+
+
+def to_row(c: Checkpoint) -> dict:
+    return {
+        "uuid": c.uuid,
+        "trial_id": c.trial_id,
+        "trial_run_id": c.trial_run_id,
+        "state": c.state.value,
+        "steps_completed": c.steps_completed,
+        "storage_uri": c.storage_uri,
+        "size_bytes": c.size_bytes,
+        "create_time": c.create_time,
+        "update_time": c.update_time,
+        "end_time": c.end_time,
+        "objective": c.objective,
+        "body": dumps({"resources": c.resources, "metadata": c.metadata, "validation_metrics": c.validation_metrics}),
+    }
+
+
+def from_row(row) -> Checkpoint:
+    body = json.loads(row["body"])
+    return Checkpoint(
+        uuid=row["uuid"], trial_id=row["trial_id"], trial_run_id=row["trial_run_id"], state=CheckpointState(row["state"]),
+        steps_completed=row["steps_completed"], storage_uri=row["storage_uri"], create_time=row["create_time"],
+        update_time=row["update_time"], end_time=row["end_time"], objective=row["objective"],
+        resources=body["resources"], metadata=body["metadata"], validation_metrics=body["validation_metrics"],
+    )
+
+
+def get(conn: sqlite3.Connection, uuid: str) -> Checkpoint | None:
+    row = conn.execute("SELECT * FROM checkpoints WHERE uuid = ?", (uuid,)).fetchone()
+    return None if row is None else from_row(row)
+
+
+def require(conn: sqlite3.Connection, uuid: str) -> Checkpoint:
+    c = get(conn, uuid)
+    if c is None:
+        raise NotFound("checkpoint", uuid)
+    return c
+
+
+def save(conn: sqlite3.Connection, c: Checkpoint) -> None:
+    row = to_row(c)
+    cols = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    conn.execute(f"INSERT OR REPLACE INTO checkpoints ({cols}) VALUES ({marks})", tuple(row.values()))
+    refresh_trial_totals(conn, c.trial_id)
+
+
+def refresh_trial_totals(conn: sqlite3.Connection, trial_id: int) -> None:
+    conn.execute(
+        "UPDATE trials SET"
+        " checkpoint_size = (SELECT coalesce(sum(size_bytes), 0) FROM checkpoints WHERE trial_id = ?1 AND state != 'DELETED'),"
+        " checkpoint_count = (SELECT count(*) FROM checkpoints WHERE trial_id = ?1 AND state != 'DELETED')"
+        " WHERE id = ?1",
+        (trial_id,),
+    )
+
+
+def validation_at(conn: sqlite3.Connection, trial_id: int, steps: int) -> dict | None:
+    row = conn.execute(
+        "SELECT body FROM metric_reports WHERE trial_id = ? AND group_name = 'validation' AND steps = ? AND archived = 0"
+        " ORDER BY trial_run_id DESC LIMIT 1",
+        (trial_id, steps),
+    ).fetchone()
+    return None if row is None else json.loads(row[0])["metrics"]
+
+
+def workload(c: Checkpoint) -> dict:
+    return {
+        "uuid": c.uuid, "end_time": c.end_time, "state": c.state.value, "resources": c.resources,
+        "total_batches": c.steps_completed, "metadata": c.metadata,
+    }
+
+
+def best_of_trial(conn: sqlite3.Connection, trial_id: int) -> dict | None:
+    row = conn.execute(
+        "SELECT * FROM checkpoints WHERE trial_id = ? AND state = 'COMPLETED' AND objective IS NOT NULL"
+        " ORDER BY objective, create_time LIMIT 1",
+        (trial_id,),
+    ).fetchone()
+    return None if row is None else workload(from_row(row))
+
+
+def signed(study, metrics: dict | None) -> float | None:
+    return None if metrics is None else m.signed_objective(study, metrics)
+
+
+def of_study(conn: sqlite3.Connection, study_id: int) -> list[Checkpoint]:
+    rows = conn.execute(
+        "SELECT c.* FROM checkpoints c JOIN trials t ON t.id = c.trial_id WHERE t.study_id = ?", (study_id,)
+    ).fetchall()
+    return [from_row(r) for r in rows]
+
+
+_ORDER_SQL = {"create_time": "c.create_time", "steps_completed": "c.steps_completed"}
+
+
+def list_page(conn: sqlite3.Connection, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int):
+    clauses, args = [], []
+    join = ""
+    if flt.get("study_id"):
+        join = "JOIN trials t ON t.id = c.trial_id"
+        clauses.append("t.study_id = ?")
+        args.append(flt["study_id"])
+    if flt.get("trial_id"):
+        clauses.append("c.trial_id = ?")
+        args.append(flt["trial_id"])
+    if flt.get("states"):
+        clauses.append(f"c.state IN ({', '.join('?' for _ in flt['states'])})")
+        args.extend(flt["states"])
+    if flt.get("min_steps") is not None:
+        clauses.append("c.steps_completed >= ?")
+        args.append(flt["min_steps"])
+    if flt.get("max_steps") is not None:
+        clauses.append("c.steps_completed <= ?")
+        args.append(flt["max_steps"])
+    if flt.get("created_after") is not None:
+        clauses.append("c.create_time > ?")
+        args.append(flt["created_after"])
+    if flt.get("created_before") is not None:
+        clauses.append("c.create_time < ?")
+        args.append(flt["created_before"])
+    if order_field.startswith("metric:"):
+        col = "json_extract(c.body, '$.validation_metrics.\"' || ? || '\"')"
+        col_args = [order_field[len("metric:"):]]
+        clauses.append(f"{col} IS NOT NULL")
+        args.extend(col_args)
+    else:
+        col, col_args = _ORDER_SQL[order_field], []
+    direction = "DESC" if descending else "ASC"
+    if after is not None:
+        clauses.append(f"({col}, c.rowid) {'<' if descending else '>'} (?, ?)")
+        args.extend([*col_args, *after])
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = (
+        f"SELECT c.*, c.rowid AS row_key, {col} AS sort_value FROM checkpoints c {join} {where}"
+        f" ORDER BY {col} {direction}, c.rowid {direction} LIMIT ?"
+    )
+    rows = conn.execute(sql, [*col_args, *args, *col_args, limit]).fetchall()
+    return [(from_row(r), (r["sort_value"], r["row_key"])) for r in rows]
