@@ -11,10 +11,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 from trialplane.v1 import (
     checkpoint_service_pb2,
+    checkpoint_service_pb2_grpc,
     log_service_pb2,
+    log_service_pb2_grpc,
     metrics_service_pb2,
+    metrics_service_pb2_grpc,
     profiler_service_pb2,
     study_service_pb2,
     study_service_pb2_grpc,
@@ -24,7 +28,10 @@ from trialplane.v1 import (
     worker_service_pb2_grpc,
 )
 
-from .api.pending_services import PENDING
+from .api.checkpoint_service import CheckpointServicer
+from .api.katib_service import KatibDBManagerServicer
+from .api.log_service import LogServicer
+from .api.metrics_service import MetricsServicer, Notifier
 from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
 from .api.trial_service import TrialServicer
@@ -45,6 +52,7 @@ SERVICE_FILES = [
     checkpoint_service_pb2,
     profiler_service_pb2,
     log_service_pb2,
+    api_pb2,
 ]
 SERVICE_NAMES = [svc.full_name for f in SERVICE_FILES for svc in f.DESCRIPTOR.services_by_name.values()]
 
@@ -153,8 +161,11 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), server)
     add_profiler_service(ProfilerServicer(storage), server)
-    for servicer_class, add in PENDING:
-        add(servicer_class(), server)
+    notifier = Notifier()
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier), server)
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier), server)
+    checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), server)
+    api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ["", *SERVICE_NAMES]:

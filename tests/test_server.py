@@ -14,10 +14,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from trialplane.v1 import (
-    checkpoint_service_pb2,
-    checkpoint_service_pb2_grpc,
-    metrics_service_pb2,
-    metrics_service_pb2_grpc,
     trial_pb2,
     trial_service_pb2 as ts,
     worker_pb2,
@@ -142,14 +138,12 @@ def test_port_in_use_is_a_clear_error(db_path, process, tmp_path):
     assert "cannot listen" in result.stderr
 
 
-def test_later_milestone_services_answer_unimplemented(client):
-    metrics = metrics_service_pb2_grpc.MetricsServiceStub(client.channel)
-    err = error_of(metrics.ReportMetrics, metrics_service_pb2.ReportMetricsRequest())
-    assert err.code == grpc.StatusCode.UNIMPLEMENTED and "ReportMetrics" in err.message
-    checkpoints = checkpoint_service_pb2_grpc.CheckpointServiceStub(client.channel)
-    err = error_of(checkpoints.GetCheckpoint, checkpoint_service_pb2.GetCheckpointRequest(uuid="x"))
-    assert err.code == grpc.StatusCode.UNIMPLEMENTED
-    # The server keeps serving afterwards.
+def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
+    from trialplane.v1 import study_service_pb2, study_service_pb2_grpc
+
+    studies = study_service_pb2_grpc.StudyServiceStub(client.channel)
+    err = error_of(studies.CheckEarlyStopping, study_service_pb2.CheckEarlyStoppingRequest(study_id=1))
+    assert err.code == grpc.StatusCode.UNIMPLEMENTED and "CheckEarlyStopping" in err.message
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
 
 

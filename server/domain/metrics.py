@@ -266,16 +266,17 @@ class IngestOutcome:
     added: int = 0
     duplicates: int = 0
     log_points: int = 0
-    errors: list[tuple[str, int, str]] = field(default_factory=list)
+    # (list name, index, kind, message); kind is NOT_FOUND, TERMINAL or STALE_RUN.
+    errors: list[tuple[str, int, str, str]] = field(default_factory=list)
     # Per report: True if stored now, False if it was a retry of a stored one.
     report_created: list[bool] = field(default_factory=list)
     trial_ids: set[int] = field(default_factory=set)
 
 
-def target_problem(state_terminal: bool, current_run: int, run: int) -> str | None:
-    """Why a report to a trial in this state and run is refused, or None."""
-    if state_terminal:
-        return "trial is in a terminal state"
+def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tuple[str, str] | None:
+    """(kind, message) saying why a report to this trial is refused, or None."""
+    if state in ("CANCELED", "COMPLETED", "ERROR"):
+        return "TERMINAL", f"trial {trial_id} is {state} and takes no more reports"
     if run and run != current_run:
-        return f"trial_run_id {run} is not the trial's current run {current_run}"
+        return "STALE_RUN", f"trial_run_id {run} is not the current run {current_run} of trial {trial_id}"
     return None

@@ -10,11 +10,8 @@ from collections import defaultdict
 
 from ...domain import metrics as m
 from ...domain.errors import NotFound
-from ...domain.models import Study, TrialState
-from ...domain.trial_lifecycle import TERMINAL
+from ...domain.models import Study
 from .codec import dumps
-
-TERMINAL_NAMES = {s.value for s in TERMINAL}
 
 
 def nan_to_null(x: float | None):
@@ -42,11 +39,11 @@ class _Trials:
             ).fetchone()
         return self.rows[trial_id]
 
-    def problem(self, trial_id: int, run: int) -> str | None:
+    def problem(self, trial_id: int, run: int) -> tuple[str, str] | None:
         row = self.get(trial_id)
         if row is None:
-            return f"trial {trial_id} not found"
-        return m.target_problem(row["state"] in TERMINAL_NAMES, row["trial_run_id"], run)
+            return "NOT_FOUND", f"trial {trial_id} not found"
+        return m.target_problem(trial_id, row["state"], row["trial_run_id"], run)
 
     def study(self, trial_id: int) -> Study | None:
         row = self.get(trial_id)
@@ -289,7 +286,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
     for report, index in zip(batch.reports, batch.report_index):
         problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
-            out.errors.append(("reports", index, problem))
+            out.errors.append(("reports", index, *problem))
             out.report_created.append(False)
             continue
         run = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
@@ -328,7 +325,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
     for point, (list_name, index) in zip(batch.points, batch.point_index):
         problem = trials.problem(point.trial_id, point.trial_run_id)
         if problem:
-            out.errors.append((list_name, index, problem))
+            out.errors.append((list_name, index, *problem))
             continue
         run = point.trial_run_id or trials.get(point.trial_id)["trial_run_id"]
         event_points[series.id_for(point.trial_id, point.group, point.name)].append(
@@ -339,7 +336,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
     for event, index in zip(batch.debug_events, batch.event_index):
         problem = trials.problem(event.trial_id, 0)
         if problem:
-            out.errors.append(("events", index, problem))
+            out.errors.append(("events", index, *problem))
             continue
         conn.execute(
             "INSERT INTO debug_events (trial_id, kind, metric, variant, iteration, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -352,7 +349,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
     log_points: dict[int, list] = defaultdict(list)
     for line, index in zip(batch.logs, batch.log_index):
         if trials.get(line.trial_id) is None:
-            out.errors.append(("logs", index, f"trial {line.trial_id} not found"))
+            out.errors.append(("logs", index, "NOT_FOUND", f"trial {line.trial_id} not found"))
             continue
         time = line.time or now
         log_rows.append((line.trial_id, time, line.level, line.worker, line.stream, line.rank, line.message))

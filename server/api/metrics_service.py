@@ -1,0 +1,360 @@
+"""trialplane.v1.MetricsService: metric reports, ClearML-style events, queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
+
+from ..domain import listing, metrics as m, trial_lifecycle
+from ..domain.errors import FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
+from ..storage.base import Storage
+from . import convert
+from .errors import rpc
+
+INT64_MAX = 2**63 - 1
+MAX_TRIALS_PER_QUERY = 100
+MAX_NAMES_PER_QUERY = 100
+MAX_BUCKETS = 10_000
+DEFAULT_RAW_PAGE = 10_000
+MAX_RAW_PAGE = 100_000
+WATCH_POLL_SECONDS = 1.0
+LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
+DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
+
+
+class Notifier:
+    """Wakes followers when this server stored something."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
+    """A validated ReportDraft or InvalidArgument naming fields under path
+    ("" for a ReportMetrics request, "reports[3]." inside AddEvents)."""
+    v = ViolationCollector()
+    tm = req.metrics
+    if tm.trial_id <= 0:
+        v.add(f"{path}metrics.trial_id", "must name a trial")
+    if tm.trial_run_id < 0:
+        v.add(f"{path}metrics.trial_run_id", "must not be negative")
+    if tm.steps_completed < 0:
+        v.add(f"{path}metrics.steps_completed", "must not be negative")
+    m.check_name(v, f"{path}group", req.group, m.MAX_GROUP)
+    metrics = convert.struct_to_dict(tm.metrics.avg_metrics)
+    for name in metrics:
+        m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
+    if len(req.request_id) > 128:
+        v.add(f"{path}request_id", "must be at most 128 characters")
+    v.raise_if_any()
+    report_time = convert.timestamp_us(tm.report_time, f"{path}metrics.report_time") if tm.HasField("report_time") else 0
+    return m.ReportDraft(
+        trial_id=tm.trial_id,
+        trial_run_id=tm.trial_run_id,
+        group=req.group,
+        steps=tm.steps_completed,
+        report_time=report_time,
+        metrics=metrics,
+        batch_metrics=[convert.struct_to_dict(b) for b in tm.metrics.batch_metrics],
+        request_id=req.request_id,
+    )
+
+
+def _event_time(item, path: str) -> int:
+    return convert.timestamp_us(item.time, f"{path}.time") if item.HasField("time") else 0
+
+
+def add_event(batch: m.IngestBatch, item: metrics_pb2.TrialEventItem, index: int) -> None:
+    path = f"events[{index}]"
+    kind = item.WhichOneof("event")
+    if kind is None:
+        raise invalid(path, "set one of scalar, vector, plot or image")
+    event = getattr(item, kind)
+    v = ViolationCollector()
+    if item.trial_id <= 0:
+        v.add(f"{path}.trial_id", "must name a trial")
+    m.check_name(v, f"{path}.{kind}.metric", event.metric, m.MAX_GROUP)
+    if event.variant:
+        m.check_name(v, f"{path}.{kind}.variant", event.variant, m.MAX_METRIC_NAME)
+    if event.iteration < 0:
+        v.add(f"{path}.{kind}.iteration", "must not be negative")
+    payload: dict = {}
+    if kind == "plot":
+        try:
+            payload = {"plot": json.loads(event.plot_json)}
+        except ValueError as exc:
+            v.add(f"{path}.plot.plot_json", f"is not JSON: {exc}")
+    elif kind == "vector":
+        payload = {"values": list(event.values)}
+    elif kind == "image":
+        if not event.url and not event.key:
+            v.add(f"{path}.image", "needs a url or a key")
+        payload = {"url": event.url, "key": event.key}
+    v.raise_if_any()
+    time = _event_time(item, path)
+    if kind == "scalar":
+        batch.points.append(m.PointDraft(item.trial_id, event.metric, event.variant or event.metric, event.iteration, 0,
+                                         time, event.value))
+        batch.point_index.append(("events", index))
+    else:
+        batch.debug_events.append(m.DebugEventDraft(item.trial_id, kind.upper(), event.metric, event.variant,
+                                                    event.iteration, time, payload))
+        batch.event_index.append(index)
+
+
+def log_draft(line: log_pb2.TaskLog, path: str) -> m.LogDraft:
+    v = ViolationCollector()
+    if line.trial_id <= 0:
+        v.add(f"{path}.trial_id", "must name a trial")
+    if line.level and line.level not in LOG_LEVELS:
+        v.add(f"{path}.level", f"unknown value {line.level}")
+    if len(line.message) > 65536:
+        v.add(f"{path}.message", "must be at most 65536 characters")
+    if len(line.worker) > 256 or len(line.stream) > 64:
+        v.add(f"{path}.worker", "worker must be at most 256 and stream at most 64 characters")
+    v.raise_if_any()
+    time = convert.timestamp_us(line.time, f"{path}.time") if line.HasField("time") else 0
+    return m.LogDraft(line.trial_id, time, LOG_LEVELS.get(line.level, "INFO"), line.worker, line.stream or "stdout",
+                      line.rank, line.message)
+
+
+def summary_to_proto(s: dict) -> metrics_pb2.MetricSummary:
+    x: m.SeriesSummary = s["summary"]
+    return metrics_pb2.MetricSummary(
+        trial_id=s["trial_id"], group=s["group"], name=s["name"], last=x.last, min=x.vmin, max=x.vmax, mean=x.mean,
+        count=x.count, last_100_mean=x.last_100_mean, last_step=max(x.last_step, 0),
+        last_time=convert.timestamp(x.last_time) if x.last_time else None,
+    )
+
+
+def columns(series: ms.MetricSeries, rows: list[tuple]) -> None:
+    if not rows:
+        return
+    steps, runs, times, values, archived = zip(*rows)
+    series.steps.extend(steps)
+    series.trial_run_ids.extend(runs)
+    series.times.extend(times)
+    series.values.extend(math.nan if v is None else v for v in values)
+    if any(archived):
+        series.archived.extend(bool(a) for a in archived)
+
+
+def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
+    return metrics_pb2.MetricBucket(
+        first_step=b.first_step, last_step=b.last_step, first=b.first, last=b.last, min=b.vmin, max=b.vmax,
+        count=b.count, first_time=convert.timestamp(b.first_time), last_time=convert.timestamp(b.last_time),
+    )
+
+
+def refused(trial_id: int, kind: str, message: str):
+    """The error for a single-item call whose item was refused."""
+    if kind == "NOT_FOUND":
+        return NotFound("trial", trial_id)
+    if kind == "STALE_RUN":
+        return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
+    return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
+
+
+class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, storage: Storage, notifier: Notifier):
+        self.storage = storage
+        self.notifier = notifier
+
+    @rpc
+    async def ReportMetrics(self, request, context):
+        batch = m.IngestBatch(reports=[report_draft(request)], report_index=[0])
+        outcome = await self.storage.ingest_metrics(batch)
+        if outcome.errors:
+            _, _, kind, message = outcome.errors[0]
+            raise refused(request.metrics.trial_id, kind, message)
+        self.notifier.notify()
+        return ms.ReportMetricsResponse(created=outcome.report_created[0])
+
+    @rpc
+    async def AddEvents(self, request, context):
+        total = len(request.reports) + len(request.events) + len(request.logs)
+        if total > m.MAX_BATCH_ITEMS:
+            raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} items per AddEvents call (got {total})")
+        batch = m.IngestBatch()
+        errors: list[ms.ItemError] = []
+
+        def attempt(list_name, index, fn):
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - one bad item must not sink the others
+                message = getattr(exc, "message", str(exc))
+                errors.append(ms.ItemError(index=index, list=list_name, reason=message))
+
+        for i, report in enumerate(request.reports):
+            def add_report(report=report, i=i):
+                batch.reports.append(report_draft(report, f"reports[{i}]."))
+                batch.report_index.append(i)
+            attempt("reports", i, add_report)
+        for i, item in enumerate(request.events):
+            attempt("events", i, lambda item=item, i=i: add_event(batch, item, i))
+        for i, line in enumerate(request.logs):
+            def add_log(line=line, i=i):
+                batch.logs.append(log_draft(line, f"logs[{i}]"))
+                batch.log_index.append(i)
+            attempt("logs", i, add_log)
+        outcome = await self.storage.ingest_metrics(batch)
+        if outcome.added:
+            self.notifier.notify()
+        errors.extend(ms.ItemError(index=i, list=name, reason=message) for name, i, _, message in outcome.errors)
+        errors.sort(key=lambda e: (e.list, e.index))
+        return ms.AddEventsResponse(added=outcome.added, errors=errors)
+
+    @staticmethod
+    def _trial_ids(ids, field: str = "trial_ids") -> list[int]:
+        if not ids:
+            raise invalid(field, "name at least one trial")
+        if len(ids) > MAX_TRIALS_PER_QUERY:
+            raise invalid(field, f"at most {MAX_TRIALS_PER_QUERY} trials per call")
+        if any(i <= 0 for i in ids):
+            raise invalid(field, "must be trial ids")
+        return list(dict.fromkeys(ids))
+
+    @rpc
+    async def ListMetricNames(self, request, context):
+        summaries = await self.storage.metric_summaries(self._trial_ids(request.trial_ids))
+        return ms.ListMetricNamesResponse(metrics=[summary_to_proto(s) for s in summaries])
+
+    @rpc
+    async def GetLatestMetrics(self, request, context):
+        summaries = await self.storage.metric_summaries(self._trial_ids(request.trial_ids), request.group)
+        return ms.GetLatestMetricsResponse(summaries=[summary_to_proto(s) for s in summaries])
+
+    @rpc
+    async def GetMetricHistory(self, request, context):
+        trial_ids = self._trial_ids(request.trial_ids)
+        if not request.group:
+            raise invalid("group", "must not be empty")
+        names = list(dict.fromkeys(request.names))
+        if not names:
+            raise invalid("names", "name at least one metric")
+        if len(names) > MAX_NAMES_PER_QUERY:
+            raise invalid("names", f"at most {MAX_NAMES_PER_QUERY} metrics per call")
+        start, end = request.start_step, request.end_step or INT64_MAX
+        if start < 0 or start > end:
+            raise invalid("start_step", "must be between 0 and end_step")
+        if request.buckets < 0:
+            raise invalid("buckets", "must not be negative")
+        if request.axis and request.axis not in ms.MetricAxis.values():
+            raise invalid("axis", f"unknown value {request.axis}")
+        await self.storage.metric_summaries(trial_ids)  # NOT_FOUND for unknown trials
+        targets = [(t, n, await self.storage.metric_series_id(t, request.group, n)) for t in trial_ids for n in names]
+        if request.buckets:
+            by_time = request.axis in (ms.METRIC_AXIS_WALL_TIME, ms.METRIC_AXIS_EPOCH_TIME)
+            n = min(request.buckets, MAX_BUCKETS)
+            out = []
+            for trial_id, name, sid in targets:
+                series = ms.MetricSeries(trial_id=trial_id, group=request.group, name=name)
+                if sid is not None:
+                    found = await self.storage.metric_buckets(sid, start, end, n, by_time, request.include_archived)
+                    series.buckets.extend(bucket_to_proto(b) for b in found)
+                out.append(series)
+            return ms.GetMetricHistoryResponse(series=out)
+        return await self._raw_page(request, targets, start, end)
+
+    async def _raw_page(self, request, targets, start, end) -> ms.GetMetricHistoryResponse:
+        size = listing.page_size(request.page_size, DEFAULT_RAW_PAGE, MAX_RAW_PAGE)
+        query = {"t": [t for t, _, _ in targets], "n": [n for _, n, _ in targets], "g": request.group,
+                 "r": [start, end], "a": request.include_archived}
+        page = listing.make_page(request.page_token, size, listing.Order("raw"), query)
+        first, after = 0, None
+        if page.after is not None:
+            try:
+                first, step, run = (int(x) for x in page.after[0])
+            except (TypeError, ValueError):
+                raise invalid("page_token", "is malformed", reason="INVALID_PAGE_TOKEN") from None
+            after = (step, run) if step >= 0 else None
+        response = ms.GetMetricHistoryResponse()
+        budget = size
+        for index in range(first, len(targets)):
+            trial_id, name, sid = targets[index]
+            series = response.series.add(trial_id=trial_id, group=request.group, name=name)
+            if sid is None:
+                continue
+            rows = await self.storage.metric_points(
+                sid, start, end, request.include_archived, after if index == first else None, budget + 1
+            )
+            more = len(rows) > budget
+            rows = rows[:budget]
+            columns(series, rows)
+            budget -= len(rows)
+            if more:
+                last = rows[-1]
+                response.next_page_token = listing.encode_token(page, ([index, last[0], last[1]], 0))
+                return response
+            if budget == 0 and index + 1 < len(targets):
+                response.next_page_token = listing.encode_token(page, ([index + 1, -1, 0], 0))
+                return response
+        return response
+
+    @rpc
+    async def WatchMetrics(self, request, context):
+        if request.trial_id <= 0:
+            raise invalid("trial_id", "must name a trial")
+        names = set(request.names)
+        cursors: dict[int, tuple] = {}
+        while True:
+            delivered = False
+            summaries = await self.storage.metric_summaries([request.trial_id])
+            for s in summaries:
+                if names and s["name"] not in names:
+                    continue
+                sid = s["series_id"]
+                after = cursors.get(sid, (request.after_step, INT64_MAX))
+                rows = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
+                if rows:
+                    series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
+                    columns(series, rows)
+                    cursors[sid] = (rows[-1][0], rows[-1][1])
+                    delivered = True
+                    yield ms.WatchMetricsResponse(series=[series])
+            if not delivered:
+                trial = await self.storage.get_trial(request.trial_id)
+                if trial_lifecycle.is_terminal(trial.state):
+                    return
+                await self.notifier.wait(WATCH_POLL_SECONDS)
+
+    @rpc
+    async def ListDebugEvents(self, request, context):
+        if request.trial_id <= 0:
+            raise invalid("trial_id", "must name a trial")
+        kinds = []
+        for i, k in enumerate(request.kinds):
+            if k not in DEBUG_KINDS:
+                raise invalid(f"kinds[{i}]", f"unknown value {k}")
+            kinds.append(DEBUG_KINDS[k])
+        size = listing.page_size(request.page_size, 100, 1000)
+        page = listing.make_page(request.page_token, size, listing.Order(), {"t": request.trial_id, "k": kinds, "m": request.metric})
+        after_id = page.after[1] if page.after else 0
+        rows = await self.storage.debug_events(request.trial_id, kinds, request.metric, after_id, size + 1)
+        token = listing.encode_token(page, (rows[size - 1]["id"], rows[size - 1]["id"])) if len(rows) > size else ""
+        return ms.ListDebugEventsResponse(events=[self._event(request.trial_id, r) for r in rows[:size]], next_page_token=token)
+
+    @staticmethod
+    def _event(trial_id: int, r: dict) -> metrics_pb2.TrialEventItem:
+        item = metrics_pb2.TrialEventItem(trial_id=trial_id, time=convert.timestamp(r["time"]))
+        common = {"metric": r["metric"], "variant": r["variant"], "iteration": r["iteration"]}
+        if r["kind"] == "VECTOR":
+            item.vector.CopyFrom(metrics_pb2.VectorEvent(values=r["payload"]["values"], **common))
+        elif r["kind"] == "PLOT":
+            item.plot.CopyFrom(metrics_pb2.PlotEvent(plot_json=json.dumps(r["payload"]["plot"]), **common))
+        else:
+            item.image.CopyFrom(metrics_pb2.ImageEvent(url=r["payload"]["url"], key=r["payload"]["key"], **common))
+        return item
