@@ -192,6 +192,8 @@ def make_study(name="study-a", **kwargs) -> study_pb2.Study:
     for key, value in kwargs.items():
         if isinstance(value, list):
             getattr(study, key).extend(value)
+        elif hasattr(value, "DESCRIPTOR"):
+            getattr(study, key).CopyFrom(value)
         else:
             setattr(study, key, value)
     return study
