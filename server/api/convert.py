@@ -86,7 +86,11 @@ def value_to_python(v: struct_pb2.Value):
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict:
     """Like json_format.MessageToDict, but NaN and infinities survive."""
-    return {k: value_to_python(v) for k, v in s.fields.items()}
+    out = {}
+    for k, v in s.fields.items():
+        # Numbers are by far the most common metric value.
+        out[k] = v.number_value if v.WhichOneof("kind") == "number_value" else value_to_python(v)
+    return out
 
 
 def dict_to_struct(d: dict | None) -> struct_pb2.Struct:

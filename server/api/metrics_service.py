@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
 
@@ -55,8 +54,9 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
         v.add(f"{path}metrics.steps_completed", "must not be negative")
     m.check_name(v, f"{path}group", req.group, m.MAX_GROUP)
     metrics = convert.struct_to_dict(tm.metrics.avg_metrics)
-    for name in metrics:
-        m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
+    if not m.names_ok(metrics):
+        for name in metrics:
+            m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
     if len(req.request_id) > 128:
         v.add(f"{path}request_id", "must be at most 128 characters")
     v.raise_if_any()
@@ -140,16 +140,15 @@ def summary_to_proto(s: dict) -> metrics_pb2.MetricSummary:
     )
 
 
-def columns(series: ms.MetricSeries, rows: list[tuple]) -> None:
-    if not rows:
+def columns(series: ms.MetricSeries, cols: m.PointColumns) -> None:
+    if not len(cols):
         return
-    steps, runs, times, values, archived = zip(*rows)
-    series.steps.extend(steps)
-    series.trial_run_ids.extend(runs)
-    series.times.extend(times)
-    series.values.extend(math.nan if v is None else v for v in values)
-    if any(archived):
-        series.archived.extend(bool(a) for a in archived)
+    series.steps.extend(cols.steps.tolist())
+    series.trial_run_ids.extend(cols.runs.tolist())
+    series.times.extend(cols.times.tolist())
+    series.values.extend(cols.values.tolist())
+    if cols.archived.any():
+        series.archived.extend(cols.archived.tolist())
 
 
 def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
@@ -288,16 +287,16 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
             series = response.series.add(trial_id=trial_id, group=request.group, name=name)
             if sid is None:
                 continue
-            rows = await self.storage.metric_points(
+            cols = await self.storage.metric_points(
                 sid, start, end, request.include_archived, after if index == first else None, budget + 1
             )
-            more = len(rows) > budget
-            rows = rows[:budget]
-            columns(series, rows)
-            budget -= len(rows)
+            more = len(cols) > budget
+            cols = cols.select(slice(0, budget))
+            columns(series, cols)
+            budget -= len(cols)
             if more:
-                last = rows[-1]
-                response.next_page_token = listing.encode_token(page, ([index, last[0], last[1]], 0))
+                last = [index, int(cols.steps[-1]), int(cols.runs[-1])]
+                response.next_page_token = listing.encode_token(page, (last, 0))
                 return response
             if budget == 0 and index + 1 < len(targets):
                 response.next_page_token = listing.encode_token(page, ([index + 1, -1, 0], 0))
@@ -318,11 +317,11 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                     continue
                 sid = s["series_id"]
                 after = cursors.get(sid, (request.after_step, INT64_MAX))
-                rows = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
-                if rows:
+                cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
+                if len(cols):
                     series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
-                    columns(series, rows)
-                    cursors[sid] = (rows[-1][0], rows[-1][1])
+                    columns(series, cols)
+                    cursors[sid] = (int(cols.steps[-1]), int(cols.runs[-1]))
                     delivered = True
                     yield ms.WatchMetricsResponse(series=[series])
             if not delivered:

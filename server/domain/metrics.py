@@ -42,6 +42,11 @@ def check_name(v: ViolationCollector, path: str, name: str, limit: int) -> None:
         v.add(path, f"must be 1-{limit} printable characters")
 
 
+def names_ok(names) -> bool:
+    """A fast check that every name is acceptable (the usual case)."""
+    return all(0 < len(n) <= MAX_METRIC_NAME for n in names) and not _CONTROL.search("".join(names))
+
+
 @dataclass
 class PointDraft:
     """A point to store. `series` is (trial_id, group, name)."""
@@ -280,3 +285,128 @@ def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tup
     if run and run != current_run:
         return "STALE_RUN", f"trial_run_id {run} is not the current run {current_run} of trial {trial_id}"
     return None
+
+
+CHUNK_POINTS = 512
+
+
+@dataclass
+class PointColumns:
+    """Points of one series as columns, the unit in which they are stored."""
+
+    steps: np.ndarray  # int64
+    runs: np.ndarray  # int64
+    times: np.ndarray  # int64, microseconds
+    values: np.ndarray  # float64, NaN allowed
+    archived: np.ndarray  # bool
+    raws: list | None = None  # values exactly as sent, for Katib observations
+
+    @classmethod
+    def build(cls, steps: list, runs: list, times: list, values: list, raws: list | None = None) -> "PointColumns":
+        n = len(steps)
+        return cls(
+            np.array(steps, dtype=np.int64), np.array(runs, dtype=np.int64), np.array(times, dtype=np.int64),
+            np.array(values, dtype=np.float64), np.zeros(n, dtype=bool),
+            raws if raws is not None and any(r is not None for r in raws) else None,
+        )
+
+    @classmethod
+    def empty(cls) -> "PointColumns":
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, np.zeros(0), np.zeros(0, dtype=bool))
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+    def select(self, index) -> "PointColumns":
+        raws = None
+        if self.raws is not None:
+            raws = list(np.asarray(self.raws, dtype=object)[index])
+        return PointColumns(self.steps[index], self.runs[index], self.times[index], self.values[index],
+                            self.archived[index], raws)
+
+    def sorted(self) -> "PointColumns":
+        order = np.lexsort((self.runs, self.steps))
+        return self if np.all(order[1:] > order[:-1]) else self.select(order)
+
+    @staticmethod
+    def concat(parts: list["PointColumns"]) -> "PointColumns":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return PointColumns.empty()
+        if len(parts) == 1:
+            return parts[0]
+        raws = None
+        if any(p.raws is not None for p in parts):
+            raws = [r for p in parts for r in (p.raws if p.raws is not None else [None] * len(p))]
+        return PointColumns(*(np.concatenate([getattr(p, f) for p in parts])
+                              for f in ("steps", "runs", "times", "values", "archived")), raws)
+
+    def to_bytes(self) -> bytes:
+        return (self.steps.astype("<i8").tobytes() + self.runs.astype("<i8").tobytes()
+                + self.times.astype("<i8").tobytes() + self.values.astype("<f8").tobytes()
+                + self.archived.astype(np.uint8).tobytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, n: int, raws: list | None = None) -> "PointColumns":
+        raw = np.frombuffer(data, dtype=np.uint8)
+        w = 8 * n
+        return cls(raw[:w].view("<i8"), raw[w:2 * w].view("<i8"), raw[2 * w:3 * w].view("<i8"),
+                   raw[3 * w:4 * w].view("<f8"), raw[4 * w:4 * w + n].astype(bool), raws)
+
+    def live(self) -> "PointColumns":
+        return self if not self.archived.any() else self.select(~self.archived)
+
+
+@dataclass
+class ChunkStats:
+    """Aggregates of the live points of a chunk, stored beside it."""
+
+    live_count: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    first_time: int = 0
+    last_time: int = 0
+    first: float = math.nan
+    last: float = math.nan
+    vmin: float = math.nan
+    vmax: float = math.nan
+    total: float = 0.0
+    finite_count: int = 0
+
+    @classmethod
+    def of(cls, cols: PointColumns) -> "ChunkStats":
+        live = cols.live()
+        if not len(live):
+            return cls()
+        v = live.values
+        finite = ~np.isnan(v)
+        return cls(
+            live_count=len(live), first_step=int(live.steps[0]), last_step=int(live.steps[-1]),
+            first_time=int(live.times[0]), last_time=int(live.times[-1]), first=float(v[0]), last=float(v[-1]),
+            vmin=float(np.fmin.reduce(v)), vmax=float(np.fmax.reduce(v)),
+            total=float(v[finite].sum()), finite_count=int(finite.sum()),
+        )
+
+    def block(self) -> Block:
+        return Block(self.live_count, self.first_step, self.last_step, self.first_time, self.last_time,
+                     self.first, self.last, self.vmin, self.vmax)
+
+
+def add_to_summary(s: SeriesSummary, live: PointColumns) -> None:
+    """Folds sorted live points into a series summary, vectorized."""
+    if not len(live):
+        return
+    v = live.values
+    finite = ~np.isnan(v)
+    s.count += len(live)
+    s.finite_count += int(finite.sum())
+    s.total += float(v[finite].sum())
+    if finite.any():
+        s.vmin = float(np.fmin(s.vmin, v[finite].min()))
+        s.vmax = float(np.fmax(s.vmax, v[finite].max()))
+    newer = live.steps >= s.last_step
+    if newer.any():
+        tail = v[newer]
+        s.last, s.last_step, s.last_time = float(tail[-1]), int(live.steps[newer][-1]), int(live.times[newer][-1])
+        s.recent = (s.recent + tail[-RECENT:].tolist())[-RECENT:]

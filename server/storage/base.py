@@ -172,8 +172,8 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def metric_points(
         self, series_id: int, start_step: int, end_step: int, include_archived: bool, after: tuple | None, limit: int
-    ) -> list[tuple]:
-        """(step, trial_run_id, time, value, archived) ordered by (step, trial_run_id)."""
+    ) -> m.PointColumns:
+        """Points ordered by (step, trial_run_id), after the (step, run) cursor, at most limit."""
 
     @abc.abstractmethod
     async def metric_buckets(

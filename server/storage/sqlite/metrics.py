@@ -11,6 +11,7 @@ from collections import defaultdict
 from ...domain import metrics as m
 from ...domain.errors import NotFound
 from ...domain.models import Study
+from . import metric_chunks as chunks
 from .codec import dumps
 
 
@@ -127,119 +128,64 @@ def _store_summary(conn, series_id: int, s: m.SeriesSummary, next_ordinal: int) 
     )
 
 
-def _load_block(conn, series_id: int, block: int) -> m.Block:
-    row = conn.execute(
-        "SELECT count, first_step, last_step, first_time, last_time, first, last, vmin, vmax"
-        " FROM metric_blocks WHERE series_id = ? AND block = ?",
-        (series_id, block),
-    ).fetchone()
-    if row is None:
-        return m.Block()
-    return m.Block(row[0], row[1], row[2], row[3], row[4], null_to_nan(row[5]), null_to_nan(row[6]),
-                   null_to_nan(row[7]), null_to_nan(row[8]))
+class PendingPoints:
+    """Columns of points gathered for one series during an ingest."""
+
+    __slots__ = ("steps", "runs", "times", "values", "raws")
+
+    def __init__(self) -> None:
+        self.steps: list = []
+        self.runs: list = []
+        self.times: list = []
+        self.values: list = []
+        self.raws: list = []
+
+    def add(self, step: int, run: int, time: int, value: float, raw: str | None = None) -> None:
+        self.steps.append(step)
+        self.runs.append(run)
+        self.times.append(time)
+        self.values.append(value)
+        self.raws.append(raw)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def columns(self) -> m.PointColumns:
+        return m.PointColumns.build(self.steps, self.runs, self.times, self.values, self.raws)
 
 
-def _block_row(series_id: int, block: int, b: m.Block) -> tuple:
-    return (series_id, block, b.count, b.first_step, b.last_step, b.first_time, b.last_time,
-            nan_to_null(b.first), nan_to_null(b.last), nan_to_null(b.vmin), nan_to_null(b.vmax))
-
-
-_UPSERT_BLOCK = (
-    "INSERT OR REPLACE INTO metric_blocks (series_id, block, count, first_step, last_step, first_time, last_time,"
-    " first, last, vmin, vmax) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def append_points(conn, series_id: int, points: list[tuple[int, int, int, float, str | None]]) -> int:
-    """Appends (step, run, time, value, raw) points not stored yet; returns how many."""
-    if not points:
-        return 0
-    steps = [p[0] for p in points]
-    existing = {
-        (r[0], r[1])
-        for r in conn.execute(
-            "SELECT step, trial_run_id FROM metric_points WHERE series_id = ? AND step BETWEEN ? AND ?",
-            (series_id, min(steps), max(steps)),
-        )
-    }
-    fresh = []
-    for p in points:
-        key = (p[0], p[1])
-        if key not in existing:
-            existing.add(key)
-            fresh.append(p)
-    if not fresh:
+def append_points(conn, series_id: int, points: PendingPoints) -> int:
+    """Appends the points not stored yet; returns how many."""
+    if not len(points):
         return 0
     summary, ordinal = _load_summary(conn, series_id)
-    blocks: dict[int, m.Block] = {}
-    rows = []
-    for step, run, time, value, raw in fresh:
-        block = ordinal // m.BLOCK_SIZE
-        if block not in blocks:
-            blocks[block] = _load_block(conn, series_id, block)
-        blocks[block].add(step, time, value)
-        summary.add(step, time, value)
-        rows.append((series_id, step, run, time, nan_to_null(value), ordinal, raw))
-        ordinal += 1
-    conn.executemany(
-        "INSERT INTO metric_points (series_id, step, trial_run_id, time, value, ordinal, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    conn.executemany(_UPSERT_BLOCK, [_block_row(series_id, k, b) for k, b in blocks.items()])
-    _store_summary(conn, series_id, summary, ordinal)
-    return len(fresh)
+    stored = chunks.append(conn, series_id, summary, points.columns())
+    if stored:
+        _store_summary(conn, series_id, summary, ordinal + stored)
+    return stored
 
 
 def rebuild_series(conn, series_id: int) -> None:
-    """Recomputes a series' summary and blocks from its live points (after a rollback)."""
-    conn.execute("DELETE FROM metric_blocks WHERE series_id = ?", (series_id,))
-    summary = m.SeriesSummary()
-    blocks: dict[int, m.Block] = defaultdict(m.Block)
-    ordinal = 0
-    updates = []
-    for step, time, value, old in conn.execute(
-        "SELECT step, time, value, ordinal FROM metric_points WHERE series_id = ? AND archived = 0 ORDER BY ordinal",
-        (series_id,),
-    ).fetchall():
-        v = null_to_nan(value)
-        blocks[ordinal // m.BLOCK_SIZE].add(step, time, v)
-        summary.add(step, time, v)
-        updates.append((ordinal, series_id, old))
-        ordinal += 1
-    # Archived points get ordinals after the live ones so blocks cover live points only.
-    conn.execute("UPDATE metric_points SET ordinal = -1 - ordinal WHERE series_id = ?", (series_id,))
-    conn.executemany("UPDATE metric_points SET ordinal = ? WHERE series_id = ? AND ordinal = -1 - ?", updates)
-    archived = conn.execute(
-        "SELECT step, trial_run_id FROM metric_points WHERE series_id = ? AND ordinal < 0 ORDER BY step", (series_id,)
-    ).fetchall()
-    conn.executemany(
-        "UPDATE metric_points SET ordinal = ? WHERE series_id = ? AND step = ? AND trial_run_id = ?",
-        [(ordinal + i, series_id, step, run) for i, (step, run) in enumerate(archived)],
-    )
-    conn.executemany(_UPSERT_BLOCK, [_block_row(series_id, k, b) for k, b in blocks.items()])
-    _store_summary(conn, series_id, summary, ordinal + len(archived))
+    """Recomputes a series' summary from its live points (after a rollback)."""
+    _, ordinal = _load_summary(conn, series_id)
+    _store_summary(conn, series_id, chunks.rebuild_summary(conn, series_id), ordinal)
 
 
 def _rollback(conn, trial_id: int, run: int, step: int) -> list[int]:
-    """Archives what older runs of the trial reported past step; returns the series touched."""
+    """On the first report of a newer run, archives what older runs reported
+    past its step; returns the series touched."""
+    (seen_run,) = conn.execute("SELECT metrics_run FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    if run <= seen_run:
+        return []
+    conn.execute("UPDATE trials SET metrics_run = ? WHERE id = ?", (run, trial_id))
     touched = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT p.series_id FROM metric_series s JOIN metric_points p ON p.series_id = s.id"
-            " WHERE s.trial_id = ? AND p.step > ? AND p.trial_run_id < ? AND p.archived = 0",
-            (trial_id, step, run),
-        )
+        sid for (sid,) in conn.execute("SELECT id FROM metric_series WHERE trial_id = ?", (trial_id,)).fetchall()
+        if chunks.archive_after(conn, sid, run, step)
     ]
-    if touched:
-        conn.execute(
-            "UPDATE metric_points SET archived = 1 WHERE series_id IN (SELECT id FROM metric_series WHERE trial_id = ?)"
-            " AND step > ? AND trial_run_id < ? AND archived = 0",
-            (trial_id, step, run),
-        )
-        conn.execute(
-            "UPDATE metric_reports SET archived = 1 WHERE trial_id = ? AND steps > ? AND trial_run_id < ?",
-            (trial_id, step, run),
-        )
+    conn.execute(
+        "UPDATE metric_reports SET archived = 1 WHERE trial_id = ? AND steps > ? AND trial_run_id < ?",
+        (trial_id, step, run),
+    )
     return touched
 
 
@@ -276,60 +222,103 @@ def _note_validation(conn, trials: _Trials, report: m.ReportDraft, now: int) -> 
         )
 
 
+def _new_reports(conn, reports: list[m.ReportDraft]) -> set[int]:
+    """ids of the reports not stored before (by request_id or by natural key),
+    also among themselves; one range query per (trial, group, run)."""
+    keys: dict[tuple, set[int]] = {}
+    by_key: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
+    for r in reports:
+        by_key[(r.trial_id, r.group, r.trial_run_id)].append(r)
+    for (trial_id, group, run), items in by_key.items():
+        steps = [r.steps for r in items]
+        keys[(trial_id, group, run)] = {
+            row[0]
+            for row in conn.execute(
+                "SELECT steps FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
+                " AND steps BETWEEN ? AND ?",
+                (trial_id, group, run, min(steps), max(steps)),
+            )
+        }
+    request_ids = [r.request_id for r in reports if r.request_id]
+    seen_requests: set[str] = set()
+    for i in range(0, len(request_ids), 500):
+        part = request_ids[i:i + 500]
+        marks = ", ".join("?" for _ in part)
+        seen_requests.update(
+            row[0] for row in conn.execute(f"SELECT request_id FROM metric_reports WHERE request_id IN ({marks})", part)
+        )
+    fresh = set()
+    for r in reports:
+        taken = keys[(r.trial_id, r.group, r.trial_run_id)]
+        if r.steps in taken or (r.request_id and r.request_id in seen_requests):
+            continue
+        taken.add(r.steps)
+        if r.request_id:
+            seen_requests.add(r.request_id)
+        fresh.add(id(r))
+    return fresh
+
+
 def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.IngestOutcome:
     out = m.IngestOutcome()
     trials = _Trials(conn)
     series = _Series(conn)
-    by_series: dict[int, list] = defaultdict(list)
+    by_series: dict[int, PendingPoints] = defaultdict(PendingPoints)
     rebuild: set[int] = set()
 
+    accepted = []
     for report, index in zip(batch.reports, batch.report_index):
         problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
             out.errors.append(("reports", index, *problem))
             out.report_created.append(False)
             continue
-        run = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
-        report.trial_run_id = run
-        seen = None
-        if report.request_id:
-            seen = conn.execute("SELECT 1 FROM metric_reports WHERE request_id = ?", (report.request_id,)).fetchone()
-        if seen is None:
-            seen = conn.execute(
-                "SELECT 1 FROM metric_reports WHERE trial_id = ? AND group_name = ? AND steps = ? AND trial_run_id = ?",
-                (report.trial_id, report.group, report.steps, run),
-            ).fetchone()
-        if seen is not None:
+        report.trial_run_id = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
+        accepted.append(report)
+    fresh = _new_reports(conn, accepted)
+    rows = []
+    for report in accepted:
+        if id(report) not in fresh:
             out.duplicates += 1
             out.report_created.append(False)
             continue
+        run = report.trial_run_id
         if run > 1:
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
-        conn.execute(
-            "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (report.trial_id, run, report.group, report.steps, report.report_time or now,
-             dumps({"metrics": report.metrics, "batch_metrics": report.batch_metrics}), report.request_id or None),
-        )
+        scalars = m.scalar_metrics(report.metrics)
+        # Scalars live in their series; the report keeps what only it has
+        # (validation reports keep everything: checkpoints are ranked by them).
+        kept = report.metrics if report.group == "validation" else {
+            k: v for k, v in report.metrics.items() if k not in scalars
+        }
+        body = dumps({"metrics": kept, "batch_metrics": report.batch_metrics}) if kept or report.batch_metrics else "{}"
+        rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
+                     report.request_id or None))
         if report.group == "validation":
             _note_validation(conn, trials, report, now)
-        for p in report.points(now):
-            by_series[series.id_for(p.trial_id, p.group, p.name)].append((p.step, run, p.time, p.value, None))
+        time = report.report_time or now
+        for name, value in scalars.items():
+            by_series[series.id_for(report.trial_id, report.group, name)].add(report.steps, run, time, value)
         out.report_created.append(True)
         out.added += 1
         out.trial_ids.add(report.trial_id)
+    conn.executemany(
+        "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
     # Points from reports are new (their report was); event points may be
     # retries, so they are counted by what append_points actually stored.
-    event_points: dict[int, list] = defaultdict(list)
+    event_points: dict[int, PendingPoints] = defaultdict(PendingPoints)
     for point, (list_name, index) in zip(batch.points, batch.point_index):
         problem = trials.problem(point.trial_id, point.trial_run_id)
         if problem:
             out.errors.append((list_name, index, *problem))
             continue
         run = point.trial_run_id or trials.get(point.trial_id)["trial_run_id"]
-        event_points[series.id_for(point.trial_id, point.group, point.name)].append(
-            (point.step, run, point.time or now, point.value, point.raw)
+        event_points[series.id_for(point.trial_id, point.group, point.name)].add(
+            point.step, run, point.time or now, point.value, point.raw
         )
         out.trial_ids.add(point.trial_id)
 
@@ -366,7 +355,8 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
         if any(step is None for step, *_ in found):
             (next_ordinal,) = conn.execute("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,)).fetchone()
             found = [(next_ordinal + i if step is None else step, run, t, v) for i, (step, run, t, v) in enumerate(found)]
-        by_series[sid].extend((step, run, t, v, None) for step, run, t, v in found)
+        for step, run, t, v in found:
+            by_series[sid].add(step, run, t, v)
         out.log_points += len(found)
 
     for sid, points in by_series.items():
@@ -428,39 +418,8 @@ def summaries_by_trial(conn, trial_ids: list[int]) -> dict[int, list[dict]]:
 
 
 def raw_points(conn, series_id: int, start_step: int, end_step: int, include_archived: bool,
-               after: tuple[int, int] | None, limit: int) -> list[tuple]:
-    """(step, run, time, value, archived) rows ordered by (step, run)."""
-    sql = "SELECT step, trial_run_id, time, value, archived FROM metric_points WHERE series_id = ? AND step BETWEEN ? AND ?"
-    args: list = [series_id, start_step, end_step]
-    if not include_archived:
-        sql += " AND archived = 0"
-    if after is not None:
-        sql += " AND (step, trial_run_id) > (?, ?)"
-        args.extend(after)
-    sql += " ORDER BY step, trial_run_id LIMIT ?"
-    args.append(limit)
-    return conn.execute(sql, args).fetchall()
-
-
-def blocks(conn, series_id: int) -> list[tuple[int, m.Block]]:
-    rows = conn.execute(
-        "SELECT block, count, first_step, last_step, first_time, last_time, first, last, vmin, vmax"
-        " FROM metric_blocks WHERE series_id = ? ORDER BY block",
-        (series_id,),
-    ).fetchall()
-    return [
-        (r[0], m.Block(r[1], r[2], r[3], r[4], r[5], null_to_nan(r[6]), null_to_nan(r[7]), null_to_nan(r[8]), null_to_nan(r[9])))
-        for r in rows
-    ]
-
-
-def block_points(conn, series_id: int, block: int, b: m.Block, start_step: int, end_step: int) -> list[tuple]:
-    lo = block * m.BLOCK_SIZE
-    return conn.execute(
-        "SELECT step, time, value FROM metric_points WHERE series_id = ? AND step BETWEEN ? AND ?"
-        " AND ordinal BETWEEN ? AND ? AND archived = 0",
-        (series_id, max(b.first_step, start_step), min(b.last_step, end_step), lo, lo + m.BLOCK_SIZE - 1),
-    ).fetchall()
+               after: tuple[int, int] | None, limit: int) -> m.PointColumns:
+    return chunks.read(conn, series_id, start_step, end_step, include_archived, after, limit)
 
 
 def find_series(conn, trial_id: int, group: str, name: str) -> int | None:
@@ -491,39 +450,7 @@ def debug_events(conn, trial_id: int, kinds: list[str], metric: str, after_id: i
 
 def downsample(conn, series_id: int, start_step: int, end_step: int, n: int, by_time: bool,
                include_archived: bool) -> list[m.Block]:
-    """At most n exact buckets. With at least n blocks in range, whole blocks
-    are grouped (only blocks cut by the range are read point by point);
-    otherwise the points themselves are bucketed."""
-    import numpy as np
-
-    def from_points(rows) -> list[m.Block]:
-        if not rows:
-            return []
-        steps, times, values = (np.array(c) for c in zip(*rows))
-        values = np.array([null_to_nan(v) for v in values], dtype=np.float64)
-        return m.bucket_points(steps.astype(np.int64), times.astype(np.int64), values, times if by_time else steps, n)
-
-    all_blocks = [] if include_archived else blocks(conn, series_id)
-    in_range = [(k, b) for k, b in all_blocks if b.first_step <= end_step and b.last_step >= start_step]
-    if include_archived or len(in_range) < n:
-        rows = conn.execute(
-            "SELECT step, time, value FROM metric_points WHERE series_id = ? AND step BETWEEN ? AND ?"
-            + ("" if include_archived else " AND archived = 0"),
-            (series_id, start_step, end_step),
-        ).fetchall()
-        return from_points(rows)
-    parts: list[m.Block] = []
-    for k, b in in_range:
-        if b.first_step >= start_step and b.last_step <= end_step:
-            parts.append(b)
-            continue
-        exact = m.Block()
-        for step, time, value in block_points(conn, series_id, k, b, start_step, end_step):
-            exact.add(step, time, null_to_nan(value))
-        if exact.count:
-            parts.append(exact)
-    key = (lambda b: b.first_time) if by_time else (lambda b: b.first_step)
-    return m.bucket_blocks(parts, key, n)
+    return chunks.downsample(conn, series_id, start_step, end_step, n, by_time, include_archived)
 
 
 def list_logs(conn, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None, limit: int):
@@ -563,10 +490,10 @@ def report_observations(conn, trial_name: str, observations: list[tuple[str, int
         grouped[sid].append((time, value, raw))
     for sid, found in grouped.items():
         (next_ordinal,) = conn.execute("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,)).fetchone()
-        append_points(conn, sid, [
-            (next_ordinal + i, 0, time, math.nan if value is None else value, raw)
-            for i, (time, value, raw) in enumerate(found)
-        ])
+        points = PendingPoints()
+        for i, (time, value, raw) in enumerate(found):
+            points.add(next_ordinal + i, 0, time, math.nan if value is None else value, raw)
+        append_points(conn, sid, points)
 
 
 def _katib_series(conn, trial_name: str, metric_name: str) -> list[tuple[int, str]]:
@@ -582,19 +509,16 @@ def _katib_series(conn, trial_name: str, metric_name: str) -> list[tuple[int, st
 
 
 def get_observations(conn, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]:
-    """(name, time, raw value) ordered by time."""
+    """(name, time, value as sent) ordered by time."""
     out = []
+    lo = -(2**62) if start is None else start
+    hi = 2**62 if end is None else end
     for sid, name in _katib_series(conn, trial_name, metric_name):
-        sql = "SELECT time, value, raw FROM metric_points WHERE series_id = ?"
-        args: list = [sid]
-        if start is not None:
-            sql += " AND time >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND time <= ?"
-            args.append(end)
-        for time, value, raw in conn.execute(sql, args):
-            out.append((name, time, raw if raw is not None else repr(null_to_nan(value))))
+        cols = chunks.read(conn, sid, -(2**62), 2**62, True, None, 2**62)
+        raws = cols.raws or [None] * len(cols)
+        for time, value, raw in zip(cols.times.tolist(), cols.values.tolist(), raws):
+            if lo <= time <= hi:
+                out.append((name, time, raw if raw is not None else repr(value)))
     out.sort(key=lambda o: o[1])
     return out
 

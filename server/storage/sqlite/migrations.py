@@ -153,6 +153,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE trials ADD COLUMN latest_validation TEXT;
         ALTER TABLE trials ADD COLUMN checkpoint_size INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE trials ADD COLUMN checkpoint_count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE trials ADD COLUMN metrics_run INTEGER NOT NULL DEFAULT 1;
         CREATE INDEX trials_searcher_metric ON trials (searcher_metric_value, id)
             WHERE searcher_metric_value IS NOT NULL;
 
@@ -191,22 +192,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE UNIQUE INDEX metric_series_key ON metric_series (trial_key, group_name, name) WHERE trial_key IS NOT NULL;
         CREATE INDEX metric_series_rank ON metric_series (group_name, name, last, trial_id);
 
-        CREATE TABLE metric_points (
+        CREATE TABLE metric_chunks (
+            id INTEGER PRIMARY KEY,
             series_id INTEGER NOT NULL REFERENCES metric_series (id) ON DELETE CASCADE,
-            step INTEGER NOT NULL,
-            trial_run_id INTEGER NOT NULL,
-            time INTEGER NOT NULL,
-            value REAL,
-            archived INTEGER NOT NULL DEFAULT 0,
-            ordinal INTEGER NOT NULL,
-            raw TEXT,
-            PRIMARY KEY (series_id, step, trial_run_id)
-        ) WITHOUT ROWID;
-
-        CREATE TABLE metric_blocks (
-            series_id INTEGER NOT NULL REFERENCES metric_series (id) ON DELETE CASCADE,
-            block INTEGER NOT NULL,
+            min_step INTEGER NOT NULL,
+            max_step INTEGER NOT NULL,
             count INTEGER NOT NULL,
+            live_count INTEGER NOT NULL,
             first_step INTEGER NOT NULL,
             last_step INTEGER NOT NULL,
             first_time INTEGER NOT NULL,
@@ -215,8 +207,12 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             last REAL,
             vmin REAL,
             vmax REAL,
-            PRIMARY KEY (series_id, block)
-        ) WITHOUT ROWID;
+            total REAL NOT NULL,
+            finite_count INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            raws TEXT
+        );
+        CREATE INDEX metric_chunks_series ON metric_chunks (series_id, min_step);
 
         CREATE TABLE debug_events (
             id INTEGER PRIMARY KEY,

@@ -1,0 +1,204 @@
+"""Metric points stored per series in chunks of up to 512 points.
+
+One row holds a chunk's columns (steps, runs, times, values, archived flags)
+and the aggregates of its live points. Small appends grow the series' last
+chunk instead of adding rows, so a series written one point at a time still
+ends up in full chunks, and a batch of thousands of points costs a handful of
+rows. Reads decode chunks with numpy; long-range downsampling reads only the
+aggregates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+
+import numpy as np
+
+from ...domain import metrics as m
+
+_STATS = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax, total, finite_count"
+
+
+def _null(x: float):
+    return None if math.isnan(x) else x
+
+
+def _nan(x) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _stats_values(s: m.ChunkStats) -> tuple:
+    return (s.live_count, s.first_step, s.last_step, s.first_time, s.last_time, _null(s.first), _null(s.last),
+            _null(s.vmin), _null(s.vmax), s.total, s.finite_count)
+
+
+def _stats_from(row, offset: int = 0) -> m.ChunkStats:
+    r = row[offset:offset + 11]
+    return m.ChunkStats(r[0], r[1], r[2], r[3], r[4], _nan(r[5]), _nan(r[6]), _nan(r[7]), _nan(r[8]), r[9], r[10])
+
+
+def _decode(count: int, data: bytes, raws: str | None) -> m.PointColumns:
+    return m.PointColumns.from_bytes(data, count, json.loads(raws) if raws else None)
+
+
+def _write_chunk(conn, series_id: int, cols: m.PointColumns, chunk_id: int | None = None) -> None:
+    stats = m.ChunkStats.of(cols)
+    span = (int(cols.steps.min()), int(cols.steps.max())) if len(cols) else (0, 0)
+    values = (series_id, span[0], span[1], len(cols), *_stats_values(stats), cols.to_bytes(),
+              json.dumps(cols.raws) if cols.raws is not None else None)
+    if chunk_id is None:
+        conn.execute(
+            f"INSERT INTO metric_chunks (series_id, min_step, max_step, count, {_STATS}, data, raws)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+    else:
+        conn.execute(
+            f"UPDATE metric_chunks SET series_id = ?, min_step = ?, max_step = ?, count = ?,"
+            f" {', '.join(c + ' = ?' for c in _STATS.split(', '))}, data = ?, raws = ? WHERE id = ?",
+            (*values, chunk_id),
+        )
+
+
+def overlapping(conn, series_id: int, start: int, end: int) -> list[tuple[int, m.PointColumns]]:
+    rows = conn.execute(
+        "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
+        " ORDER BY min_step, id",
+        (series_id, end, start),
+    ).fetchall()
+    return [(r[0], _decode(r[1], r[2], r[3])) for r in rows]
+
+
+def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns) -> int:
+    """Stores the points of cols not stored yet; returns how many were new."""
+    cols = cols.sorted()
+    # Duplicates inside the batch: keep the first of each (step, run).
+    pair = np.stack([cols.steps, cols.runs], axis=1)
+    _, first = np.unique(pair, axis=0, return_index=True)
+    if first.size != len(cols):
+        cols = cols.select(np.sort(first))
+    lo, hi = int(cols.steps[0]), int(cols.steps[-1])
+    if lo <= summary.last_step or summary.count == 0:
+        existing = overlapping(conn, series_id, lo, hi)
+        if existing:
+            known = {(int(s), int(r)) for _, c in existing for s, r in zip(c.steps, c.runs)}
+            keep = np.fromiter(((int(s), int(r)) not in known for s, r in zip(cols.steps, cols.runs)), bool, len(cols))
+            cols = cols.select(keep)
+    if not len(cols):
+        return 0
+    m.add_to_summary(summary, cols.live())
+    tail = conn.execute(
+        "SELECT id, count, data, raws, max_step FROM metric_chunks WHERE series_id = ? ORDER BY id DESC LIMIT 1",
+        (series_id,),
+    ).fetchone()
+    start = 0
+    if tail is not None and tail[1] < m.CHUNK_POINTS and tail[4] <= int(cols.steps[0]):
+        room = m.CHUNK_POINTS - tail[1]
+        merged = m.PointColumns.concat([_decode(tail[1], tail[2], tail[3]), cols.select(slice(0, room))])
+        _write_chunk(conn, series_id, merged, tail[0])
+        start = room
+    for lo in range(start, len(cols), m.CHUNK_POINTS):
+        _write_chunk(conn, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
+    return len(cols)
+
+
+def archive_after(conn, series_id: int, run: int, step: int) -> bool:
+    """Marks points of runs before `run` past `step` archived; True if any were."""
+    changed = False
+    rows = conn.execute(
+        "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND max_step > ?", (series_id, step)
+    ).fetchall()
+    for chunk_id, count, data, raws in rows:
+        cols = _decode(count, data, raws)
+        hit = (cols.steps > step) & (cols.runs < run) & ~cols.archived
+        if hit.any():
+            cols = m.PointColumns(cols.steps, cols.runs, cols.times, cols.values, cols.archived | hit, cols.raws)
+            _write_chunk(conn, series_id, cols, chunk_id)
+            changed = True
+    return changed
+
+
+def rebuild_summary(conn, series_id: int) -> m.SeriesSummary:
+    """The summary of a series recomputed from its live points."""
+    parts = [c.live() for _, c in overlapping(conn, series_id, -(2**62), 2**62)]
+    live = m.PointColumns.concat(parts).sorted()
+    summary = m.SeriesSummary()
+    m.add_to_summary(summary, live)
+    summary.recent = live.values[-m.RECENT:].tolist() if len(live) else []
+    return summary
+
+
+def read(conn, series_id: int, start: int, end: int, include_archived: bool, after: tuple | None,
+         limit: int) -> m.PointColumns:
+    """Points with start <= step <= end (after the (step, run) cursor), sorted, at most limit."""
+    if after is not None:
+        start = max(start, after[0])
+    out: list[m.PointColumns] = []
+    total = 0
+    rows = conn.execute(
+        "SELECT id, count, data, raws, min_step FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
+        " ORDER BY min_step, id",
+        (series_id, end, start),
+    )
+    horizon = None
+    for _, count, data, raws, min_step in rows:
+        # Chunks are ordered by their first step: once enough points are
+        # collected and a chunk starts past the last of them, stop.
+        if horizon is not None and min_step > horizon:
+            break
+        cols = _decode(count, data, raws)
+        mask = (cols.steps >= start) & (cols.steps <= end)
+        if not include_archived:
+            mask &= ~cols.archived
+        if after is not None:
+            mask &= (cols.steps > after[0]) | ((cols.steps == after[0]) & (cols.runs > after[1]))
+        if mask.any():
+            part = cols.select(mask)
+            out.append(part)
+            total += len(part)
+            if total >= limit and horizon is None:
+                horizon = int(np.sort(np.concatenate([p.steps for p in out]))[limit - 1])
+    merged = m.PointColumns.concat(out).sorted()
+    return merged.select(slice(0, limit)) if len(merged) > limit else merged
+
+
+def stats(conn, series_id: int, start: int, end: int) -> list[tuple[int, m.ChunkStats, int, int]]:
+    """(chunk id, live stats, min_step, max_step) of chunks overlapping the range."""
+    rows = conn.execute(
+        f"SELECT id, {_STATS}, min_step, max_step FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
+        " ORDER BY min_step, id",
+        (series_id, end, start),
+    ).fetchall()
+    return [(r[0], _stats_from(r, 1), r[12], r[13]) for r in rows]
+
+
+def chunk(conn, chunk_id: int) -> m.PointColumns:
+    count, data, raws = conn.execute("SELECT count, data, raws FROM metric_chunks WHERE id = ?", (chunk_id,)).fetchone()
+    return _decode(count, data, raws)
+
+
+def downsample(conn, series_id: int, start: int, end: int, n: int, by_time: bool, include_archived: bool) -> list[m.Block]:
+    """At most n exact buckets. With at least n chunks in range, whole chunks
+    are grouped by their aggregates (only chunks cut by the range are
+    decoded); otherwise the points themselves are bucketed."""
+
+    def from_points(cols: m.PointColumns) -> list[m.Block]:
+        return m.bucket_points(cols.steps, cols.times, cols.values, cols.times if by_time else cols.steps, n)
+
+    found = stats(conn, series_id, start, end)
+    if include_archived or len(found) < n:
+        return from_points(read(conn, series_id, start, end, include_archived, None, 2**62))
+    parts: list[m.Block] = []
+    for chunk_id, s, lo, hi in found:
+        if lo >= start and hi <= end:
+            if s.live_count:
+                parts.append(s.block())
+            continue
+        cols = chunk(conn, chunk_id)
+        cut = cols.select((cols.steps >= start) & (cols.steps <= end) & ~cols.archived).sorted()
+        if len(cut):
+            parts.append(m.ChunkStats.of(cut).block())
+    key = (lambda b: b.first_time) if by_time else (lambda b: b.first_step)
+    return m.bucket_blocks(parts, key, n)
