@@ -288,6 +288,11 @@ def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tup
 
 
 CHUNK_POINTS = 512
+# Appends smaller than this are stored as small chunks of their own and
+# compacted into full chunks once a series has COMPACT_AFTER of them, so one
+# point at a time costs a tiny insert instead of rewriting a large chunk.
+SMALL_APPEND = 64
+COMPACT_AFTER = 32
 
 
 @dataclass
@@ -326,6 +331,8 @@ class PointColumns:
                             self.archived[index], raws)
 
     def sorted(self) -> "PointColumns":
+        if len(self) < 2:
+            return self
         order = np.lexsort((self.runs, self.steps))
         return self if np.all(order[1:] > order[:-1]) else self.select(order)
 
@@ -379,6 +386,8 @@ class ChunkStats:
         live = cols.live()
         if not len(live):
             return cls()
+        if len(live) <= 8:
+            return cls._of_few(live)
         v = live.values
         finite = ~np.isnan(v)
         return cls(
@@ -386,6 +395,16 @@ class ChunkStats:
             first_time=int(live.times[0]), last_time=int(live.times[-1]), first=float(v[0]), last=float(v[-1]),
             vmin=float(np.fmin.reduce(v)), vmax=float(np.fmax.reduce(v)),
             total=float(v[finite].sum()), finite_count=int(finite.sum()),
+        )
+
+    @classmethod
+    def _of_few(cls, live: PointColumns) -> "ChunkStats":
+        steps, times, values = live.steps.tolist(), live.times.tolist(), live.values.tolist()
+        finite = [v for v in values if not math.isnan(v)]
+        return cls(
+            live_count=len(values), first_step=steps[0], last_step=steps[-1], first_time=times[0], last_time=times[-1],
+            first=values[0], last=values[-1], vmin=min(finite) if finite else math.nan,
+            vmax=max(finite) if finite else math.nan, total=float(sum(finite)), finite_count=len(finite),
         )
 
     def block(self) -> Block:
@@ -396,6 +415,10 @@ class ChunkStats:
 def add_to_summary(s: SeriesSummary, live: PointColumns) -> None:
     """Folds sorted live points into a series summary, vectorized."""
     if not len(live):
+        return
+    if len(live) <= 8:
+        for step, time, value in zip(live.steps.tolist(), live.times.tolist(), live.values.tolist()):
+            s.add(step, time, value)
         return
     v = live.values
     finite = ~np.isnan(v)

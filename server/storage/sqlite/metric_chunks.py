@@ -1,10 +1,10 @@
 """Metric points stored per series in chunks of up to 512 points.
 
 One row holds a chunk's columns (steps, runs, times, values, archived flags)
-and the aggregates of its live points. Small appends grow the series' last
-chunk instead of adding rows, so a series written one point at a time still
-ends up in full chunks, and a batch of thousands of points costs a handful of
-rows. Reads decode chunks with numpy; long-range downsampling reads only the
+and the aggregates of its live points. A batch of thousands of points costs a
+handful of rows; points trickling in one at a time go into small chunks that
+are compacted into full ones every few dozen appends, so a series ends up in
+full chunks either way. Reads decode chunks with numpy; long-range downsampling reads only the
 aggregates.
 """
 
@@ -71,14 +71,16 @@ def overlapping(conn, series_id: int, start: int, end: int) -> list[tuple[int, m
     return [(r[0], _decode(r[1], r[2], r[3])) for r in rows]
 
 
-def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns) -> int:
-    """Stores the points of cols not stored yet; returns how many were new."""
+def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, small_chunks: int) -> tuple[int, int]:
+    """Stores the points of cols not stored yet. Returns how many were new
+    and the series' count of small chunks afterwards."""
     cols = cols.sorted()
-    # Duplicates inside the batch: keep the first of each (step, run).
-    pair = np.stack([cols.steps, cols.runs], axis=1)
-    _, first = np.unique(pair, axis=0, return_index=True)
-    if first.size != len(cols):
-        cols = cols.select(np.sort(first))
+    if len(cols) > 1:
+        # Duplicates inside the batch: keep the first of each (step, run).
+        pair = np.stack([cols.steps, cols.runs], axis=1)
+        _, first = np.unique(pair, axis=0, return_index=True)
+        if first.size != len(cols):
+            cols = cols.select(np.sort(first))
     lo, hi = int(cols.steps[0]), int(cols.steps[-1])
     if lo <= summary.last_step or summary.count == 0:
         existing = overlapping(conn, series_id, lo, hi)
@@ -87,21 +89,32 @@ def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns)
             keep = np.fromiter(((int(s), int(r)) not in known for s, r in zip(cols.steps, cols.runs)), bool, len(cols))
             cols = cols.select(keep)
     if not len(cols):
-        return 0
+        return 0, small_chunks
     m.add_to_summary(summary, cols.live())
-    tail = conn.execute(
-        "SELECT id, count, data, raws, max_step FROM metric_chunks WHERE series_id = ? ORDER BY id DESC LIMIT 1",
-        (series_id,),
-    ).fetchone()
-    start = 0
-    if tail is not None and tail[1] < m.CHUNK_POINTS and tail[4] <= int(cols.steps[0]):
-        room = m.CHUNK_POINTS - tail[1]
-        merged = m.PointColumns.concat([_decode(tail[1], tail[2], tail[3]), cols.select(slice(0, room))])
-        _write_chunk(conn, series_id, merged, tail[0])
-        start = room
-    for lo in range(start, len(cols), m.CHUNK_POINTS):
-        _write_chunk(conn, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
-    return len(cols)
+    if len(cols) >= m.SMALL_APPEND:
+        for lo in range(0, len(cols), m.CHUNK_POINTS):
+            _write_chunk(conn, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
+        return len(cols), small_chunks
+    _write_chunk(conn, series_id, cols)
+    small_chunks += 1
+    if small_chunks >= m.COMPACT_AFTER:
+        compact(conn, series_id)
+        small_chunks = 0
+    return len(cols), small_chunks
+
+
+def compact(conn, series_id: int) -> None:
+    """Merges a series' small chunks into full ones."""
+    rows = conn.execute(
+        "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND count < ? ORDER BY id",
+        (series_id, m.SMALL_APPEND),
+    ).fetchall()
+    if len(rows) < 2:
+        return
+    merged = m.PointColumns.concat([_decode(r[1], r[2], r[3]) for r in rows]).sorted()
+    conn.executemany("DELETE FROM metric_chunks WHERE id = ?", [(r[0],) for r in rows])
+    for lo in range(0, len(merged), m.CHUNK_POINTS):
+        _write_chunk(conn, series_id, merged.select(slice(lo, lo + m.CHUNK_POINTS)))
 
 
 def archive_after(conn, series_id: int, run: int, step: int) -> bool:

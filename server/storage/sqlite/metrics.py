@@ -35,7 +35,7 @@ class _Trials:
     def get(self, trial_id: int):
         if trial_id not in self.rows:
             self.rows[trial_id] = self.conn.execute(
-                "SELECT id, study_id, state, trial_run_id, searcher_metric_value, body FROM trials WHERE id = ?",
+                "SELECT id, study_id, state, trial_run_id, searcher_metric_value FROM trials WHERE id = ?",
                 (trial_id,),
             ).fetchone()
         return self.rows[trial_id]
@@ -68,7 +68,8 @@ class _Trials:
             if row is not None:
                 from ...domain.models import MetricDefinition
 
-                definitions.extend(MetricDefinition(**d) for d in json.loads(row["body"]).get("metric_definitions", []))
+                (body,) = self.conn.execute("SELECT body FROM trials WHERE id = ?", (trial_id,)).fetchone()
+                definitions.extend(MetricDefinition(**d) for d in json.loads(body).get("metric_definitions", []))
             self.rules[trial_id] = m.compile_rules(definitions)
         return self.rules[trial_id]
 
@@ -104,9 +105,9 @@ class _Series:
         return series_id
 
 
-def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int]:
+def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int, int]:
     row = conn.execute(
-        "SELECT count, finite_count, total, vmin, vmax, last, last_step, last_time, recent, next_ordinal"
+        "SELECT count, finite_count, total, vmin, vmax, last, last_step, last_time, recent, next_ordinal, small_chunks"
         " FROM metric_series WHERE id = ?",
         (series_id,),
     ).fetchone()
@@ -116,15 +117,15 @@ def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int]:
         count=row[0], finite_count=row[1], total=row[2], vmin=null_to_nan(row[3]), vmax=null_to_nan(row[4]),
         last=null_to_nan(row[5]), last_step=row[6], last_time=row[7], recent=list(recent),
     )
-    return s, row[9]
+    return s, row[9], row[10]
 
 
-def _store_summary(conn, series_id: int, s: m.SeriesSummary, next_ordinal: int) -> None:
+def _store_summary(conn, series_id: int, s: m.SeriesSummary, next_ordinal: int, small_chunks: int) -> None:
     conn.execute(
         "UPDATE metric_series SET count = ?, finite_count = ?, total = ?, vmin = ?, vmax = ?, last = ?, last_step = ?,"
-        " last_time = ?, recent = ?, next_ordinal = ? WHERE id = ?",
+        " last_time = ?, recent = ?, next_ordinal = ?, small_chunks = ? WHERE id = ?",
         (s.count, s.finite_count, s.total, nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.last),
-         s.last_step, s.last_time, array("d", s.recent).tobytes(), next_ordinal, series_id),
+         s.last_step, s.last_time, array("d", s.recent).tobytes(), next_ordinal, small_chunks, series_id),
     )
 
 
@@ -158,17 +159,17 @@ def append_points(conn, series_id: int, points: PendingPoints) -> int:
     """Appends the points not stored yet; returns how many."""
     if not len(points):
         return 0
-    summary, ordinal = _load_summary(conn, series_id)
-    stored = chunks.append(conn, series_id, summary, points.columns())
+    summary, ordinal, small = _load_summary(conn, series_id)
+    stored, small = chunks.append(conn, series_id, summary, points.columns(), small)
     if stored:
-        _store_summary(conn, series_id, summary, ordinal + stored)
+        _store_summary(conn, series_id, summary, ordinal + stored, small)
     return stored
 
 
 def rebuild_series(conn, series_id: int) -> None:
     """Recomputes a series' summary from its live points (after a rollback)."""
-    _, ordinal = _load_summary(conn, series_id)
-    _store_summary(conn, series_id, chunks.rebuild_summary(conn, series_id), ordinal)
+    _, ordinal, small = _load_summary(conn, series_id)
+    _store_summary(conn, series_id, chunks.rebuild_summary(conn, series_id), ordinal, small)
 
 
 def _rollback(conn, trial_id: int, run: int, step: int) -> list[int]:

@@ -186,7 +186,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             last_step INTEGER NOT NULL DEFAULT -1,
             last_time INTEGER NOT NULL DEFAULT 0,
             recent BLOB NOT NULL DEFAULT x'',
-            next_ordinal INTEGER NOT NULL DEFAULT 0
+            next_ordinal INTEGER NOT NULL DEFAULT 0,
+            small_chunks INTEGER NOT NULL DEFAULT 0
         );
         CREATE UNIQUE INDEX metric_series_trial ON metric_series (trial_id, group_name, name) WHERE trial_id IS NOT NULL;
         CREATE UNIQUE INDEX metric_series_key ON metric_series (trial_key, group_name, name) WHERE trial_key IS NOT NULL;

@@ -1,0 +1,318 @@
+"""Metrics ingestion and query speed, measured against a trialplane server process.
+
+Usage: .venv/bin/python bench/metrics_bench.py [--runs N]
+
+Prints a table of medians (with min and max) of N runs; every row names its
+workload. The raw SQLite insert and the empty gRPC handler are measured in the
+same run as the limits the service is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+from google.protobuf import struct_pb2
+
+from trialplane.v1 import (
+    metrics_pb2 as mp,
+    metrics_service_pb2 as ms,
+    metrics_service_pb2_grpc,
+    study_pb2,
+    study_service_pb2 as ss,
+    study_service_pb2_grpc,
+    trial_pb2,
+    trial_service_pb2 as ts,
+    trial_service_pb2_grpc,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+METRICS_PER_REPORT = 10
+REPORTS_PER_CALL = 5000
+CALLS_PER_RUN = 8
+ONE_POINT_CALLS = 1500
+REPORT_METHOD = "/trialplane.v1.MetricsService/ReportMetrics"
+
+
+# --- processes ---------------------------------------------------------------
+
+class Server:
+    def __init__(self, db: Path):
+        self.proc = subprocess.Popen(
+            [str(BIN / "trialplane"), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
+             "--retention-interval", "0", "--log-level", "WARNING"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.address = self.proc.stdout.readline().strip().rsplit(" ", 1)[1]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class EmptyServer:
+    """The same method path answered by a handler that does nothing."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--empty-server"], stdout=subprocess.PIPE, text=True)
+        self.address = self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_empty_server() -> None:
+    async def main():
+        server = grpc.aio.server()
+
+        async def report(request, context):
+            return ms.ReportMetricsResponse(created=True)
+
+        handler = grpc.unary_unary_rpc_method_handler(
+            report, request_deserializer=ms.ReportMetricsRequest.FromString,
+            response_serializer=ms.ReportMetricsResponse.SerializeToString,
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("trialplane.v1.MetricsService", {"ReportMetrics": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(f"127.0.0.1:{port}", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+# --- workloads ---------------------------------------------------------------
+
+def struct(values: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(values)
+    return s
+
+
+def report(trial_id: int, step: int, group="training", **values) -> ms.ReportMetricsRequest:
+    return ms.ReportMetricsRequest(
+        metrics=mp.TrialMetrics(trial_id=trial_id, steps_completed=step, metrics=mp.Metrics(avg_metrics=struct(values))),
+        group=group,
+    )
+
+
+def new_trial(channel, name: str, study_id: int = 0, hps=None) -> int:
+    stub = trial_service_pb2_grpc.TrialServiceStub(channel)
+    return stub.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(name=name, study_id=study_id, hyperparameters=hps or {}))).id
+
+
+def batched_ingest(address: str) -> float:
+    """points/s through AddEvents, bodies serialized before timing."""
+    with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 256 << 20)]) as ch:
+        trial = new_trial(ch, "batched")
+        bodies = []
+        for c in range(CALLS_PER_RUN):
+            reports = [
+                report(trial, step, **{f"metric_{j}": float(step * j) for j in range(METRICS_PER_REPORT)})
+                for step in range(c * REPORTS_PER_CALL, (c + 1) * REPORTS_PER_CALL)
+            ]
+            bodies.append(ms.AddEventsRequest(reports=reports).SerializeToString())
+        call = ch.unary_unary("/trialplane.v1.MetricsService/AddEvents", request_serializer=lambda b: b,
+                              response_deserializer=ms.AddEventsResponse.FromString)
+        start = time.perf_counter()
+        for body in bodies:
+            assert call(body).added == REPORTS_PER_CALL
+        elapsed = time.perf_counter() - start
+    return CALLS_PER_RUN * REPORTS_PER_CALL * METRICS_PER_REPORT / elapsed
+
+
+def raw_sqlite_insert(tmp: Path) -> float:
+    """rows/s of the same points as narrow indexed rows, executemany in transactions."""
+    path = tmp / "raw.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE points (series_id INTEGER, step INTEGER, run INTEGER, time INTEGER, value REAL,"
+                 " PRIMARY KEY (series_id, step, run)) WITHOUT ROWID")
+    total = CALLS_PER_RUN * REPORTS_PER_CALL * METRICS_PER_REPORT
+    now = time.time_ns() // 1000
+    rows = [(j, step, 1, now, float(step * j)) for step in range(CALLS_PER_RUN * REPORTS_PER_CALL) for j in range(METRICS_PER_REPORT)]
+    start = time.perf_counter()
+    per_tx = REPORTS_PER_CALL * METRICS_PER_REPORT
+    for lo in range(0, total, per_tx):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO points VALUES (?, ?, ?, ?, ?)", rows[lo:lo + per_tx])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    path.unlink()
+    return total / elapsed
+
+
+def one_point_rate(address: str, clients: int, trial_ids: list[int] | None) -> float:
+    """ReportMetrics calls/s with one point each, `clients` threads with a channel each."""
+    per_client = ONE_POINT_CALLS // clients if clients > 1 else ONE_POINT_CALLS
+    channels = [grpc.insecure_channel(address) for _ in range(clients)]
+    for ch in channels:
+        grpc.channel_ready_future(ch).result(timeout=10)
+    barrier = threading.Barrier(clients + 1)
+
+    def worker(i: int) -> None:
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(channels[i])
+        trial = trial_ids[i] if trial_ids else 1
+        msgs = [report(trial, step, loss=float(step)) for step in range(per_client)]
+        barrier.wait()
+        for msg in msgs:
+            stub.ReportMetrics(msg)
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(worker, i) for i in range(clients)]
+        barrier.wait()
+        start = time.perf_counter()
+        for f in futures:
+            f.result()
+        elapsed = time.perf_counter() - start
+    for ch in channels:
+        ch.close()
+    return per_client * clients / elapsed
+
+
+def fill_series(address: str, points: int) -> int:
+    with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 256 << 20)]) as ch:
+        trial = new_trial(ch, f"long-{points}")
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(ch)
+        values = np.sin(np.arange(points) / 100.0)
+        for lo in range(0, points, 10_000):
+            stub.AddEvents(ms.AddEventsRequest(reports=[report(trial, i, loss=float(values[i])) for i in range(lo, min(points, lo + 10_000))]))
+    return trial
+
+
+def timed(fn, repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def query_times(address: str, history_trial: int, downsample_trial: int, study_id: int) -> dict[str, list[float]]:
+    with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 256 << 20)]) as ch:
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(ch)
+        trials = trial_service_pb2_grpc.TrialServiceStub(ch)
+        hist = ms.GetMetricHistoryRequest(trial_ids=[history_trial], group="training", names=["loss"], page_size=100_000)
+        assert len(stub.GetMetricHistory(hist).series[0].steps) == 100_000
+        down = ms.GetMetricHistoryRequest(trial_ids=[downsample_trial], group="training", names=["loss"], buckets=1000)
+        got = stub.GetMetricHistory(down).series[0].buckets
+        assert sum(b.count for b in got) == 1_000_000, sum(b.count for b in got)
+        listing = ts.ListTrialsRequest(study_id=study_id, order_by="metrics.validation.val_loss.last", page_size=100)
+        assert len(trials.ListTrials(listing).trials) == 100
+        return {
+            "history": timed(lambda: stub.GetMetricHistory(hist), 10),
+            "downsample": timed(lambda: stub.GetMetricHistory(down), 20),
+            "listing": timed(lambda: trials.ListTrials(listing), 50),
+        }
+
+
+def study_of_1000(address: str) -> int:
+    with grpc.insecure_channel(address) as ch:
+        studies = study_service_pb2_grpc.StudyServiceStub(ch)
+        study = studies.CreateStudy(ss.CreateStudyRequest(study=study_pb2.Study(
+            name="bench-listing",
+            objective=study_pb2.Objective(metric_name="val_loss", type=study_pb2.OBJECTIVE_TYPE_MINIMIZE),
+        )))
+        stub = metrics_service_pb2_grpc.MetricsServiceStub(ch)
+        rng = np.random.default_rng(1)
+        reports = []
+        for i in range(1000):
+            trial = new_trial(ch, f"listed-{i}", study.id)
+            reports.append(report(trial, 100, group="validation", val_loss=float(rng.random())))
+        stub.AddEvents(ms.AddEventsRequest(reports=reports))
+        return study.id
+
+
+# --- table -------------------------------------------------------------------
+
+def row(name: str, samples: list[float], unit: str, note: str = "") -> tuple:
+    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
+
+
+def print_table(rows: list[tuple], runs: int) -> None:
+    header = ("measurement", "median", "min", "max", "unit", "note")
+    cells = [header] + [(r[0], f"{r[1]:,.1f}", f"{r[2]:,.1f}", f"{r[3]:,.1f}", r[4], r[5]) for r in rows]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
+    for i, c in enumerate(cells):
+        print("  ".join(str(x).ljust(w) if j in (0, 4, 5) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{runs} runs each; reproduce with: make bench (or .venv/bin/python bench/metrics_bench.py --runs {runs})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--empty-server", action="store_true")
+    args = parser.parse_args()
+    if args.empty_server:
+        run_empty_server()
+        return
+    results: dict[str, list[float]] = {k: [] for k in (
+        "raw", "batched", "empty1", "report1", "empty8", "report8")}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        server = Server(tmp / "bench.db")
+        empty = EmptyServer()
+        try:
+            with grpc.insecure_channel(server.address) as ch:
+                one = [new_trial(ch, f"one-{i}") for i in range(8)]
+            for _ in range(args.runs):
+                results["raw"].append(raw_sqlite_insert(tmp))
+                results["batched"].append(batched_ingest(server.address))
+                results["empty1"].append(one_point_rate(empty.address, 1, None))
+                results["report1"].append(one_point_rate(server.address, 1, one[:1]))
+                results["empty8"].append(one_point_rate(empty.address, 8, None))
+                results["report8"].append(one_point_rate(server.address, 8, one))
+                with grpc.insecure_channel(server.address) as ch:
+                    one = [new_trial(ch, f"one-{i}") for i in range(8)]
+            history_trial = fill_series(server.address, 100_000)
+            downsample_trial = fill_series(server.address, 1_000_000)
+            study_id = study_of_1000(server.address)
+            queries = query_times(server.address, history_trial, downsample_trial, study_id)
+        finally:
+            server.stop()
+            empty.stop()
+    ratio1 = [r / e for r, e in zip(results["report1"], results["empty1"])]
+    ratio8 = [r / e for r, e in zip(results["report8"], results["empty8"])]
+    shape = f"{REPORTS_PER_CALL} reports x {METRICS_PER_REPORT} metrics per call"
+    print_table([
+        row("raw SQLite insert, narrow indexed rows", results["raw"], "rows/s", "same points, executemany, WAL"),
+        row("batched ingest, AddEvents", results["batched"], "points/s", shape),
+        row("empty unary handler, 1 client", results["empty1"], "calls/s", "the transport limit"),
+        row("ReportMetrics one point, 1 client", results["report1"], "calls/s", "durable on return"),
+        row("  as share of the empty handler", [100 * r for r in ratio1], "%", ""),
+        row("empty unary handler, 8 clients", results["empty8"], "calls/s", "8 threads, a channel each"),
+        row("ReportMetrics one point, 8 clients", results["report8"], "calls/s", ""),
+        row("  as share of the empty handler", [100 * r for r in ratio8], "%", ""),
+        row("full history, 100,000 points", queries["history"], "ms", "one GetMetricHistory call"),
+        row("1,000-bucket downsample of 1,000,000", queries["downsample"], "ms", "first/last/min/max per bucket"),
+        row("ListTrials page of 100 of 1,000", queries["listing"], "ms", "study filter, order by metric"),
+    ], args.runs)
+
+
+if __name__ == "__main__":
+    main()
