@@ -84,6 +84,17 @@ def value_to_python(v: struct_pb2.Value):
     return getattr(v, kind)
 
 
+def split_struct(s: struct_pb2.Struct) -> tuple[dict, dict]:
+    """(all entries, numeric entries) of a metrics Struct in one pass."""
+    out, numbers = {}, {}
+    for k, v in s.fields.items():
+        if v.WhichOneof("kind") == "number_value":
+            out[k] = numbers[k] = v.number_value
+        else:
+            out[k] = value_to_python(v)
+    return out, numbers
+
+
 def struct_to_dict(s: struct_pb2.Struct) -> dict:
     """Like json_format.MessageToDict, but NaN and infinities survive."""
     out = {}
@@ -93,10 +104,12 @@ def struct_to_dict(s: struct_pb2.Struct) -> dict:
     return out
 
 
-def dict_to_struct(d: dict | None) -> struct_pb2.Struct:
+def dict_to_struct(d: dict | None) -> struct_pb2.Struct | None:
+    """A Struct of d, or None (the field left unset) when d is empty."""
+    if not d:
+        return None
     s = struct_pb2.Struct()
-    if d:
-        s.update(d)
+    s.update(d)
     return s
 
 

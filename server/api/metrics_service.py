@@ -8,7 +8,7 @@ import json
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
 
 from ..domain import listing, metrics as m, trial_lifecycle
-from ..domain.errors import FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
+from ..domain.errors import DomainError, FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
@@ -53,7 +53,7 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
     if tm.steps_completed < 0:
         v.add(f"{path}metrics.steps_completed", "must not be negative")
     m.check_name(v, f"{path}group", req.group, m.MAX_GROUP)
-    metrics = convert.struct_to_dict(tm.metrics.avg_metrics)
+    metrics, scalars = convert.split_struct(tm.metrics.avg_metrics)
     if not m.names_ok(metrics):
         for name in metrics:
             m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
@@ -70,6 +70,7 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
         metrics=metrics,
         batch_metrics=[convert.struct_to_dict(b) for b in tm.metrics.batch_metrics],
         request_id=req.request_id,
+        scalars=scalars,
     )
 
 
@@ -190,25 +191,24 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         batch = m.IngestBatch()
         errors: list[ms.ItemError] = []
 
-        def attempt(list_name, index, fn):
-            try:
-                fn()
-            except Exception as exc:  # noqa: BLE001 - one bad item must not sink the others
-                message = getattr(exc, "message", str(exc))
-                errors.append(ms.ItemError(index=index, list=list_name, reason=message))
-
+        # One bad item must not sink the others: each is checked on its own.
         for i, report in enumerate(request.reports):
-            def add_report(report=report, i=i):
+            try:
                 batch.reports.append(report_draft(report, f"reports[{i}]."))
                 batch.report_index.append(i)
-            attempt("reports", i, add_report)
+            except DomainError as exc:
+                errors.append(ms.ItemError(index=i, list="reports", reason=exc.message))
         for i, item in enumerate(request.events):
-            attempt("events", i, lambda item=item, i=i: add_event(batch, item, i))
+            try:
+                add_event(batch, item, i)
+            except DomainError as exc:
+                errors.append(ms.ItemError(index=i, list="events", reason=exc.message))
         for i, line in enumerate(request.logs):
-            def add_log(line=line, i=i):
+            try:
                 batch.logs.append(log_draft(line, f"logs[{i}]"))
                 batch.log_index.append(i)
-            attempt("logs", i, add_log)
+            except DomainError as exc:
+                errors.append(ms.ItemError(index=i, list="logs", reason=exc.message))
         outcome = await self.storage.ingest_metrics(batch)
         if outcome.added:
             self.notifier.notify()

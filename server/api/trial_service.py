@@ -132,52 +132,64 @@ def checkpoint_workload_to_proto(w: dict | None) -> checkpoint_pb2.CheckpointWor
     )
 
 
-def trial_to_proto(t: Trial, now: int) -> trial_pb2.Trial:
-    source = None
-    if t.source_info is not None:
-        s = t.source_info
-        source = trial_pb2.TrialSourceInfo(
-            checkpoint_uuid=s.checkpoint_uuid, model_id=s.model_id, model_version=s.model_version,
-            type=SOURCE_TYPES.to_proto(s.type),
-        )
+def _source_info(t: Trial):
+    s = t.source_info
+    if s is None:
+        return None
+    return trial_pb2.TrialSourceInfo(
+        checkpoint_uuid=s.checkpoint_uuid, model_id=s.model_id, model_version=s.model_version,
+        type=SOURCE_TYPES.to_proto(s.type),
+    )
+
+
+# Top-level fields that cost noticeably to encode, built only when wanted.
+_EXPENSIVE = {
+    "hyperparameters": lambda t: {k: hyperparameter_to_proto(v) for k, v in t.hyperparameters.items()},
+    "metadata": lambda t: convert.dict_to_struct(t.metadata),
+    "stopping_condition": lambda t: trial_pb2.StoppingCondition(max_runtime=convert.duration(t.max_runtime_seconds)),
+    "retry_strategy": lambda t: trial_pb2.RetryStrategy(max_attempts=t.retry_max_attempts),
+    "resources": lambda t: resources_to_proto(t.resources),
+    "source_info": _source_info,
+    "metric_definitions": lambda t: [study_pb2.MetricDefinition(name=d.name, regex=d.regex) for d in t.metric_definitions],
+    "best_validation": lambda t: workload_to_proto(t.best_validation),
+    "latest_validation": lambda t: workload_to_proto(t.latest_validation),
+    "best_checkpoint": lambda t: checkpoint_workload_to_proto(t.best_checkpoint),
+    "summary_metrics": lambda t: convert.dict_to_struct(_summary_struct(t.summary_metrics)),
+    "start_time": lambda t: convert.timestamp(t.start_time),
+    "end_time": lambda t: convert.timestamp(t.end_time),
+    "create_time": lambda t: convert.timestamp(t.create_time),
+    "update_time": lambda t: convert.timestamp(t.update_time),
+    "stop_deadline": lambda t: convert.timestamp(t.stop_deadline),
+}
+
+
+def trial_to_proto(t: Trial, now: int, fields: set[str] | None = None) -> trial_pb2.Trial:
+    """The Trial message; with `fields` (top-level names of a read mask) the
+    costly fields outside it are not built."""
+    wanted = _EXPENSIVE if fields is None else {k: f for k, f in _EXPENSIVE.items() if k in fields}
     return trial_pb2.Trial(
         id=t.id,
         study_id=t.study_id,
         name=t.name,
-        hyperparameters={k: hyperparameter_to_proto(v) for k, v in t.hyperparameters.items()},
         state=TRIAL_STATES.to_proto(t.state),
         restarts=t.restarts,
         trial_run_id=t.trial_run_id,
-        start_time=convert.timestamp(t.start_time),
-        end_time=convert.timestamp(t.end_time),
         steps_completed=t.steps_completed,
         runner_state=t.runner_state,
         wall_clock_seconds=t.wall_clock_seconds(now),
         warm_start_checkpoint_uuid=t.warm_start_checkpoint_uuid,
-        metadata=convert.dict_to_struct(t.metadata),
         log_retention_days=t.log_retention_days,
         early_exit_reason=EARLY_EXIT.to_proto(t.early_exit_reason),
         failure_reason=t.failure_reason,
-        stopping_condition=trial_pb2.StoppingCondition(max_runtime=convert.duration(t.max_runtime_seconds)),
-        retry_strategy=trial_pb2.RetryStrategy(max_attempts=t.retry_max_attempts),
-        resources=resources_to_proto(t.resources),
         environment=t.environment,
         notes=t.notes,
         tags=t.tags,
-        source_info=source,
         task_ids=t.task_ids,
-        create_time=convert.timestamp(t.create_time),
-        update_time=convert.timestamp(t.update_time),
         etag=str(t.version),
-        stop_deadline=convert.timestamp(t.stop_deadline),
-        metric_definitions=[study_pb2.MetricDefinition(name=d.name, regex=d.regex) for d in t.metric_definitions],
         searcher_metric_value=t.searcher_metric_value,
-        best_validation=workload_to_proto(t.best_validation),
-        latest_validation=workload_to_proto(t.latest_validation),
-        best_checkpoint=checkpoint_workload_to_proto(t.best_checkpoint),
         total_checkpoint_size_bytes=t.checkpoint_size,
         checkpoint_count=t.checkpoint_count,
-        summary_metrics=convert.dict_to_struct(_summary_struct(t.summary_metrics)),
+        **{name: build(t) for name, build in wanted.items()},
     )
 
 
@@ -228,8 +240,11 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         self.clock = clock
         self.changes = TrialChanges()
 
-    def _out(self, trial: Trial) -> trial_pb2.Trial:
-        return trial_to_proto(trial, self.clock())
+    def _out(self, trial: Trial, mask=None) -> trial_pb2.Trial:
+        if mask is None or not mask.paths:
+            return trial_to_proto(trial, self.clock())
+        fields = {path.split(".", 1)[0] for path in mask.paths}
+        return convert.apply_read_mask(trial_to_proto(trial, self.clock(), fields), mask)
 
     async def _change(self, trial_id: int, fn, request_id: str = "") -> trial_pb2.Trial:
         validation.check_request_id(request_id)
@@ -255,7 +270,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     async def GetTrial(self, request, context):
         convert.check_read_mask(request.read_mask, trial_pb2.Trial.DESCRIPTOR)
         trial = await self.storage.get_trial(_require_id(request.id))
-        return convert.apply_read_mask(self._out(trial), request.read_mask)
+        return self._out(trial, request.read_mask)
 
     @rpc
     async def ListTrials(self, request, context):
@@ -274,7 +289,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         page = listing.make_page(request.page_token, listing.page_size(request.page_size), order, vars(flt))
         trials, last_key = await self.storage.list_trials(flt, page)
         return trial_service_pb2.ListTrialsResponse(
-            trials=[convert.apply_read_mask(self._out(t), request.read_mask) for t in trials],
+            trials=[self._out(t, request.read_mask) for t in trials],
             next_page_token=listing.encode_token(page, last_key) if last_key else "",
         )
 

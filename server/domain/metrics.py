@@ -71,13 +71,12 @@ class ReportDraft:
     metrics: dict
     batch_metrics: list
     request_id: str = ""
+    # The numeric entries of metrics; filled from metrics when not given.
+    scalars: dict | None = None
 
-    def points(self, now: int) -> list[PointDraft]:
-        t = self.report_time or now
-        return [
-            PointDraft(self.trial_id, self.group, name, self.steps, self.trial_run_id, t, value)
-            for name, value in scalar_metrics(self.metrics).items()
-        ]
+    def __post_init__(self) -> None:
+        if self.scalars is None:
+            self.scalars = scalar_metrics(self.metrics)
 
 
 @dataclass

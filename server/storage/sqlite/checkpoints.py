@@ -84,13 +84,21 @@ def workload(c: Checkpoint) -> dict:
     }
 
 
-def best_of_trial(conn: sqlite3.Connection, trial_id: int) -> dict | None:
-    row = conn.execute(
-        "SELECT * FROM checkpoints WHERE trial_id = ? AND state = 'COMPLETED' AND objective IS NOT NULL"
-        " ORDER BY objective, create_time LIMIT 1",
-        (trial_id,),
-    ).fetchone()
-    return None if row is None else workload(from_row(row))
+def best_of_trials(conn: sqlite3.Connection, trial_ids: list[int]) -> dict[int, dict]:
+    """The best completed checkpoint (by signed objective) of each trial that has one."""
+    out: dict[int, dict] = {}
+    for i in range(0, len(trial_ids), 500):
+        part = trial_ids[i:i + 500]
+        marks = ", ".join("?" for _ in part)
+        rows = conn.execute(
+            f"SELECT * FROM (SELECT c.*, row_number() OVER (PARTITION BY trial_id ORDER BY objective, create_time) AS n"
+            f" FROM checkpoints c WHERE trial_id IN ({marks}) AND state = 'COMPLETED' AND objective IS NOT NULL)"
+            f" WHERE n = 1",
+            part,
+        ).fetchall()
+        for row in rows:
+            out[row["trial_id"]] = workload(from_row(row))
+    return out
 
 
 def signed(study, metrics: dict | None) -> float | None:

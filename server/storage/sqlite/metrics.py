@@ -278,6 +278,9 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
         accepted.append(report)
     fresh = _new_reports(conn, accepted)
     rows = []
+    # Reports of one trial, group and run with the same metric names (the
+    # usual batch) become columns with one comprehension per metric.
+    runs_of: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
     for report in accepted:
         if id(report) not in fresh:
             out.duplicates += 1
@@ -286,23 +289,35 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
         run = report.trial_run_id
         if run > 1:
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
-        scalars = m.scalar_metrics(report.metrics)
+        scalars = report.scalars
         # Scalars live in their series; the report keeps what only it has
         # (validation reports keep everything: checkpoints are ranked by them).
-        kept = report.metrics if report.group == "validation" else {
-            k: v for k, v in report.metrics.items() if k not in scalars
-        }
+        if report.group == "validation":
+            kept = report.metrics
+        elif len(scalars) == len(report.metrics):
+            kept = None
+        else:
+            kept = {k: v for k, v in report.metrics.items() if k not in scalars}
         body = dumps({"metrics": kept, "batch_metrics": report.batch_metrics}) if kept or report.batch_metrics else "{}"
         rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
                      report.request_id or None))
         if report.group == "validation":
             _note_validation(conn, trials, report, now)
-        time = report.report_time or now
-        for name, value in scalars.items():
-            by_series[series.id_for(report.trial_id, report.group, name)].add(report.steps, run, time, value)
+        runs_of[(report.trial_id, report.group, run, tuple(scalars))].append(report)
         out.report_created.append(True)
         out.added += 1
         out.trial_ids.add(report.trial_id)
+    for (trial_id, group, run, names), reports in runs_of.items():
+        steps = [r.steps for r in reports]
+        times = [r.report_time or now for r in reports]
+        runs = [run] * len(reports)
+        for name in names:
+            pending = by_series[series.id_for(trial_id, group, name)]
+            pending.steps.extend(steps)
+            pending.runs.extend(runs)
+            pending.times.extend(times)
+            pending.values.extend([r.scalars[name] for r in reports])
+            pending.raws.extend([None] * len(reports))
     conn.executemany(
         "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -114,8 +114,8 @@ class SqliteStorage(Storage):
         if self.engine is not None:
             self.engine.close()
 
-    async def _write(self, fn):
-        return await self.engine.write(fn)
+    async def _write(self, fn, small: bool = False):
+        return await self.engine.write(fn, small)
 
     async def _read(self, fn):
         return await self.engine.read(fn)
@@ -200,13 +200,15 @@ class SqliteStorage(Storage):
 
     @staticmethod
     def _attach_summaries(conn: sqlite3.Connection, trials: list[Trial]) -> None:
-        by_trial = metrics.summaries_by_trial(conn, [t.id for t in trials])
+        ids = [t.id for t in trials]
+        by_trial = metrics.summaries_by_trial(conn, ids)
+        best = checkpoints.best_of_trials(conn, ids)
         for t in trials:
             summary: dict = {}
             for s in by_trial.get(t.id, []):
                 summary.setdefault(s["group"], {})[s["name"]] = s["summary"]
             t.summary_metrics = summary
-            t.best_checkpoint = checkpoints.best_of_trial(conn, t.id)
+            t.best_checkpoint = best.get(t.id)
 
     @classmethod
     def _trial(cls, conn: sqlite3.Connection, trial_id: int) -> Trial:
@@ -238,7 +240,7 @@ class SqliteStorage(Storage):
                 conn.execute("UPDATE studies SET trial_count = trial_count + 1 WHERE id = ?", (study.id,))
             return self._trial(conn, new_id)
 
-        return await self._write(write)
+        return await self._write(write, small=True)
 
     async def get_trial(self, trial_id: int) -> Trial:
         return await self._read(lambda conn: self._trial(conn, trial_id))
@@ -302,7 +304,7 @@ class SqliteStorage(Storage):
                     })
             return self._trial(conn, trial_id)
 
-        return await self._write(write)
+        return await self._write(write, small=True)
 
     async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial:
         def write(conn):
@@ -407,7 +409,7 @@ class SqliteStorage(Storage):
             _update(conn, "workers", worker_id, codec.worker_row(updated))
             return self._worker(conn, worker_id)
 
-        return await self._write(write)
+        return await self._write(write, small=True)
 
     async def delete_worker(self, worker_id: int) -> Worker:
         def write(conn):
@@ -450,7 +452,8 @@ class SqliteStorage(Storage):
     # --- metrics, logs, Katib observation logs -------------------------------
 
     async def ingest_metrics(self, batch):
-        return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()))
+        small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
+        return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
 
     async def metric_summaries(self, trial_ids, group="", names=None):
         return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names))
