@@ -12,7 +12,7 @@ from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
 from ..domain.errors import DomainError, ResourceExhausted, invalid
-from ..domain.profiler import Chunk, Labels, MetricType, check_batch, downsample_samples, downsample_summaries
+from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
 from .errors import abort, internal_error, rpc
@@ -265,33 +265,23 @@ class ProfilerServicer:
         return chunk if mask.all() else chunk.select(mask)
 
     async def _downsample(self, s: SeriesInfo, start_ts, end_ts, start_b, end_b, n) -> ps.ProfilerSamples:
-        summaries = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b)
-
-        def cut(x):
-            return x.first_ts < start_ts or x.last_ts > end_ts or x.first_batch < start_b or x.last_batch > end_b
-
-        decode_all = len(summaries) <= n
-        to_decode = [x.chunk_id for x in summaries if decode_all or cut(x)]
+        table = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b)
+        cut = (table.first_ts < start_ts) | (table.last_ts > end_ts) | (table.first_batch < start_b) | (table.last_batch > end_b)
+        decode_all = len(table) <= n
+        to_decode = table.chunk_id.tolist() if decode_all else table.chunk_id[cut].tolist()
         decoded = await self.storage.profiler_chunks(to_decode) if to_decode else {}
         parts = {cid: self._in_range(c, start_ts, end_ts, start_b, end_b) for cid, c in decoded.items()}
         if decode_all:
-            chunks = [parts[x.chunk_id] for x in summaries if parts[x.chunk_id].count]
+            chunks = [parts[cid] for cid in to_decode if parts[cid].count]
             if not chunks:
                 buckets = []
             else:
                 merged = Chunk(*(np.concatenate([getattr(c, f) for c in chunks]) for f in ("values", "batches", "timestamps")))
                 buckets = downsample_samples(merged, int(merged.timestamps.min()), int(merged.timestamps.max()), n)
         else:
-            exact = []
-            for x in summaries:
-                if x.chunk_id in parts:
-                    if parts[x.chunk_id].count:
-                        exact.append(parts[x.chunk_id].summary())
-                else:
-                    exact.append(x)
-            lo = min((x.first_ts for x in exact), default=0)
-            hi = max((x.last_ts for x in exact), default=0)
-            buckets = downsample_summaries(exact, lo, hi, n)
+            exact = [parts[cid].summary() for cid in to_decode if parts[cid].count]
+            whole = table.select(~cut)
+            buckets = downsample_table(SummaryTable.concat([whole, SummaryTable.from_summaries(exact)]) if exact else whole, n)
         return ps.ProfilerSamples(
             labels=labels_to_proto(s.labels),
             buckets=[
@@ -318,7 +308,8 @@ class ProfilerServicer:
             s = series[index]
             resume = index == first_index and first_ts >= 0
             after = (first_ts, chunk_id - 1) if resume else None
-            summaries = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b, after)
+            table = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b, after)
+            summaries = [table.row(i) for i in range(len(table))]
             pieces: list[Chunk] = []
             for group_start in range(0, len(summaries), 64):
                 group = summaries[group_start:group_start + 64]

@@ -133,19 +133,6 @@ class Bucket:
     last_ts: int = field(default=0, repr=False)
 
 
-def _merge(bucket: Bucket | None, s: ChunkSummary) -> Bucket:
-    if bucket is None:
-        return Bucket(s.first_ts, s.last_ts, s.vmin, s.vmax, s.vlast, s.count, s.last_ts)
-    bucket.start_ts = min(bucket.start_ts, s.first_ts)
-    bucket.end_ts = max(bucket.end_ts, s.last_ts)
-    bucket.vmin = float(np.fmin(bucket.vmin, s.vmin))
-    bucket.vmax = float(np.fmax(bucket.vmax, s.vmax))
-    if s.last_ts >= bucket.last_ts:
-        bucket.vlast, bucket.last_ts = s.vlast, s.last_ts
-    bucket.count += s.count
-    return bucket
-
-
 def downsample_samples(chunk: Chunk, start: int, end: int, n: int) -> list[Bucket]:
     """Exact buckets of equal time width over [start, end] from samples."""
     if chunk.values.size == 0:
@@ -166,13 +153,82 @@ def downsample_samples(chunk: Chunk, start: int, end: int, n: int) -> list[Bucke
     ]
 
 
-def downsample_summaries(summaries: list[ChunkSummary], start: int, end: int, n: int) -> list[Bucket]:
-    """Buckets built from whole chunks: each chunk joins the time bucket its
-    first sample falls in, so min, max, last and count stay exact and each
-    bucket reports the time span it actually covers."""
-    width = max(1, -(-(end - start + 1) // n))
-    buckets: dict[int, Bucket] = {}
-    for s in summaries:
-        key = (s.first_ts - start) // width
-        buckets[key] = _merge(buckets.get(key), s)
-    return [buckets[k] for k in sorted(buckets)]
+@dataclass
+class SummaryTable:
+    """Chunk summaries as columns, so that thousands of chunks bucket in a few
+    vectorized steps."""
+
+    chunk_id: np.ndarray
+    count: np.ndarray
+    first_ts: np.ndarray
+    last_ts: np.ndarray
+    first_batch: np.ndarray
+    last_batch: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    vlast: np.ndarray
+
+    INT_FIELDS = ("chunk_id", "count", "first_ts", "last_ts", "first_batch", "last_batch")
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple]) -> "SummaryTable":
+        """From (id, count, first_ts, last_ts, first_batch, last_batch, vmin, vmax, vlast) rows."""
+        if not rows:
+            z = np.zeros(0, dtype=np.int64)
+            f = np.zeros(0)
+            return cls(z, z, z, z, z, z, f, f, f)
+        cols = list(zip(*rows))
+        ints = [np.array(c, dtype=np.int64) for c in cols[:6]]
+        floats = [np.array([np.nan if x is None else x for x in c], dtype=np.float64) for c in cols[6:]]
+        return cls(*ints, *floats)
+
+    @classmethod
+    def from_summaries(cls, summaries: list[ChunkSummary]) -> "SummaryTable":
+        return cls.from_rows([
+            (s.chunk_id, s.count, s.first_ts, s.last_ts, s.first_batch, s.last_batch, s.vmin, s.vmax, s.vlast)
+            for s in summaries
+        ])
+
+    def __len__(self) -> int:
+        return int(self.chunk_id.size)
+
+    def row(self, i: int) -> ChunkSummary:
+        return ChunkSummary(
+            int(self.chunk_id[i]), int(self.count[i]), int(self.first_ts[i]), int(self.last_ts[i]),
+            int(self.first_batch[i]), int(self.last_batch[i]), float(self.vmin[i]), float(self.vmax[i]),
+            float(self.vlast[i]),
+        )
+
+    def select(self, index) -> "SummaryTable":
+        return SummaryTable(*(getattr(self, f)[index] for f in (*self.INT_FIELDS, "vmin", "vmax", "vlast")))
+
+    @staticmethod
+    def concat(parts: list["SummaryTable"]) -> "SummaryTable":
+        fields = (*SummaryTable.INT_FIELDS, "vmin", "vmax", "vlast")
+        return SummaryTable(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
+
+
+def downsample_table(table: SummaryTable, n: int) -> list[Bucket]:
+    """Groups whole chunks into at most n time buckets by their first sample;
+    min, max, last and count stay exact and each bucket reports the span it
+    covers."""
+    if not len(table):
+        return []
+    lo, hi = int(table.first_ts.min()), int(table.last_ts.max())
+    width = max(1, -(-(hi - lo + 1) // n))
+    index = (table.first_ts - lo) // width
+    order = np.lexsort((table.last_ts, index))
+    index = index[order]
+    t = table.select(order)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+    ends = np.concatenate((starts[1:], [len(t)])) - 1
+    firsts = np.minimum.reduceat(t.first_ts, starts)
+    lasts = np.maximum.reduceat(t.last_ts, starts)
+    mins = np.fmin.reduceat(t.vmin, starts)
+    maxs = np.fmax.reduceat(t.vmax, starts)
+    counts = np.add.reduceat(t.count, starts)
+    # Within a bucket rows are ordered by last_ts, so the last row holds the newest sample.
+    return [
+        Bucket(int(a), int(b), float(lo_), float(hi_), float(t.vlast[e]), int(c), int(b))
+        for a, b, lo_, hi_, e, c in zip(firsts, lasts, mins, maxs, ends, counts)
+    ]

@@ -16,7 +16,7 @@ from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
 from ..domain import metrics as m
 from ..domain.checkpoints import Checkpoint
-from ..domain.profiler import Chunk, ChunkSummary, Labels
+from ..domain.profiler import Chunk, ChunkSummary, Labels, SummaryTable
 from ..domain.trial_lifecycle import Change
 
 Now = int
@@ -144,7 +144,8 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def profiler_summaries(
         self, series_id: int, start_ts: int, end_ts: int, start_batch: int, end_batch: int, after: tuple | None = None
-    ) -> list[ChunkSummary]: ...
+    ) -> SummaryTable:
+        """Summaries of the chunks overlapping the ranges, ordered by (first_ts, chunk id)."""
 
     @abc.abstractmethod
     async def profiler_chunks(self, chunk_ids: list[int]) -> dict[int, Chunk]: ...

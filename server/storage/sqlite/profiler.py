@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from ...domain.errors import NotFound
-from ...domain.profiler import Chunk, ChunkSummary, Labels, MetricType
+from ...domain.profiler import Chunk, ChunkSummary, Labels, MetricType, SummaryTable
 from ..base import IngestItem, IngestResult, SeriesInfo
 
 _SUMMARY_COLS = "id, count, first_ts, last_ts, first_batch, last_batch, vmin, vmax, vlast"
@@ -16,17 +16,6 @@ _SUMMARY_COLS = "id, count, first_ts, last_ts, first_batch, last_batch, vmin, vm
 def _nan_to_null(x: float) -> float | None:
     # SQLite stores NaN as NULL anyway; be explicit so reads map it back.
     return None if math.isnan(x) else x
-
-
-def _null_to_nan(x) -> float:
-    return math.nan if x is None else x
-
-
-def summary_from_row(row) -> ChunkSummary:
-    return ChunkSummary(
-        chunk_id=row[0], count=row[1], first_ts=row[2], last_ts=row[3], first_batch=row[4], last_batch=row[5],
-        vmin=_null_to_nan(row[6]), vmax=_null_to_nan(row[7]), vlast=_null_to_nan(row[8]),
-    )
 
 
 def series_from_row(row) -> SeriesInfo:
@@ -156,7 +145,7 @@ def find_series(conn: sqlite3.Connection, labels: Labels) -> SeriesInfo:
 
 
 def summaries(conn: sqlite3.Connection, series_id: int, start_ts: int, end_ts: int,
-              start_batch: int, end_batch: int, after: tuple | None = None) -> list[ChunkSummary]:
+              start_batch: int, end_batch: int, after: tuple | None = None) -> SummaryTable:
     """Summaries of the chunks that overlap the time and batch ranges, by (first_ts, id)."""
     sql = (
         f"SELECT {_SUMMARY_COLS} FROM profiler_chunks WHERE series_id = ? AND first_ts <= ? AND last_ts >= ?"
@@ -167,7 +156,7 @@ def summaries(conn: sqlite3.Connection, series_id: int, start_ts: int, end_ts: i
         sql += " AND (first_ts, id) > (?, ?)"
         args.extend(after)
     sql += " ORDER BY first_ts, id"
-    return [summary_from_row(r) for r in conn.execute(sql, args)]
+    return SummaryTable.from_rows(conn.execute(sql, args).fetchall())
 
 
 def chunk_data(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, Chunk]:
