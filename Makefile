@@ -28,6 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	cd protos && ../$(VENV)/bin/buf lint
+	$(VENV)/bin/ruff check --select F,E9 server clients tests bench scripts
 
 # Every bench/*_bench.py prints a table of medians beside the limits it is compared with.
 bench: $(STAMP)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common import print_table, row
 from trialplane.v1 import trial_pb2, trial_service_pb2 as ts, trial_service_pb2_grpc
 
 BIN = Path(sys.executable).parent
@@ -89,20 +89,6 @@ def get_rate(address: str, clients: int, total: int) -> float:
     return per * clients / elapsed
 
 
-def row(name, samples, unit, note=""):
-    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
-
-
-def print_table(rows, runs) -> None:
-    header = ("measurement", "median", "min", "max", "unit", "note")
-    cells = [header] + [(r[0], f"{r[1]:,.2f}", f"{r[2]:,.2f}", f"{r[3]:,.2f}", r[4], r[5]) for r in rows]
-    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
-    for i, c in enumerate(cells):
-        print("  ".join(str(x).ljust(w) if j in (0, 4, 5) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    print(f"\n{runs} runs each; reproduce with: make bench (or .venv/bin/python bench/core_bench.py --runs {runs})")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -141,7 +127,7 @@ def main() -> None:
         row("CreateTrial, 8 clients", r["c8"], "trials/s", "8 threads, a channel each"),
         row("GetTrial, 1 client", r["g1"], "calls/s"),
         row("GetTrial, 8 clients", r["g8"], "calls/s"),
-    ], args.runs)
+    ], args.runs, "core_bench.py", decimals=2)
 
 
 if __name__ == "__main__":

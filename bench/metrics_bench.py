@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +24,7 @@ import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
+from common import ServerProcess, print_table, row
 from trialplane.v1 import (
     metrics_pb2 as mp,
     metrics_service_pb2 as ms,
@@ -49,23 +47,6 @@ REPORT_METHOD = "/trialplane.v1.MetricsService/ReportMetrics"
 
 
 # --- processes ---------------------------------------------------------------
-
-class Server:
-    def __init__(self, db: Path):
-        self.proc = subprocess.Popen(
-            [str(BIN / "trialplane"), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
-             "--retention-interval", "0", "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        self.address = self.proc.stdout.readline().strip().rsplit(" ", 1)[1]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
 
 class EmptyServer:
     """The same method path answered by a handler that does nothing."""
@@ -248,20 +229,6 @@ def study_of_1000(address: str) -> int:
 
 # --- table -------------------------------------------------------------------
 
-def row(name: str, samples: list[float], unit: str, note: str = "") -> tuple:
-    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
-
-
-def print_table(rows: list[tuple], runs: int) -> None:
-    header = ("measurement", "median", "min", "max", "unit", "note")
-    cells = [header] + [(r[0], f"{r[1]:,.1f}", f"{r[2]:,.1f}", f"{r[3]:,.1f}", r[4], r[5]) for r in rows]
-    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
-    for i, c in enumerate(cells):
-        print("  ".join(str(x).ljust(w) if j in (0, 4, 5) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    print(f"\n{runs} runs each; reproduce with: make bench (or .venv/bin/python bench/metrics_bench.py --runs {runs})")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -275,7 +242,7 @@ def main() -> None:
         "raw", "batched", "empty1", "report1", "empty8", "report8")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = Server(tmp / "bench.db")
+        server = ServerProcess(tmp / "bench.db")
         empty = EmptyServer()
         try:
             with grpc.insecure_channel(server.address) as ch:
@@ -311,7 +278,7 @@ def main() -> None:
         row("full history, 100,000 points", queries["history"], "ms", "one GetMetricHistory call"),
         row("1,000-bucket downsample of 1,000,000", queries["downsample"], "ms", "first/last/min/max per bucket"),
         row("ListTrials page of 100 of 1,000", queries["listing"], "ms", "study filter, order by metric"),
-    ], args.runs)
+    ], args.runs, "metrics_bench.py")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import grpc
 import numpy as np
 import psutil
 
+from common import ServerProcess, print_table, row
 from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc, trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts, trial_service_pb2_grpc
 
@@ -35,23 +34,6 @@ BIN = Path(sys.executable).parent
 METHOD = "/trialplane.v1.ProfilerService/StreamProfilerMetrics"
 SAMPLES_PER_RUN = 8_000_000
 BATCH = 5000
-
-
-class Server:
-    def __init__(self, db: Path):
-        self.proc = subprocess.Popen(
-            [str(BIN / "trialplane"), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
-             "--retention-interval", "0", "--log-level", "WARNING"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        self.address = self.proc.stdout.readline().strip().rsplit(" ", 1)[1]
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 class CeilingServer:
@@ -203,20 +185,6 @@ def downsample_ms(address: str, trial_id: int, expected: int) -> list[float]:
     return out
 
 
-def row(name, samples, unit, note=""):
-    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
-
-
-def print_table(rows, runs) -> None:
-    header = ("measurement", "median", "min", "max", "unit", "note")
-    cells = [header] + [(r[0], f"{r[1]:,.1f}", f"{r[2]:,.1f}", f"{r[3]:,.1f}", r[4], r[5]) for r in rows]
-    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
-    for i, c in enumerate(cells):
-        print("  ".join(str(x).ljust(w) if j in (0, 4, 5) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c, widths))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
-    print(f"\n{runs} runs each; reproduce with: make bench (or .venv/bin/python bench/profiler_bench.py --runs {runs})")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -229,7 +197,7 @@ def main() -> None:
     r = {k: [] for k in ("raw", "one", "four", "small", "ceil1", "ceil4", "rss1", "rss4")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = Server(tmp / "profiler.db")
+        server = ServerProcess(tmp / "profiler.db")
         ceiling = CeilingServer()
         try:
             trials = create_trials(server.address, 4)
@@ -272,7 +240,7 @@ def main() -> None:
         row("server peak RSS, 4 streams", r["rss4"], "MiB"),
         row("1,000-bucket downsample of 10M samples", down5k, "ms", "2,000 chunks of 5,000"),
         row("1,000-bucket downsample of 10M samples", down1k, "ms", "10,000 chunks of 1,000"),
-    ], args.runs)
+    ], args.runs, "profiler_bench.py")
 
 
 if __name__ == "__main__":

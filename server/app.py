@@ -31,7 +31,8 @@ from trialplane.v1 import (
 from .api.checkpoint_service import CheckpointServicer
 from .api.katib_service import KatibDBManagerServicer
 from .api.log_service import LogServicer
-from .api.metrics_service import MetricsServicer, Notifier
+from .api.metrics_service import MetricsServicer
+from .api.notifier import Notifier
 from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
 from .api.trial_service import TrialServicer

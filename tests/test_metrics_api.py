@@ -5,7 +5,7 @@ import math
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from trialplane.v1 import (
     metrics_pb2 as mp,

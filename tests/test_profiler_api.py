@@ -1,8 +1,6 @@
 """ProfilerService through a real server: streaming ingest, queries, retention."""
 
-import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -10,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc, trial_pb2, trial_service_pb2 as ts
+from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc
 
 from conftest import Client, error_of
 from test_server import ServerProcess

@@ -148,7 +148,7 @@ def test_ilike_agrees_with_the_reference_matcher(run):
 
     async def body(s):
         for name in names:
-            t = await s.create_trial(Trial(name=name or "placeholder"), "", lambda st: None)
+            await s.create_trial(Trial(name=name or "placeholder"), "", lambda st: None)
         stored = [t.name for t in await list_all(s, listing.TrialFilter(), listing.Order(), 1000)]
         for pattern in patterns:
             flt = listing.TrialFilter(name_pattern=listing.check_ilike(pattern))

@@ -12,7 +12,8 @@ from ..domain.errors import ResourceExhausted, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
-from .metrics_service import LOG_LEVELS, Notifier, log_draft, refused
+from .metrics_service import LOG_LEVELS, log_draft, refused
+from .notifier import Notifier
 
 DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
 FORMAT_FIELDS = {"asctime", "worker", "level", "stream", "rank", "msg", "trial_id", "id"}

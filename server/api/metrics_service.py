@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
@@ -12,6 +11,7 @@ from ..domain.errors import DomainError, FailedPrecondition, NotFound, ResourceE
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
+from .notifier import Notifier
 
 INT64_MAX = 2**63 - 1
 MAX_TRIALS_PER_QUERY = 100
@@ -22,23 +22,6 @@ MAX_RAW_PAGE = 100_000
 WATCH_POLL_SECONDS = 1.0
 LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
-
-
-class Notifier:
-    """Wakes followers when this server stored something."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
 
 
 def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:

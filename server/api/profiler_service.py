@@ -16,6 +16,7 @@ from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_bat
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
 from .errors import abort, internal_error, rpc
+from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
 
 log = logging.getLogger(__name__)
@@ -66,23 +67,6 @@ def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, column
     return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
 
 
-class IngestNotifier:
-    """Wakes followers when samples were stored by this server."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-
-
 class _IngestSession:
     """One StreamProfilerMetrics call: reads, validates, group-writes, acknowledges.
 
@@ -90,7 +74,7 @@ class _IngestSession:
     stored by the next write, so the write size adapts to the load.
     """
 
-    def __init__(self, storage: Storage, context, notifier: IngestNotifier):
+    def __init__(self, storage: Storage, context, notifier: Notifier):
         self.storage = storage
         self.context = context
         self.notifier = notifier
@@ -190,7 +174,7 @@ class _IngestSession:
 class ProfilerServicer:
     def __init__(self, storage: Storage):
         self.storage = storage
-        self.notifier = IngestNotifier()
+        self.notifier = Notifier()
 
     async def StreamProfilerMetrics(self, request_iterator, context):
         session = _IngestSession(self.storage, context, self.notifier)

@@ -126,16 +126,6 @@ class Block:
     vmin: float = math.nan
     vmax: float = math.nan
 
-    def add(self, step: int, time: int, value: float) -> None:
-        if self.count == 0 or step < self.first_step:
-            self.first_step, self.first_time, self.first = step, time, value
-        if self.count == 0 or step >= self.last_step:
-            self.last_step, self.last_time, self.last = step, time, value
-        if not math.isnan(value):
-            self.vmin = value if math.isnan(self.vmin) else min(self.vmin, value)
-            self.vmax = value if math.isnan(self.vmax) else max(self.vmax, value)
-        self.count += 1
-
     def merge(self, other: "Block") -> None:
         if other.count == 0:
             return
@@ -365,18 +355,10 @@ class PointColumns:
 
 
 @dataclass
-class ChunkStats:
-    """Aggregates of the live points of a chunk, stored beside it."""
+class ChunkStats(Block):
+    """Aggregates of the live points of a chunk, stored beside it; count is
+    the number of live points."""
 
-    live_count: int = 0
-    first_step: int = 0
-    last_step: int = 0
-    first_time: int = 0
-    last_time: int = 0
-    first: float = math.nan
-    last: float = math.nan
-    vmin: float = math.nan
-    vmax: float = math.nan
     total: float = 0.0
     finite_count: int = 0
 
@@ -390,7 +372,7 @@ class ChunkStats:
         v = live.values
         finite = ~np.isnan(v)
         return cls(
-            live_count=len(live), first_step=int(live.steps[0]), last_step=int(live.steps[-1]),
+            count=len(live), first_step=int(live.steps[0]), last_step=int(live.steps[-1]),
             first_time=int(live.times[0]), last_time=int(live.times[-1]), first=float(v[0]), last=float(v[-1]),
             vmin=float(np.fmin.reduce(v)), vmax=float(np.fmax.reduce(v)),
             total=float(v[finite].sum()), finite_count=int(finite.sum()),
@@ -401,14 +383,10 @@ class ChunkStats:
         steps, times, values = live.steps.tolist(), live.times.tolist(), live.values.tolist()
         finite = [v for v in values if not math.isnan(v)]
         return cls(
-            live_count=len(values), first_step=steps[0], last_step=steps[-1], first_time=times[0], last_time=times[-1],
+            count=len(values), first_step=steps[0], last_step=steps[-1], first_time=times[0], last_time=times[-1],
             first=values[0], last=values[-1], vmin=min(finite) if finite else math.nan,
             vmax=max(finite) if finite else math.nan, total=float(sum(finite)), finite_count=len(finite),
         )
-
-    def block(self) -> Block:
-        return Block(self.live_count, self.first_step, self.last_step, self.first_time, self.last_time,
-                     self.first, self.last, self.vmin, self.vmax)
 
 
 def add_to_summary(s: SeriesSummary, live: PointColumns) -> None:

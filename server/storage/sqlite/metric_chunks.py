@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 
 import numpy as np
 
@@ -30,7 +29,7 @@ def _nan(x) -> float:
 
 
 def _stats_values(s: m.ChunkStats) -> tuple:
-    return (s.live_count, s.first_step, s.last_step, s.first_time, s.last_time, _null(s.first), _null(s.last),
+    return (s.count, s.first_step, s.last_step, s.first_time, s.last_time, _null(s.first), _null(s.last),
             _null(s.vmin), _null(s.vmax), s.total, s.finite_count)
 
 
@@ -206,12 +205,12 @@ def downsample(conn, series_id: int, start: int, end: int, n: int, by_time: bool
     parts: list[m.Block] = []
     for chunk_id, s, lo, hi in found:
         if lo >= start and hi <= end:
-            if s.live_count:
-                parts.append(s.block())
+            if s.count:
+                parts.append(s)
             continue
         cols = chunk(conn, chunk_id)
         cut = cols.select((cols.steps >= start) & (cols.steps <= end) & ~cols.archived).sorted()
         if len(cut):
-            parts.append(m.ChunkStats.of(cut).block())
+            parts.append(m.ChunkStats.of(cut))
     key = (lambda b: b.first_time) if by_time else (lambda b: b.first_step)
     return m.bucket_blocks(parts, key, n)

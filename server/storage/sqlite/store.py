@@ -12,7 +12,7 @@ from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...domain.trial_lifecycle import TERMINAL
 from ...domain import listing
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
-from ...domain.models import Study, Trial, TrialEvent, Worker
+from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
 from . import checkpoints, codec, metrics, profiler
 from .engine import Engine
