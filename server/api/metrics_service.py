@@ -24,9 +24,7 @@ LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
 
 
-def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
-    """A validated ReportDraft or InvalidArgument naming fields under path
-    ("" for a ReportMetrics request, "reports[3]." inside AddEvents)."""
+def _report_violations(req: ms.ReportMetricsRequest, metrics: dict, path: str) -> ViolationCollector:
     v = ViolationCollector()
     tm = req.metrics
     if tm.trial_id <= 0:
@@ -36,13 +34,23 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
     if tm.steps_completed < 0:
         v.add(f"{path}metrics.steps_completed", "must not be negative")
     m.check_name(v, f"{path}group", req.group, m.MAX_GROUP)
-    metrics, scalars = convert.split_struct(tm.metrics.avg_metrics)
-    if not m.names_ok(metrics):
-        for name in metrics:
-            m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
+    for name in metrics:
+        m.check_name(v, f"{path}metrics.metrics.avg_metrics[{name}]", name, m.MAX_METRIC_NAME)
     if len(req.request_id) > 128:
         v.add(f"{path}request_id", "must be at most 128 characters")
-    v.raise_if_any()
+    return v
+
+
+def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
+    """A validated ReportDraft or InvalidArgument naming fields under path
+    ("" for a ReportMetrics request, "reports[3]." inside AddEvents)."""
+    tm = req.metrics
+    metrics, scalars = convert.split_struct(tm.metrics.avg_metrics)
+    # The common case passes these cheap checks; only a failure builds the
+    # detailed violation list.
+    if (tm.trial_id <= 0 or tm.trial_run_id < 0 or tm.steps_completed < 0 or len(req.request_id) > 128
+            or not m.names_ok((req.group, *metrics)) or len(req.group) > m.MAX_GROUP):
+        _report_violations(req, metrics, path).raise_if_any()
     report_time = convert.timestamp_us(tm.report_time, f"{path}metrics.report_time") if tm.HasField("report_time") else 0
     return m.ReportDraft(
         trial_id=tm.trial_id,
@@ -51,7 +59,7 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
         steps=tm.steps_completed,
         report_time=report_time,
         metrics=metrics,
-        batch_metrics=[convert.struct_to_dict(b) for b in tm.metrics.batch_metrics],
+        batch_metrics=[convert.struct_to_dict(b) for b in tm.metrics.batch_metrics] if tm.metrics.batch_metrics else [],
         request_id=req.request_id,
         scalars=scalars,
     )
