@@ -280,6 +280,10 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
         if version in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
+        # Another process may have applied it while this one waited for the lock.
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+            conn.execute("ROLLBACK")
+            continue
         try:
             for statement in _statements(sql):
                 conn.execute(statement)
