@@ -156,7 +156,9 @@ def summaries(conn: sqlite3.Connection, series_id: int, start_ts: int, end_ts: i
         sql += " AND (first_ts, id) > (?, ?)"
         args.extend(after)
     sql += " ORDER BY first_ts, id"
-    return SummaryTable.from_rows(conn.execute(sql, args).fetchall())
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: thousands of rows, read once
+    return SummaryTable.from_rows(cursor.execute(sql, args).fetchall())
 
 
 def chunk_data(conn: sqlite3.Connection, chunk_ids: list[int]) -> dict[int, Chunk]:
