@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import grpc
 import numpy as np
@@ -19,7 +18,6 @@ from .errors import abort, internal_error, rpc
 from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
 
-log = logging.getLogger(__name__)
 
 METRIC_TYPES = convert.EnumMap(profiler_pb2.ProfilerMetricType, "PROFILER_METRIC_TYPE_", MetricType)
 SERVICE = "trialplane.v1.ProfilerService"

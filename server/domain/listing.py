@@ -78,7 +78,7 @@ def make_page(token: str, size: int, order: Order, query: dict) -> Page:
             raise ValueError("bad key")
         fp = body["f"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise invalid("page_token", "is malformed; pass back a next_page_token unchanged", reason="INVALID_PAGE_TOKEN")
+        raise invalid("page_token", "is malformed; pass back a next_page_token unchanged", reason="INVALID_PAGE_TOKEN") from None
     if fp != page.fingerprint:
         raise invalid("page_token", "belongs to a query with other filters or order_by", reason="INVALID_PAGE_TOKEN")
     page.after = tuple(key)
