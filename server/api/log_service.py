@@ -19,7 +19,6 @@ DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
 FORMAT_FIELDS = {"asctime", "worker", "level", "stream", "rank", "msg", "trial_id", "id"}
 LEVEL_NUMBERS = {name: number for number, name in LOG_LEVELS.items()}
 DOWNLOAD_CHUNK = 64 * 1024
-WATCH_POLL_SECONDS = 1.0
 
 
 def log_to_proto(trial_id: int, r: dict) -> log_pb2.TaskLog:
@@ -107,7 +106,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
             trial = await self.storage.get_trial(request.trial_id)
             if trial_lifecycle.is_terminal(trial.state):
                 return
-            await self.notifier.wait(WATCH_POLL_SECONDS)
+            await self.notifier.wait()
 
     @rpc
     async def DownloadLogs(self, request, context):

@@ -19,7 +19,6 @@ MAX_NAMES_PER_QUERY = 100
 MAX_BUCKETS = 10_000
 DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
-WATCH_POLL_SECONDS = 1.0
 LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
 
@@ -319,7 +318,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 trial = await self.storage.get_trial(request.trial_id)
                 if trial_lifecycle.is_terminal(trial.state):
                     return
-                await self.notifier.wait(WATCH_POLL_SECONDS)
+                await self.notifier.wait()
 
     @rpc
     async def ListDebugEvents(self, request, context):

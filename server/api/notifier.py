@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+# Followers also poll this often, so changes made by another server process
+# (or missed between a read and a wait) arrive anyway.
+POLL_SECONDS = 1.0
+
 
 class Notifier:
     """Followers wait on it with a timeout, so changes made by another server
@@ -16,7 +20,7 @@ class Notifier:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float = POLL_SECONDS) -> None:
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except asyncio.TimeoutError:

@@ -28,7 +28,6 @@ MAX_RAW_PAGE = 100_000
 # A stream stops reading from its sender while this many samples wait for the
 # database; HTTP/2 flow control then slows the sender down.
 MAX_BUFFERED_SAMPLES = 400_000
-WATCH_POLL_SECONDS = 1.0
 
 
 def labels_from_proto(p: profiler_pb2.TrialProfilerMetricLabels, field: str = "labels") -> Labels:
@@ -350,7 +349,7 @@ class ProfilerServicer:
                         break
             if not delivered and await self._all_terminal(trial_ids):
                 return
-            await self.notifier.wait(WATCH_POLL_SECONDS)
+            await self.notifier.wait()
 
     async def _all_terminal(self, trial_ids) -> bool:
         for trial_id in trial_ids:

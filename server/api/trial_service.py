@@ -22,6 +22,7 @@ from ..domain.models import (
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
+from .notifier import POLL_SECONDS
 
 TRIAL_STATES = convert.EnumMap(trial_pb2.TrialState, "TRIAL_STATE_", TrialState)
 EARLY_EXIT = convert.EnumMap(trial_pb2.TrialEarlyExitReason, "TRIAL_EARLY_EXIT_REASON_", EarlyExitReason)
@@ -232,9 +233,6 @@ class TrialChanges:
 
 
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
-    # Watchers also poll this often, so changes made by other replicas arrive.
-    WATCH_POLL_SECONDS = 1.0
-
     def __init__(self, storage: Storage, clock):
         self.storage = storage
         self.clock = clock
@@ -421,5 +419,5 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
                 for e in await self.storage.list_trial_events(trial_id, cursor, 500):
                     yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
                 return
-            await self.changes.wait(trial_id, self.WATCH_POLL_SECONDS)
+            await self.changes.wait(trial_id, POLL_SECONDS)
 
