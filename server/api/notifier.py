@@ -25,3 +25,22 @@ class Notifier:
             await asyncio.wait_for(self._event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+
+
+class KeyedNotifier:
+    """Like Notifier, but per key (a trial id): only that key's waiters wake."""
+
+    def __init__(self) -> None:
+        self._events: dict[object, asyncio.Event] = {}
+
+    def notify(self, key) -> None:
+        event = self._events.pop(key, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, key, timeout: float = POLL_SECONDS) -> None:
+        event = self._events.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass

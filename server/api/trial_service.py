@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from trialplane.v1 import checkpoint_pb2, metrics_pb2, study_pb2, trial_pb2, trial_service_pb2, trial_service_pb2_grpc
 
@@ -22,7 +21,7 @@ from ..domain.models import (
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
-from .notifier import POLL_SECONDS
+from .notifier import KeyedNotifier
 
 TRIAL_STATES = convert.EnumMap(trial_pb2.TrialState, "TRIAL_STATE_", TrialState)
 EARLY_EXIT = convert.EnumMap(trial_pb2.TrialEarlyExitReason, "TRIAL_EARLY_EXIT_REASON_", EarlyExitReason)
@@ -213,30 +212,12 @@ def _require_id(value: int, field: str = "id") -> int:
     return value
 
 
-class TrialChanges:
-    """Wakes watchers of a trial when this server changed it."""
-
-    def __init__(self) -> None:
-        self._events: dict[int, asyncio.Event] = {}
-
-    def notify(self, trial_id: int) -> None:
-        event = self._events.pop(trial_id, None)
-        if event is not None:
-            event.set()
-
-    async def wait(self, trial_id: int, timeout: float) -> None:
-        event = self._events.setdefault(trial_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-
-
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     def __init__(self, storage: Storage, clock):
         self.storage = storage
         self.clock = clock
-        self.changes = TrialChanges()
+        # Wakes WatchTrialEvents streams when this server changed their trial.
+        self.changes = KeyedNotifier()
 
     def _out(self, trial: Trial, mask=None) -> trial_pb2.Trial:
         if mask is None or not mask.paths:
@@ -419,5 +400,5 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
                 for e in await self.storage.list_trial_events(trial_id, cursor, 500):
                     yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
                 return
-            await self.changes.wait(trial_id, POLL_SECONDS)
+            await self.changes.wait(trial_id)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from trialplane.v1 import trial_pb2, worker_pb2, worker_service_pb2, worker_service_pb2_grpc
@@ -13,6 +12,7 @@ from ..domain.models import Worker, WorkerState
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
+from .notifier import KeyedNotifier
 
 WORKER_STATES = convert.EnumMap(worker_pb2.WorkerState, "WORKER_STATE_", WorkerState)
 UPDATABLE = {"tags", "address", "slots"}
@@ -46,12 +46,8 @@ def _require_id(value: int, field: str = "id") -> int:
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(self, storage: Storage):
         self.storage = storage
-        self._joined: dict[int, asyncio.Event] = {}
-
-    def _notify_joined(self, trial_id: int) -> None:
-        event = self._joined.pop(trial_id, None)
-        if event is not None:
-            event.set()
+        # Wakes rendezvous waiters of a trial when a worker joins or changes state.
+        self.joined = KeyedNotifier()
 
     @rpc
     async def RegisterWorker(self, request, context):
@@ -62,7 +58,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         )
         validation.validate_new_worker(worker)
         stored = await self.storage.register_worker(worker, request.request_id, worker_lifecycle.admit_registration)
-        self._notify_joined(stored.trial_id)
+        self.joined.notify(stored.trial_id)
         return worker_to_proto(stored)
 
     @rpc
@@ -117,7 +113,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         worker = await self.storage.change_worker(
             _require_id(request.id), lambda w, now: worker_lifecycle.report_state(w, now, state)
         )
-        self._notify_joined(worker.trial_id)
+        self.joined.notify(worker.trial_id)
         return worker_to_proto(worker)
 
     @rpc
@@ -156,11 +152,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     reason="RENDEZVOUS_INCOMPLETE",
                     metadata={"registered": len(workers), "expected": trial.resources.expected_workers},
                 )
-            event = self._joined.setdefault(trial.id, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), min(left, RENDEZVOUS_POLL_SECONDS))
-            except asyncio.TimeoutError:
-                pass
+            await self.joined.wait(trial.id, min(left, RENDEZVOUS_POLL_SECONDS))
 
     async def _run_workers(self, trial_id: int, run_id: int) -> list[Worker]:
         flt = listing.WorkerFilter(trial_id=trial_id, trial_run_id=run_id)

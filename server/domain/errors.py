@@ -87,3 +87,13 @@ class ViolationCollector:
 
 class Unimplemented(DomainError):
     reason = "UNSPECIFIED"
+
+
+def require_etag(resource: str, resource_id: int, version: int, etag: str) -> None:
+    """ABORTED when a client's etag no longer matches: someone changed the resource first."""
+    if etag and etag != str(version):
+        raise Aborted(
+            f"{resource} {resource_id} changed since etag {etag} (now {version}); re-read it",
+            reason="ETAG_MISMATCH",
+            metadata={f"{resource}_id": resource_id, "etag": etag, "current_etag": version},
+        )

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from .errors import Aborted, FailedPrecondition
+from .errors import FailedPrecondition, require_etag
 from .models import Study, StudyState
 
 
 def check_etag(study: Study, etag: str) -> None:
-    if etag and etag != str(study.version):
-        raise Aborted(
-            f"study {study.id} changed since etag {etag} (now {study.version}); re-read it",
-            reason="ETAG_MISMATCH",
-            metadata={"study_id": study.id, "etag": etag, "current_etag": study.version},
-        )
+    require_etag("study", study.id, study.version, etag)
 
 
 def check_accepts_trials(study: Study) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .errors import Aborted, FailedPrecondition, invalid
+from .errors import FailedPrecondition, invalid, require_etag
 from .models import EarlyExitReason, Resources, Trial, TrialState
 
 S = TrialState
@@ -88,12 +88,7 @@ def _illegal(trial: Trial, dst: TrialState, action: str) -> FailedPrecondition:
 
 
 def _check_etag(trial: Trial, etag: str) -> None:
-    if etag and etag != str(trial.version):
-        raise Aborted(
-            f"trial {trial.id} changed since etag {etag} (now {trial.version}); re-read it",
-            reason="ETAG_MISMATCH",
-            metadata={"trial_id": trial.id, "etag": etag, "current_etag": trial.version},
-        )
+    require_etag("trial", trial.id, trial.version, etag)
 
 
 def _check_run(trial: Trial, trial_run_id: int) -> None:
