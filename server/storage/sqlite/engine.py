@@ -4,9 +4,9 @@ Writes are functions of a connection queued to a single thread. That thread
 takes everything queued, runs it in one transaction (each function inside a
 savepoint, so one failing write does not undo its neighbours) and resolves the
 callers' futures only after COMMIT returned: an answered write is durable.
-A small write that finds the writer idle runs at once on the caller's thread
-instead, under the same lock: handing one tiny transaction to another thread
-and back costs more than the transaction itself. Readers use their own
+Small writes made during one turn of the event loop are committed together
+on the loop itself when the writer is idle, under the same lock: handing a
+tiny transaction to another thread and back costs more than the transaction. Readers use their own
 read-only connections from a thread pool and, thanks to WAL, never wait for
 the writer.
 """
@@ -57,8 +57,9 @@ class Engine:
         self._reader_lock = threading.Lock()
         self._closed = False
         # Held by whoever uses the writer connection: the writer thread for a
-        # group, or a caller running a small write inline.
+        # group, or the event loop committing the small writes of one turn.
         self._write_lock = threading.Lock()
+        self._small: list[tuple[WriteFn, asyncio.Future]] = []
         self.transactions = 0
         self.writes = 0
 
@@ -83,37 +84,45 @@ class Engine:
     async def write(self, fn: WriteFn, small: bool = False) -> Any:
         """Runs fn in a write transaction; returns once it is committed.
 
-        small: the write is a few statements, cheap enough to run inline on
-        the event loop when nothing else is waiting to be written."""
-        if small and not self._closed and self._queue.empty() and self._write_lock.acquire(blocking=False):
+        small: the write is a few statements. Small writes made during one
+        turn of the event loop are committed together at the end of it, on
+        the loop itself when the writer thread is idle."""
+        if not small or self._closed:
+            return await asyncio.wrap_future(self.submit(fn))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._small.append((fn, future))
+        if len(self._small) == 1:
+            loop.call_soon(self._flush_small)
+        return await future
+
+    def _flush_small(self) -> None:
+        batch, self._small = self._small, []
+        if self._queue.empty() and self._write_lock.acquire(blocking=False):
             try:
-                return self._run_inline(fn)
+                try:
+                    outcomes = self._transaction(self._writer_conn, [fn for fn, _ in batch])
+                except Unavailable as exc:
+                    outcomes = [(False, exc)] * len(batch)
             finally:
                 self._write_lock.release()
-        return await asyncio.wrap_future(self.submit(fn))
+            for (_, future), (ok, value) in zip(batch, outcomes):
+                if not future.done():
+                    future.set_result(value) if ok else future.set_exception(value)
+            return
+        for fn, future in batch:
+            asyncio.ensure_future(self._relay(self.submit(fn), future))
 
-    def _run_inline(self, fn: WriteFn) -> Any:
-        conn = self._writer_conn
+    @staticmethod
+    async def _relay(source: Future, target: asyncio.Future) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise Unavailable(f"database busy: {exc}") from exc
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise Unavailable(f"commit failed: {exc}") from exc
-        self.transactions += 1
-        self.writes += 1
-        return result
+            result = await asyncio.wrap_future(source)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            if not target.done():
+                target.set_exception(exc)
+        else:
+            if not target.done():
+                target.set_result(result)
 
     def _write_loop(self) -> None:
         conn = self._writer_conn
@@ -145,26 +154,27 @@ class Engine:
             if item is not None:
                 item[1].set_exception(Unavailable("the database closed"))
 
-    def _run_group(self, conn: sqlite3.Connection, batch: list) -> None:
-        outcomes: list[tuple[Future, bool, Any]] = []
+    def _transaction(self, conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
+        """Runs each fn in its own savepoint of one transaction and commits.
+        Returns (ok, result or exception) per fn; Unavailable when the
+        transaction itself could not begin or commit."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             log.error("cannot begin a write transaction: %s", exc)
-            for _, fut in batch:
-                fut.set_exception(Unavailable(f"database busy: {exc}"))
-            return
-        for fn, fut in batch:
+            raise Unavailable(f"database busy: {exc}") from exc
+        outcomes: list[tuple[bool, Any]] = []
+        for fn in fns:
             conn.execute("SAVEPOINT w")
             try:
                 result = fn(conn)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 conn.execute("ROLLBACK TO w")
                 conn.execute("RELEASE w")
-                outcomes.append((fut, False, exc))
+                outcomes.append((False, exc))
             else:
                 conn.execute("RELEASE w")
-                outcomes.append((fut, True, result))
+                outcomes.append((True, result))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -173,12 +183,19 @@ class Engine:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            for fut, _, _ in outcomes:
-                fut.set_exception(Unavailable(f"commit failed: {exc}"))
-            return
+            raise Unavailable(f"commit failed: {exc}") from exc
         self.transactions += 1
-        self.writes += len(batch)
-        for fut, ok, value in outcomes:
+        self.writes += len(fns)
+        return outcomes
+
+    def _run_group(self, conn: sqlite3.Connection, batch: list) -> None:
+        try:
+            outcomes = self._transaction(conn, [fn for fn, _ in batch])
+        except Unavailable as exc:
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        for (_, fut), (ok, value) in zip(batch, outcomes):
             if ok:
                 fut.set_result(value)
             else:

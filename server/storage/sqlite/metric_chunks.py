@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import numpy as np
 
@@ -59,6 +60,29 @@ def _write_chunk(conn, series_id: int, cols: m.PointColumns, chunk_id: int | Non
             f" {', '.join(c + ' = ?' for c in _STATS.split(', '))}, data = ?, raws = ? WHERE id = ?",
             (*values, chunk_id),
         )
+
+
+_ONE_POINT = struct.Struct("<qqqd?")
+
+
+def append_one(conn, series_id: int, summary: m.SeriesSummary, step: int, run: int, time: int, value: float,
+               small_chunks: int) -> int:
+    """Appends a single point newer than everything in the series (the
+    caller checked step > summary.last_step) as a small chunk, without
+    numpy; returns the series' count of small chunks afterwards."""
+    summary.add(step, time, value)
+    finite = not math.isnan(value)
+    stats = m.ChunkStats(1, step, step, time, time, value, value, value, value, value if finite else 0.0, int(finite))
+    conn.execute(
+        f"INSERT INTO metric_chunks (series_id, min_step, max_step, count, {_STATS}, data, raws)"
+        " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        (series_id, step, step, *_stats_values(stats), _ONE_POINT.pack(step, run, time, value, False)),
+    )
+    small_chunks += 1
+    if small_chunks >= m.COMPACT_AFTER:
+        compact(conn, series_id)
+        small_chunks = 0
+    return small_chunks
 
 
 def overlapping(conn, series_id: int, start: int, end: int) -> list[tuple[int, m.PointColumns]]:
