@@ -158,17 +158,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE searcher_metric_value IS NOT NULL;
 
         CREATE TABLE metric_reports (
-            id INTEGER PRIMARY KEY,
             trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
-            trial_run_id INTEGER NOT NULL,
             group_name TEXT NOT NULL,
+            trial_run_id INTEGER NOT NULL,
             steps INTEGER NOT NULL,
             report_time INTEGER NOT NULL,
             archived INTEGER NOT NULL DEFAULT 0,
             body TEXT NOT NULL,
             request_id TEXT,
-            UNIQUE (trial_id, group_name, steps, trial_run_id)
-        );
+            PRIMARY KEY (trial_id, group_name, trial_run_id, steps)
+        ) WITHOUT ROWID;
         CREATE UNIQUE INDEX metric_reports_request ON metric_reports (request_id) WHERE request_id IS NOT NULL;
 
         CREATE TABLE metric_series (
