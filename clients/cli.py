@@ -31,6 +31,12 @@ def _serve_parser(sub) -> None:
         default=d.watchdog_interval,
         help="seconds between sweeps for trials past their stop or runtime deadline; 0 disables",
     )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=d.heartbeat_timeout,
+        help="seconds without any worker heartbeat after which an active trial with registered workers fails; 0 disables",
+    )
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest accepted message")
     p.add_argument("--reader-threads", type=int, default=d.reader_threads, help="threads serving database reads")
     p.add_argument(
@@ -55,6 +61,7 @@ def _run_serve(args) -> int:
         db_path=args.db_path,
         shutdown_grace=args.shutdown_grace,
         watchdog_interval=args.watchdog_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
         max_message_bytes=args.max_message_bytes,
         reader_threads=args.reader_threads,
         profiler_retention_days=args.profiler_retention_days,

@@ -59,18 +59,26 @@ SERVICE_NAMES = [svc.full_name for f in SERVICE_FILES for svc in f.DESCRIPTOR.se
 
 
 class Watchdog:
-    """Ends trials that outlived a stop deadline or their max runtime."""
+    """Ends trials that outlived a stop deadline or their max runtime, and
+    fails active trials whose workers all went silent."""
 
-    def __init__(self, storage: Storage, trials: TrialServicer, clock=now_us):
+    def __init__(self, storage: Storage, trials: TrialServicer, clock=now_us, heartbeat_timeout: float = 0.0):
         self.storage = storage
         self.trials = trials
         self.clock = clock
+        self.heartbeat_timeout = heartbeat_timeout
 
     async def sweep(self) -> int:
+        now = self.clock()
+        work = [(trial_id, trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)]
+        if self.heartbeat_timeout > 0:
+            silent = await self.storage.silent_trials(now - int(self.heartbeat_timeout * 1_000_000))
+            timeout = self.heartbeat_timeout
+            work += [(trial_id, lambda t, at: trial_lifecycle.lose_contact(t, at, timeout)) for trial_id in silent]
         changed = 0
-        for trial_id in await self.storage.trials_due(self.clock()):
+        for trial_id, change in work:
             try:
-                await self.storage.change_trial(trial_id, trial_lifecycle.expire)
+                await self.storage.change_trial(trial_id, change)
             except DomainError as exc:
                 log.info("watchdog skipped trial %s: %s", trial_id, exc)
                 continue
@@ -182,7 +190,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
         await storage.close()
         raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
     retention = RetentionJob(storage, config.profiler_retention_days, clock)
-    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock), retention, config)
+    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock, config.heartbeat_timeout), retention, config)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -15,6 +15,9 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     # How often the watchdog looks for trials past their stop or runtime deadline.
     watchdog_interval: float = 5.0
+    # An active trial whose workers all stayed silent this long has failed;
+    # 0 turns the check off. Trials without registered workers are not checked.
+    heartbeat_timeout: float = 600.0
     # Largest request the server accepts, in bytes.
     max_message_bytes: int = 64 * 1024 * 1024
     reader_threads: int = 4

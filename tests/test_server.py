@@ -62,7 +62,7 @@ def process(db_path):
 
 def test_serve_help_documents_every_flag():
     out = subprocess.run([tool("trialplane"), "serve", "--help"], capture_output=True, text=True, check=True).stdout
-    for flag in ["--host", "--port", "--db", "--shutdown-grace", "--watchdog-interval", "--max-message-bytes",
+    for flag in ["--host", "--port", "--db", "--shutdown-grace", "--watchdog-interval", "--heartbeat-timeout", "--max-message-bytes",
                  "--reader-threads", "--log-level"]:
         assert flag in out
 

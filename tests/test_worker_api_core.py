@@ -123,3 +123,27 @@ def test_incomplete_rendezvous_is_unavailable(client):
     assert (err.metadata["registered"], err.metadata["expected"]) == ("1", "3")
     err = error_of(client.workers.GetRendezvousInfo, ws.GetRendezvousInfoRequest(trial_id=trial.id, worker_id=9999))
     assert err.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_watchdog_fails_a_trial_whose_workers_went_silent(clocked_client, clocked_server, clock):
+    client = clocked_client
+    sweep = lambda: clocked_server.call(clocked_server.app.watchdog.sweep())  # noqa: E731
+    silent = new_trial(client, "silent", retry_strategy=trial_pb2.RetryStrategy(max_attempts=2))
+    unwatched = new_trial(client, "no-workers")
+    for t in (silent, unwatched):
+        client.trials.ReportTrialState(ts.ReportTrialStateRequest(id=t.id, state=trial_pb2.TRIAL_STATE_RUNNING))
+    worker = register(client, silent.id)
+    clock.advance(300)
+    client.workers.HeartbeatWorker(ws.HeartbeatWorkerRequest(id=worker.id))
+    clock.advance(599)
+    assert sweep() == 0
+    clock.advance(2)
+    assert sweep() == 1
+    retried = client.trials.GetTrial(ts.GetTrialRequest(id=silent.id))
+    # The first attempt failed; the retry strategy queued a second run.
+    assert retried.state == trial_pb2.TRIAL_STATE_QUEUED and retried.trial_run_id == 2
+    assert "no heartbeat" in retried.failure_reason
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=unwatched.id)).state == trial_pb2.TRIAL_STATE_RUNNING
+    # The new run has no workers yet, so nothing more happens.
+    clock.advance(10_000)
+    assert sweep() == 0

@@ -299,6 +299,20 @@ def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: st
     return Change(t)
 
 
+def lose_contact(trial: Trial, now: int, silent_seconds: float) -> Change:
+    """What the watchdog does with an active trial none of whose workers has
+    sent a heartbeat for silent_seconds: the run failed. The retry strategy
+    applies as for a reported failure."""
+    if trial.state not in ACTIVE:
+        return Change(copy.deepcopy(trial))
+    reason = f"no heartbeat from any worker of run {trial.trial_run_id} for {silent_seconds:.0f} s"
+    report = StateReport(
+        state=S.ERROR, trial_run_id=trial.trial_run_id, message=reason, failure_reason=reason,
+        details={"lost_contact": True},
+    )
+    return report_state(trial, now, report)
+
+
 def ensure_deletable(trial: Trial, force: bool, etag: str = "") -> None:
     _check_etag(trial, etag)
     if not force and trial.state not in TERMINAL:

@@ -110,6 +110,11 @@ class Storage(abc.ABC):
     async def trials_due(self, now: int, limit: int = 500) -> list[int]:
         """Ids of trials whose stop or runtime deadline is at or before now."""
 
+    @abc.abstractmethod
+    async def silent_trials(self, heard_after: int, limit: int = 500) -> list[int]:
+        """Ids of active trials whose current run has workers, none of which
+        sent a heartbeat after heard_after."""
+
     # Workers
     @abc.abstractmethod
     async def register_worker(self, worker: Worker, request_id: str, admit: Callable[[Trial], None]) -> Worker: ...

@@ -101,6 +101,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             request_id TEXT UNIQUE,
             UNIQUE (trial_id, trial_run_id, rank)
         );
+        CREATE INDEX workers_heartbeat ON workers (trial_id, trial_run_id, last_heartbeat);
         """,
     ),
     (

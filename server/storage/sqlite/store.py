@@ -345,6 +345,23 @@ class SqliteStorage(Storage):
 
         return await self._read(read)
 
+    async def silent_trials(self, heard_after: int, limit: int = 500) -> list[int]:
+        def read(conn):
+            rows = conn.execute(
+                """
+                SELECT t.id FROM trials t
+                WHERE t.state IN ('ACTIVE', 'PULLING', 'STARTING', 'RUNNING')
+                  AND EXISTS (SELECT 1 FROM workers w WHERE w.trial_id = t.id AND w.trial_run_id = t.trial_run_id)
+                  AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.trial_id = t.id AND w.trial_run_id = t.trial_run_id
+                                  AND w.last_heartbeat > ?)
+                LIMIT ?
+                """,
+                (heard_after, limit),
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._read(read)
+
     # --- workers -----------------------------------------------------------
 
     @staticmethod
