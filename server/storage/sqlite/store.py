@@ -238,7 +238,8 @@ class SqliteStorage(Storage):
             _set_tags(conn, "trial_tags", "trial_id", new_id, trial.tags)
             if study is not None:
                 conn.execute("UPDATE studies SET trial_count = trial_count + 1 WHERE id = ?", (study.id,))
-            return self._trial(conn, new_id)
+            # A new trial has no metrics or checkpoints to attach yet.
+            return codec.trial_from_row(conn.execute("SELECT * FROM trials WHERE id = ?", (new_id,)).fetchone())
 
         return await self._write(write, small=True)
 
