@@ -213,6 +213,7 @@ class Engine:
         return conn
 
     def _read_in_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Runs fn on the calling thread's read-only connection."""
         conn = self._reader()
         conn.execute("BEGIN")
         try:
@@ -220,9 +221,15 @@ class Engine:
         finally:
             conn.execute("COMMIT")
 
-    async def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def read(self, fn: Callable[[sqlite3.Connection], Any], small: bool = False) -> Any:
+        """Runs fn in a read transaction on a read-only connection.
+
+        small: a lookup of a few rows, run on the event loop's own connection;
+        handing it to a reader thread and back costs more than the lookup."""
         if self._closed:
             raise Unavailable("the database is closed")
+        if small:
+            return self._read_in_thread(fn)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._read_in_thread, fn)
 

@@ -117,8 +117,8 @@ class SqliteStorage(Storage):
     async def _write(self, fn, small: bool = False):
         return await self.engine.write(fn, small)
 
-    async def _read(self, fn):
-        return await self.engine.read(fn)
+    async def _read(self, fn, small: bool = False):
+        return await self.engine.read(fn, small)
 
     # --- studies -----------------------------------------------------------
 
@@ -149,7 +149,7 @@ class SqliteStorage(Storage):
         return await self._write(write)
 
     async def get_study(self, study_id: int) -> Study:
-        return await self._read(lambda conn: self._study(conn, study_id))
+        return await self._read(lambda conn: self._study(conn, study_id), small=True)
 
     async def get_study_by_name(self, name: str) -> Study:
         def read(conn):
@@ -244,7 +244,7 @@ class SqliteStorage(Storage):
         return await self._write(write, small=True)
 
     async def get_trial(self, trial_id: int) -> Trial:
-        return await self._read(lambda conn: self._trial(conn, trial_id))
+        return await self._read(lambda conn: self._trial(conn, trial_id), small=True)
 
     async def list_trials(self, flt: TrialFilter, page: Page):
         def read(conn):
@@ -397,7 +397,7 @@ class SqliteStorage(Storage):
         return await self._write(write)
 
     async def get_worker(self, worker_id: int) -> Worker:
-        return await self._read(lambda conn: self._worker(conn, worker_id))
+        return await self._read(lambda conn: self._worker(conn, worker_id), small=True)
 
     async def list_workers(self, flt: WorkerFilter, page: Page):
         def read(conn):
@@ -445,7 +445,7 @@ class SqliteStorage(Storage):
         return await self._write(lambda conn: profiler.ingest(conn, stream_id, items, self.clock()))
 
     async def profiler_stream_position(self, stream_id: str) -> int:
-        return await self._read(lambda conn: profiler.stream_position(conn, stream_id))
+        return await self._read(lambda conn: profiler.stream_position(conn, stream_id), small=True)
 
     async def list_profiler_series(self, trial_id: int):
         return await self._read(lambda conn: profiler.list_series(conn, trial_id))
@@ -477,7 +477,7 @@ class SqliteStorage(Storage):
         return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names))
 
     async def metric_series_id(self, trial_id, group, name):
-        return await self._read(lambda conn: metrics.find_series(conn, trial_id, group, name))
+        return await self._read(lambda conn: metrics.find_series(conn, trial_id, group, name), small=True)
 
     async def metric_points(self, series_id, start_step, end_step, include_archived, after, limit):
         return await self._read(
@@ -528,7 +528,7 @@ class SqliteStorage(Storage):
         return await self._write(write)
 
     async def get_checkpoint(self, uuid):
-        return await self._read(lambda conn: checkpoints.require(conn, uuid))
+        return await self._read(lambda conn: checkpoints.require(conn, uuid), small=True)
 
     async def list_checkpoints(self, flt, order_field, descending, after, limit):
         return await self._read(lambda conn: checkpoints.list_page(conn, flt, order_field, descending, after, limit))
