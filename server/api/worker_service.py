@@ -7,7 +7,7 @@ import time
 from trialplane.v1 import trial_pb2, worker_pb2, worker_service_pb2, worker_service_pb2_grpc
 
 from ..domain import listing, validation, worker_lifecycle
-from ..domain.errors import FailedPrecondition, NotFound, Unavailable, ViolationCollector, invalid
+from ..domain.errors import NotFound, Unavailable, ViolationCollector, invalid
 from ..domain.models import Worker, WorkerState
 from ..storage.base import Storage
 from . import convert
@@ -67,8 +67,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def ListWorkers(self, request, context):
-        if request.trial_id < 0 or request.trial_run_id < 0:
+        if request.trial_id < 0:
             raise invalid("trial_id", "must not be negative")
+        if request.trial_run_id < 0:
+            raise invalid("trial_run_id", "must not be negative")
         flt = listing.WorkerFilter(
             trial_id=request.trial_id,
             trial_run_id=request.trial_run_id,
@@ -134,23 +136,22 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             me = next((w for w in workers if w.id == request.worker_id), None)
             if me is None:
                 raise NotFound("worker", f"{request.worker_id} in run {trial.trial_run_id} of trial {trial.id}")
+            worker_lifecycle.check_rendezvous_caller(trial, me)
             members = worker_lifecycle.rendezvous_members(trial, workers)
-            if members is not None:
-                if me not in members:
-                    raise FailedPrecondition(f"worker {me.id} is {me.state.value}", metadata={"worker_id": me.id})
+            if len(members) == trial.resources.expected_workers:
                 return trial_pb2.RendezvousInfo(
                     addresses=[w.address for w in members],
-                    rank=members.index(me),
+                    rank=me.rank,
                     slots=[w.slots for w in members],
                     trial_run_id=trial.trial_run_id,
                 )
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Unavailable(
-                    f"{len(workers)} of {trial.resources.expected_workers} workers of run {trial.trial_run_id}"
-                    " have registered; retry later",
+                    f"{len(members)} of {trial.resources.expected_workers} ranks of run {trial.trial_run_id}"
+                    " have a live worker; retry later",
                     reason="RENDEZVOUS_INCOMPLETE",
-                    metadata={"registered": len(workers), "expected": trial.resources.expected_workers},
+                    metadata={"registered": len(members), "expected": trial.resources.expected_workers},
                 )
             await self.joined.wait(trial.id, min(left, RENDEZVOUS_POLL_SECONDS))
 

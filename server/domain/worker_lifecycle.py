@@ -52,13 +52,33 @@ def heartbeat(worker: Worker, now: int) -> Worker:
     return w
 
 
-def rendezvous_members(trial: Trial, workers: list[Worker]) -> list[Worker] | None:
-    """The workers of the trial's current run ordered by rank, or None while
-    fewer than the expected number have registered."""
-    live = sorted(
-        (w for w in workers if w.trial_run_id == trial.trial_run_id and w.state not in (W.KILLED, W.ERROR)),
-        key=lambda w: w.rank,
-    )
-    if len(live) < trial.resources.expected_workers:
-        return None
-    return live
+LIVE = frozenset({W.PENDING, W.RUNNING, W.COMPLETED})
+
+
+def check_rendezvous_caller(trial: Trial, worker: Worker) -> None:
+    """A worker may rendezvous when it is alive and its rank is one of the run's."""
+    if worker.state not in LIVE:
+        raise FailedPrecondition(
+            f"worker {worker.id} is {worker.state.value}",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"worker_id": worker.id, "state": worker.state.value},
+        )
+    if worker.rank >= trial.resources.expected_workers:
+        raise FailedPrecondition(
+            f"worker {worker.id} has rank {worker.rank}, but run {trial.trial_run_id} has ranks"
+            f" 0..{trial.resources.expected_workers - 1} (resources.worker_count)",
+            reason="ILLEGAL_TRANSITION",
+            metadata={"worker_id": worker.id, "rank": worker.rank, "expected": trial.resources.expected_workers},
+        )
+
+
+def rendezvous_members(trial: Trial, workers: list[Worker]) -> list[Worker]:
+    """The live workers of the trial's current run holding ranks 0..worker_count-1,
+    ordered by rank, so that a worker's rank is its index in the addresses.
+    The rendezvous is complete when every rank is held."""
+    by_rank = {
+        w.rank: w
+        for w in workers
+        if w.trial_run_id == trial.trial_run_id and w.state in LIVE and w.rank < trial.resources.expected_workers
+    }
+    return [by_rank[r] for r in sorted(by_rank)]

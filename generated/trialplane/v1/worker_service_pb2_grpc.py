@@ -131,8 +131,9 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRendezvousInfo(self, request, context):
-        """Waits until every worker of the trial's current run (resources.worker_count)
-        has registered, then returns their addresses and the caller's rank.
+        """Waits until every rank 0..resources.worker_count-1 of the trial's current
+        run is held by a live worker (a KILLED or ERROR worker's rank can be
+        registered again), then returns their addresses and the caller's rank.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

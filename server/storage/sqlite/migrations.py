@@ -98,9 +98,9 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             last_heartbeat INTEGER,
             create_time INTEGER NOT NULL,
             update_time INTEGER NOT NULL,
-            request_id TEXT UNIQUE,
-            UNIQUE (trial_id, trial_run_id, rank)
+            request_id TEXT UNIQUE
         );
+        CREATE INDEX workers_rank ON workers (trial_id, trial_run_id, rank);
         CREATE INDEX workers_heartbeat ON workers (trial_id, trial_run_id, last_heartbeat);
         """,
     ),

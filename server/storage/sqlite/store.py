@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sqlite3
 import time
@@ -381,8 +382,11 @@ class SqliteStorage(Storage):
             trial = self._trial(conn, worker.trial_id)
             admit(trial)
             worker.trial_run_id = trial.trial_run_id
+            # A rank is taken while a live worker holds it; a KILLED or ERROR
+            # worker's rank can be taken over by its replacement.
             taken = conn.execute(
-                "SELECT 1 FROM workers WHERE trial_id = ? AND trial_run_id = ? AND rank = ?",
+                "SELECT 1 FROM workers WHERE trial_id = ? AND trial_run_id = ? AND rank = ?"
+                " AND state NOT IN ('KILLED', 'ERROR')",
                 (worker.trial_id, worker.trial_run_id, worker.rank),
             ).fetchone()
             if taken:
@@ -421,8 +425,11 @@ class SqliteStorage(Storage):
     async def change_worker(self, worker_id: int, apply) -> Worker:
         def write(conn):
             current = self._worker(conn, worker_id)
+            before = copy.deepcopy(current)
             now = self.clock()
             updated = apply(current, now)
+            if updated == before:
+                return before
             updated.update_time = now
             _update(conn, "workers", worker_id, codec.worker_row(updated))
             return self._worker(conn, worker_id)
