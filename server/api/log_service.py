@@ -37,6 +37,13 @@ def check_format(fmt: str) -> str:
     unknown = names - FORMAT_FIELDS
     if unknown or "" in names:
         raise invalid("format", f"unknown fields {sorted(unknown) or ['(positional)']}; use {sorted(FORMAT_FIELDS)}")
+    # Conversions and format specs only fail when applied: try them on a
+    # sample line with the real field types before streaming anything.
+    sample = {"id": 1, "time": 0, "level": "INFO", "worker": "w", "stream": "stdout", "rank": 0, "message": "m"}
+    try:
+        render(fmt, 1, sample)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise invalid("format", f"cannot be applied to a log line: {exc!r}") from None
     return fmt
 
 
@@ -105,6 +112,12 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                 continue
             trial = await self.storage.get_trial(request.trial_id)
             if trial_lifecycle.is_terminal(trial.state):
+                # Lines stored between the read above and this check.
+                rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
+                if rows:
+                    cursor = rows[-1]["id"]
+                    yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
+                    continue
                 return
             await self.notifier.wait()
 

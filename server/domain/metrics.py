@@ -203,7 +203,13 @@ def extract_log_metrics(rules: list[LogMetricRule], message: str) -> list[tuple[
         if not m:
             continue
         groups = m.groupdict()
-        text = groups.get("value") if "value" in groups else (m.group(1) if m.re.groups else None)
+        if "value" in groups:
+            text = groups["value"]
+        else:
+            # The first group that is not the step.
+            step_index = m.re.groupindex.get("step")
+            first = next((i for i in range(1, m.re.groups + 1) if i != step_index), None)
+            text = m.group(first) if first else None
         try:
             value = float(text)
         except (TypeError, ValueError):

@@ -211,16 +211,13 @@ def _note_validation(conn, trials: _Trials, report: m.ReportDraft, now: int) -> 
         trials.rows.pop(report.trial_id, None)
     else:
         conn.execute("UPDATE trials SET latest_validation = ? WHERE id = ?", (workload, report.trial_id))
-    if signed is not None:
-        conn.execute(
-            "UPDATE checkpoints SET objective = ? WHERE trial_id = ? AND steps_completed = ?",
-            (signed, report.trial_id, report.steps),
-        )
-        conn.execute(
-            "UPDATE checkpoints SET body = json_set(body, '$.validation_metrics', json(?))"
-            " WHERE trial_id = ? AND steps_completed = ?",
-            (dumps(report.metrics), report.trial_id, report.steps),
-        )
+    # Checkpoints at this step carry the newest validation of it, whether
+    # they were reported before or after it.
+    conn.execute(
+        "UPDATE checkpoints SET objective = ?, body = json_set(body, '$.validation_metrics', json(?))"
+        " WHERE trial_id = ? AND steps_completed = ?",
+        (signed, dumps(report.metrics), report.trial_id, report.steps),
+    )
 
 
 def _new_reports(conn, reports: list[m.ReportDraft]) -> set[int]:
