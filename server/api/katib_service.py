@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 
 from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 
@@ -14,19 +15,35 @@ from .errors import rpc
 MAX_OBSERVATIONS = 100_000
 
 
+RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+MIN_US = (dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc) - EPOCH) // dt.timedelta(microseconds=1)
+MAX_US = (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc) - EPOCH) // dt.timedelta(microseconds=1)
+
+
 def parse_time(text: str, field: str) -> int:
-    """RFC 3339 to microseconds since the epoch."""
+    """RFC 3339 to microseconds since the epoch, exactly (no float rounding);
+    fractions beyond microseconds are truncated."""
+    m = RFC3339.match(text)
+    if m is None:
+        raise invalid(field, f"{text!r} is not an RFC 3339 time")
+    date, clock, fraction, zone = m.groups()
+    micros = ((fraction or ".")[1:] + "000000")[:6]
+    zone = "+00:00" if zone in ("Z", "z") else zone
     try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        value = dt.datetime.fromisoformat(f"{date}T{clock}.{micros}{zone}")
     except ValueError:
         raise invalid(field, f"{text!r} is not an RFC 3339 time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return int(value.timestamp() * 1_000_000) if abs(value.year) < 10000 else 0
+    us = (value - EPOCH) // dt.timedelta(microseconds=1)
+    if not MIN_US <= us <= MAX_US:
+        raise invalid(field, f"{text!r} is outside years 0001-9999 in UTC")
+    return us
 
 
 def format_time(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    d = EPOCH + dt.timedelta(microseconds=us)
+    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}"
+            f".{d.microsecond:06d}Z")
 
 
 def parse_value(text: str) -> float | None:

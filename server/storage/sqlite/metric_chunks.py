@@ -31,12 +31,12 @@ def _nan(x) -> float:
 
 def _stats_values(s: m.ChunkStats) -> tuple:
     return (s.count, s.first_step, s.last_step, s.first_time, s.last_time, _null(s.first), _null(s.last),
-            _null(s.vmin), _null(s.vmax), s.total, s.finite_count)
+            _null(s.vmin), _null(s.vmax), _null(s.total), s.finite_count)
 
 
 def _stats_from(row, offset: int = 0) -> m.ChunkStats:
     r = row[offset:offset + 11]
-    return m.ChunkStats(r[0], r[1], r[2], r[3], r[4], _nan(r[5]), _nan(r[6]), _nan(r[7]), _nan(r[8]), r[9], r[10])
+    return m.ChunkStats(r[0], r[1], r[2], r[3], r[4], _nan(r[5]), _nan(r[6]), _nan(r[7]), _nan(r[8]), _nan(r[9]), r[10])
 
 
 def _decode(count: int, data: bytes, raws: str | None) -> m.PointColumns:

@@ -114,7 +114,7 @@ def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int, int]:
     recent = array("d")
     recent.frombytes(row[8])
     s = m.SeriesSummary(
-        count=row[0], finite_count=row[1], total=row[2], vmin=null_to_nan(row[3]), vmax=null_to_nan(row[4]),
+        count=row[0], finite_count=row[1], total=null_to_nan(row[2]), vmin=null_to_nan(row[3]), vmax=null_to_nan(row[4]),
         last=null_to_nan(row[5]), last_step=row[6], last_time=row[7], recent=list(recent),
     )
     return s, row[9], row[10]
@@ -124,7 +124,7 @@ def _store_summary(conn, series_id: int, s: m.SeriesSummary, next_ordinal: int, 
     conn.execute(
         "UPDATE metric_series SET count = ?, finite_count = ?, total = ?, vmin = ?, vmax = ?, last = ?, last_step = ?,"
         " last_time = ?, recent = ?, next_ordinal = ?, small_chunks = ? WHERE id = ?",
-        (s.count, s.finite_count, s.total, nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.last),
+        (s.count, s.finite_count, nan_to_null(s.total), nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.last),
          s.last_step, s.last_time, array("d", s.recent).tobytes(), next_ordinal, small_chunks, series_id),
     )
 
@@ -441,7 +441,7 @@ def summary_from_row(row) -> dict:
     recent = array("d")
     recent.frombytes(row["recent"])
     s = m.SeriesSummary(
-        count=row["count"], finite_count=row["finite_count"], total=row["total"], vmin=null_to_nan(row["vmin"]),
+        count=row["count"], finite_count=row["finite_count"], total=null_to_nan(row["total"]), vmin=null_to_nan(row["vmin"]),
         vmax=null_to_nan(row["vmax"]), last=null_to_nan(row["last"]), last_step=row["last_step"],
         last_time=row["last_time"], recent=list(recent),
     )

@@ -179,7 +179,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             name TEXT NOT NULL,
             count INTEGER NOT NULL DEFAULT 0,
             finite_count INTEGER NOT NULL DEFAULT 0,
-            total REAL NOT NULL DEFAULT 0,
+            total REAL DEFAULT 0,
             vmin REAL,
             vmax REAL,
             last REAL,
@@ -208,7 +208,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             last REAL,
             vmin REAL,
             vmax REAL,
-            total REAL NOT NULL,
+            total REAL,
             finite_count INTEGER NOT NULL,
             data BLOB NOT NULL,
             raws TEXT
