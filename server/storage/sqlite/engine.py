@@ -141,8 +141,17 @@ class Engine:
                     stop = True
                     break
                 batch.append(nxt)
-            with self._write_lock:
-                self._run_group(conn, batch)
+            # A caller that gave up (its RPC was cancelled) gets nothing written.
+            batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
+            if batch:
+                try:
+                    with self._write_lock:
+                        self._run_group(conn, batch)
+                except Exception:  # noqa: BLE001 - the writer must outlive any one write
+                    log.exception("write group failed")
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(Unavailable("the write failed; see the server log"))
             if stop:
                 break
         # Drain anything that raced with close().
@@ -151,7 +160,7 @@ class Engine:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if item is not None and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(Unavailable("the database closed"))
 
     def _transaction(self, conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:

@@ -1,0 +1,24 @@
+"""The SQLite engine's writer thread survives callers that give up."""
+
+import threading
+
+from trialplane.server.storage.sqlite.engine import Engine
+
+
+def test_a_cancelled_write_is_skipped_and_the_writer_keeps_going(tmp_path):
+    engine = Engine(str(tmp_path / "e.db"), readers=1)
+    engine.writer_connection.execute("CREATE TABLE t (x INTEGER)")
+    engine.start()
+    try:
+        release = threading.Event()
+        blocker = engine.submit(lambda conn: release.wait(10))
+        gone = engine.submit(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
+        assert gone.cancel()  # the caller gives up while the writer is busy
+        release.set()
+        assert blocker.result(10) is True
+        later = engine.submit(lambda conn: conn.execute("INSERT INTO t VALUES (2)").rowcount)
+        assert later.result(10) == 1
+        rows = engine.submit(lambda conn: conn.execute("SELECT x FROM t").fetchall()).result(10)
+        assert [r[0] for r in rows] == [2]
+    finally:
+        engine.close()
