@@ -2,19 +2,41 @@
 
 Usage: .venv/bin/python bench/profiler_bench.py [--runs N]
 
-Rows: durable samples/s through StreamProfilerMetrics from one stream and from
-four, each beside the gRPC ceiling (the same client against a server whose
-handler only counts) and the raw narrow-row SQLite insert rate measured in the
-same run; the server's peak memory; a 1,000-bucket downsample of a
-10,000,000-sample series.
+Every run starts a fresh `trialplane serve` on a new database and measures, in
+this order, so that neighbouring rows see the same machine:
+
+* the raw narrow-row SQLite insert rate (one row per sample, indexed on
+  (series_id, ts), WAL, synchronous=NORMAL, 100k-row transactions);
+* StreamProfilerMetrics from one sender process against a counting-only gRPC
+  server (the transport ceiling), then against trialplane, for 5,000- and
+  1,000-sample batches; the same with four sender processes;
+* trialplane's peak RSS (polled every 50 ms) and CPU during its ingest rows.
+
+A rate is samples / seconds from the first send to the final acknowledgement
+that equals the last sequence number (trialplane acknowledges only committed
+batches). With four senders it is all samples / (last final ack - first
+start). Senders are separate processes that stream pre-serialized messages:
+a small per-message header (stream_id, sequence) concatenated with the same
+encoded batch, since concatenated protobuf encodings merge.
+
+Finally one 10,000,000-sample series is ingested as 2,000 chunks of 5,000 and
+another as 10,000 chunks of 1,000, and GetProfilerSamples(buckets=1000) over
+the whole series is timed 20 times from a warm client.
+
+Internal modes (started by the bench itself): --ceiling-server, --client.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
+import json
+import os
+import resource
+import shlex
+import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,101 +48,277 @@ import grpc
 import numpy as np
 import psutil
 
-from common import ServerProcess, print_table, row
-from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc, trial_pb2
-from trialplane.v1 import trial_service_pb2 as ts, trial_service_pb2_grpc
+from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc
+from trialplane.v1 import trial_pb2, trial_service_pb2 as ts, trial_service_pb2_grpc
 
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()
 BIN = Path(sys.executable).parent
-METHOD = "/trialplane.v1.ProfilerService/StreamProfilerMetrics"
-SAMPLES_PER_RUN = 8_000_000
-BATCH = 5000
+SERVICE = "trialplane.v1.ProfilerService"
+METHOD = f"/{SERVICE}/StreamProfilerMetrics"
+SAMPLES_PER_RUN = 20_000_000   # per ingest row and run, split evenly over the senders
+DOWNSAMPLE_SAMPLES = 10_000_000
+DOWNSAMPLE_CALLS = 20
+BUCKETS = 1000
+SMALL_BATCH_SHARE = 4          # the 1,000-sample rows send SAMPLES_PER_RUN / 4, to fit the time budget
+BATCH_BASE = 20_000            # batches[i] = 20,000 + i: 3-byte varints, like a running trial's batch counter
+RAW_SQLITE_ROWS = 1_000_000
+RAW_SQLITE_TXN = 100_000
+CEILING_ACK_EVERY = 10         # the counting server acknowledges every 10th message and the last one
+RSS_POLL_S = 0.05
+HOUR_US = 3_600_000_000
 
 
-class CeilingServer:
-    """Reads the stream and acknowledges every message without storing anything."""
+# --- wire helpers ------------------------------------------------------------------------------
 
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--ceiling-server"], stdout=subprocess.PIPE, text=True)
-        self.address = self.proc.stdout.readline().strip()
+def varint(x: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = x & 0x7F
+        x >>= 7
+        if x:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
+def encode_varints(a: np.ndarray) -> bytes:
+    """Packed varint encoding of non-negative int64s, vectorized."""
+    u = a.astype(np.uint64)
+    groups = np.empty((u.size, 10), dtype=np.uint8)
+    nbytes = np.ones(u.size, dtype=np.int64)
+    for k in range(10):
+        groups[:, k] = ((u >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        if k:
+            nbytes += u >= np.uint64(1 << (7 * k)) if 7 * k < 64 else 0
+    keep = np.arange(10) < nbytes[:, None]
+    groups[np.arange(10) < (nbytes - 1)[:, None]] |= 0x80
+    return groups[keep].tobytes()
+
+
+def field_bytes(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def bench_labels(trial_id: int, gpu: str = "GPU-0") -> pp.TrialProfilerMetricLabels:
+    return pp.TrialProfilerMetricLabels(trial_id=trial_id, name="gpu_util", agent_id="agent-0", gpu_uuid=gpu,
+                                        metric_type=pp.PROFILER_METRIC_TYPE_SYSTEM)
+
+
+def batch_body(trial_id: int, n: int, first_ts: int, first_batch: int = 0, seed: int = 0) -> bytes:
+    """Encoded StreamProfilerMetricsRequest(batch=...) of n samples, built with numpy.
+
+    Equal, field by field, to what protobuf serializes (checked in self_check)."""
+    values = np.random.default_rng(seed).random(n)
+    batch = (
+        field_bytes(1, values.astype("<f8").tobytes())
+        + field_bytes(2, encode_varints(np.arange(first_batch, first_batch + n)))
+        + field_bytes(3, encode_varints(np.arange(first_ts, first_ts + n)))
+        + field_bytes(4, bench_labels(trial_id).SerializeToString())
+    )
+    return field_bytes(3, batch)
+
+
+def header(stream_id: str, sequence: int) -> bytes:
+    return ps.StreamProfilerMetricsRequest(stream_id=stream_id, sequence=sequence).SerializeToString()
+
+
+def self_check() -> None:
+    """The numpy encoder and the header+body concatenation against protobuf itself."""
+    for x in (0, 1, 127, 128, 300, 2**35, 2**56 - 1, 2**56, 2**63 - 1):
+        assert encode_varints(np.array([x, 5], dtype=np.int64)) == varint(x) + b"\x05", x
+    t0 = time.time_ns() // 1000 - HOUR_US
+    n = 777
+    mine = header("s", 42) + batch_body(7, n, t0, first_batch=120)
+    want = ps.StreamProfilerMetricsRequest(
+        stream_id="s", sequence=42,
+        batch=pp.TrialProfilerMetricsBatch(
+            values=np.random.default_rng(0).random(n).tolist(), batches=list(range(120, 120 + n)),
+            timestamps=list(range(t0, t0 + n)), labels=bench_labels(7),
+        ),
+    )
+    assert ps.StreamProfilerMetricsRequest.FromString(mine) == want
+    assert len(mine) == len(want.SerializeToString())
+
+
+def ceiling_sequence(raw: bytes) -> int:
+    """The sequence number from the header at the front of a message."""
+    pos = 0
+    while pos < len(raw):
+        key = raw[pos]
+        pos += 1
+        if key == 0x0A:  # stream_id
+            length = 0
+            shift = 0
+            while True:
+                b = raw[pos]
+                pos += 1
+                length |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            pos += length
+        elif key == 0x10:  # sequence
+            value = shift = 0
+            while True:
+                b = raw[pos]
+                pos += 1
+                value |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    return value
+        else:
+            break
+    return ps.StreamProfilerMetricsRequest.FromString(raw).sequence
+
+
+# --- the counting-only server (a subprocess: --ceiling-server) ----------------------------------
 
 def run_ceiling_server() -> None:
     async def main():
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
 
         async def stream(request_iterator, context):
-            last = 0
+            messages = nbytes = last = 0
             async for raw in request_iterator:
-                last = ps.StreamProfilerMetricsRequest.FromString(raw).sequence
-                yield ps.StreamProfilerMetricsResponse(acknowledged_sequence=last)
+                messages += 1
+                nbytes += len(raw)
+                last = ceiling_sequence(raw)
+                if messages % CEILING_ACK_EVERY == 0:
+                    yield ps.StreamProfilerMetricsResponse(acknowledged_sequence=last)
+            yield ps.StreamProfilerMetricsResponse(acknowledged_sequence=last)
 
         handler = grpc.stream_stream_rpc_method_handler(
             stream, request_deserializer=lambda b: b,
             response_serializer=ps.StreamProfilerMetricsResponse.SerializeToString,
         )
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("trialplane.v1.ProfilerService", {"StreamProfilerMetrics": handler}),)
-        )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"StreamProfilerMetrics": handler}),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        print(f"127.0.0.1:{port}", flush=True)
+        print(f"ceiling listening on 127.0.0.1:{port}", flush=True)
         await server.wait_for_termination()
 
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     asyncio.run(main())
 
 
-def batch_bytes(trial_id: int, n: int) -> bytes:
-    start = time.time_ns() // 1000 - 3_600_000_000
-    batch = pp.TrialProfilerMetricsBatch(
-        values=np.random.default_rng(0).random(n).tolist(), batches=list(range(n)),
-        timestamps=[start + i for i in range(n)],
-        labels=pp.TrialProfilerMetricLabels(trial_id=trial_id, name="gpu_util", agent_id="a", gpu_uuid="GPU-0",
-                                            metric_type=pp.PROFILER_METRIC_TYPE_SYSTEM),
-    )
-    return ps.StreamProfilerMetricsRequest(batch=batch).SerializeToString()
+# --- one sender (a subprocess: --client) --------------------------------------------------------
 
+def run_client(address: str, stream_id: str, trial_id: int, samples: int, batch: int, distinct: bool) -> None:
+    """Streams samples // batch messages; prints one JSON line with its timings.
 
-def stream_client(address: str, stream_id: str, trial_id: int, samples: int, batch: int, out) -> None:
-    """One sender: pre-serialized batches; returns (seconds, final ack) through out."""
-    body = batch_bytes(trial_id, batch)
+    Builds its messages, connects, prints "ready", waits for "go" on stdin."""
     messages = samples // batch
-    frames = [ps.StreamProfilerMetricsRequest(stream_id=stream_id, sequence=i + 1).SerializeToString() + body
-              for i in range(messages)]
+    t0 = time.time_ns() // 1000 - HOUR_US
+    if distinct:
+        # Consecutive timestamps across messages: a real series for the downsample rows.
+        bodies = [batch_body(trial_id, batch, t0 + i * batch, first_batch=BATCH_BASE + i * batch, seed=i)
+                  for i in range(messages)]
+        frames = [header(stream_id, i + 1) + bodies[i] for i in range(messages)]
+    else:
+        body = batch_body(trial_id, batch, t0, first_batch=BATCH_BASE)
+        frames = None
+    body_len = len(bodies[0]) if distinct else len(body)
+
+    def requests():
+        if frames is not None:
+            yield from frames
+            return
+        for i in range(1, messages + 1):
+            yield header(stream_id, i) + body
+
     with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
         call = channel.stream_stream(METHOD, request_serializer=lambda b: b,
                                      response_deserializer=ps.StreamProfilerMetricsResponse.FromString)
-        start = time.perf_counter()
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            return
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.monotonic_ns()
+        end = None
+        acks = rejected = 0
         last = 0
-        for response in call(iter(frames)):
-            last = response.acknowledged_sequence
-        out.put((time.perf_counter() - start, last == messages, messages * batch))
+        for response in call(requests(), timeout=600):
+            acks += 1
+            if response.rejected_sequence:
+                rejected += 1
+                if rejected == 1:
+                    print(f"rejected {response.rejected_sequence}: {response.rejected_reason}", file=sys.stderr, flush=True)
+            last = max(last, response.acknowledged_sequence)
+            if end is None and last == messages:
+                end = time.monotonic_ns()
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({
+        "start": start, "end": end, "last_ack": last, "messages": messages, "samples": messages * batch,
+        "message_bytes": len(header(stream_id, messages)) + body_len, "acks": acks, "rejected": rejected,
+        "cpu": (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+    }), flush=True)
 
 
-def ingest_rate(address: str, trial_ids: list[int], streams: int, batch: int, tag: str) -> float:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    per_stream = SAMPLES_PER_RUN // streams
-    procs = [ctx.Process(target=stream_client, args=(address, f"{tag}-{i}-{time.time_ns()}", trial_ids[i], per_stream, batch, queue))
-             for i in range(streams)]
-    start = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=600) for _ in procs]
-    wall = time.perf_counter() - start
-    for p in procs:
-        p.join()
-    assert all(ok for _, ok, _ in results), "a stream did not get its final acknowledgement"
-    # The senders start after process spawn; use the longest stream's own time.
-    return sum(n for _, _, n in results) / max(t for t, _, _ in results) if wall else 0.0
+# --- processes seen from the bench --------------------------------------------------------------
+
+class Proc:
+    """A subprocess whose first stdout line carries its address."""
+
+    def __init__(self, argv: list[str], marker: str):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     cwd=str(ROOT))
+        line = self.proc.stdout.readline()
+        if marker not in line:
+            self.stop()
+            raise RuntimeError(f"{argv[:3]} did not start: {line!r}")
+        self.address = line.strip().rsplit(" ", 1)[1]
+        self.pid = self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
 
-class PeakRss:
+def trialplane_server(db: Path) -> Proc:
+    return Proc([str(BIN / "trialplane"), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
+                 "--retention-interval", "0", "--log-level", "WARNING"], "trialplane listening on")
+
+
+def ceiling_server() -> Proc:
+    return Proc([sys.executable, str(SCRIPT), "--ceiling-server"], "ceiling listening on")
+
+
+def _cpu(p: psutil.Process) -> float:
+    c = p.cpu_times()
+    return c.user + c.system
+
+
+def _other_processes(exclude: set[int]) -> dict[int, tuple[float, float]]:
+    """CPU seconds of every user-space process outside the bench, by pid (with its start time)."""
+    out = {}
+    for p in psutil.process_iter():
+        try:
+            if p.pid in exclude or p.ppid() in (0, 2):  # 2: kthreadd, the parent of kernel threads
+                continue
+            out[p.pid] = (p.create_time(), _cpu(p))
+        except psutil.Error:
+            continue
+    return out
+
+
+class Watch:
+    """During one row: peak RSS of a server (polled every 50 ms), its CPU seconds
+    (whole process, its main thread, its busiest other thread), the bench's own
+    CPU, how busy the machine was and how much of it other processes took."""
+
     def __init__(self, pid: int):
         self.proc = psutil.Process(pid)
+        self.me = psutil.Process()
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -131,117 +329,299 @@ class PeakRss:
                 self.peak = max(self.peak, self.proc.memory_info().rss)
             except psutil.Error:
                 return
-            time.sleep(0.05)
+            self._stop.wait(RSS_POLL_S)
 
-    def __enter__(self):
+    def _threads(self) -> dict[int, float]:
+        return {t.id: t.user_time + t.system_time for t in self.proc.threads()}
+
+    def _exclude(self) -> set[int]:
+        return {self.me.pid, self.proc.pid} | {c.pid for c in self.me.children(recursive=True)}
+
+    def start(self) -> None:
+        self.peak = self.proc.memory_info().rss
+        self.cpu0, self.me0, self.threads0 = _cpu(self.proc), _cpu(self.me), self._threads()
+        self.others0 = _other_processes(self._exclude())
+        self.machine0 = psutil.cpu_times()
+        self.t0 = time.monotonic()
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc):
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.seconds = time.monotonic() - self.t0
+        self.cpu = _cpu(self.proc) - self.cpu0
+        self.bench_cpu = _cpu(self.me) - self.me0
+        t1 = self._threads()
+        delta = {k: v - self.threads0.get(k, 0.0) for k, v in t1.items()}
+        self.main_thread = delta.pop(self.proc.pid, 0.0)
+        self.busiest_other = max(delta.values(), default=0.0)
+        others1 = _other_processes(self._exclude())
+        self.others = sum(
+            cpu - (self.others0[pid][1] if pid in self.others0 and self.others0[pid][0] == created else 0.0)
+            for pid, (created, cpu) in others1.items()
+        )
+        m0, m1 = self.machine0, psutil.cpu_times()
+        idle = (m1.idle - m0.idle) + (m1.iowait - m0.iowait)
+        total = sum(m1) - sum(m0) - (m1.guest - m0.guest) - (m1.guest_nice - m0.guest_nice)
+        self.machine_busy = psutil.cpu_count() * (1 - idle / total) if total > 0 else 0.0
 
 
-def raw_sqlite_rate(tmp: Path) -> float:
-    path = tmp / "raw.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("CREATE TABLE samples (series_id INTEGER, ts INTEGER, batch INTEGER, value REAL)")
-    conn.execute("CREATE INDEX samples_series_ts ON samples (series_id, ts)")
-    n = 1_000_000
-    start_ts = time.time_ns() // 1000
-    rows = [(1, start_ts + i, i, 0.5) for i in range(n)]
-    start = time.perf_counter()
-    for lo in range(0, n, 100_000):
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows[lo:lo + 100_000])
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    path.unlink()
-    return n / elapsed
+def stream_run(address: str, trial_ids: list[int], streams: int, samples: int, batch: int, tag: str,
+               distinct: bool = False, watch: Watch | None = None) -> dict:
+    """Starts `streams` sender processes, releases them together, returns the aggregate.
+
+    watch covers the senders' streaming only, not their start-up."""
+    per_stream = samples // streams
+    clients = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--client", address, f"{tag}-{i}", str(trial_ids[i % len(trial_ids)]),
+             str(per_stream), str(batch)] + (["--distinct"] if distinct else []),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT),
+        )
+        for i in range(streams)
+    ]
+    try:
+        for c in clients:
+            line = c.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"sender did not get ready: {line!r}")
+        if watch:
+            watch.start()
+        for c in clients:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        results = [json.loads(c.stdout.readline()) for c in clients]
+        if watch:
+            watch.stop()
+        for c in clients:
+            c.wait(60)
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+            for f in (c.stdin, c.stdout):
+                if f:
+                    f.close()
+    for r in results:
+        if r["end"] is None or r["last_ack"] != r["messages"] or r["rejected"]:
+            raise RuntimeError(f"sender {tag} did not get its final acknowledgement: {r}")
+    wall = (max(r["end"] for r in results) - min(r["start"] for r in results)) / 1e9
+    total = sum(r["samples"] for r in results)
+    return {"rate": total / wall, "wall": wall, "samples": total, "message_bytes": results[0]["message_bytes"],
+            "messages": sum(r["messages"] for r in results), "acks": sum(r["acks"] for r in results), "client_cpu": sum(r["cpu"] for r in results),
+            "max_client_cpu": max(r["cpu"] for r in results)}
 
 
-def create_trials(address: str, n: int) -> list[int]:
+def create_trials(address: str, n: int, prefix: str) -> list[int]:
     with grpc.insecure_channel(address) as ch:
         stub = trial_service_pb2_grpc.TrialServiceStub(ch)
-        return [stub.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(name=f"bench-{i}"))).id for i in range(n)]
+        return [stub.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(name=f"{prefix}-{i}"))).id for i in range(n)]
 
 
-def downsample_ms(address: str, trial_id: int, expected: int) -> list[float]:
-    labels = pp.TrialProfilerMetricLabels(trial_id=trial_id, name="gpu_util", agent_id="a", gpu_uuid="GPU-0",
-                                          metric_type=pp.PROFILER_METRIC_TYPE_SYSTEM)
-    req = ps.GetProfilerSamplesRequest(series=[labels], buckets=1000)
+# --- raw SQLite ---------------------------------------------------------------------------------
+
+def raw_sqlite_rate(path: Path) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("CREATE TABLE samples (series_id INTEGER, ts INTEGER, batch INTEGER, value REAL)")
+        conn.execute("CREATE INDEX samples_series_ts ON samples (series_id, ts)")
+        t0 = time.time_ns() // 1000 - HOUR_US
+        values = np.random.default_rng(0).random(RAW_SQLITE_ROWS).tolist()
+        rows = [(1, t0 + i, i, values[i]) for i in range(RAW_SQLITE_ROWS)]
+        start = time.perf_counter()
+        for lo in range(0, RAW_SQLITE_ROWS, RAW_SQLITE_TXN):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows[lo:lo + RAW_SQLITE_TXN])
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    finally:
+        conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return RAW_SQLITE_ROWS / elapsed
+
+
+# --- downsampling -------------------------------------------------------------------------------
+
+def downsample_ms(address: str, trial_id: int, expected: int) -> tuple[list[float], int]:
+    req = ps.GetProfilerSamplesRequest(series=[bench_labels(trial_id)], buckets=BUCKETS)
     with grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
         stub = profiler_service_pb2_grpc.ProfilerServiceStub(ch)
-        got = stub.GetProfilerSamples(req).series[0].buckets
-        assert sum(b.count for b in got) == expected, (sum(b.count for b in got), expected)
+        series = stub.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial_id)).series
+        assert [s.sample_count for s in series] == [expected], series
+        got = stub.GetProfilerSamples(req).series[0].buckets  # warms the client and the server
+        total = sum(b.count for b in got)
+        assert total == expected, f"bucket counts sum to {total:,}, not {expected:,}"
+        assert 0 < len(got) <= BUCKETS, len(got)
         out = []
-        for _ in range(20):
+        for _ in range(DOWNSAMPLE_CALLS):
             start = time.perf_counter()
-            stub.GetProfilerSamples(req)
+            resp = stub.GetProfilerSamples(req)
             out.append((time.perf_counter() - start) * 1000)
-    return out
+            assert sum(b.count for b in resp.series[0].buckets) == expected
+    return out, len(got)
 
+
+# --- the table ----------------------------------------------------------------------------------
+
+def row(name: str, samples: list[float], unit: str, note: str = "") -> tuple:
+    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
+
+
+def fmt(x: float) -> str:
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:,.1f}"
+
+
+def print_table(rows: list[tuple]) -> None:
+    head = ("measurement", "median", "min", "max", "unit", "note")
+    cells = [head] + [(r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), r[4], r[5]) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(5)]
+    for i, c in enumerate(cells):
+        left = [str(x).ljust(w) if j in (0, 4) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c[:5], widths))]
+        print(" | ".join(left + [c[5]]).rstrip())
+        if i == 0:
+            print("-+-".join("-" * w for w in widths) + "-+-" + "-" * 4)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ceiling-server", action="store_true")
+    parser.add_argument("--samples", type=int, default=SAMPLES_PER_RUN, help="samples per ingest row and run")
+    parser.add_argument("--ceiling-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", nargs=5, metavar=("ADDRESS", "STREAM_ID", "TRIAL", "SAMPLES", "BATCH"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ceiling_server:
         run_ceiling_server()
         return
-    r = {k: [] for k in ("raw", "one", "four", "small", "ceil1", "ceil4", "rss1", "rss4")}
-    with tempfile.TemporaryDirectory() as tmp_name:
+    if args.client:
+        address, stream_id, trial, samples, batch = args.client
+        run_client(address, stream_id, int(trial), int(samples), int(batch), args.distinct)
+        return
+
+    self_check()
+    began = time.perf_counter()
+    n = args.samples
+    # key: (label, streams, batch size, samples per run)
+    shapes = {
+        "1x5k": ("1 stream", 1, 5000, n),
+        "4x5k": ("4 streams", 4, 5000, n),
+        "1x1k": ("1 stream, 1k batches", 1, 1000, n // SMALL_BATCH_SHARE),
+    }
+    m: dict[str, list[float]] = {}  # measurement name -> one value per run
+
+    def put(name: str, value: float) -> None:
+        m.setdefault(name, []).append(value)
+
+    info: dict[str, dict] = {}
+    disturbed: dict[str, float] = {}  # row -> the most CPU other processes took during it, in cores
+    with tempfile.TemporaryDirectory(prefix="profiler-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        server = ServerProcess(tmp / "profiler.db")
-        ceiling = CeilingServer()
+        for run in range(args.runs):
+            put("raw", raw_sqlite_rate(tmp / "raw.db"))
+            db = tmp / f"p{run}.db"
+            server = trialplane_server(db)
+            ceiling = ceiling_server()
+            try:
+                trials = create_trials(server.address, 4, f"bench-run{run}")
+                for key, (_, streams, batch, samples) in shapes.items():
+                    # The ceiling first, then trialplane: neighbours see the same machine.
+                    for who, proc in (("ceil", ceiling), ("tp", server)):
+                        w = Watch(proc.pid)
+                        got = stream_run(proc.address, trials, streams, samples, batch, f"{who}{key}-r{run}", watch=w)
+                        put(f"{who}{key}", got["rate"])
+                        put(f"{who}cpu{key}", 100 * w.cpu / w.seconds)
+                        put(f"{who}main{key}", 100 * w.main_thread / w.seconds)
+                        put(f"{who}other{key}", 100 * w.busiest_other / w.seconds)
+                        put(f"{who}senders{key}", 100 * got["client_cpu"] / got["wall"])
+                        put(f"{who}busy{key}", w.machine_busy)
+                        put(f"{who}others{key}", 100 * w.others / w.seconds)
+                        put(f"{who}rss{key}", w.peak / 1e6)
+                        put(f"{who}perack{key}", got["messages"] / got["acks"])
+                        if w.others / w.seconds > 0.1:
+                            name = f"{'ceiling' if who == 'ceil' else 'trialplane'} {shapes[key][0]}, run {run + 1}"
+                            disturbed[name] = w.others / w.seconds
+                        info[f"{who}{key}"] = got
+            finally:
+                server.stop()
+                ceiling.stop()
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+
+        # Downsampling: one fresh server, two 10M-sample series with consecutive timestamps.
+        db = tmp / "downsample.db"
+        server = trialplane_server(db)
         try:
-            trials = create_trials(server.address, 4)
-            for run in range(args.runs):
-                r["raw"].append(raw_sqlite_rate(tmp))
-                r["ceil1"].append(ingest_rate(ceiling.address, trials, 1, BATCH, "c1"))
-                with PeakRss(server.proc.pid) as rss:
-                    r["one"].append(ingest_rate(server.address, trials, 1, BATCH, f"one{run}"))
-                r["rss1"].append(rss.peak / 2**20)
-                r["ceil4"].append(ingest_rate(ceiling.address, trials, 4, BATCH, "c4"))
-                with PeakRss(server.proc.pid) as rss:
-                    r["four"].append(ingest_rate(server.address, trials, 4, BATCH, f"four{run}"))
-                r["rss4"].append(rss.peak / 2**20)
-                r["small"].append(ingest_rate(server.address, trials, 1, 1000, f"small{run}"))
-            big = create_trials(server.address, 2)
-            for trial_id, batch in ((big[0], 5000), (big[1], 1000)):
-                ctx = mp.get_context("spawn")
-                queue = ctx.Queue()
-                p = ctx.Process(target=stream_client, args=(server.address, f"big-{trial_id}", trial_id, 10_000_000, batch, queue))
-                p.start()
-                assert queue.get(timeout=900)[1]
-                p.join()
-            down5k = downsample_ms(server.address, big[0], 10_000_000)
-            down1k = downsample_ms(server.address, big[1], 10_000_000)
+            big = create_trials(server.address, 2, "bench-downsample")
+            down = {}
+            for trial_id, batch in zip(big, (5000, 1000)):
+                got = stream_run(server.address, [trial_id], 1, DOWNSAMPLE_SAMPLES, batch, f"down{batch}", distinct=True)
+                down[batch] = (*downsample_ms(server.address, trial_id, DOWNSAMPLE_SAMPLES), got["rate"])
         finally:
             server.stop()
-            ceiling.stop()
-    share1 = [100 * a / b for a, b in zip(r["one"], r["ceil1"])]
-    share4 = [100 * a / b for a, b in zip(r["four"], r["ceil4"])]
-    print_table([
-        row("raw SQLite insert, one row per sample", r["raw"], "samples/s", "indexed (series, ts), 100k per transaction"),
-        row("gRPC ceiling, 1 stream", r["ceil1"], "samples/s", f"handler only counts; {BATCH}-sample batches"),
-        row("durable ingest, 1 stream", r["one"], "samples/s", f"acknowledged = committed; {BATCH}-sample batches"),
-        row("  as share of the ceiling", share1, "%"),
-        row("gRPC ceiling, 4 streams", r["ceil4"], "samples/s", "4 sender processes"),
-        row("durable ingest, 4 streams", r["four"], "samples/s", "4 sender processes"),
-        row("  as share of the ceiling", share4, "%"),
-        row("durable ingest, 1 stream, small batches", r["small"], "samples/s", "1,000-sample batches"),
-        row("server peak RSS, 1 stream", r["rss1"], "MiB"),
-        row("server peak RSS, 4 streams", r["rss4"], "MiB"),
-        row("1,000-bucket downsample of 10M samples", down5k, "ms", "2,000 chunks of 5,000"),
-        row("1,000-bucket downsample of 10M samples", down1k, "ms", "10,000 chunks of 1,000"),
-    ], args.runs, "profiler_bench.py")
+    elapsed = time.perf_counter() - began
 
+    def med(name: str, fmt_: str = "{:.0f}") -> str:
+        return fmt_.format(statistics.median(m[name]))
+
+    def workload(key: str) -> str:
+        _, streams, batch, _ = shapes[key]
+        g = info[f"tp{key}"]
+        each = f"{g['samples'] // streams:,} samples each" if streams > 1 else f"{g['samples']:,} samples"
+        return f"{streams} sender process{'es' if streams > 1 else ''}, {each}, {batch:,}/batch, {g['message_bytes']:,} B/message"
+
+    rows = [
+        row("raw SQLite insert, 1 row per sample", m["raw"], "samples/s",
+            f"{RAW_SQLITE_ROWS:,} rows (series_id, ts, batch, value), index (series_id, ts), WAL, "
+            f"synchronous=NORMAL, executemany, {RAW_SQLITE_TXN:,} rows/transaction, in the bench process"),
+    ]
+    for key, (label, *_rest) in shapes.items():
+        share = [100 * a / b for a, b in zip(m[f"tp{key}"], m[f"ceil{key}"])]
+        rows += [
+            row(f"gRPC ceiling, {label}", m[f"ceil{key}"], "samples/s",
+                f"counting-only grpc.aio server, ack every {CEILING_ACK_EVERY} messages and at the end; {workload(key)}"),
+            row(f"trialplane durable ingest, {label}", m[f"tp{key}"], "samples/s",
+                f"until the ack of the last sequence; {workload(key)}; {med(f'tpperack{key}', '{:.1f}')} messages/ack"),
+            row("  trialplane as % of the ceiling", share, "%", "each run against its own ceiling"),
+            row("  trialplane server CPU", m[f"tpcpu{key}"], "% of 1 core",
+                f"main (event loop) thread {med(f'tpmain{key}')}%, busiest other thread {med(f'tpother{key}')}%; "
+                f"senders {med(f'tpsenders{key}')}%; machine busy {med(f'tpbusy{key}', '{:.2f}')} of "
+                f"{psutil.cpu_count()} cores; other processes {med(f'tpothers{key}')}%"),
+            row("  ceiling server CPU", m[f"ceilcpu{key}"], "% of 1 core",
+                f"senders {med(f'ceilsenders{key}')}%; machine busy {med(f'ceilbusy{key}', '{:.2f}')} of "
+                f"{psutil.cpu_count()} cores; other processes {med(f'ceilothers{key}')}%"),
+        ]
+    rows += [
+        row("trialplane peak RSS, 1 stream", m["tprss1x5k"], "MB", "during the 1-stream 5k row; psutil every 50 ms; 10^6 B"),
+        row("trialplane peak RSS, 4 streams", m["tprss4x5k"], "MB", "during the 4-stream 5k row; psutil every 50 ms; 10^6 B"),
+    ]
+    for batch, chunks in ((5000, 2000), (1000, 10000)):
+        times, buckets, rate = down[batch]
+        rows.append(row(
+            f"downsample {DOWNSAMPLE_SAMPLES:,} samples, {chunks:,} chunks", times, "ms",
+            f"GetProfilerSamples buckets={BUCKETS} over the whole series, {DOWNSAMPLE_CALLS} calls, warm client; "
+            f"{buckets} buckets, counts sum to {DOWNSAMPLE_SAMPLES:,}; {chunks:,} x {batch:,}-sample batches "
+            f"(ingested at {rate / 1e6:.1f}M samples/s)",
+        ))
+    print_table(rows)
+    print(f"\nIngest rows: median, min and max of {args.runs} runs, each on a fresh server and database; "
+          f"downsample rows: of {DOWNSAMPLE_CALLS} calls.")
+    print("A rate is samples / seconds from the first send to the final acknowledgement (4 streams: first start "
+          "to last final ack). CPU %: CPU seconds / wall seconds of the row, 100% = one core.")
+    if disturbed:
+        print("WARNING: processes outside the bench took CPU during " + "; ".join(
+            f"{name} ({100 * v:.0f}% of a core)" for name, v in disturbed.items()) + ": those rates are disturbed.")
+    print(f"Took {elapsed:.0f} s.")
+    cmd = [".venv/bin/python", "bench/profiler_bench.py", "--runs", str(args.runs)]
+    if args.samples != SAMPLES_PER_RUN:
+        cmd += ["--samples", str(args.samples)]
+    print(f"Reproduce: cd {shlex.quote(str(ROOT))} && {shlex.join(cmd)}")
 
 if __name__ == "__main__":
     main()
