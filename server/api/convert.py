@@ -11,6 +11,13 @@ from ..domain.errors import invalid
 US = 1_000_000
 
 
+def require_id(value: int, field: str, resource: str) -> int:
+    """The id a request names, or INVALID_ARGUMENT on field when it is not one."""
+    if value <= 0:
+        raise invalid(field, f"must be a {resource} id (a positive number)")
+    return value
+
+
 def timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
     if us is None:
         return None

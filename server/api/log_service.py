@@ -88,8 +88,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
 
     @rpc
     async def ListLogs(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must name a trial")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         levels = self._levels(request.levels)
         size = listing.page_size(request.page_size, 100, 5000)
         query = {"t": request.trial_id, "tail": request.from_tail, "l": levels, "w": request.worker}
@@ -101,8 +100,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
 
     @rpc
     async def WatchLogs(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must name a trial")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         cursor = request.after_id
         while True:
             rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
@@ -123,8 +121,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
 
     @rpc
     async def DownloadLogs(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must name a trial")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         fmt = check_format(request.format)
         cursor = None
         buffer: list[str] = []

@@ -295,8 +295,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
 
     @rpc
     async def WatchMetrics(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must name a trial")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         names = set(request.names)
         cursors: dict[int, tuple] = {}
         while True:
@@ -322,8 +321,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
 
     @rpc
     async def ListDebugEvents(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must name a trial")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         kinds = []
         for i, k in enumerate(request.kinds):
             if k not in DEBUG_KINDS:

@@ -197,8 +197,7 @@ class ProfilerServicer:
 
     @rpc
     async def ListProfilerSeries(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must be a trial id")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         series = await self.storage.list_profiler_series(request.trial_id)
         return ps.ListProfilerSeriesResponse(series=[self._series_to_proto(s) for s in series])
 

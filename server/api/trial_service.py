@@ -207,9 +207,7 @@ def event_to_proto(e: TrialEvent) -> trial_pb2.TrialEvent:
 
 
 def _require_id(value: int, field: str = "id") -> int:
-    if value <= 0:
-        raise invalid(field, "must be a trial id (a positive number)")
-    return value
+    return convert.require_id(value, field, "trial")
 
 
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):

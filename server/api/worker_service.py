@@ -38,9 +38,7 @@ def worker_to_proto(w: Worker) -> worker_pb2.Worker:
 
 
 def _require_id(value: int, field: str = "id") -> int:
-    if value <= 0:
-        raise invalid(field, "must be a worker id (a positive number)")
-    return value
+    return convert.require_id(value, field, "worker")
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
@@ -120,8 +118,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def GetRendezvousInfo(self, request, context):
-        if request.trial_id <= 0:
-            raise invalid("trial_id", "must be a trial id")
+        convert.require_id(request.trial_id, "trial_id", "trial")
         _require_id(request.worker_id, "worker_id")
         timeout = DEFAULT_RENDEZVOUS_TIMEOUT
         if request.HasField("timeout"):
