@@ -60,6 +60,11 @@ class Engine:
         # group, or the event loop committing the small writes of one turn.
         self._write_lock = threading.Lock()
         self._small: list[tuple[WriteFn, asyncio.Future]] = []
+        # Writes handed to the writer thread and writes it has finished; each
+        # counter has one writing thread. The loop commits small writes itself
+        # only when the two are equal, so writes keep the order they came in.
+        self._submitted = 0
+        self._finished = 0
         self.transactions = 0
         self.writes = 0
 
@@ -78,6 +83,7 @@ class Engine:
         if self._closed:
             fut.set_exception(Unavailable("the database is closing"))
             return fut
+        self._submitted += 1
         self._queue.put((fn, fut))
         return fut
 
@@ -98,7 +104,7 @@ class Engine:
 
     def _flush_small(self) -> None:
         batch, self._small = self._small, []
-        if self._queue.empty() and self._write_lock.acquire(blocking=False):
+        if self._submitted == self._finished and self._write_lock.acquire(blocking=False):
             try:
                 try:
                     outcomes = self._transaction(self._writer_conn, [fn for fn, _ in batch])
@@ -141,6 +147,7 @@ class Engine:
                     stop = True
                     break
                 batch.append(nxt)
+            taken = len(batch)
             # A caller that gave up (its RPC was cancelled) gets nothing written.
             batch = [(fn, fut) for fn, fut in batch if fut.set_running_or_notify_cancel()]
             if batch:
@@ -152,6 +159,7 @@ class Engine:
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(Unavailable("the write failed; see the server log"))
+            self._finished += taken
             if stop:
                 break
         # Drain anything that raced with close().
@@ -229,6 +237,12 @@ class Engine:
             return fn(conn)
         finally:
             conn.execute("COMMIT")
+
+    def query_one(self, sql: str, params: tuple) -> Any:
+        """One row of one statement, on the calling thread's read-only connection."""
+        if self._closed:
+            raise Unavailable("the database is closed")
+        return self._reader().execute(sql, params).fetchone()
 
     async def read(self, fn: Callable[[sqlite3.Connection], Any], small: bool = False) -> Any:
         """Runs fn in a read transaction on a read-only connection.

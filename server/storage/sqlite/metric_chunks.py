@@ -99,11 +99,11 @@ def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns,
     and the series' count of small chunks afterwards."""
     cols = cols.sorted()
     if len(cols) > 1:
-        # Duplicates inside the batch: keep the first of each (step, run).
-        pair = np.stack([cols.steps, cols.runs], axis=1)
-        _, first = np.unique(pair, axis=0, return_index=True)
-        if first.size != len(cols):
-            cols = cols.select(np.sort(first))
+        # Duplicates inside the batch sit side by side once sorted (the sort
+        # is stable): keep the first of each (step, run).
+        repeated = (cols.steps[1:] == cols.steps[:-1]) & (cols.runs[1:] == cols.runs[:-1])
+        if repeated.any():
+            cols = cols.select(np.concatenate(([True], ~repeated)))
     lo, hi = int(cols.steps[0]), int(cols.steps[-1])
     if lo <= summary.last_step or summary.count == 0:
         existing = overlapping(conn, series_id, lo, hi)

@@ -300,7 +300,10 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     return out
 
 
-def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.IngestOutcome:
+def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
+    """Stores a batch; items that cannot be stored are listed in the
+    outcome's errors. admitted: the reports were checked and acknowledged
+    already, so only a trial deleted since then refuses them."""
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
         fast = _ingest_one_report(conn, batch.reports[0], now)
         if fast is not None:
@@ -313,7 +316,10 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
 
     accepted = []
     for report, index in zip(batch.reports, batch.report_index):
-        problem = trials.problem(report.trial_id, report.trial_run_id)
+        if admitted:
+            problem = None if trials.get(report.trial_id) else ("NOT_FOUND", f"trial {report.trial_id} not found")
+        else:
+            problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
             out.errors.append(("reports", index, *problem))
             out.report_created.append(False)
@@ -325,14 +331,17 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int) -> m.Ingest
     # Reports of one trial, group and run with the same metric names (the
     # usual batch) become columns with one comprehension per metric.
     runs_of: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
+    rolled_back: dict[int, int] = {}
     for report in accepted:
         if id(report) not in fresh:
             out.duplicates += 1
             out.report_created.append(False)
             continue
         run = report.trial_run_id
-        if run > 1:
+        # Only the first report of a newer run rolls back the older runs.
+        if run > rolled_back.get(report.trial_id, 1):
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
+            rolled_back[report.trial_id] = run
         scalars = report.scalars
         # Scalars live in their series; the report keeps what only it has
         # (validation reports keep everything: checkpoints are ranked by them).

@@ -11,12 +11,14 @@ from typing import Callable
 from ...domain import checkpoints as checkpoint_rules
 from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...domain.trial_lifecycle import TERMINAL
-from ...domain import listing
+from ...domain import listing, metrics as m
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
-from . import checkpoints, codec, metrics, profiler
+from . import checkpoints, codec, journaled_reports, metrics, profiler
 from .engine import Engine
+from .journal import Journal
+from .journaled_reports import JournaledReports
 from .migrations import migrate
 
 
@@ -102,6 +104,7 @@ class SqliteStorage(Storage):
         self.clock = clock
         self._readers = readers
         self.engine: Engine | None = None
+        self.reports: JournaledReports | None = None
 
     async def open(self) -> None:
         directory = os.path.dirname(self.path)
@@ -109,16 +112,31 @@ class SqliteStorage(Storage):
             os.makedirs(directory, exist_ok=True)
         self.engine = Engine(self.path, readers=self._readers)
         migrate(self.engine.writer_connection)
+        journal = Journal(f"{self.path}-reports")
+        journaled_reports.replay(self.engine.writer_connection, journal, self.clock())
+        self.reports = JournaledReports(self.engine, journal, self.clock)
         self.engine.start()
 
     async def close(self) -> None:
         if self.engine is not None:
+            if self.reports is not None:
+                await self.reports.close()
             self.engine.close()
 
     async def _write(self, fn, small: bool = False):
-        return await self.engine.write(fn, small)
+        # Journaled reports are stored first, and what the journal cached
+        # about trials is dropped before and after: the write may change it.
+        self.reports.flush()
+        self.reports.forget()
+        try:
+            return await self.engine.write(fn, small)
+        finally:
+            self.reports.forget()
 
     async def _read(self, fn, small: bool = False):
+        # Read-your-writes: reports acknowledged from the journal are stored first.
+        if self.reports.pending:
+            await self.reports.settled()
         return await self.engine.read(fn, small)
 
     # --- studies -----------------------------------------------------------
@@ -477,6 +495,12 @@ class SqliteStorage(Storage):
     # --- metrics, logs, Katib observation logs -------------------------------
 
     async def ingest_metrics(self, batch):
+        if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
+            report = batch.reports[0]
+            created = self.reports.admit(report)
+            if created is not None:
+                return m.IngestOutcome(added=int(created), duplicates=int(not created), report_created=[created],
+                                       trial_ids={report.trial_id})
         small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
         return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
 

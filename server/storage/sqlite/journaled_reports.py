@@ -1,0 +1,268 @@
+"""Single metric reports acknowledged from a journal and stored in batches.
+
+A one-point ReportMetrics is what a training loop sends most. Storing it is a
+SQLite transaction of its own (about 150 us here); checking it and appending
+it to a journal file costs a fraction of that. So a report that needs nothing
+but storing (its trial exists and runs, it is not a retry, it does not start
+a new run) is checked on the event loop, written to the journal and
+acknowledged; the writer thread then stores the waiting reports, many in one
+transaction, in the order they came, and the journal is emptied whenever all
+of them are stored.
+
+Reads wait until every report acknowledged before they began is stored, and
+writes queue behind them, so a client always reads what it wrote. At start-up
+whatever the journal holds is stored before the server answers; storing is
+idempotent (a report is keyed by trial, group, run and step, or by its
+request_id), so reports stored just before a crash are not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Callable
+
+from ...domain import metrics as m
+from . import metrics
+from .engine import Engine
+from .journal import Journal
+
+log = logging.getLogger(__name__)
+
+# Past this size reports go the direct way until the journal is stored and
+# emptied, so a writer that cannot keep up slows clients down instead of
+# growing the file without bound.
+MAX_JOURNAL_BYTES = 64 << 20
+RETRY_SECONDS = 1.0
+# Reports wait this long, or until this many wait, to be stored together; a
+# read or another write stores them at once.
+STORE_DELAY_SECONDS = 0.01
+STORE_BATCH = 256
+# Another server process on the same database may change a trial; what this
+# one cached about trials is dropped this often.
+CACHE_SECONDS = 1.0
+
+_TRIAL = "SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?"
+_HIGHEST_STEP = "SELECT max(steps) FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
+_STORED = """
+SELECT EXISTS (SELECT 1 FROM metric_reports WHERE trial_id = ?1 AND group_name = ?2 AND trial_run_id = ?3 AND steps = ?4)
+    OR (?5 IS NOT NULL AND EXISTS (SELECT 1 FROM metric_reports WHERE request_id = ?5))
+"""
+
+
+def encode(report: m.ReportDraft) -> bytes:
+    return json.dumps(
+        [report.trial_id, report.trial_run_id, report.group, report.steps, report.report_time, report.metrics,
+         report.batch_metrics, report.request_id],
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode(payload: bytes) -> m.ReportDraft:
+    trial_id, run, group, steps, report_time, values, batch_metrics, request_id = json.loads(payload)
+    return m.ReportDraft(trial_id=trial_id, trial_run_id=run, group=group, steps=steps, report_time=report_time,
+                         metrics=values, batch_metrics=batch_metrics, request_id=request_id)
+
+
+def store_reports(conn: sqlite3.Connection, reports: list[m.ReportDraft], now: int) -> None:
+    """Stores acknowledged reports; one that cannot be stored (its trial was
+    deleted meanwhile) is logged and does not hold back the others."""
+    if not reports:
+        return
+    conn.execute("SAVEPOINT reports")
+    try:
+        outcome = metrics.ingest(conn, m.IngestBatch(reports=reports, report_index=list(range(len(reports)))), now,
+                                 admitted=True)
+    except Exception:  # noqa: BLE001 - retried one by one below
+        conn.execute("ROLLBACK TO reports")
+        conn.execute("RELEASE reports")
+        if len(reports) == 1:
+            log.exception("dropped acknowledged report of trial %d step %d", reports[0].trial_id, reports[0].steps)
+            return
+        for report in reports:
+            store_reports(conn, [report], now)
+        return
+    conn.execute("RELEASE reports")
+    for _, index, _, message in outcome.errors:
+        log.warning("dropped acknowledged report of trial %d step %d: %s", reports[index].trial_id,
+                    reports[index].steps, message)
+
+
+def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:
+    """Stores what a previous process acknowledged but had not stored; runs
+    before the writer thread starts. Returns how many reports it held."""
+    reports = []
+    for payload in journal.records():
+        try:
+            reports.append(decode(payload))
+        except (ValueError, TypeError) as exc:
+            log.error("journal %s: skipped an unreadable record: %s", journal.path, exc)
+    if reports:
+        conn.execute("BEGIN IMMEDIATE")
+        store_reports(conn, reports, now)
+        conn.execute("COMMIT")
+        log.info("stored %d metric reports from the journal of the previous run", len(reports))
+    journal.clear()
+    return len(reports)
+
+
+class JournaledReports:
+    def __init__(self, engine: Engine, journal: Journal, clock: Callable[[], int]):
+        self.engine = engine
+        self.journal = journal
+        self.clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seq = 0
+        # Acknowledged, not yet stored: by sequence (in order), natural key
+        # and request_id. Only the event loop touches these.
+        self._unstored: dict[int, m.ReportDraft] = {}
+        self._keys: set[tuple] = set()
+        self._request_ids: set[str] = set()
+        self._stored_event = asyncio.Event()
+        # Handed from the loop to the writer thread.
+        self._waiting: deque[tuple[int, m.ReportDraft]] = deque()
+        self._store_queued = False
+        self._timer: asyncio.TimerHandle | None = None
+        # What admitting a report needs to know, so the usual report costs no
+        # query: trial id -> (state, trial_run_id, metrics_run), and
+        # (trial, group, run) -> the highest step stored or journaled.
+        self._trials: dict[int, tuple] = {}
+        self._highest: dict[tuple, int] = {}
+        self._cache_since = time.monotonic()
+
+    def admit(self, report: m.ReportDraft) -> bool | None:
+        """True: journaled and acknowledged as new. False: a retry of a
+        report stored or journaled before. None: this report must take the
+        direct way (an error to report, a new run to roll back to, a full
+        journal)."""
+        self._expire_cache()
+        facts = self._trial_facts(report.trial_id)
+        if facts is None or m.target_problem(report.trial_id, facts[0], facts[1], report.trial_run_id):
+            return None
+        run = report.trial_run_id or facts[1]
+        if run > facts[2]:
+            return None
+        key = (report.trial_id, report.group, run, report.steps)
+        if key in self._keys or (report.request_id and report.request_id in self._request_ids):
+            return False
+        series = key[:3]
+        highest = self._highest.get(series)
+        if highest is None:
+            (highest,) = self.engine.query_one(_HIGHEST_STEP, series)
+            highest = -1 if highest is None else highest
+        # A step past every stored one is new unless its request_id was used.
+        if report.request_id or report.steps <= highest:
+            (stored,) = self.engine.query_one(_STORED, (*key, report.request_id or None))
+            if stored:
+                return False
+        if self.journal.size > MAX_JOURNAL_BYTES:
+            return None
+        report.trial_run_id = run
+        report.report_time = report.report_time or self.clock()
+        try:
+            self.journal.append(encode(report))
+        except OSError as exc:
+            log.error("cannot journal a metric report, storing it directly: %s", exc)
+            return None
+        self._highest[series] = max(highest, report.steps)
+        self._seq += 1
+        self._unstored[self._seq] = report
+        self._keys.add(key)
+        if report.request_id:
+            self._request_ids.add(report.request_id)
+        self._waiting.append((self._seq, report))
+        if not self._store_queued:
+            if len(self._waiting) >= STORE_BATCH:
+                self._queue_store()
+            elif self._timer is None:
+                self._loop = self._loop or asyncio.get_running_loop()
+                self._timer = self._loop.call_later(STORE_DELAY_SECONDS, self.flush)
+        return True
+
+    def _trial_facts(self, trial_id: int) -> tuple | None:
+        facts = self._trials.get(trial_id)
+        if facts is None:
+            facts = self.engine.query_one(_TRIAL, (trial_id,))
+            if facts is not None:
+                self._trials[trial_id] = facts = tuple(facts)
+        return facts
+
+    def _expire_cache(self) -> None:
+        if time.monotonic() - self._cache_since > CACHE_SECONDS:
+            self.forget()
+
+    def forget(self) -> None:
+        """Drops what was cached about trials and their reports; called around
+        every other write made here, which may change either."""
+        self._trials.clear()
+        self._highest.clear()
+        self._cache_since = time.monotonic()
+
+    def flush(self) -> None:
+        """Hands the waiting reports to the writer now; called before any
+        other write is queued, so writes keep the order they were made in."""
+        if self._waiting and not self._store_queued:
+            self._queue_store()
+
+    def _queue_store(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._loop = self._loop or asyncio.get_running_loop()
+        self._store_queued = True
+        taken: list[tuple[int, m.ReportDraft]] = []
+        future = self.engine.submit(lambda conn: self._store_waiting(conn, taken))
+        future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._stored, f, taken))
+
+    def _store_waiting(self, conn: sqlite3.Connection, taken: list) -> None:
+        """On the writer thread: stores every report waiting now."""
+        # Cleared before taking: a report the loop adds after this line is
+        # either taken below or finds the flag down and queues another store.
+        self._store_queued = False
+        while self._waiting:
+            taken.append(self._waiting.popleft())
+        store_reports(conn, [report for _, report in taken], self.clock())
+
+    def _stored(self, future: Future, taken: list) -> None:
+        if future.exception() is not None:
+            log.error("storing journaled metric reports failed (%s); retrying", future.exception())
+            if taken:
+                self._waiting.extendleft(reversed(taken))
+            else:
+                # The transaction failed before this store ran and lowered the flag.
+                self._store_queued = False
+            self._loop.call_later(RETRY_SECONDS, self.flush)
+            return
+        for seq, report in taken:
+            del self._unstored[seq]
+            self._keys.discard((report.trial_id, report.group, report.trial_run_id, report.steps))
+            if report.request_id:
+                self._request_ids.discard(report.request_id)
+        if not self._unstored:
+            self.journal.clear()
+        self._stored_event.set()
+        self._stored_event = asyncio.Event()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._unstored)
+
+    async def settled(self) -> None:
+        """Returns once every report acknowledged so far is stored."""
+        last = self._seq
+        self.flush()
+        while self._unstored and next(iter(self._unstored)) <= last:
+            await self._stored_event.wait()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        try:
+            await asyncio.wait_for(self.settled(), timeout)
+        except asyncio.TimeoutError:
+            log.error("%d acknowledged metric reports are not stored yet; the journal keeps them for the next start",
+                      len(self._unstored))
+        self.journal.close()

@@ -1,0 +1,120 @@
+"""One-point ReportMetrics acknowledged from the report journal: durable across
+SIGKILL, replayed at start-up, deduplicated while waiting to be stored, and
+visible to every read that follows the acknowledgement."""
+
+import os
+import signal
+
+import grpc
+
+from trialplane.server.domain import metrics as m
+from trialplane.server.storage.sqlite.journal import Journal
+from trialplane.server.storage.sqlite.journaled_reports import encode
+from trialplane.v1 import metrics_service_pb2 as ms, trial_service_pb2 as ts
+
+from conftest import Client, error_of, start_server
+from test_metrics_api import history, req, running_trial, stub
+from test_server import ServerProcess
+from trial_helpers import S, report
+
+
+def test_every_acknowledged_report_survives_sigkill(db_path):
+    server = ServerProcess(db_path)
+    client = Client.connect(server.address)
+    trial = running_trial(client)
+    for step in range(1, 301):
+        assert stub(client).ReportMetrics(req(trial.id, step, loss=float(step), acc=step / 300)).created
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    client.channel.close()
+
+    again = ServerProcess(db_path)
+    try:
+        c2 = Client.connect(again.address)
+        series = history(c2, [trial.id], ["loss", "acc"]).series
+        assert [list(s.steps) for s in series] == [list(range(1, 301))] * 2
+        assert list(series[0].values) == [float(i) for i in range(1, 301)]
+        summaries = stub(c2).GetLatestMetrics(ms.GetLatestMetricsRequest(trial_ids=[trial.id], group="training")).summaries
+        assert {x.name: (x.count, x.last, x.last_step) for x in summaries} == {
+            "loss": (300, 300.0, 300), "acc": (300, 1.0, 300)}
+        # A retry of an acknowledged report after the restart is still a retry.
+        assert not stub(c2).ReportMetrics(req(trial.id, 300, loss=300.0)).created
+        c2.channel.close()
+    finally:
+        again.terminate()
+    assert os.path.getsize(f"{db_path}-reports") == 0
+
+
+def test_start_up_stores_what_the_journal_holds_and_drops_a_torn_tail(db_path):
+    server = start_server(db_path)
+    client = Client.connect(server.address)
+    trial = running_trial(client)
+    assert stub(client).ReportMetrics(req(trial.id, 1, loss=1.0)).created
+    client.channel.close()
+    server.stop()
+
+    # As a process killed between acknowledging and storing leaves it: step 1
+    # (stored already), steps 2 and 3, and half of step 4's record.
+    journal = Journal(f"{db_path}-reports")
+    for step in (1, 2, 3):
+        journal.append(encode(m.ReportDraft(trial_id=trial.id, trial_run_id=1, group="training", steps=step,
+                                            report_time=1_700_000_000_000_000 + step, metrics={"loss": float(step)},
+                                            batch_metrics=[])))
+    journal.close()
+    with open(f"{db_path}-reports", "ab") as f:
+        f.write(b"\x40\x00\x00\x00\x01\x02\x03\x04{\"torn\"")
+
+    server = start_server(db_path)
+    try:
+        client = Client.connect(server.address)
+        (series,) = history(client, [trial.id], ["loss"]).series
+        assert list(series.steps) == [1, 2, 3]
+        assert list(series.values) == [1.0, 2.0, 3.0]
+        assert list(series.times)[1:] == [1_700_000_000_000_002, 1_700_000_000_000_003]
+        assert os.path.getsize(f"{db_path}-reports") == 0
+        client.channel.close()
+    finally:
+        server.stop()
+
+
+def test_retries_of_reports_not_stored_yet_are_recognised(client):
+    trial = running_trial(client)
+    s = stub(client)
+    # Back to back, the first is still waiting in the journal when the retry comes.
+    assert s.ReportMetrics(req(trial.id, 10, loss=1.0)).created
+    assert not s.ReportMetrics(req(trial.id, 10, loss=1.0)).created
+    assert s.ReportMetrics(req(trial.id, 11, loss=2.0, request_id="job-7/11")).created
+    assert not s.ReportMetrics(req(trial.id, 12, loss=3.0, request_id="job-7/11")).created
+    # An older step that was never reported is new; a second time it is not.
+    assert s.ReportMetrics(req(trial.id, 5, loss=0.5)).created
+    assert not s.ReportMetrics(req(trial.id, 5, loss=0.5)).created
+    (series,) = history(client, [trial.id], ["loss"]).series
+    assert (list(series.steps), list(series.values)) == ([5, 10, 11], [0.5, 1.0, 2.0])
+
+
+def test_reports_then_state_changes_apply_in_order(client):
+    trial = running_trial(client)
+    s = stub(client)
+    for step in range(1, 6):
+        s.ReportMetrics(req(trial.id, step, loss=float(step)))
+    report(client, trial.id, S.TRIAL_STATE_COMPLETED)
+    err = error_of(s.ReportMetrics, req(trial.id, 6, loss=6.0))
+    assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+    got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    assert got.summary_metrics["training"]["loss"]["count"] == 5
+    # A new run reported right behind journaled reports archives them in order.
+    other = running_trial(client, "restarted")
+    for step in range(10, 101, 10):
+        s.ReportMetrics(req(other.id, step, run=1, loss=float(step)))
+    client.trials.RestartTrial(ts.RestartTrialRequest(id=other.id))
+    assert s.ReportMetrics(req(other.id, 35, run=2, loss=0.35)).created
+    (series,) = history(client, [other.id], ["loss"]).series
+    assert list(series.steps) == [10, 20, 30, 35] and list(series.trial_run_ids) == [1, 1, 1, 2]
+
+
+def test_unknown_trial_and_stale_run_still_refused(client):
+    s = stub(client)
+    assert error_of(s.ReportMetrics, req(999_999, 1, loss=1.0)).code == grpc.StatusCode.NOT_FOUND
+    trial = running_trial(client)
+    err = error_of(s.ReportMetrics, req(trial.id, 1, run=7, loss=1.0))
+    assert err.code == grpc.StatusCode.FAILED_PRECONDITION
