@@ -276,7 +276,7 @@ def main() -> None:
         row("raw SQLite insert, narrow indexed rows", results["raw"], "rows/s", "same points, executemany, WAL"),
         row("batched ingest, AddEvents", results["batched"], "points/s", shape),
         row("empty unary handler, 1 client", results["empty1"], "calls/s", "the transport limit"),
-        row("ReportMetrics one point, 1 client", results["report1"], "calls/s", "durable on return"),
+        row("ReportMetrics one point, 1 client", results["report1"], "calls/s", "journaled on return, stored in batches"),
         row("  as share of the empty handler", [100 * r for r in ratio1], "%", ""),
         row("empty unary handler, 8 clients", results["empty8"], "calls/s", "8 threads, a channel each"),
         row("ReportMetrics one point, 8 clients", results["report8"], "calls/s", ""),

@@ -41,8 +41,8 @@ MAX_JOURNAL_BYTES = 64 << 20
 RETRY_SECONDS = 1.0
 # Reports wait this long, or until this many wait, to be stored together; a
 # read or another write stores them at once.
-STORE_DELAY_SECONDS = 0.01
-STORE_BATCH = 256
+STORE_DELAY_SECONDS = 0.05
+STORE_BATCH = 1024
 # Another server process on the same database may change a trial; what this
 # one cached about trials is dropped this often.
 CACHE_SECONDS = 1.0
