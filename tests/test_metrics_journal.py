@@ -45,7 +45,7 @@ def test_every_acknowledged_report_survives_sigkill(db_path):
     assert os.path.getsize(f"{db_path}-reports") == 0
 
 
-def test_start_up_stores_what_the_journal_holds_and_drops_a_torn_tail(db_path):
+def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db_path):
     server = start_server(db_path)
     client = Client.connect(server.address)
     trial = running_trial(client)
@@ -54,12 +54,14 @@ def test_start_up_stores_what_the_journal_holds_and_drops_a_torn_tail(db_path):
     server.stop()
 
     # As a process killed between acknowledging and storing leaves it: step 1
-    # (stored already), steps 2 and 3, and half of step 4's record.
+    # (stored already), steps 2 and 3, a record that does not decode and half
+    # of a last record.
     journal = Journal(f"{db_path}-reports")
     for step in (1, 2, 3):
         journal.append(encode(m.ReportDraft(trial_id=trial.id, trial_run_id=1, group="training", steps=step,
                                             report_time=1_700_000_000_000_000 + step, metrics={"loss": float(step)},
                                             batch_metrics=[])))
+    journal.append(b"not a report")
     journal.close()
     with open(f"{db_path}-reports", "ab") as f:
         f.write(b"\x40\x00\x00\x00\x01\x02\x03\x04{\"torn\"")
@@ -72,6 +74,9 @@ def test_start_up_stores_what_the_journal_holds_and_drops_a_torn_tail(db_path):
         assert list(series.values) == [1.0, 2.0, 3.0]
         assert list(series.times)[1:] == [1_700_000_000_000_002, 1_700_000_000_000_003]
         assert os.path.getsize(f"{db_path}-reports") == 0
+        # The record it could not read is not thrown away silently.
+        (kept,) = db_path.parent.glob("*-reports.unreadable-*")
+        assert kept.read_bytes().count(b"not a report") == 1
         client.channel.close()
     finally:
         server.stop()

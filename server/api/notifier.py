@@ -15,16 +15,22 @@ class Notifier:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._waiters = 0
 
     def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        # Called for every stored report; free when nobody follows.
+        if self._waiters:
+            self._event.set()
+            self._event = asyncio.Event()
 
     async def wait(self, timeout: float = POLL_SECONDS) -> None:
+        self._waiters += 1
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+        finally:
+            self._waiters -= 1
 
 
 class KeyedNotifier:
