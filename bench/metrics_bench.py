@@ -44,7 +44,7 @@ REPORTS_PER_CALL = 5000
 CALLS_PER_RUN = 8
 # One-point calls per burst; bursts against the empty handler and against
 # trialplane alternate so that both see the same machine load.
-ONE_POINT_CALLS = 400
+ONE_POINT_CALLS = 1600
 REPORT_METHOD = "/trialplane.v1.MetricsService/ReportMetrics"
 
 

@@ -165,13 +165,11 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
 
     @rpc
     async def ReportMetrics(self, request, context):
-        batch = m.IngestBatch(reports=[report_draft(request)], report_index=[0])
-        outcome = await self.storage.ingest_metrics(batch)
-        if outcome.errors:
-            _, _, kind, message = outcome.errors[0]
-            raise refused(request.metrics.trial_id, kind, message)
+        created, refusal = await self.storage.report_metrics(report_draft(request))
+        if refusal:
+            raise refused(request.metrics.trial_id, *refusal)
         self.notifier.notify()
-        return ms.ReportMetricsResponse(created=outcome.report_created[0])
+        return ms.ReportMetricsResponse(created=created)
 
     @rpc
     async def AddEvents(self, request, context):

@@ -169,6 +169,14 @@ class Storage(abc.ABC):
         """Stores reports, points, debug events and logs in one transaction;
         items that cannot be stored are listed in the outcome's errors."""
 
+    async def report_metrics(self, report: m.ReportDraft) -> tuple[bool, tuple[str, str] | None]:
+        """Stores one report: (created, None), or (False, (kind, message))
+        when it is refused. A backend may acknowledge this faster than a batch."""
+        outcome = await self.ingest_metrics(m.IngestBatch(reports=[report], report_index=[0]))
+        if outcome.errors:
+            return False, outcome.errors[0][2:]
+        return outcome.report_created[0], None
+
     @abc.abstractmethod
     async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None) -> list[dict]: ...
 

@@ -11,7 +11,7 @@ from typing import Callable
 from ...domain import checkpoints as checkpoint_rules
 from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...domain.trial_lifecycle import TERMINAL
-from ...domain import listing, metrics as m
+from ...domain import listing
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
@@ -494,13 +494,13 @@ class SqliteStorage(Storage):
 
     # --- metrics, logs, Katib observation logs -------------------------------
 
+    async def report_metrics(self, report):
+        created = self.reports.admit(report)
+        if created is not None:
+            return created, None
+        return await super().report_metrics(report)
+
     async def ingest_metrics(self, batch):
-        if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
-            report = batch.reports[0]
-            created = self.reports.admit(report)
-            if created is not None:
-                return m.IngestOutcome(added=int(created), duplicates=int(not created), report_created=[created],
-                                       trial_ids={report.trial_id})
         small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
         return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
 
