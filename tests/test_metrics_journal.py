@@ -2,13 +2,13 @@
 SIGKILL, replayed at start-up, deduplicated while waiting to be stored, and
 visible to every read that follows the acknowledgement."""
 
-import os
 import signal
 
 import grpc
+import pytest
 
 from trialplane.server.domain import metrics as m
-from trialplane.server.storage.sqlite.journal import Journal
+from trialplane.server.storage.sqlite.journal import HEADER, Journal, JournalFull
 from trialplane.server.storage.sqlite.journaled_reports import encode
 from trialplane.v1 import metrics_service_pb2 as ms, trial_service_pb2 as ts
 
@@ -16,6 +16,14 @@ from conftest import Client, error_of, start_server
 from test_metrics_api import history, req, running_trial, stub
 from test_server import ServerProcess
 from trial_helpers import S, report
+
+
+def journaled(db_path) -> list[bytes]:
+    journal = Journal(f"{db_path}-reports")
+    try:
+        return journal.records()
+    finally:
+        journal.close()
 
 
 def test_every_acknowledged_report_survives_sigkill(db_path):
@@ -42,7 +50,7 @@ def test_every_acknowledged_report_survives_sigkill(db_path):
         c2.channel.close()
     finally:
         again.terminate()
-    assert os.path.getsize(f"{db_path}-reports") == 0
+    assert journaled(db_path) == []
 
 
 def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db_path):
@@ -62,9 +70,11 @@ def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db
                                             report_time=1_700_000_000_000_000 + step, metrics={"loss": float(step)},
                                             batch_metrics=[])))
     journal.append(b"not a report")
+    torn_at = journal.size
     journal.close()
-    with open(f"{db_path}-reports", "ab") as f:
-        f.write(b"\x40\x00\x00\x00\x01\x02\x03\x04{\"torn\"")
+    with open(f"{db_path}-reports", "r+b") as f:
+        f.seek(torn_at)
+        f.write(HEADER.pack(64, 1, 1234) + b'{"torn"')
 
     server = start_server(db_path)
     try:
@@ -73,7 +83,7 @@ def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db
         assert list(series.steps) == [1, 2, 3]
         assert list(series.values) == [1.0, 2.0, 3.0]
         assert list(series.times)[1:] == [1_700_000_000_000_002, 1_700_000_000_000_003]
-        assert os.path.getsize(f"{db_path}-reports") == 0
+        assert journaled(db_path) == []
         # The record it could not read is not thrown away silently.
         (kept,) = db_path.parent.glob("*-reports.unreadable-*")
         assert kept.read_bytes().count(b"not a report") == 1
@@ -123,3 +133,23 @@ def test_unknown_trial_and_stale_run_still_refused(client):
     trial = running_trial(client)
     err = error_of(s.ReportMetrics, req(trial.id, 1, run=7, loss=1.0))
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_journal_reads_only_what_was_written_since_it_was_emptied(tmp_path):
+    path = str(tmp_path / "journal")
+    journal = Journal(path, capacity=4096)
+    for i in range(5):
+        journal.append(f"old-{i}".encode())
+    journal.clear()
+    journal.append(b"new-0")
+    journal.close()
+    # The older records after the new one are of an earlier generation.
+    again = Journal(path, capacity=4096)
+    assert again.records() == [b"new-0"]
+    again.append(b"new-1")
+    with pytest.raises(JournalFull):
+        again.append(bytes(4096))
+    assert again.records() == [b"new-0", b"new-1"]
+    again.reset()
+    assert again.records() == []
+    again.close()

@@ -21,6 +21,9 @@ DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
 LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
+# The two answers of ReportMetrics, built once; gRPC only serializes them.
+CREATED = ms.ReportMetricsResponse(created=True)
+NOT_CREATED = ms.ReportMetricsResponse(created=False)
 
 
 def _report_violations(req: ms.ReportMetricsRequest, metrics: dict, path: str) -> ViolationCollector:
@@ -169,7 +172,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         if refusal:
             raise refused(request.metrics.trial_id, *refusal)
         self.notifier.notify()
-        return ms.ReportMetricsResponse(created=created)
+        return CREATED if created else NOT_CREATED
 
     @rpc
     async def AddEvents(self, request, context):

@@ -1,62 +1,100 @@
-"""An append-only file of records that survive the server process.
+"""A journal of records that survive the server process, in a mapped file.
 
-A record is its length, its CRC-32 and its bytes, written with one write()
-call. Once write() returned the bytes are in the operating system's page
-cache: a killed or crashed server process loses none of them, which is the
-same promise SQLite makes for a commit in WAL mode with synchronous=NORMAL.
-Reading stops at the first record that is short or fails its checksum (a
-write cut off by a crash); everything before it is returned.
+The file has a fixed size, reserved on disk when it is created (so a full
+disk cannot fault a write into the mapping), and is mapped into memory. A
+record is a header (length, generation, CRC-32) and its bytes, copied into
+the mapping: no system call and no release of the GIL. Once copied the bytes
+are in the operating system's page cache, so a killed or crashed server
+process loses none of them, which is what SQLite promises for a commit in
+WAL mode with synchronous=NORMAL.
+
+Emptying the journal zeroes the first header and starts a new generation;
+records left from an older generation further on are never read, because
+reading stops at the first record that is empty, of another generation,
+cut short or fails its checksum.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import struct
 import zlib
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<II")
+HEADER = struct.Struct("<III")
+CAPACITY = 8 << 20
+
+
+class JournalFull(OSError):
+    pass
 
 
 class Journal:
-    def __init__(self, path: str):
+    def __init__(self, path: str, capacity: int = CAPACITY):
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = os.fstat(self._fd).st_size
+        self.capacity = capacity
+        self._map = self._open(truncate=False)
+        self._generation = 1
+        self.size = 0
+
+    def _open(self, truncate: bool) -> mmap.mmap:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if truncate:
+                os.ftruncate(fd, 0)
+            if os.fstat(fd).st_size < self.capacity:
+                os.posix_fallocate(fd, 0, self.capacity)
+            return mmap.mmap(fd, self.capacity)
+        finally:
+            os.close(fd)
 
     def append(self, payload: bytes) -> None:
-        record = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        written = os.write(self._fd, record)
-        if written != len(record):
-            # A short write (disk full) leaves a torn record that reading
-            # skips; the caller hears that nothing was kept.
-            os.ftruncate(self._fd, self.size)
-            raise OSError(f"journal {self.path}: wrote {written} of {len(record)} bytes")
-        self.size += written
+        end = self.size + HEADER.size + len(payload)
+        if end > self.capacity:
+            raise JournalFull(f"journal {self.path} is full ({self.capacity} bytes)")
+        self._map[self.size + HEADER.size:end] = payload
+        # The header last: a record is there only once all of it is.
+        HEADER.pack_into(self._map, self.size, len(payload), self._generation, zlib.crc32(payload))
+        self.size = end
 
     def records(self) -> list[bytes]:
-        """Every whole record, oldest first."""
-        with open(self.path, "rb") as f:
-            data = f.read()
+        """Every whole record of the current generation, oldest first."""
         out, pos = [], 0
-        while pos + HEADER.size <= len(data):
-            length, crc = HEADER.unpack_from(data, pos)
-            payload = data[pos + HEADER.size:pos + HEADER.size + length]
-            if len(payload) != length or zlib.crc32(payload) != crc:
+        view = self._map
+        generation = None
+        while pos + HEADER.size <= self.capacity:
+            length, gen, crc = HEADER.unpack_from(view, pos)
+            if length == 0 or (generation is not None and gen != generation):
                 break
+            payload = view[pos + HEADER.size:pos + HEADER.size + length]
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                log.warning("journal %s: dropped a record cut off by a crash at byte %d", self.path, pos)
+                break
+            generation = gen
             out.append(payload)
             pos += HEADER.size + length
-        if pos != len(data):
-            log.warning("journal %s: dropped %d bytes of a record cut off by a crash", self.path, len(data) - pos)
+        if generation is not None:
+            self._generation = generation
+            self.size = pos
         return out
 
     def clear(self) -> None:
-        """Empties the file; called once everything in it is stored elsewhere."""
+        """Empties the journal; called once everything in it is stored elsewhere."""
         if self.size:
-            os.ftruncate(self._fd, 0)
+            HEADER.pack_into(self._map, 0, 0, 0, 0)
+            self._generation = self._generation % 0xFFFFFFFF + 1
             self.size = 0
 
+    def reset(self) -> None:
+        """Empties the whole file, records of every generation; for start-up,
+        once what the last process left is stored."""
+        self._map.close()
+        self._map = self._open(truncate=True)
+        self._generation = 1
+        self.size = 0
+
     def close(self) -> None:
-        os.close(self._fd)
+        self._map.close()

@@ -5,7 +5,7 @@ SQLite transaction of its own (about 150 us here); checking it and appending
 it to a journal file costs a fraction of that. So a report that needs nothing
 but storing (its trial exists and runs, it is not a retry, it does not start
 a new run) is checked on the event loop, written to the journal and
-acknowledged. Every 50 ms the waiting reports are stored in one transaction,
+acknowledged. Every 100 ms the waiting reports are stored in one transaction,
 in the order they came, on the event loop itself when the writer thread is
 idle (one transaction of a few hundred cheap statements there costs less
 than handing the GIL to and fro for each of them), and the journal is
@@ -33,19 +33,15 @@ from typing import Callable
 from ...domain import metrics as m
 from . import metrics
 from .engine import Engine
-from .journal import Journal
+from .journal import Journal, JournalFull
 
 log = logging.getLogger(__name__)
 
-# Past this size reports go the direct way until the journal is stored and
-# emptied, so a writer that cannot keep up slows clients down instead of
-# growing the file without bound.
-MAX_JOURNAL_BYTES = 64 << 20
 RETRY_SECONDS = 1.0
 # Reports wait this long, or until this many wait, to be stored together; a
 # read or another write stores them at once.
-STORE_DELAY_SECONDS = 0.05
-STORE_BATCH = 1024
+STORE_DELAY_SECONDS = 0.1
+STORE_BATCH = 2048
 # Another server process on the same database may change a trial; what this
 # one cached about trials is dropped this often.
 CACHE_SECONDS = 1.0
@@ -114,7 +110,7 @@ def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:
         store_reports(conn, reports, now)
         conn.execute("COMMIT")
         log.info("stored %d metric reports from the journal of the previous run", len(reports))
-    journal.clear()
+    journal.reset()
     return len(reports)
 
 
@@ -167,14 +163,14 @@ class JournaledReports:
             (stored,) = self.engine.query_one(_STORED, (*key, report.request_id or None))
             if stored:
                 return False
-        if self.journal.size > MAX_JOURNAL_BYTES:
-            return None
         report.trial_run_id = run
         report.report_time = report.report_time or self.clock()
         try:
             self.journal.append(encode(report))
-        except OSError as exc:
-            log.error("cannot journal a metric report, storing it directly: %s", exc)
+        except JournalFull:
+            # Until the waiting reports are stored and the journal emptied,
+            # reports go the direct way: a store that cannot keep up slows
+            # clients down instead of losing anything.
             return None
         self._highest[series] = max(highest, report.steps)
         self._seq += 1
