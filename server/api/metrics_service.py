@@ -46,25 +46,21 @@ def _report_violations(req: ms.ReportMetricsRequest, metrics: dict, path: str) -
 def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
     """A validated ReportDraft or InvalidArgument naming fields under path
     ("" for a ReportMetrics request, "reports[3]." inside AddEvents)."""
+    # Each field is read once: on the hot path every protobuf access counts.
     tm = req.metrics
-    metrics, scalars = convert.split_struct(tm.metrics.avg_metrics)
+    values = tm.metrics
+    metrics, scalars = convert.split_struct(values.avg_metrics)
+    trial_id, run, steps = tm.trial_id, tm.trial_run_id, tm.steps_completed
+    group, request_id = req.group, req.request_id
     # The common case passes these cheap checks; only a failure builds the
     # detailed violation list.
-    if (tm.trial_id <= 0 or tm.trial_run_id < 0 or tm.steps_completed < 0 or len(req.request_id) > 128
-            or not m.names_ok((req.group, *metrics)) or len(req.group) > m.MAX_GROUP):
+    if (trial_id <= 0 or run < 0 or steps < 0 or len(request_id) > 128 or len(group) > m.MAX_GROUP
+            or not m.names_ok((group, *metrics))):
         _report_violations(req, metrics, path).raise_if_any()
     report_time = convert.timestamp_us(tm.report_time, f"{path}metrics.report_time") if tm.HasField("report_time") else 0
-    return m.ReportDraft(
-        trial_id=tm.trial_id,
-        trial_run_id=tm.trial_run_id,
-        group=req.group,
-        steps=tm.steps_completed,
-        report_time=report_time,
-        metrics=metrics,
-        batch_metrics=[convert.struct_to_dict(b) for b in tm.metrics.batch_metrics] if tm.metrics.batch_metrics else [],
-        request_id=req.request_id,
-        scalars=scalars,
-    )
+    batch = values.batch_metrics
+    return m.ReportDraft(trial_id, run, group, steps, report_time, metrics,
+                         [convert.struct_to_dict(b) for b in batch] if batch else [], request_id, scalars)
 
 
 def _event_time(item, path: str) -> int:

@@ -143,8 +143,9 @@ class JournaledReports:
         report stored or journaled before. None: this report must take the
         direct way (an error to report, a new run to roll back to, a full
         journal)."""
-        self._expire_cache()
-        facts = self._trial_facts(report.trial_id)
+        if time.monotonic() - self._cache_since > CACHE_SECONDS:
+            self.forget()
+        facts = self._trials.get(report.trial_id) or self._trial_facts(report.trial_id)
         if facts is None or m.target_problem(report.trial_id, facts[0], facts[1], report.trial_run_id):
             return None
         run = report.trial_run_id or facts[1]
@@ -194,10 +195,6 @@ class JournaledReports:
             if facts is not None:
                 self._trials[trial_id] = facts = tuple(facts)
         return facts
-
-    def _expire_cache(self) -> None:
-        if time.monotonic() - self._cache_since > CACHE_SECONDS:
-            self.forget()
 
     def forget(self) -> None:
         """Drops what was cached about trials and their reports; called around
