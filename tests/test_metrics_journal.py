@@ -3,12 +3,14 @@ SIGKILL, replayed at start-up, deduplicated while waiting to be stored, and
 visible to every read that follows the acknowledgement."""
 
 import signal
+import threading
+import time
 
 import grpc
 import pytest
 
 from trialplane.server.domain import metrics as m
-from trialplane.server.storage.sqlite.journal import HEADER, Journal, JournalFull
+from trialplane.server.storage.sqlite.journal import HEADER, Journal, JournalBusy, JournalFull
 from trialplane.server.storage.sqlite.journaled_reports import encode
 from trialplane.v1 import metrics_service_pb2 as ms, trial_service_pb2 as ts
 
@@ -83,13 +85,16 @@ def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db
         assert list(series.steps) == [1, 2, 3]
         assert list(series.values) == [1.0, 2.0, 3.0]
         assert list(series.times)[1:] == [1_700_000_000_000_002, 1_700_000_000_000_003]
-        assert journaled(db_path) == []
         # The record it could not read is not thrown away silently.
         (kept,) = db_path.parent.glob("*-reports.unreadable-*")
         assert kept.read_bytes().count(b"not a report") == 1
+        # While the server runs, the journal is its own.
+        with pytest.raises(JournalBusy):
+            journaled(db_path)
         client.channel.close()
     finally:
         server.stop()
+    assert journaled(db_path) == []
 
 
 def test_retries_of_reports_not_stored_yet_are_recognised(client):
@@ -150,6 +155,52 @@ def test_journal_reads_only_what_was_written_since_it_was_emptied(tmp_path):
     with pytest.raises(JournalFull):
         again.append(bytes(4096))
     assert again.records() == [b"new-0", b"new-1"]
+    third = again.append(b"new-2")
+    again.stored_until(third)
+    again.close()
+    # What is marked stored is not replayed.
+    again = Journal(path, capacity=4096)
+    assert again.records() == [b"new-2"]
     again.reset()
     assert again.records() == []
     again.close()
+
+
+def test_reports_wait_out_a_full_database_and_none_is_lost(db_path):
+    server = start_server(db_path)
+    try:
+        client = Client.connect(server.address)
+        trial = running_trial(client)
+        s = stub(client)
+        assert s.ReportMetrics(req(trial.id, 1, loss=1.0)).created
+        history(client, [trial.id], ["loss"])  # stored
+        writer = server.app.storage.engine.writer_connection
+
+        async def cap(limit=None):
+            (pages,) = writer.execute("PRAGMA page_count").fetchone()
+            writer.execute(f"PRAGMA max_page_count = {limit or pages}")
+
+        server.call(cap())
+        # Acknowledged from the journal; storing them fails: the database is full.
+        for step in range(2, 22):
+            assert s.ReportMetrics(req(trial.id, step, loss=float(step), **{f"m{k}": 1.0 for k in range(30)})).created
+        time.sleep(0.4)
+        threading.Timer(1.5, lambda: server.call(cap(1 << 30))).start()
+        # This one waits until the earlier ones are stored, then is stored itself.
+        assert s.ReportMetrics(req(trial.id, 22, loss=22.0)).created
+        (series,) = history(client, [trial.id], ["loss"]).series
+        assert list(series.steps) == list(range(1, 23))
+
+        # A database that stays full answers UNAVAILABLE rather than hanging.
+        server.call(cap())
+        for step in range(23, 43):
+            s.ReportMetrics(req(trial.id, step, loss=float(step), **{f"m{k}": 1.0 for k in range(30)}))
+        time.sleep(0.4)
+        err = error_of(history, client, [trial.id], ["loss"])
+        assert err.code == grpc.StatusCode.UNAVAILABLE
+        server.call(cap(1 << 30))
+        (series,) = history(client, [trial.id], ["loss"]).series
+        assert list(series.steps) == list(range(1, 43))
+        client.channel.close()
+    finally:
+        server.stop()

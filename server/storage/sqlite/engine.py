@@ -102,6 +102,10 @@ class Engine:
                 ((ok, value),) = self._transaction(self._writer_conn, [fn])
             except Unavailable as exc:
                 ok, value = False, exc
+            except Exception as exc:  # noqa: BLE001 - the caller hears of it through the future
+                log.exception("write failed")
+                self._abandon(self._writer_conn)
+                ok, value = False, Unavailable(f"the write failed: {exc}")
         finally:
             self._write_lock.release()
         fut.set_result(value) if ok else fut.set_exception(value)
@@ -206,8 +210,14 @@ class Engine:
             try:
                 result = fn(conn)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                conn.execute("ROLLBACK TO w")
-                conn.execute("RELEASE w")
+                try:
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                except sqlite3.Error:
+                    # SQLite rolled the whole transaction back itself (disk
+                    # full, I/O error): nothing of this group was written.
+                    self._abandon(conn)
+                    raise Unavailable(f"the write failed: {exc}") from exc
                 outcomes.append((False, exc))
             else:
                 conn.execute("RELEASE w")
@@ -224,6 +234,14 @@ class Engine:
         self.transactions += 1
         self.writes += len(fns)
         return outcomes
+
+    @staticmethod
+    def _abandon(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def _run_group(self, conn: sqlite3.Connection, batch: list) -> None:
         try:

@@ -8,14 +8,16 @@ are in the operating system's page cache, so a killed or crashed server
 process loses none of them, which is what SQLite promises for a commit in
 WAL mode with synchronous=NORMAL.
 
-Emptying the journal zeroes the first header and starts a new generation;
-records left from an older generation further on are never read, because
-reading stops at the first record that is empty, of another generation,
-cut short or fails its checksum.
+The file starts with the offset of the first record not stored elsewhere
+yet, so a restart replays only those. Emptying the journal zeroes the first
+header and starts a new generation; records left from an older generation
+further on are never read, because reading stops at the first record that
+is empty, of another generation, cut short or fails its checksum.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import mmap
 import os
@@ -25,6 +27,9 @@ import zlib
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<III")
+# The offset of the first record not yet stored elsewhere.
+START = struct.Struct("<Q")
+FIRST = START.size
 CAPACITY = 8 << 20
 
 
@@ -32,38 +37,56 @@ class JournalFull(OSError):
     pass
 
 
+class JournalBusy(OSError):
+    """Another process has the journal open."""
+
+
 class Journal:
     def __init__(self, path: str, capacity: int = CAPACITY):
         self.path = path
         self.capacity = capacity
-        self._map = self._open(truncate=False)
-        self._generation = 1
-        self.size = 0
-
-    def _open(self, truncate: bool) -> mmap.mmap:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if truncate:
-                os.ftruncate(fd, 0)
-            if os.fstat(fd).st_size < self.capacity:
-                os.posix_fallocate(fd, 0, self.capacity)
-            return mmap.mmap(fd, self.capacity)
-        finally:
-            os.close(fd)
+            # One process per journal: a second server on the same database
+            # would overwrite and empty what the first acknowledged.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise JournalBusy(f"journal {path} is in use by another process") from None
+        self._map = self._map_file(truncate=False)
+        self._generation = 1
+        self.size = FIRST
 
-    def append(self, payload: bytes) -> None:
-        end = self.size + HEADER.size + len(payload)
+    def _map_file(self, truncate: bool) -> mmap.mmap:
+        if truncate:
+            os.ftruncate(self._fd, 0)
+        if os.fstat(self._fd).st_size < self.capacity:
+            os.posix_fallocate(self._fd, 0, self.capacity)
+        return mmap.mmap(self._fd, self.capacity)
+
+    def append(self, payload: bytes) -> int:
+        """Adds a record; returns its offset."""
+        start = self.size
+        end = start + HEADER.size + len(payload)
         if end > self.capacity:
             raise JournalFull(f"journal {self.path} is full ({self.capacity} bytes)")
-        self._map[self.size + HEADER.size:end] = payload
-        # The header last: a record is there only once all of it is.
-        HEADER.pack_into(self._map, self.size, len(payload), self._generation, zlib.crc32(payload))
+        # One copy; a process killed in the middle of it leaves a record
+        # whose checksum fails, and reading stops there.
+        self._map[start:end] = HEADER.pack(len(payload), self._generation, zlib.crc32(payload)) + payload
         self.size = end
+        return start
+
+    def stored_until(self, offset: int) -> None:
+        """Records before offset are stored elsewhere: a restart skips them."""
+        START.pack_into(self._map, 0, offset)
 
     def records(self) -> list[bytes]:
-        """Every whole record of the current generation, oldest first."""
-        out, pos = [], 0
+        """Every whole record of the current generation not marked stored, oldest first."""
         view = self._map
+        (pos,) = START.unpack_from(view, 0)
+        if not FIRST <= pos < self.capacity:
+            pos = FIRST
+        out = []
         generation = None
         while pos + HEADER.size <= self.capacity:
             length, gen, crc = HEADER.unpack_from(view, pos)
@@ -83,18 +106,20 @@ class Journal:
 
     def clear(self) -> None:
         """Empties the journal; called once everything in it is stored elsewhere."""
-        if self.size:
-            HEADER.pack_into(self._map, 0, 0, 0, 0)
+        if self.size > FIRST:
+            HEADER.pack_into(self._map, FIRST, 0, 0, 0)
+            START.pack_into(self._map, 0, FIRST)
             self._generation = self._generation % 0xFFFFFFFF + 1
-            self.size = 0
+            self.size = FIRST
 
     def reset(self) -> None:
         """Empties the whole file, records of every generation; for start-up,
         once what the last process left is stored."""
         self._map.close()
-        self._map = self._open(truncate=True)
+        self._map = self._map_file(truncate=True)
         self._generation = 1
-        self.size = 0
+        self.size = FIRST
 
     def close(self) -> None:
         self._map.close()
+        os.close(self._fd)

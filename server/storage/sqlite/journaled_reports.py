@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Callable
 
 from ...domain import metrics as m
+from ...domain.errors import Unavailable
 from . import metrics
 from .engine import Engine
 from .journal import Journal, JournalFull
@@ -38,6 +39,9 @@ from .journal import Journal, JournalFull
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0
+# How long a read or write waits for earlier reports to be stored before it
+# answers UNAVAILABLE.
+SETTLE_SECONDS = 5.0
 # Reports wait this long, or until this many wait, to be stored together; a
 # read or another write stores them at once.
 STORE_DELAY_SECONDS = 0.1
@@ -69,18 +73,22 @@ def decode(payload: bytes) -> m.ReportDraft:
 
 def store_reports(conn: sqlite3.Connection, reports: list[m.ReportDraft], now: int) -> None:
     """Stores acknowledged reports; one that cannot be stored (its trial was
-    deleted meanwhile) is logged and does not hold back the others."""
+    deleted meanwhile) is logged and does not hold back the others. A
+    failure of the database itself (disk full, I/O) is raised: the whole
+    batch is then kept and stored again later."""
     if not reports:
         return
     conn.execute("SAVEPOINT reports")
     try:
         outcome = metrics.ingest(conn, m.IngestBatch(reports=reports, report_index=list(range(len(reports)))), now,
                                  admitted=True)
+    except sqlite3.OperationalError:
+        raise
     except Exception:  # noqa: BLE001 - retried one by one below
         conn.execute("ROLLBACK TO reports")
         conn.execute("RELEASE reports")
         if len(reports) == 1:
-            log.exception("dropped acknowledged report of trial %d step %d", reports[0].trial_id, reports[0].steps)
+            log.exception("dropped acknowledged report that cannot be stored: %r", reports[0])
             return
         for report in reports:
             store_reports(conn, [report], now)
@@ -115,15 +123,16 @@ def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:
 
 
 class JournaledReports:
-    def __init__(self, engine: Engine, journal: Journal, clock: Callable[[], int]):
+    def __init__(self, engine: Engine, journal: Journal | None, clock: Callable[[], int]):
+        """journal None: every report takes the direct way."""
         self.engine = engine
         self.journal = journal
         self.clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seq = 0
-        # Acknowledged, not yet stored: by sequence (in order), natural key
-        # and request_id. Only the event loop touches these.
-        self._unstored: dict[int, m.ReportDraft] = {}
+        # Acknowledged, not yet stored: journal offset by sequence (in
+        # order), natural keys and request_ids. Only the event loop touches these.
+        self._unstored: dict[int, int] = {}
         self._keys: set[tuple] = set()
         self._request_ids: set[str] = set()
         self._stored_event = asyncio.Event()
@@ -131,6 +140,8 @@ class JournaledReports:
         self._waiting: deque[tuple[int, m.ReportDraft]] = deque()
         self._store_queued = False
         self._timer: asyncio.TimerHandle | None = None
+        # A store failed and is retried: new reports take the direct way.
+        self.failing = False
         # What admitting a report needs to know, so the usual report costs no
         # query: trial id -> (state, trial_run_id, metrics_run), and
         # (trial, group, run) -> the highest step stored or journaled.
@@ -143,6 +154,8 @@ class JournaledReports:
         report stored or journaled before. None: this report must take the
         direct way (an error to report, a new run to roll back to, a full
         journal)."""
+        if self.failing or self.journal is None:
+            return None
         if time.monotonic() - self._cache_since > CACHE_SECONDS:
             self.forget()
         facts = self._trials.get(report.trial_id) or self._trial_facts(report.trial_id)
@@ -167,7 +180,7 @@ class JournaledReports:
         report.trial_run_id = run
         report.report_time = report.report_time or self.clock()
         try:
-            self.journal.append(encode(report))
+            offset = self.journal.append(encode(report))
         except JournalFull:
             # Until the waiting reports are stored and the journal emptied,
             # reports go the direct way: a store that cannot keep up slows
@@ -175,7 +188,7 @@ class JournaledReports:
             return None
         self._highest[series] = max(highest, report.steps)
         self._seq += 1
-        self._unstored[self._seq] = report
+        self._unstored[self._seq] = offset
         self._keys.add(key)
         if report.request_id:
             self._request_ids.add(report.request_id)
@@ -234,6 +247,8 @@ class JournaledReports:
     def _stored(self, future: Future, taken: list) -> None:
         if future.exception() is not None:
             log.error("storing journaled metric reports failed (%s); retrying", future.exception())
+            # Until they are stored, reports and other writes do not overtake them.
+            self.failing = True
             if taken:
                 self._waiting.extendleft(reversed(taken))
             else:
@@ -241,6 +256,8 @@ class JournaledReports:
                 self._store_queued = False
             self._loop.call_later(RETRY_SECONDS, self.flush)
             return
+        if not self._waiting:
+            self.failing = False
         for seq, report in taken:
             del self._unstored[seq]
             self._keys.discard((report.trial_id, report.group, report.trial_run_id, report.steps))
@@ -248,6 +265,8 @@ class JournaledReports:
                 self._request_ids.discard(report.request_id)
         if not self._unstored:
             self.journal.clear()
+        else:
+            self.journal.stored_until(next(iter(self._unstored.values())))
         self._stored_event.set()
         self._stored_event = asyncio.Event()
 
@@ -255,17 +274,28 @@ class JournaledReports:
     def pending(self) -> bool:
         return bool(self._unstored)
 
-    async def settled(self) -> None:
-        """Returns once every report acknowledged so far is stored."""
+    async def settled(self, timeout: float = SETTLE_SECONDS) -> None:
+        """Returns once every report acknowledged so far is stored;
+        Unavailable if that takes longer than timeout (the database fails)."""
         last = self._seq
         self.flush()
+        if not (self._unstored and next(iter(self._unstored)) <= last):
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
         while self._unstored and next(iter(self._unstored)) <= last:
-            await self._stored_event.wait()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise Unavailable("metric reports acknowledged earlier cannot be stored yet; see the server log")
+            try:
+                await asyncio.wait_for(self._stored_event.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     async def close(self, timeout: float = 10.0) -> None:
         try:
-            await asyncio.wait_for(self.settled(), timeout)
-        except asyncio.TimeoutError:
+            await self.settled(timeout)
+        except Unavailable:
             log.error("%d acknowledged metric reports are not stored yet; the journal keeps them for the next start",
                       len(self._unstored))
-        self.journal.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import sqlite3
 import time
@@ -17,9 +18,11 @@ from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
 from . import checkpoints, codec, journaled_reports, metrics, profiler
 from .engine import Engine
-from .journal import Journal
+from .journal import Journal, JournalBusy
 from .journaled_reports import JournaledReports
 from .migrations import migrate
+
+log = logging.getLogger(__name__)
 
 
 def now_us() -> int:
@@ -112,8 +115,13 @@ class SqliteStorage(Storage):
             os.makedirs(directory, exist_ok=True)
         self.engine = Engine(self.path, readers=self._readers)
         migrate(self.engine.writer_connection)
-        journal = Journal(f"{self.path}-reports")
-        journaled_reports.replay(self.engine.writer_connection, journal, self.clock())
+        try:
+            journal = Journal(f"{self.path}-reports")
+        except JournalBusy as exc:
+            log.warning("%s: this server stores every metric report before answering", exc)
+            journal = None
+        else:
+            journaled_reports.replay(self.engine.writer_connection, journal, self.clock())
         self.reports = JournaledReports(self.engine, journal, self.clock)
         self.engine.start()
 
@@ -127,6 +135,8 @@ class SqliteStorage(Storage):
         # Journaled reports are stored first, and what the journal cached
         # about trials is dropped before and after: the write may change it.
         self.reports.flush()
+        if self.reports.failing:
+            await self.reports.settled()
         self.reports.forget()
         try:
             return await self.engine.write(fn, small)
