@@ -136,7 +136,8 @@ class JournaledReports:
         self._keys: set[tuple] = set()
         self._request_ids: set[str] = set()
         self._stored_event = asyncio.Event()
-        # Handed from the loop to the writer thread.
+        # Acknowledged reports not yet taken by a store (which may run on
+        # the writer thread: a deque, safe to pop from there).
         self._waiting: deque[tuple[int, m.ReportDraft]] = deque()
         self._store_queued = False
         self._timer: asyncio.TimerHandle | None = None
