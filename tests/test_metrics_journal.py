@@ -2,6 +2,7 @@
 SIGKILL, replayed at start-up, deduplicated while waiting to be stored, and
 visible to every read that follows the acknowledgement."""
 
+import asyncio
 import signal
 import threading
 import time
@@ -11,7 +12,9 @@ import pytest
 
 from trialplane.server.domain import metrics as m
 from trialplane.server.storage.sqlite.journal import HEADER, Journal, JournalBusy, JournalFull
+from trialplane.server.domain.models import Trial
 from trialplane.server.storage.sqlite.journaled_reports import encode
+from trialplane.server.storage.sqlite.store import SqliteStorage
 from trialplane.v1 import metrics_service_pb2 as ms, trial_service_pb2 as ts
 
 from conftest import Client, error_of, start_server
@@ -204,3 +207,30 @@ def test_reports_wait_out_a_full_database_and_none_is_lost(db_path):
         client.channel.close()
     finally:
         server.stop()
+
+
+def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
+    async def scenario():
+        storage = SqliteStorage(str(tmp_path / "race.db"))
+        await storage.open()
+        try:
+            trial = await storage.create_trial(Trial(name="race"), "", lambda study: None)
+            storage.reports.journal.close()
+            # Room for two records: the third report goes the direct way, and
+            # storing the first two on its way empties the journal.
+            storage.reports.journal = Journal(str(tmp_path / "small-journal"), capacity=200)
+
+            def draft(step):
+                return m.ReportDraft(trial_id=trial.id, trial_run_id=0, group="training", steps=step, report_time=0,
+                                     metrics={"loss": float(step)}, batch_metrics=[])
+
+            assert await storage.report_metrics(draft(1)) == (True, None)
+            assert await storage.report_metrics(draft(2)) == (True, None)
+            results = await asyncio.gather(storage.report_metrics(draft(10)), storage.report_metrics(draft(10)))
+            assert sorted(results) == [(False, None), (True, None)]
+            summaries = await storage.metric_summaries([trial.id], "training")
+            assert [(s["name"], s["summary"].count) for s in summaries] == [("loss", 3)]
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())

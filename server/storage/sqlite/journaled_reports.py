@@ -21,12 +21,13 @@ request_id), so reports stored just before a crash are not stored twice.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import marshal
 import shutil
 import sqlite3
 import time
-from collections import deque
 from concurrent.futures import Future
 from typing import Callable
 
@@ -138,7 +139,7 @@ class JournaledReports:
         self._stored_event = asyncio.Event()
         # Acknowledged reports not yet taken by a store (which may run on
         # the writer thread: a deque, safe to pop from there).
-        self._waiting: deque[tuple[int, m.ReportDraft]] = deque()
+        self._waiting: collections.deque[tuple[int, m.ReportDraft]] = collections.deque()
         self._store_queued = False
         self._timer: asyncio.TimerHandle | None = None
         # A store failed and is retried: new reports take the direct way.
@@ -149,6 +150,8 @@ class JournaledReports:
         self._trials: dict[int, tuple] = {}
         self._highest: dict[tuple, int] = {}
         self._cache_since = time.monotonic()
+        # Reports on their way the direct way: (trial, group, step) and request_ids.
+        self._direct: collections.Counter = collections.Counter()
 
     def admit(self, report: m.ReportDraft) -> bool | None:
         """True: journaled and acknowledged as new. False: a retry of a
@@ -168,6 +171,10 @@ class JournaledReports:
         key = (report.trial_id, report.group, run, report.steps)
         if key in self._keys or (report.request_id and report.request_id in self._request_ids):
             return False
+        if self._direct and (key[:2] + key[3:] in self._direct or report.request_id in self._direct):
+            # The same report is being stored the direct way: so is this
+            # retry, which then finds it stored.
+            return None
         series = key[:3]
         highest = self._highest.get(series)
         if highest is None:
@@ -201,6 +208,17 @@ class JournaledReports:
                 self._loop = self._loop or asyncio.get_running_loop()
                 self._timer = self._loop.call_later(STORE_DELAY_SECONDS, self.flush)
         return True
+
+    @contextlib.contextmanager
+    def stored_directly(self, report: m.ReportDraft):
+        """Marks a report the direct way stores while it is being stored."""
+        marks = [(report.trial_id, report.group, report.steps)] + ([report.request_id] if report.request_id else [])
+        self._direct.update(marks)
+        try:
+            yield
+        finally:
+            self._direct.subtract(marks)
+            self._direct += collections.Counter()
 
     def _trial_facts(self, trial_id: int) -> tuple | None:
         facts = self._trials.get(trial_id)

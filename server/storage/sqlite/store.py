@@ -508,7 +508,8 @@ class SqliteStorage(Storage):
         created = self.reports.admit(report)
         if created is not None:
             return created, None
-        return await super().report_metrics(report)
+        with self.reports.stored_directly(report):
+            return await super().report_metrics(report)
 
     async def ingest_metrics(self, batch):
         small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
