@@ -33,6 +33,19 @@ FIRST = START.size
 CAPACITY = 8 << 20
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Allocates the file's blocks now, so writes through the mapping never
+    need disk space the disk no longer has."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return
+    except (AttributeError, OSError):
+        pass  # macOS has no posix_fallocate; some file systems refuse it
+    zeros = bytes(1 << 20)
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros[:size - offset], offset)
+
+
 class JournalFull(OSError):
     pass
 
@@ -61,7 +74,7 @@ class Journal:
         if truncate:
             os.ftruncate(self._fd, 0)
         if os.fstat(self._fd).st_size < self.capacity:
-            os.posix_fallocate(self._fd, 0, self.capacity)
+            _reserve(self._fd, self.capacity)
         return mmap.mmap(self._fd, self.capacity)
 
     def append(self, payload: bytes) -> int:
