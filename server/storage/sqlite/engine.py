@@ -93,23 +93,31 @@ class Engine:
         submit(). For a batch of many cheap statements: run on the writer
         thread, each statement hands the GIL back and forth with the busy
         event loop, which costs both threads more than the statements."""
-        if self._closed or self._submitted != self._finished or not self._write_lock.acquire(blocking=False):
+        outcomes = self._run_inline([fn])
+        if outcomes is None:
             return self.submit(fn)
+        ((ok, value),) = outcomes
         fut: Future = Future()
         fut.set_running_or_notify_cancel()
-        try:
-            try:
-                ((ok, value),) = self._transaction(self._writer_conn, [fn])
-            except Unavailable as exc:
-                ok, value = False, exc
-            except Exception as exc:  # noqa: BLE001 - the caller hears of it through the future
-                log.exception("write failed")
-                self._abandon(self._writer_conn)
-                ok, value = False, Unavailable(f"the write failed: {exc}")
-        finally:
-            self._write_lock.release()
         fut.set_result(value) if ok else fut.set_exception(value)
         return fut
+
+    def _run_inline(self, fns: list[WriteFn]) -> list[tuple[bool, Any]] | None:
+        """(ok, result or exception) per fn, run in one transaction on the
+        calling thread; None when the writer thread has writes of its own
+        (they come first) or holds the connection."""
+        if self._closed or self._submitted != self._finished or not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._transaction(self._writer_conn, fns)
+        except Unavailable as exc:
+            return [(False, exc)] * len(fns)
+        except Exception as exc:  # noqa: BLE001 - the callers hear of it through their outcomes
+            log.exception("write failed")
+            self._abandon(self._writer_conn)
+            return [(False, Unavailable(f"the write failed: {exc}"))] * len(fns)
+        finally:
+            self._write_lock.release()
 
     async def write(self, fn: WriteFn, small: bool = False) -> Any:
         """Runs fn in a write transaction; returns once it is committed.
@@ -128,14 +136,8 @@ class Engine:
 
     def _flush_small(self) -> None:
         batch, self._small = self._small, []
-        if self._submitted == self._finished and self._write_lock.acquire(blocking=False):
-            try:
-                try:
-                    outcomes = self._transaction(self._writer_conn, [fn for fn, _ in batch])
-                except Unavailable as exc:
-                    outcomes = [(False, exc)] * len(batch)
-            finally:
-                self._write_lock.release()
+        outcomes = self._run_inline([fn for fn, _ in batch])
+        if outcomes is not None:
             for (_, future), (ok, value) in zip(batch, outcomes):
                 if not future.done():
                     future.set_result(value) if ok else future.set_exception(value)

@@ -163,7 +163,7 @@ class JournaledReports:
             return None
         if time.monotonic() - self._cache_since > CACHE_SECONDS:
             self.forget()
-        facts = self._trials.get(report.trial_id) or self._trial_facts(report.trial_id)
+        facts = self._trials.get(report.trial_id) or self._load_trial_facts(report.trial_id)
         if facts is None or m.target_problem(report.trial_id, facts[0], facts[1], report.trial_run_id):
             return None
         run = report.trial_run_id or facts[1]
@@ -221,12 +221,11 @@ class JournaledReports:
             self._direct.subtract(marks)
             self._direct += collections.Counter()
 
-    def _trial_facts(self, trial_id: int) -> tuple | None:
-        facts = self._trials.get(trial_id)
-        if facts is None:
-            facts = self.engine.query_one(_TRIAL, (trial_id,))
-            if facts is not None:
-                self._trials[trial_id] = facts = tuple(facts)
+    def _load_trial_facts(self, trial_id: int) -> tuple | None:
+        row = self.engine.query_one(_TRIAL, (trial_id,))
+        if row is None:
+            return None
+        self._trials[trial_id] = facts = tuple(row)
         return facts
 
     def forget(self) -> None:
@@ -299,11 +298,10 @@ class JournaledReports:
         Unavailable if that takes longer than timeout (the database fails)."""
         last = self._seq
         self.flush()
-        if not (self._unstored and next(iter(self._unstored)) <= last):
-            return
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self._unstored and next(iter(self._unstored)) <= last:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Unavailable("metric reports acknowledged earlier cannot be stored yet; see the server log")
             try:
