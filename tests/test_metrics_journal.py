@@ -23,6 +23,11 @@ from test_server import ServerProcess
 from trial_helpers import S, report
 
 
+def loss_report(trial_id, step, run=0, report_time=0) -> m.ReportDraft:
+    return m.ReportDraft(trial_id=trial_id, trial_run_id=run, group="training", steps=step, report_time=report_time,
+                         metrics={"loss": float(step)}, batch_metrics=[])
+
+
 def journaled(db_path) -> list[bytes]:
     journal = Journal(f"{db_path}-reports")
     try:
@@ -71,9 +76,7 @@ def test_start_up_stores_what_the_journal_holds_and_keeps_what_it_cannot_read(db
     # of a last record.
     journal = Journal(f"{db_path}-reports")
     for step in (1, 2, 3):
-        journal.append(encode(m.ReportDraft(trial_id=trial.id, trial_run_id=1, group="training", steps=step,
-                                            report_time=1_700_000_000_000_000 + step, metrics={"loss": float(step)},
-                                            batch_metrics=[])))
+        journal.append(encode(loss_report(trial.id, step, run=1, report_time=1_700_000_000_000_000 + step)))
     journal.append(b"not a report")
     torn_at = journal.size
     journal.close()
@@ -220,13 +223,10 @@ def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
             # storing the first two on its way empties the journal.
             storage.reports.journal = Journal(str(tmp_path / "small-journal"), capacity=200)
 
-            def draft(step):
-                return m.ReportDraft(trial_id=trial.id, trial_run_id=0, group="training", steps=step, report_time=0,
-                                     metrics={"loss": float(step)}, batch_metrics=[])
-
-            assert await storage.report_metrics(draft(1)) == (True, None)
-            assert await storage.report_metrics(draft(2)) == (True, None)
-            results = await asyncio.gather(storage.report_metrics(draft(10)), storage.report_metrics(draft(10)))
+            assert await storage.report_metrics(loss_report(trial.id, 1)) == (True, None)
+            assert await storage.report_metrics(loss_report(trial.id, 2)) == (True, None)
+            results = await asyncio.gather(storage.report_metrics(loss_report(trial.id, 10)),
+                                           storage.report_metrics(loss_report(trial.id, 10)))
             assert sorted(results) == [(False, None), (True, None)]
             summaries = await storage.metric_summaries([trial.id], "training")
             assert [(s["name"], s["summary"].count) for s in summaries] == [("loss", 3)]
