@@ -119,6 +119,53 @@ def test_resend_after_reconnect_leaves_no_duplicates(client):
     assert len(raw_samples(client, labels(trial.id))["values"]) == 85
 
 
+class _Conversation:
+    """A bidirectional stream driven one request at a time."""
+
+    def __init__(self, client):
+        import queue
+        self._requests = queue.Queue()
+        self._responses = profiler(client).StreamProfilerMetrics(iter(self._requests.get, None), timeout=30)
+
+    def send(self, request):
+        self._requests.put(request)
+
+    def until_acknowledged(self, sequence):
+        seen = []
+        for r in self._responses:
+            seen.append(r)
+            if r.acknowledged_sequence >= sequence:
+                return seen
+        raise AssertionError(f"stream ended before {sequence} was acknowledged: {seen}")
+
+    def close(self):
+        self._requests.put(None)
+        return list(self._responses)
+
+
+def test_a_batch_that_fills_a_gap_after_a_later_acknowledgement_is_rejected_not_lost(client):
+    trial = new_trial(client)
+    talk = _Conversation(client)
+    for seq in (1, 2, 5):
+        talk.send(ps.StreamProfilerMetricsRequest(stream_id="gap", sequence=seq, batch=batch(trial.id, seq * 10, 10)))
+    talk.until_acknowledged(5)
+    talk.send(ps.StreamProfilerMetricsRequest(stream_id="gap", sequence=3, batch=batch(trial.id, 30, 10)))
+    talk.send(ps.StreamProfilerMetricsRequest(stream_id="gap", sequence=6, batch=batch(trial.id, 60, 10)))
+    rest = talk.until_acknowledged(6) + talk.close()
+    assert [(r.rejected_sequence, r.acknowledged_sequence) for r in rest if r.rejected_sequence] == [(3, 5)]
+    assert "never stored" in next(r.rejected_reason for r in rest if r.rejected_sequence)
+    stored = raw_samples(client, labels(trial.id))["batches"]
+    assert sorted({b // 10 for b in stored}) == [1, 2, 5, 6]
+    # A resend of a stored sequence on a new stream is still a harmless duplicate,
+    # and a resend of the never-stored one is still refused.
+    again = stream(client, [
+        ps.StreamProfilerMetricsRequest(stream_id="gap", sequence=seq, batch=batch(trial.id, seq * 10, 10)) for seq in (2, 3, 5)
+    ])
+    assert [r.rejected_sequence for r in again if r.rejected_sequence] == [3]
+    assert again[-1].acknowledged_sequence == 6
+    assert len(raw_samples(client, labels(trial.id))["batches"]) == 40
+
+
 def test_acknowledged_means_durable_across_sigkill(db_path):
     server = ServerProcess(db_path)
     client = Client.connect(server.address)

@@ -132,16 +132,14 @@ class _IngestSession:
             if req.stream_id != self.stream_id:
                 await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
                 continue
-            if req.sequence <= self.last_sequence:
-                if self.stream_id and 0 < req.sequence <= self.acknowledged:
-                    # Already durable: a resend after a reconnect. Sequences at
-                    # or below the stored position are older than anything
-                    # still in flight, so acknowledging them is safe.
-                    await self.send(acknowledged_sequence=self.acknowledged)
-                    continue
+            # A sequence at or below the settled position is a resend after a
+            # reconnect, or a batch that comes too late: storage tells which,
+            # by whether it stored that very sequence.
+            settled = bool(self.stream_id) and 0 < req.sequence <= self.acknowledged
+            if req.sequence <= self.last_sequence and not settled:
                 await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
                 continue
-            self.last_sequence = req.sequence
+            self.last_sequence = max(self.last_sequence, req.sequence)
             if message.columns is None:
                 await self.reject(req.sequence, "batch is required")
                 continue

@@ -257,6 +257,17 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX task_logs_trial ON task_logs (trial_id, id);
         """,
     ),
+    (
+        4,
+        "stream batches stored by sequence",
+        """
+        CREATE TABLE profiler_stream_batches (
+            stream_id TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            PRIMARY KEY (stream_id, sequence)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

@@ -71,18 +71,35 @@ def _series_id(conn: sqlite3.Connection, labels: Labels, cache: dict) -> int | N
 
 
 def ingest(conn: sqlite3.Connection, stream_id: str, items: list[IngestItem], now: int) -> IngestResult:
-    """Stores the items not seen before on this stream, in the caller's transaction."""
+    """Stores the items not seen before on this stream, in the caller's transaction.
+
+    A stream's position is the highest sequence it settled. An item at or
+    below it is a resend when that very sequence was stored, and is rejected
+    otherwise: it arrived after a later one was acknowledged, and storing it
+    now would make that earlier acknowledgement a lie.
+    """
     last = 0
     if stream_id:
         row = conn.execute("SELECT last_sequence FROM profiler_streams WHERE stream_id = ?", (stream_id,)).fetchone()
         last = row[0] if row else 0
+    position = last
     result = IngestResult(acknowledged_sequence=last)
     cache: dict = {}
     deltas: dict[int, _SeriesDelta] = {}
     rows = []
+    stored_sequences = []
     for item in items:
-        if stream_id and item.sequence <= last:
-            result.duplicates += 1
+        if stream_id and item.sequence <= position:
+            if item.sequence in stored_sequences or conn.execute(
+                "SELECT 1 FROM profiler_stream_batches WHERE stream_id = ? AND sequence = ?", (stream_id, item.sequence)
+            ).fetchone():
+                result.duplicates += 1
+            else:
+                result.rejected.append((
+                    item.sequence,
+                    f"sequence {item.sequence} arrived after sequence {position} was settled and was never stored;"
+                    " sequences must increase: send it again with a new sequence number",
+                ))
             continue
         series_id = _series_id(conn, item.labels, cache)
         if series_id is None:
@@ -95,7 +112,10 @@ def ingest(conn: sqlite3.Connection, stream_id: str, items: list[IngestItem], no
             ))
             deltas.setdefault(series_id, _SeriesDelta()).add(s)
             result.stored_samples += s.count
-        result.acknowledged_sequence = max(result.acknowledged_sequence, item.sequence)
+            if stream_id:
+                stored_sequences.append(item.sequence)
+        position = max(position, item.sequence)
+    result.acknowledged_sequence = position
     conn.executemany(
         "INSERT INTO profiler_chunks (series_id, first_ts, last_ts, first_batch, last_batch, count, vmin, vmax, vlast, data)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -111,6 +131,11 @@ def ingest(conn: sqlite3.Connection, stream_id: str, items: list[IngestItem], no
             for sid, d in deltas.items()
         ],
     )
+    if stored_sequences:
+        conn.executemany(
+            "INSERT INTO profiler_stream_batches (stream_id, sequence) VALUES (?, ?)",
+            [(stream_id, seq) for seq in stored_sequences],
+        )
     if stream_id and result.acknowledged_sequence > last:
         conn.execute(
             "INSERT INTO profiler_streams (stream_id, last_sequence, update_time) VALUES (?, ?, ?)"
