@@ -35,7 +35,7 @@ async def fill(db: str, count: int, prefix: str, clients: int = 8) -> int:
             calls = []
             for p in protos[start:start + BATCH]:
                 trial = trial_from_proto(p)
-                calls.append(storage.create_trial(trial, "", lambda study, t=trial: validation.validate_new_trial(t, study)))
+                calls.append(storage.create_trial(trial, None, lambda study, t=trial: validation.validate_new_trial(t, study)))
             await asyncio.gather(*calls)
         return await storage.engine.read(lambda conn: conn.execute("SELECT count(*) FROM trials").fetchone()[0])
     finally:

@@ -52,7 +52,10 @@ def running_trial(client, name="t", **fields):
 
 def test_report_and_read_back(client):
     trial = running_trial(client)
-    resp = stub(client).ReportMetrics(req(trial.id, 10, loss=0.5, acc=0.75, note="text", flags=[1, 2]))
+    err = error_of(stub(client).ReportMetrics, req(trial.id, 10, loss=0.5, note="text", flags=[1, 2]))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.reason == "INVALID_FIELD"
+    assert sorted(err.violations) == ["metrics.metrics.avg_metrics[flags]", "metrics.metrics.avg_metrics[note]"]
+    resp = stub(client).ReportMetrics(req(trial.id, 10, loss=0.5, acc=0.75))
     assert resp.created
     names = stub(client).ListMetricNames(ms.ListMetricNamesRequest(trial_ids=[trial.id])).metrics
     assert [(s.group, s.name, s.count, s.last) for s in names] == [("training", "acc", 1, 0.75), ("training", "loss", 1, 0.5)]
@@ -60,7 +63,8 @@ def test_report_and_read_back(client):
     assert [(s.name, list(s.steps), list(s.values), list(s.trial_run_ids)) for s in series] == [
         ("loss", [10], [0.5], [1]), ("acc", [10], [0.75], [1])]
     got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
-    assert got.summary_metrics["training"]["loss"]["last"] == 0.5
+    assert [(x.group, x.name, x.last, x.count) for x in got.summary_metrics] == [
+        ("training", "acc", 0.75, 1), ("training", "loss", 0.5, 1)]
 
 
 def test_retries_never_duplicate(client):
@@ -68,11 +72,55 @@ def test_retries_never_duplicate(client):
     assert stub(client).ReportMetrics(req(trial.id, 1, loss=1.0)).created
     assert not stub(client).ReportMetrics(req(trial.id, 1, loss=1.0)).created
     assert stub(client).ReportMetrics(req(trial.id, 2, loss=0.9, request_id="r-2")).created
-    assert not stub(client).ReportMetrics(req(trial.id, 3, loss=0.8, request_id="r-2")).created
+    assert not stub(client).ReportMetrics(req(trial.id, 2, loss=0.9, request_id="r-2")).created
     (series,) = history(client, [trial.id], ["loss"]).series
     assert list(series.steps) == [1, 2]
     (summary,) = stub(client).GetLatestMetrics(ms.GetLatestMetricsRequest(trial_ids=[trial.id])).summaries
     assert summary.count == 2
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["just-acknowledged", "stored"])
+def test_a_reused_request_id_or_step_with_other_values_is_refused(client, journaled):
+    trial = running_trial(client)
+    other = running_trial(client, "other")
+    s = stub(client)
+    assert s.ReportMetrics(req(trial.id, 5, loss=0.5, acc=0.1, request_id="r-5")).created
+    if not journaled:
+        history(client, [trial.id], ["loss"])  # a read stores what the journal holds
+    err = error_of(s.ReportMetrics, req(trial.id, 6, loss=0.4, request_id="r-5"))
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED")
+    err = error_of(s.ReportMetrics, req(trial.id, 5, loss=0.7, acc=0.1))
+    assert (err.code, err.reason) == (grpc.StatusCode.ALREADY_EXISTS, "METRIC_CONFLICT")
+    assert "step 5" in err.message
+    # New names at a stored step are a conflict too: a step is reported once.
+    err = error_of(s.ReportMetrics, req(trial.id, 5, loss=0.5, acc=0.1, lr=0.01))
+    assert err.reason == "METRIC_CONFLICT"
+    # The same values, with or without the request_id, are a retry.
+    assert not s.ReportMetrics(req(trial.id, 5, acc=0.1, loss=0.5, request_id="r-5")).created
+    assert not s.ReportMetrics(req(trial.id, 5, acc=0.1, loss=0.5)).created
+    # A request_id belongs to its trial: another trial's "r-5" is its own.
+    assert s.ReportMetrics(req(other.id, 6, loss=0.4, request_id="r-5")).created
+    (series,) = history(client, [trial.id], ["loss"]).series
+    assert (list(series.steps), list(series.values)) == ([5], [0.5])
+    assert [r.errors[0].reason for r in [s.AddEvents(ms.AddEventsRequest(reports=[req(trial.id, 5, loss=0.9)]))]][0].startswith(
+        "step 5 of group 'training'")
+
+
+def test_non_finite_values_arrive_as_strings_from_json_clients_and_read_back_in_json(client):
+    from google.protobuf import json_format
+    trial = running_trial(client)
+    report = json_format.Parse(
+        '{"metrics": {"trialId": "%d", "stepsCompleted": "3", "metrics": {"avgMetrics": {"loss": "NaN", "gain": "-Infinity"}}},'
+        ' "group": "validation"}' % trial.id, ms.ReportMetricsRequest())
+    assert stub(client).ReportMetrics(report).created
+    got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    as_json = json_format.MessageToDict(got)
+    assert as_json["latestValidation"]["metrics"]["avgMetrics"] == {"loss": "NaN", "gain": "-Infinity"}
+    by_name = {x["name"]: x for x in as_json["summaryMetrics"]}
+    assert by_name["loss"]["last"] == "NaN" and by_name["gain"]["last"] == "-Infinity"
+    assert by_name["loss"]["count"] == "1"
+    (series,) = history(client, [trial.id], ["gain"], group="validation").series
+    assert series.values[0] == -math.inf
 
 
 def test_summaries_are_exact_with_nan_and_infinity(client):
@@ -87,7 +135,7 @@ def test_summaries_are_exact_with_nan_and_infinity(client):
     finite = values[~np.isnan(values)]
     assert s.count == 250 and s.last == values[-1] and s.last_step == 249
     assert s.min == finite.min() and s.max == math.inf and s.mean == math.inf
-    assert s.last_100_mean == pytest.approx(values[150:][~np.isnan(values[150:])].mean())
+    assert s.recent_mean == pytest.approx(values[150:][~np.isnan(values[150:])].mean())
     (series,) = history(client, [trial.id], ["loss"]).series
     assert math.isnan(series.values[17]) and series.values[200] == math.inf
     assert list(series.values[:17]) == list(values[:17])

@@ -25,7 +25,7 @@ from trial_helpers import S, report
 
 def loss_report(trial_id, step, run=0, report_time=0) -> m.ReportDraft:
     return m.ReportDraft(trial_id=trial_id, trial_run_id=run, group="training", steps=step, report_time=report_time,
-                         metrics={"loss": float(step)}, batch_metrics=[])
+                         metrics={"loss": float(step)})
 
 
 def journaled(db_path) -> list[bytes]:
@@ -56,7 +56,7 @@ def test_every_acknowledged_report_survives_sigkill(db_path):
         assert {x.name: (x.count, x.last, x.last_step) for x in summaries} == {
             "loss": (300, 300.0, 300), "acc": (300, 1.0, 300)}
         # A retry of an acknowledged report after the restart is still a retry.
-        assert not stub(c2).ReportMetrics(req(trial.id, 300, loss=300.0)).created
+        assert not stub(c2).ReportMetrics(req(trial.id, 300, loss=300.0, acc=1.0)).created
         c2.channel.close()
     finally:
         again.terminate()
@@ -110,7 +110,8 @@ def test_retries_of_reports_not_stored_yet_are_recognised(client):
     assert s.ReportMetrics(req(trial.id, 10, loss=1.0)).created
     assert not s.ReportMetrics(req(trial.id, 10, loss=1.0)).created
     assert s.ReportMetrics(req(trial.id, 11, loss=2.0, request_id="job-7/11")).created
-    assert not s.ReportMetrics(req(trial.id, 12, loss=3.0, request_id="job-7/11")).created
+    assert not s.ReportMetrics(req(trial.id, 11, loss=2.0, request_id="job-7/11")).created
+    assert error_of(s.ReportMetrics, req(trial.id, 12, loss=3.0, request_id="job-7/11")).reason == "REQUEST_ID_REUSED"
     # An older step that was never reported is new; a second time it is not.
     assert s.ReportMetrics(req(trial.id, 5, loss=0.5)).created
     assert not s.ReportMetrics(req(trial.id, 5, loss=0.5)).created
@@ -127,7 +128,7 @@ def test_reports_then_state_changes_apply_in_order(client):
     err = error_of(s.ReportMetrics, req(trial.id, 6, loss=6.0))
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
     got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
-    assert got.summary_metrics["training"]["loss"]["count"] == 5
+    assert [(x.name, x.count) for x in got.summary_metrics] == [("loss", 5)]
     # A new run reported right behind journaled reports archives them in order.
     other = running_trial(client, "restarted")
     for step in range(10, 101, 10):
@@ -217,7 +218,7 @@ def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
         storage = SqliteStorage(str(tmp_path / "race.db"))
         await storage.open()
         try:
-            trial = await storage.create_trial(Trial(name="race"), "", lambda study: None)
+            trial = await storage.create_trial(Trial(name="race"), None, lambda study: None)
             storage.reports.journal.close()
             # Room for two records: the third report goes the direct way, and
             # storing the first two on its way empties the journal.

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
 from trialplane.server.domain import listing, trial_lifecycle as lifecycle
 from trialplane.server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from trialplane.server.domain.models import Study, Trial, TrialState, Worker
@@ -50,11 +51,17 @@ async def list_all(storage, flt, order, size):
             return out
 
 
+def key(method: str, request_id: str, digest: bytes = b"same", parent: str = "") -> RequestKey:
+    return RequestKey(method, parent, request_id, digest)
+
+
 def test_study_create_unique_and_idempotent(run):
     async def body(s):
-        a = await s.create_study(Study(name="a"), request_id="r1")
-        again = await s.create_study(Study(name="a"), request_id="r1")
+        a = await s.create_study(Study(name="a"), key("CreateStudy", "r1"))
+        again = await s.create_study(Study(name="a"), key("CreateStudy", "r1"))
         assert again.id == a.id and again.version == 1
+        with pytest.raises(RequestIdReused):
+            await s.create_study(Study(name="b"), key("CreateStudy", "r1", b"another study"))
         with pytest.raises(AlreadyExists):
             await s.create_study(Study(name="a"))
         assert (await s.get_study_by_name("a")).id == a.id
@@ -68,7 +75,7 @@ def test_trial_round_trip_keeps_types(run):
     async def body(s):
         t = await s.create_trial(
             Trial(name="x", hyperparameters={"f": 1.0, "i": 3, "s": "adam", "b": False}, tags=["t"]),
-            "", lambda study: None,
+            None, lambda study: None,
         )
         got = await s.get_trial(t.id)
         assert got.hyperparameters == {"f": 1.0, "i": 3, "s": "adam", "b": False}
@@ -80,11 +87,11 @@ def test_trial_round_trip_keeps_types(run):
 
 def test_change_trial_appends_numbered_events_and_dedups_request_ids(run):
     async def body(s):
-        t = await s.create_trial(Trial(), "", lambda study: None)
+        t = await s.create_trial(Trial(), None, lambda study: None)
         report = lifecycle.StateReport(state=TrialState.RUNNING)
-        await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, report), "req-1")
-        restarted = await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), "req-2")
-        again = await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), "req-2")
+        await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, report), key("ReportTrialState", "req-1"))
+        restarted = await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "req-2"))
+        again = await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "req-2"))
         assert restarted.restarts == again.restarts == 1 and again.version == restarted.version
         events = await s.list_trial_events(t.id, 0, 10)
         assert [(e.sequence, e.from_state, e.to_state) for e in events] == [
@@ -92,13 +99,15 @@ def test_change_trial_appends_numbered_events_and_dedups_request_ids(run):
             (2, TrialState.RUNNING, TrialState.QUEUED),
         ]
         assert [e.sequence for e in await s.list_trial_events(t.id, 0, 10, descending=True)] == [2, 1]
+        with pytest.raises(RequestIdReused):
+            await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "req-2", b"other"))
 
     run(body)
 
 
 def test_failed_change_leaves_no_trace_and_neighbours_commit(run):
     async def body(s):
-        trials = [await s.create_trial(Trial(name=f"n{i}"), "", lambda study: None) for i in range(20)]
+        trials = [await s.create_trial(Trial(name=f"n{i}"), None, lambda study: None) for i in range(20)]
 
         def change_for(i):
             if i % 2:
@@ -127,7 +136,7 @@ def test_keyset_pages_match_a_full_sort(run, field):
 
     async def body(s):
         for i in range(45):
-            t = await s.create_trial(Trial(name=rng.choice(["a", "b", "c"]) + str(rng.randint(0, 3))), "", lambda st: None)
+            t = await s.create_trial(Trial(name=rng.choice(["a", "b", "c"]) + str(rng.randint(0, 3))), None, lambda st: None)
             if rng.random() < 0.5:
                 steps = rng.randint(0, 3)
                 await s.change_trial(t.id, lambda tr, now, steps=steps: lifecycle.report_state(
@@ -148,7 +157,7 @@ def test_ilike_agrees_with_the_reference_matcher(run):
 
     async def body(s):
         for name in names:
-            await s.create_trial(Trial(name=name or "placeholder"), "", lambda st: None)
+            await s.create_trial(Trial(name=name or "placeholder"), None, lambda st: None)
         stored = [t.name for t in await list_all(s, listing.TrialFilter(), listing.Order(), 1000)]
         for pattern in patterns:
             flt = listing.TrialFilter(name_pattern=listing.check_ilike(pattern))
@@ -162,8 +171,8 @@ def test_ilike_agrees_with_the_reference_matcher(run):
 def test_study_trial_count_and_cascade(run):
     async def body(s):
         study = await s.create_study(Study(name="s"))
-        t = await s.create_trial(Trial(study_id=study.id), "", lambda st: None)
-        await s.register_worker(Worker(trial_id=t.id, type="w"), "", lambda tr: None)
+        t = await s.create_trial(Trial(study_id=study.id), None, lambda st: None)
+        await s.register_worker(Worker(trial_id=t.id, type="w"), None, lambda tr: None)
         assert (await s.get_study(study.id)).trial_count == 1
         await s.delete_study(study.id, lambda st: None)
         with pytest.raises(NotFound):
@@ -176,8 +185,8 @@ def test_study_trial_count_and_cascade(run):
 
 def test_trials_due_by_deadline(run):
     async def body(s):
-        a = await s.create_trial(Trial(), "", lambda st: None)
-        await s.create_trial(Trial(), "", lambda st: None)
+        a = await s.create_trial(Trial(), None, lambda st: None)
+        await s.create_trial(Trial(), None, lambda st: None)
         await s.change_trial(a.id, lambda tr, now: lifecycle.report_state(tr, now, lifecycle.StateReport(state=TrialState.RUNNING)))
         stopped = await s.change_trial(a.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=10))
         assert await s.trials_due(stopped.stop_deadline - 1) == []
@@ -188,7 +197,7 @@ def test_trials_due_by_deadline(run):
 
 def test_concurrent_creates_are_all_kept(run):
     async def body(s):
-        created = await asyncio.gather(*(s.create_trial(Trial(name=f"c{i}"), f"r{i}", lambda st: None) for i in range(300)))
+        created = await asyncio.gather(*(s.create_trial(Trial(name=f"c{i}"), key("CreateTrial", f"r{i}"), lambda st: None) for i in range(300)))
         assert len({t.id for t in created}) == 300
         assert len(await list_all(s, listing.TrialFilter(), listing.Order(), 1000)) == 300
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
 
-from ..domain.errors import invalid
+from trialplane.v1 import metrics_pb2
+
+from ..domain import validation
+from ..domain.errors import FieldViolation, InvalidArgument, invalid
+from ..domain.idempotency import RequestKey
 
 US = 1_000_000
 
@@ -16,6 +21,20 @@ def require_id(value: int, field: str, resource: str) -> int:
     if value <= 0:
         raise invalid(field, f"must be a {resource} id (a positive number)")
     return value
+
+
+def request_key(request, method: str, parent: str = "") -> RequestKey | None:
+    """The scoped request_id of a write with a digest of the rest of the
+    request, or None when the client sent no request_id."""
+    request_id = request.request_id
+    validation.check_request_id(request_id)
+    if not request_id:
+        return None
+    rest = type(request)()
+    rest.CopyFrom(request)
+    rest.ClearField("request_id")
+    digest = hashlib.blake2b(rest.SerializeToString(deterministic=True), digest_size=16).digest()
+    return RequestKey(method, parent, request_id, digest)
 
 
 def timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
@@ -91,15 +110,27 @@ def value_to_python(v: struct_pb2.Value):
     return getattr(v, kind)
 
 
-def split_struct(s: struct_pb2.Struct) -> tuple[dict, dict]:
-    """(all entries, numeric entries) of a metrics Struct in one pass."""
-    out, numbers = {}, {}
+_NON_FINITE_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def metric_values(s: struct_pb2.Struct, path: str) -> dict[str, float]:
+    """The values of a metrics Struct: numbers, or the strings a JSON client
+    sends for non-finite ones; INVALID_ARGUMENT names every other entry."""
+    out = {}
+    bad = []
     for k, v in s.fields.items():
-        if v.WhichOneof("kind") == "number_value":
-            out[k] = numbers[k] = v.number_value
+        kind = v.WhichOneof("kind")
+        if kind == "number_value":
+            out[k] = v.number_value
+        elif kind == "string_value" and v.string_value in _NON_FINITE_NAMES:
+            out[k] = _NON_FINITE_NAMES[v.string_value]
         else:
-            out[k] = value_to_python(v)
-    return out, numbers
+            bad.append(k)
+    if bad:
+        raise InvalidArgument([
+            FieldViolation(f"{path}[{k}]", 'must be a number, "NaN", "Infinity" or "-Infinity"') for k in sorted(bad)
+        ])
+    return out
 
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict:
@@ -111,13 +142,38 @@ def struct_to_dict(s: struct_pb2.Struct) -> dict:
     return out
 
 
+# Struct numbers must be finite to map to JSON, so the server writes the
+# non-finite ones as the strings proto3 JSON uses for doubles.
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else _NON_FINITE[value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def dict_to_struct(d: dict | None) -> struct_pb2.Struct | None:
-    """A Struct of d, or None (the field left unset) when d is empty."""
+    """A Struct of d, or None (the field left unset) when d is empty.
+    Non-finite numbers become "NaN", "Infinity" or "-Infinity"."""
     if not d:
         return None
     s = struct_pb2.Struct()
-    s.update(d)
+    s.update(_json_safe(d))
     return s
+
+
+def summary_to_proto(trial_id: int, group: str, name: str, x) -> metrics_pb2.MetricSummary:
+    """The MetricSummary of a domain SeriesSummary."""
+    return metrics_pb2.MetricSummary(
+        trial_id=trial_id, group=group, name=name, last=x.last, min=x.vmin, max=x.vmax, mean=x.mean,
+        count=x.count, recent_mean=x.recent_mean, last_step=max(x.last_step, 0),
+        last_time=timestamp(x.last_time) if x.last_time else None,
+    )
 
 
 def check_read_mask(mask: field_mask_pb2.FieldMask, descriptor, field: str = "read_mask") -> None:

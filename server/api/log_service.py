@@ -64,6 +64,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
     async def AddLogs(self, request, context):
         if len(request.logs) > m.MAX_BATCH_ITEMS:
             raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} lines per AddLogs call (got {len(request.logs)})")
+        key = convert.request_key(request, "AddLogs")
         batch = m.IngestBatch(
             logs=[log_draft(line, f"logs[{i}]") for i, line in enumerate(request.logs)],
             log_index=list(range(len(request.logs))),
@@ -71,7 +72,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         # All-or-nothing: check the trials before writing anything.
         for trial_id in {d.trial_id for d in batch.logs}:
             await self.storage.get_trial(trial_id)
-        outcome = await self.storage.ingest_metrics(batch)
+        outcome = await self.storage.ingest_metrics(batch, key)
         if outcome.errors:
             _, index, kind, message = outcome.errors[0]
             raise refused(request.logs[index].trial_id, kind, message)

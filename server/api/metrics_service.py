@@ -7,7 +7,7 @@ import json
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
 
 from ..domain import listing, metrics as m, trial_lifecycle
-from ..domain.errors import DomainError, FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
+from ..domain.errors import DomainError, MetricConflict, FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
@@ -48,8 +48,7 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
     ("" for a ReportMetrics request, "reports[3]." inside AddEvents)."""
     # Each field is read once: on the hot path every protobuf access counts.
     tm = req.metrics
-    values = tm.metrics
-    metrics, scalars = convert.split_struct(values.avg_metrics)
+    metrics = convert.metric_values(tm.metrics.avg_metrics, f"{path}metrics.metrics.avg_metrics")
     trial_id, run, steps = tm.trial_id, tm.trial_run_id, tm.steps_completed
     group, request_id = req.group, req.request_id
     # The common case passes these cheap checks; only a failure builds the
@@ -58,9 +57,7 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
             or not m.names_ok((group, *metrics))):
         _report_violations(req, metrics, path).raise_if_any()
     report_time = convert.timestamp_us(tm.report_time, f"{path}metrics.report_time") if tm.HasField("report_time") else 0
-    batch = values.batch_metrics
-    return m.ReportDraft(trial_id, run, group, steps, report_time, metrics,
-                         [convert.struct_to_dict(b) for b in batch] if batch else [], request_id, scalars)
+    return m.ReportDraft(trial_id, run, group, steps, report_time, metrics, request_id)
 
 
 def _event_time(item, path: str) -> int:
@@ -122,12 +119,7 @@ def log_draft(line: log_pb2.TaskLog, path: str) -> m.LogDraft:
 
 
 def summary_to_proto(s: dict) -> metrics_pb2.MetricSummary:
-    x: m.SeriesSummary = s["summary"]
-    return metrics_pb2.MetricSummary(
-        trial_id=s["trial_id"], group=s["group"], name=s["name"], last=x.last, min=x.vmin, max=x.vmax, mean=x.mean,
-        count=x.count, last_100_mean=x.last_100_mean, last_step=max(x.last_step, 0),
-        last_time=convert.timestamp(x.last_time) if x.last_time else None,
-    )
+    return convert.summary_to_proto(s["trial_id"], s["group"], s["name"], s["summary"])
 
 
 def columns(series: ms.MetricSeries, cols: m.PointColumns) -> None:
@@ -152,6 +144,10 @@ def refused(trial_id: int, kind: str, message: str):
     """The error for a single-item call whose item was refused."""
     if kind == "NOT_FOUND":
         return NotFound("trial", trial_id)
+    if kind == "METRIC_CONFLICT":
+        return MetricConflict(message, {"trial_id": trial_id})
+    if kind == "REQUEST_ID_REUSED":
+        return FailedPrecondition(message, reason="REQUEST_ID_REUSED", metadata={"trial_id": trial_id})
     if kind == "STALE_RUN":
         return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
     return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
@@ -175,6 +171,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         total = len(request.reports) + len(request.events) + len(request.logs)
         if total > m.MAX_BATCH_ITEMS:
             raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} items per AddEvents call (got {total})")
+        key = convert.request_key(request, "AddEvents")
         batch = m.IngestBatch()
         errors: list[ms.ItemError] = []
 
@@ -196,7 +193,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 batch.log_index.append(i)
             except DomainError as exc:
                 errors.append(ms.ItemError(index=i, list="logs", reason=exc.message))
-        outcome = await self.storage.ingest_metrics(batch)
+        outcome = await self.storage.ingest_metrics(batch, key)
         if outcome.added:
             self.notifier.notify()
         errors.extend(ms.ItemError(index=i, list=name, reason=message) for name, i, _, message in outcome.errors)

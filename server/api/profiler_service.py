@@ -184,10 +184,11 @@ class ProfilerServicer:
 
     @rpc
     async def ReportProfilerMetrics(self, request, context):
+        key = convert.request_key(request, "ReportProfilerMetrics")
         item = prepare(1, request.batch, _columns_from_message(request.batch))
         if isinstance(item, str):
             raise invalid("batch", item)
-        result = await self.storage.ingest_profiler("", [item])
+        result = await self.storage.ingest_profiler("", [item], key)
         if result.rejected:
             raise invalid("batch.labels.trial_id", result.rejected[0][1])
         self.notifier.notify()

@@ -130,10 +130,10 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
 
     @rpc
     async def CreateStudy(self, request, context):
-        validation.check_request_id(request.request_id)
+        key = convert.request_key(request, "CreateStudy")
         study = study_from_proto(request.study)
         validation.validate_study(study)
-        return study_to_proto(await self.storage.create_study(study, request.request_id))
+        return study_to_proto(await self.storage.create_study(study, key))
 
     @rpc
     async def GetStudy(self, request, context):

@@ -98,15 +98,11 @@ def trial_from_proto(p: trial_pb2.Trial) -> Trial:
     )
 
 
-def _summary_struct(summary: dict) -> dict:
-    return {
-        group: {
-            name: {"last": s.last, "min": s.vmin, "max": s.vmax, "mean": s.mean, "count": s.count,
-                   "last_100_mean": s.last_100_mean, "last_step": s.last_step}
-            for name, s in by_name.items()
-        }
-        for group, by_name in summary.items()
-    }
+def _summaries(t: Trial) -> list[metrics_pb2.MetricSummary]:
+    return [
+        convert.summary_to_proto(t.id, group, name, t.summary_metrics[group][name])
+        for group in sorted(t.summary_metrics) for name in sorted(t.summary_metrics[group])
+    ]
 
 
 def workload_to_proto(w: dict | None) -> metrics_pb2.MetricsWorkload | None:
@@ -154,7 +150,7 @@ _EXPENSIVE = {
     "best_validation": lambda t: workload_to_proto(t.best_validation),
     "latest_validation": lambda t: workload_to_proto(t.latest_validation),
     "best_checkpoint": lambda t: checkpoint_workload_to_proto(t.best_checkpoint),
-    "summary_metrics": lambda t: convert.dict_to_struct(_summary_struct(t.summary_metrics)),
+    "summary_metrics": _summaries,
     "start_time": lambda t: convert.timestamp(t.start_time),
     "end_time": lambda t: convert.timestamp(t.end_time),
     "create_time": lambda t: convert.timestamp(t.create_time),
@@ -223,16 +219,20 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         fields = {path.split(".", 1)[0] for path in mask.paths}
         return convert.apply_read_mask(trial_to_proto(trial, self.clock(), fields), mask)
 
-    async def _change(self, trial_id: int, fn, request_id: str = "") -> trial_pb2.Trial:
-        validation.check_request_id(request_id)
-        trial = await self.storage.change_trial(_require_id(trial_id), fn, request_id)
+    async def _change(self, trial_id: int, fn, key=None) -> trial_pb2.Trial:
+        trial = await self.storage.change_trial(_require_id(trial_id), fn, key)
         self.changes.notify(trial_id)
         return self._out(trial)
 
+    async def _transition(self, request, fn, method: str) -> trial_pb2.Trial:
+        """A transition request: its request_id is scoped to the method and the trial."""
+        trial_id = _require_id(request.id)
+        return await self._change(trial_id, fn, convert.request_key(request, method, f"trial {trial_id}"))
+
     @rpc
     async def CreateTrial(self, request, context):
-        validation.check_request_id(request.request_id)
         trial = trial_from_proto(request.trial)
+        key = convert.request_key(request, "CreateTrial", f"study {trial.study_id}" if trial.study_id > 0 else "")
         if trial.study_id < 0:
             raise invalid("trial.study_id", "must be a study id or 0")
 
@@ -241,7 +241,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             if study is not None:
                 study_rules.check_accepts_trials(study)
 
-        return self._out(await self.storage.create_trial(trial, request.request_id, admit))
+        return self._out(await self.storage.create_trial(trial, key, admit))
 
     @rpc
     async def GetTrial(self, request, context):
@@ -292,28 +292,28 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         grace = None
         if request.HasField("grace_period"):
             grace = convert.duration_seconds(request.grace_period, "grace_period")
-        return await self._change(
-            request.id,
+        return await self._transition(
+            request,
             lambda t, now: lifecycle.stop(t, now, grace_seconds=grace, message=request.message, etag=request.etag),
-            request.request_id,
+            "StopTrial",
         )
 
     @rpc
     async def KillTrial(self, request, context):
-        return await self._change(
-            request.id, lambda t, now: lifecycle.kill(t, now, message=request.message, etag=request.etag), request.request_id
+        return await self._transition(
+            request, lambda t, now: lifecycle.kill(t, now, message=request.message, etag=request.etag), "KillTrial"
         )
 
     @rpc
     async def PauseTrial(self, request, context):
-        return await self._change(
-            request.id, lambda t, now: lifecycle.pause(t, now, message=request.message, etag=request.etag), request.request_id
+        return await self._transition(
+            request, lambda t, now: lifecycle.pause(t, now, message=request.message, etag=request.etag), "PauseTrial"
         )
 
     @rpc
     async def ActivateTrial(self, request, context):
-        return await self._change(
-            request.id, lambda t, now: lifecycle.activate(t, now, message=request.message, etag=request.etag), request.request_id
+        return await self._transition(
+            request, lambda t, now: lifecycle.activate(t, now, message=request.message, etag=request.etag), "ActivateTrial"
         )
 
     @rpc
@@ -325,10 +325,10 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             v = ViolationCollector()
             validation.check_resources(v, "resources", probe)
             v.raise_if_any()
-        return await self._change(
-            request.id,
+        return await self._transition(
+            request,
             lambda t, now: lifecycle.restart(t, now, resources=resources, message=request.message, etag=request.etag),
-            request.request_id,
+            "RestartTrial",
         )
 
     @rpc
@@ -349,15 +349,15 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             details=convert.struct_to_dict(request.details),
             etag=request.etag,
         )
-        return await self._change(request.id, lambda t, now: lifecycle.report_state(t, now, report), request.request_id)
+        return await self._transition(request, lambda t, now: lifecycle.report_state(t, now, report), "ReportTrialState")
 
     @rpc
     async def ReportEarlyExit(self, request, context):
         reason = EARLY_EXIT.to_domain(request.early_exit.reason, "early_exit.reason", required=True)
-        return await self._change(
-            request.id,
+        return await self._transition(
+            request,
             lambda t, now: lifecycle.report_early_exit(t, now, reason, request.trial_run_id),
-            request.request_id,
+            "ReportEarlyExit",
         )
 
     @rpc

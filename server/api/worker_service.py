@@ -49,13 +49,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @rpc
     async def RegisterWorker(self, request, context):
-        validation.check_request_id(request.request_id)
         p = request.worker
+        key = convert.request_key(request, "RegisterWorker", f"trial {p.trial_id}")
         worker = Worker(
             trial_id=p.trial_id, type=p.type, tags=list(p.tags), address=p.address, rank=p.rank, slots=p.slots
         )
         validation.validate_new_worker(worker)
-        stored = await self.storage.register_worker(worker, request.request_id, worker_lifecycle.admit_registration)
+        stored = await self.storage.register_worker(worker, key, worker_lifecycle.admit_registration)
         self.joined.notify(stored.trial_id)
         return worker_to_proto(stored)
 

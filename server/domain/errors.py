@@ -51,6 +51,15 @@ class AlreadyExists(DomainError):
         super().__init__(f"{resource} {key!r} already exists", metadata={"resource": resource, "key": key})
 
 
+class MetricConflict(AlreadyExists):
+    """A report names a stored step with other values."""
+
+    reason = "METRIC_CONFLICT"
+
+    def __init__(self, message: str, metadata: dict):
+        DomainError.__init__(self, message, metadata=metadata)
+
+
 class FailedPrecondition(DomainError):
     reason = "ILLEGAL_TRANSITION"
 

@@ -9,6 +9,9 @@ histories. NaN values are kept; min, max and means skip them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import marshal
 import math
 import re
 from dataclasses import dataclass, field
@@ -75,20 +78,40 @@ class PointDraft:
 
 @dataclass
 class ReportDraft:
+    """One report of one step: every value a float (NaN and infinities allowed).
+
+    A step of a (trial, run, group) is reported once. A report of a stored
+    step with the same values is a retry; with other values (other names
+    included) it is a conflict, refused rather than merged or dropped."""
+
     trial_id: int
     trial_run_id: int
     group: str
     steps: int
     report_time: int
-    metrics: dict
-    batch_metrics: list
+    metrics: dict[str, float]
     request_id: str = ""
-    # The numeric entries of metrics; filled from metrics when not given.
-    scalars: dict | None = None
 
-    def __post_init__(self) -> None:
-        if self.scalars is None:
-            self.scalars = scalar_metrics(self.metrics)
+    @property
+    def scalars(self) -> dict[str, float]:
+        return self.metrics
+
+    @property
+    def digest(self) -> bytes:
+        """Identifies the values, to tell a retry from a conflicting report."""
+        return hashlib.blake2b(marshal.dumps(sorted(self.metrics.items())), digest_size=8).digest()
+
+    def same_values(self, stored_digest: bytes | None) -> bool:
+        # Reports stored before digests were kept match any values.
+        return stored_digest is None or bytes(stored_digest) == self.digest
+
+    def conflict_message(self) -> str:
+        return (f"step {self.steps} of group {self.group!r} of trial {self.trial_id} was reported with other values;"
+                " a step is reported once")
+
+    def reused_message(self) -> str:
+        return (f"request_id {self.request_id!r} of trial {self.trial_id} named another report;"
+                " send a new request_id for a new report")
 
 
 @dataclass
@@ -108,7 +131,7 @@ class SeriesSummary:
         return self.total / self.finite_count if self.finite_count else math.nan
 
     @property
-    def last_100_mean(self) -> float:
+    def recent_mean(self) -> float:
         values = [x for x in self.recent if not math.isnan(x)]
         return sum(values) / len(values) if values else math.nan
 
@@ -278,11 +301,23 @@ class IngestOutcome:
     added: int = 0
     duplicates: int = 0
     log_points: int = 0
-    # (list name, index, kind, message); kind is NOT_FOUND, TERMINAL or STALE_RUN.
+    # (list name, index, kind, message); kind is NOT_FOUND, TERMINAL, STALE_RUN,
+    # METRIC_CONFLICT or REQUEST_ID_REUSED.
     errors: list[tuple[str, int, str, str]] = field(default_factory=list)
     # Per report: True if stored now, False if it was a retry of a stored one.
     report_created: list[bool] = field(default_factory=list)
     trial_ids: set[int] = field(default_factory=set)
+
+    def to_record(self) -> str:
+        """What a retry of the same request answers, as JSON."""
+        return json.dumps({"added": self.added, "duplicates": self.duplicates, "log_points": self.log_points,
+                           "errors": self.errors, "report_created": self.report_created})
+
+    @classmethod
+    def from_record(cls, record: str) -> "IngestOutcome":
+        r = json.loads(record)
+        return cls(added=r["added"], duplicates=r["duplicates"], log_points=r["log_points"],
+                   errors=[tuple(e) for e in r["errors"]], report_created=r["report_created"])
 
 
 def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tuple[str, str] | None:

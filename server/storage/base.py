@@ -9,9 +9,11 @@ pass tests/test_storage_conformance.py.
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..domain.idempotency import RequestKey
 from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
 from ..domain import metrics as m
@@ -42,6 +44,14 @@ class IngestResult:
     stored_samples: int = 0
     duplicates: int = 0
 
+    def to_record(self) -> str:
+        return json.dumps([self.acknowledged_sequence, self.rejected, self.stored_samples, self.duplicates])
+
+    @classmethod
+    def from_record(cls, record: str) -> "IngestResult":
+        ack, rejected, stored, duplicates = json.loads(record)
+        return cls(ack, [tuple(r) for r in rejected], stored, duplicates)
+
 
 @dataclass
 class SeriesInfo:
@@ -64,7 +74,9 @@ class Storage(abc.ABC):
 
     # Studies
     @abc.abstractmethod
-    async def create_study(self, study: Study, request_id: str = "") -> Study: ...
+    async def create_study(self, study: Study, key: RequestKey | None = None) -> Study:
+        """Inserts a study; a request seen before returns the study it created
+        (RequestIdReused for the same id with another request)."""
 
     @abc.abstractmethod
     async def get_study(self, study_id: int) -> Study: ...
@@ -84,8 +96,9 @@ class Storage(abc.ABC):
 
     # Trials
     @abc.abstractmethod
-    async def create_trial(self, trial: Trial, request_id: str, admit: Callable[[Study | None], None]) -> Trial:
-        """Inserts a trial after admit(study) accepted it, in one transaction."""
+    async def create_trial(self, trial: Trial, key: RequestKey | None, admit: Callable[[Study | None], None]) -> Trial:
+        """Inserts a trial after admit(study) accepted it, in one transaction;
+        a request seen before returns the trial it created."""
 
     @abc.abstractmethod
     async def get_trial(self, trial_id: int) -> Trial: ...
@@ -94,9 +107,9 @@ class Storage(abc.ABC):
     async def list_trials(self, flt: TrialFilter, page: Page) -> tuple[list[Trial], tuple | None]: ...
 
     @abc.abstractmethod
-    async def change_trial(self, trial_id: int, change: TrialChange, request_id: str = "") -> Trial:
-        """Applies change(trial, now) and appends its events. A request_id seen
-        before on this trial returns the trial without applying anything."""
+    async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
+        """Applies change(trial, now) and appends its events. A request seen
+        before returns the trial as it is now without applying anything."""
 
     @abc.abstractmethod
     async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial: ...
@@ -117,7 +130,9 @@ class Storage(abc.ABC):
 
     # Workers
     @abc.abstractmethod
-    async def register_worker(self, worker: Worker, request_id: str, admit: Callable[[Trial], None]) -> Worker: ...
+    async def register_worker(self, worker: Worker, key: RequestKey | None, admit: Callable[[Trial], None]) -> Worker:
+        """Inserts a worker after admit(trial); a request seen before returns
+        the worker it registered."""
 
     @abc.abstractmethod
     async def get_worker(self, worker_id: int) -> Worker: ...
@@ -133,9 +148,10 @@ class Storage(abc.ABC):
 
     # Profiler samples
     @abc.abstractmethod
-    async def ingest_profiler(self, stream_id: str, items: list[IngestItem]) -> IngestResult:
-        """Stores batches atomically; with a stream_id, sequences at or below the
-        stream's acknowledged one are dropped as duplicates."""
+    async def ingest_profiler(self, stream_id: str, items: list[IngestItem], key: RequestKey | None = None) -> IngestResult:
+        """Stores batches atomically. With a stream_id, a sequence at or below
+        the stream's position is a duplicate when that sequence was stored and
+        rejected otherwise; a request seen before returns its first result."""
 
     @abc.abstractmethod
     async def profiler_stream_position(self, stream_id: str) -> int: ...
@@ -165,9 +181,10 @@ class Storage(abc.ABC):
 
     # Metrics, debug events and logs
     @abc.abstractmethod
-    async def ingest_metrics(self, batch: m.IngestBatch) -> m.IngestOutcome:
+    async def ingest_metrics(self, batch: m.IngestBatch, key: RequestKey | None = None) -> m.IngestOutcome:
         """Stores reports, points, debug events and logs in one transaction;
-        items that cannot be stored are listed in the outcome's errors."""
+        items that cannot be stored are listed in the outcome's errors. A
+        request seen before stores nothing and returns its first outcome."""
 
     async def report_metrics(self, report: m.ReportDraft) -> tuple[bool, tuple[str, str] | None]:
         """Stores one report: (created, None), or (False, (kind, message))

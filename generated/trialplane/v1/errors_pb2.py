@@ -22,15 +22,20 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from trialplane.v1 import trial_pb2 as trialplane_dot_v1_dot_trial__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrialplane/v1/errors.proto\x12\rtrialplane.v1*\xc2\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x01\x12#\n\x1f\x45RROR_REASON_RESOURCE_NOT_FOUND\x10\x02\x12 \n\x1c\x45RROR_REASON_RESOURCE_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_ILLEGAL_TRANSITION\x10\x04\x12\x1e\n\x1a\x45RROR_REASON_ETAG_MISMATCH\x10\x05\x12 \n\x1c\x45RROR_REASON_STALE_TRIAL_RUN\x10\x06\x12 \n\x1c\x45RROR_REASON_RESOURCE_IN_USE\x10\x07\x12\x1b\n\x17\x45RROR_REASON_STUDY_FULL\x10\x08\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\t\x12&\n\"ERROR_REASON_RENDEZVOUS_INCOMPLETE\x10\n\x12$\n ERROR_REASON_STORAGE_UNAVAILABLE\x10\x0b\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0c\x12(\n$ERROR_REASON_CONCURRENT_MODIFICATION\x10\r\x12\x1f\n\x1b\x45RROR_REASON_LIMIT_EXCEEDED\x10\x0e\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x0f\x12 \n\x1c\x45RROR_REASON_METRIC_CONFLICT\x10\x10\x12 \n\x1c\x45RROR_REASON_NOT_IMPLEMENTED\x10\x11\x12\"\n\x1e\x45RROR_REASON_MALFORMED_REQUEST\x10\x12\x12#\n\x1f\x45RROR_REASON_RESPONSE_TOO_LARGE\x10\x13\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrialplane/v1/errors.proto\x12\rtrialplane.v1\x1a\x19trialplane/v1/trial.proto\"\xc5\x01\n\x18IllegalTransitionDetails\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x30\n\rcurrent_state\x18\x02 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x32\n\x0frequested_state\x18\x03 \x01(\x0e\x32\x19.trialplane.v1.TrialState\x12\x31\n\x0e\x61llowed_states\x18\x04 \x03(\x0e\x32\x19.trialplane.v1.TrialState\"e\n\x14StaleTrialRunDetails\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x1d\n\x15reported_trial_run_id\x18\x02 \x01(\x03\x12\x1c\n\x14\x63urrent_trial_run_id\x18\x03 \x01(\x03*\xc2\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45RROR_REASON_INVALID_FIELD\x10\x01\x12#\n\x1f\x45RROR_REASON_RESOURCE_NOT_FOUND\x10\x02\x12 \n\x1c\x45RROR_REASON_RESOURCE_EXISTS\x10\x03\x12#\n\x1f\x45RROR_REASON_ILLEGAL_TRANSITION\x10\x04\x12\x1e\n\x1a\x45RROR_REASON_ETAG_MISMATCH\x10\x05\x12 \n\x1c\x45RROR_REASON_STALE_TRIAL_RUN\x10\x06\x12 \n\x1c\x45RROR_REASON_RESOURCE_IN_USE\x10\x07\x12\x1b\n\x17\x45RROR_REASON_STUDY_FULL\x10\x08\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\t\x12&\n\"ERROR_REASON_RENDEZVOUS_INCOMPLETE\x10\n\x12$\n ERROR_REASON_STORAGE_UNAVAILABLE\x10\x0b\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0c\x12(\n$ERROR_REASON_CONCURRENT_MODIFICATION\x10\r\x12\x1f\n\x1b\x45RROR_REASON_LIMIT_EXCEEDED\x10\x0e\x12\"\n\x1e\x45RROR_REASON_REQUEST_ID_REUSED\x10\x0f\x12 \n\x1c\x45RROR_REASON_METRIC_CONFLICT\x10\x10\x12 \n\x1c\x45RROR_REASON_NOT_IMPLEMENTED\x10\x11\x12\"\n\x1e\x45RROR_REASON_MALFORMED_REQUEST\x10\x12\x12#\n\x1f\x45RROR_REASON_RESPONSE_TOO_LARGE\x10\x13\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.errors_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ERRORREASON']._serialized_start=46
-  _globals['_ERRORREASON']._serialized_end=752
+  _globals['_ERRORREASON']._serialized_start=376
+  _globals['_ERRORREASON']._serialized_end=1082
+  _globals['_ILLEGALTRANSITIONDETAILS']._serialized_start=73
+  _globals['_ILLEGALTRANSITIONDETAILS']._serialized_end=270
+  _globals['_STALETRIALRUNDETAILS']._serialized_start=272
+  _globals['_STALETRIALRUNDETAILS']._serialized_end=373
 # @@protoc_insertion_point(module_scope)

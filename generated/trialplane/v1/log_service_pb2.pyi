@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddLogsRequest(_message.Message):
-    __slots__ = ("logs",)
+    __slots__ = ("logs", "request_id")
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     logs: _containers.RepeatedCompositeFieldContainer[_log_pb2.TaskLog]
-    def __init__(self, logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class AddLogsResponse(_message.Message):
     __slots__ = ("added", "metric_points")

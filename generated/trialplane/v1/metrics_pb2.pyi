@@ -11,12 +11,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Metrics(_message.Message):
-    __slots__ = ("avg_metrics", "batch_metrics")
+    __slots__ = ("avg_metrics",)
     AVG_METRICS_FIELD_NUMBER: _ClassVar[int]
-    BATCH_METRICS_FIELD_NUMBER: _ClassVar[int]
     avg_metrics: _struct_pb2.Struct
-    batch_metrics: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, avg_metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., batch_metrics: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    def __init__(self, avg_metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class TrialMetrics(_message.Message):
     __slots__ = ("trial_id", "trial_run_id", "steps_completed", "report_time", "metrics")
@@ -33,39 +31,17 @@ class TrialMetrics(_message.Message):
     def __init__(self, trial_id: _Optional[int] = ..., trial_run_id: _Optional[int] = ..., steps_completed: _Optional[int] = ..., report_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ...) -> None: ...
 
 class MetricsWorkload(_message.Message):
-    __slots__ = ("end_time", "metrics", "num_inputs", "total_batches")
+    __slots__ = ("end_time", "metrics", "total_batches")
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
-    NUM_INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BATCHES_FIELD_NUMBER: _ClassVar[int]
     end_time: _timestamp_pb2.Timestamp
     metrics: Metrics
-    num_inputs: int
     total_batches: int
-    def __init__(self, end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., num_inputs: _Optional[int] = ..., total_batches: _Optional[int] = ...) -> None: ...
-
-class MetricsReport(_message.Message):
-    __slots__ = ("id", "trial_id", "end_time", "metrics", "total_batches", "archived", "trial_run_id", "group")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
-    END_TIME_FIELD_NUMBER: _ClassVar[int]
-    METRICS_FIELD_NUMBER: _ClassVar[int]
-    TOTAL_BATCHES_FIELD_NUMBER: _ClassVar[int]
-    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
-    TRIAL_RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    GROUP_FIELD_NUMBER: _ClassVar[int]
-    id: int
-    trial_id: int
-    end_time: _timestamp_pb2.Timestamp
-    metrics: _struct_pb2.Struct
-    total_batches: int
-    archived: bool
-    trial_run_id: int
-    group: str
-    def __init__(self, id: _Optional[int] = ..., trial_id: _Optional[int] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., total_batches: _Optional[int] = ..., archived: _Optional[bool] = ..., trial_run_id: _Optional[int] = ..., group: _Optional[str] = ...) -> None: ...
+    def __init__(self, end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., total_batches: _Optional[int] = ...) -> None: ...
 
 class MetricSummary(_message.Message):
-    __slots__ = ("trial_id", "group", "name", "last", "min", "max", "mean", "count", "last_100_mean", "last_step", "last_time")
+    __slots__ = ("trial_id", "group", "name", "last", "min", "max", "mean", "count", "recent_mean", "last_step", "last_time")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -74,7 +50,7 @@ class MetricSummary(_message.Message):
     MAX_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
-    LAST_100_MEAN_FIELD_NUMBER: _ClassVar[int]
+    RECENT_MEAN_FIELD_NUMBER: _ClassVar[int]
     LAST_STEP_FIELD_NUMBER: _ClassVar[int]
     LAST_TIME_FIELD_NUMBER: _ClassVar[int]
     trial_id: int
@@ -85,10 +61,10 @@ class MetricSummary(_message.Message):
     max: float
     mean: float
     count: int
-    last_100_mean: float
+    recent_mean: float
     last_step: int
     last_time: _timestamp_pb2.Timestamp
-    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., count: _Optional[int] = ..., last_100_mean: _Optional[float] = ..., last_step: _Optional[int] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, trial_id: _Optional[int] = ..., group: _Optional[str] = ..., name: _Optional[str] = ..., last: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., count: _Optional[int] = ..., recent_mean: _Optional[float] = ..., last_step: _Optional[int] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ScalarEvent(_message.Message):
     __slots__ = ("metric", "variant", "iteration", "value")

@@ -26,49 +26,49 @@ from trialplane.v1 import log_pb2 as trialplane_dot_v1_dot_log__pb2
 from trialplane.v1 import metrics_pb2 as trialplane_dot_v1_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trialplane/v1/metrics_service.proto\x12\rtrialplane.v1\x1a\x17trialplane/v1/log.proto\x1a\x1btrialplane/v1/metrics.proto\"g\n\x14ReportMetricsRequest\x12,\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.trialplane.v1.TrialMetrics\x12\r\n\x05group\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"(\n\x15ReportMetricsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"\x9d\x01\n\x10\x41\x64\x64\x45ventsRequest\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.trialplane.v1.ReportMetricsRequest\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12$\n\x04logs\x18\x03 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\"8\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\x11\x41\x64\x64\x45ventsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.trialplane.v1.ItemError\"+\n\x16ListMetricNamesRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\"H\n\x17ListMetricNamesResponse\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\"\xeb\x01\n\x17GetMetricHistoryRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05names\x18\x03 \x03(\t\x12\x12\n\nstart_step\x18\x04 \x01(\x03\x12\x10\n\x08\x65nd_step\x18\x05 \x01(\x03\x12\x0f\n\x07\x62uckets\x18\x06 \x01(\x05\x12\'\n\x04\x61xis\x18\x07 \x01(\x0e\x32\x19.trialplane.v1.MetricAxis\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12\x18\n\x10include_archived\x18\n \x01(\x08\"\xc2\x01\n\x0cMetricSeries\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\r\n\x05times\x18\x06 \x03(\x03\x12\x15\n\rtrial_run_ids\x18\x07 \x03(\x03\x12\x10\n\x08\x61rchived\x18\x08 \x03(\x08\x12,\n\x07\x62uckets\x18\t \x03(\x0b\x32\x1b.trialplane.v1.MetricBucket\"`\n\x18GetMetricHistoryResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x17GetLatestMetricsRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\x12\r\n\x05group\x18\x02 \x01(\t\"K\n\x18GetLatestMetricsResponse\x12/\n\tsummaries\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\"J\n\x13WatchMetricsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05names\x18\x02 \x03(\t\x12\x12\n\nafter_step\x18\x03 \x01(\x03\"C\n\x14WatchMetricsResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\"\x8f\x01\n\x16ListDebugEventsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12,\n\x05kinds\x18\x02 \x03(\x0e\x32\x1d.trialplane.v1.DebugEventKind\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"a\n\x17ListDebugEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*v\n\nMetricAxis\x12\x1b\n\x17METRIC_AXIS_UNSPECIFIED\x10\x00\x12\x14\n\x10METRIC_AXIS_STEP\x10\x01\x12\x19\n\x15METRIC_AXIS_WALL_TIME\x10\x02\x12\x1a\n\x16METRIC_AXIS_EPOCH_TIME\x10\x03*\x86\x01\n\x0e\x44\x65\x62ugEventKind\x12 \n\x1c\x44\x45\x42UG_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x42UG_EVENT_KIND_VECTOR\x10\x01\x12\x19\n\x15\x44\x45\x42UG_EVENT_KIND_PLOT\x10\x02\x12\x1a\n\x16\x44\x45\x42UG_EVENT_KIND_IMAGE\x10\x03\x32\xa5\x05\n\x0eMetricsService\x12Z\n\rReportMetrics\x12#.trialplane.v1.ReportMetricsRequest\x1a$.trialplane.v1.ReportMetricsResponse\x12N\n\tAddEvents\x12\x1f.trialplane.v1.AddEventsRequest\x1a .trialplane.v1.AddEventsResponse\x12`\n\x0fListMetricNames\x12%.trialplane.v1.ListMetricNamesRequest\x1a&.trialplane.v1.ListMetricNamesResponse\x12\x63\n\x10GetMetricHistory\x12&.trialplane.v1.GetMetricHistoryRequest\x1a\'.trialplane.v1.GetMetricHistoryResponse\x12\x63\n\x10GetLatestMetrics\x12&.trialplane.v1.GetLatestMetricsRequest\x1a\'.trialplane.v1.GetLatestMetricsResponse\x12Y\n\x0cWatchMetrics\x12\".trialplane.v1.WatchMetricsRequest\x1a#.trialplane.v1.WatchMetricsResponse0\x01\x12`\n\x0fListDebugEvents\x12%.trialplane.v1.ListDebugEventsRequest\x1a&.trialplane.v1.ListDebugEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trialplane/v1/metrics_service.proto\x12\rtrialplane.v1\x1a\x17trialplane/v1/log.proto\x1a\x1btrialplane/v1/metrics.proto\"g\n\x14ReportMetricsRequest\x12,\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.trialplane.v1.TrialMetrics\x12\r\n\x05group\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"(\n\x15ReportMetricsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"\xb1\x01\n\x10\x41\x64\x64\x45ventsRequest\x12\x34\n\x07reports\x18\x01 \x03(\x0b\x32#.trialplane.v1.ReportMetricsRequest\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12$\n\x04logs\x18\x03 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"8\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\x11\x41\x64\x64\x45ventsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.trialplane.v1.ItemError\"R\n\x16ListMetricNamesRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x17ListMetricNamesResponse\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xeb\x01\n\x17GetMetricHistoryRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05names\x18\x03 \x03(\t\x12\x12\n\nstart_step\x18\x04 \x01(\x03\x12\x10\n\x08\x65nd_step\x18\x05 \x01(\x03\x12\x0f\n\x07\x62uckets\x18\x06 \x01(\x05\x12\'\n\x04\x61xis\x18\x07 \x01(\x0e\x32\x19.trialplane.v1.MetricAxis\x12\x11\n\tpage_size\x18\x08 \x01(\x05\x12\x12\n\npage_token\x18\t \x01(\t\x12\x18\n\x10include_archived\x18\n \x01(\x08\"\xc2\x01\n\x0cMetricSeries\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\r\n\x05times\x18\x06 \x03(\x03\x12\x15\n\rtrial_run_ids\x18\x07 \x03(\x03\x12\x10\n\x08\x61rchived\x18\x08 \x03(\x08\x12,\n\x07\x62uckets\x18\t \x03(\x0b\x32\x1b.trialplane.v1.MetricBucket\"`\n\x18GetMetricHistoryResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\x17GetLatestMetricsRequest\x12\x11\n\ttrial_ids\x18\x01 \x03(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x18GetLatestMetricsResponse\x12/\n\tsummaries\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x13WatchMetricsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05names\x18\x02 \x03(\t\x12\x12\n\nafter_step\x18\x03 \x01(\x03\"C\n\x14WatchMetricsResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\"\x8f\x01\n\x16ListDebugEventsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12,\n\x05kinds\x18\x02 \x03(\x0e\x32\x1d.trialplane.v1.DebugEventKind\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"a\n\x17ListDebugEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*v\n\nMetricAxis\x12\x1b\n\x17METRIC_AXIS_UNSPECIFIED\x10\x00\x12\x14\n\x10METRIC_AXIS_STEP\x10\x01\x12\x19\n\x15METRIC_AXIS_WALL_TIME\x10\x02\x12\x1a\n\x16METRIC_AXIS_EPOCH_TIME\x10\x03*\x86\x01\n\x0e\x44\x65\x62ugEventKind\x12 \n\x1c\x44\x45\x42UG_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x42UG_EVENT_KIND_VECTOR\x10\x01\x12\x19\n\x15\x44\x45\x42UG_EVENT_KIND_PLOT\x10\x02\x12\x1a\n\x16\x44\x45\x42UG_EVENT_KIND_IMAGE\x10\x03\x32\xa5\x05\n\x0eMetricsService\x12Z\n\rReportMetrics\x12#.trialplane.v1.ReportMetricsRequest\x1a$.trialplane.v1.ReportMetricsResponse\x12N\n\tAddEvents\x12\x1f.trialplane.v1.AddEventsRequest\x1a .trialplane.v1.AddEventsResponse\x12`\n\x0fListMetricNames\x12%.trialplane.v1.ListMetricNamesRequest\x1a&.trialplane.v1.ListMetricNamesResponse\x12\x63\n\x10GetMetricHistory\x12&.trialplane.v1.GetMetricHistoryRequest\x1a\'.trialplane.v1.GetMetricHistoryResponse\x12\x63\n\x10GetLatestMetrics\x12&.trialplane.v1.GetLatestMetricsRequest\x1a\'.trialplane.v1.GetLatestMetricsResponse\x12Y\n\x0cWatchMetrics\x12\".trialplane.v1.WatchMetricsRequest\x1a#.trialplane.v1.WatchMetricsResponse0\x01\x12`\n\x0fListDebugEvents\x12%.trialplane.v1.ListDebugEventsRequest\x1a&.trialplane.v1.ListDebugEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.metrics_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRICAXIS']._serialized_start=1731
-  _globals['_METRICAXIS']._serialized_end=1849
-  _globals['_DEBUGEVENTKIND']._serialized_start=1852
-  _globals['_DEBUGEVENTKIND']._serialized_end=1986
+  _globals['_METRICAXIS']._serialized_start=1879
+  _globals['_METRICAXIS']._serialized_end=1997
+  _globals['_DEBUGEVENTKIND']._serialized_start=2000
+  _globals['_DEBUGEVENTKIND']._serialized_end=2134
   _globals['_REPORTMETRICSREQUEST']._serialized_start=108
   _globals['_REPORTMETRICSREQUEST']._serialized_end=211
   _globals['_REPORTMETRICSRESPONSE']._serialized_start=213
   _globals['_REPORTMETRICSRESPONSE']._serialized_end=253
   _globals['_ADDEVENTSREQUEST']._serialized_start=256
-  _globals['_ADDEVENTSREQUEST']._serialized_end=413
-  _globals['_ITEMERROR']._serialized_start=415
-  _globals['_ITEMERROR']._serialized_end=471
-  _globals['_ADDEVENTSRESPONSE']._serialized_start=473
-  _globals['_ADDEVENTSRESPONSE']._serialized_end=549
-  _globals['_LISTMETRICNAMESREQUEST']._serialized_start=551
-  _globals['_LISTMETRICNAMESREQUEST']._serialized_end=594
-  _globals['_LISTMETRICNAMESRESPONSE']._serialized_start=596
-  _globals['_LISTMETRICNAMESRESPONSE']._serialized_end=668
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=671
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=906
-  _globals['_METRICSERIES']._serialized_start=909
-  _globals['_METRICSERIES']._serialized_end=1103
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=1105
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=1201
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1203
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1262
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1264
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1339
-  _globals['_WATCHMETRICSREQUEST']._serialized_start=1341
-  _globals['_WATCHMETRICSREQUEST']._serialized_end=1415
-  _globals['_WATCHMETRICSRESPONSE']._serialized_start=1417
-  _globals['_WATCHMETRICSRESPONSE']._serialized_end=1484
-  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_start=1487
-  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_end=1630
-  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_start=1632
-  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_end=1729
-  _globals['_METRICSSERVICE']._serialized_start=1989
-  _globals['_METRICSSERVICE']._serialized_end=2666
+  _globals['_ADDEVENTSREQUEST']._serialized_end=433
+  _globals['_ITEMERROR']._serialized_start=435
+  _globals['_ITEMERROR']._serialized_end=491
+  _globals['_ADDEVENTSRESPONSE']._serialized_start=493
+  _globals['_ADDEVENTSRESPONSE']._serialized_end=569
+  _globals['_LISTMETRICNAMESREQUEST']._serialized_start=571
+  _globals['_LISTMETRICNAMESREQUEST']._serialized_end=653
+  _globals['_LISTMETRICNAMESRESPONSE']._serialized_start=655
+  _globals['_LISTMETRICNAMESRESPONSE']._serialized_end=752
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=755
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=990
+  _globals['_METRICSERIES']._serialized_start=993
+  _globals['_METRICSERIES']._serialized_end=1187
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=1189
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=1285
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1287
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1385
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1387
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1487
+  _globals['_WATCHMETRICSREQUEST']._serialized_start=1489
+  _globals['_WATCHMETRICSREQUEST']._serialized_end=1563
+  _globals['_WATCHMETRICSRESPONSE']._serialized_start=1565
+  _globals['_WATCHMETRICSRESPONSE']._serialized_end=1632
+  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_start=1635
+  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_end=1778
+  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_start=1780
+  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_end=1877
+  _globals['_METRICSSERVICE']._serialized_start=2137
+  _globals['_METRICSSERVICE']._serialized_end=2814
 # @@protoc_insertion_point(module_scope)

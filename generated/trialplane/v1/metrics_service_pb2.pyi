@@ -48,14 +48,16 @@ class ReportMetricsResponse(_message.Message):
     def __init__(self, created: _Optional[bool] = ...) -> None: ...
 
 class AddEventsRequest(_message.Message):
-    __slots__ = ("reports", "events", "logs")
+    __slots__ = ("reports", "events", "logs", "request_id")
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     reports: _containers.RepeatedCompositeFieldContainer[ReportMetricsRequest]
     events: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.TrialEventItem]
     logs: _containers.RepeatedCompositeFieldContainer[_log_pb2.TaskLog]
-    def __init__(self, reports: _Optional[_Iterable[_Union[ReportMetricsRequest, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_metrics_pb2.TrialEventItem, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, reports: _Optional[_Iterable[_Union[ReportMetricsRequest, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_metrics_pb2.TrialEventItem, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ItemError(_message.Message):
     __slots__ = ("index", "list", "reason")
@@ -76,16 +78,22 @@ class AddEventsResponse(_message.Message):
     def __init__(self, added: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ...) -> None: ...
 
 class ListMetricNamesRequest(_message.Message):
-    __slots__ = ("trial_ids",)
+    __slots__ = ("trial_ids", "page_size", "page_token")
     TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     trial_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListMetricNamesResponse(_message.Message):
-    __slots__ = ("metrics",)
+    __slots__ = ("metrics", "next_page_token")
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     metrics: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricSummary]
-    def __init__(self, metrics: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, metrics: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetMetricHistoryRequest(_message.Message):
     __slots__ = ("trial_ids", "group", "names", "start_step", "end_step", "buckets", "axis", "page_size", "page_token", "include_archived")
@@ -142,18 +150,24 @@ class GetMetricHistoryResponse(_message.Message):
     def __init__(self, series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetLatestMetricsRequest(_message.Message):
-    __slots__ = ("trial_ids", "group")
+    __slots__ = ("trial_ids", "group", "page_size", "page_token")
     TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     trial_ids: _containers.RepeatedScalarFieldContainer[int]
     group: str
-    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, trial_ids: _Optional[_Iterable[int]] = ..., group: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetLatestMetricsResponse(_message.Message):
-    __slots__ = ("summaries",)
+    __slots__ = ("summaries", "next_page_token")
     SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     summaries: _containers.RepeatedCompositeFieldContainer[_metrics_pb2.MetricSummary]
-    def __init__(self, summaries: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, summaries: _Optional[_Iterable[_Union[_metrics_pb2.MetricSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchMetricsRequest(_message.Message):
     __slots__ = ("trial_id", "names", "after_step")

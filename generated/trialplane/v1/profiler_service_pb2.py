@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from trialplane.v1 import profiler_pb2 as trialplane_dot_v1_dot_profiler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trialplane/v1/profiler_service.proto\x12\rtrialplane.v1\x1a\x1ctrialplane/v1/profiler.proto\"|\n\x1cStreamProfilerMetricsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x37\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\"r\n\x1dStreamProfilerMetricsResponse\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x01 \x01(\x03\x12\x19\n\x11rejected_sequence\x18\x02 \x01(\x03\x12\x17\n\x0frejected_reason\x18\x03 \x01(\t\"W\n\x1cReportProfilerMetricsRequest\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\"7\n\x1dReportProfilerMetricsResponse\x12\x16\n\x0esamples_stored\x18\x01 \x01(\x03\"-\n\x19ListProfilerSeriesRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\"\xba\x01\n\x0eProfilerSeries\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x14\n\x0csample_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x66irst_timestamp\x18\x03 \x01(\x03\x12\x16\n\x0elast_timestamp\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_batch\x18\x05 \x01(\x03\x12\x12\n\nlast_batch\x18\x06 \x01(\x03\"K\n\x1aListProfilerSeriesResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerSeries\"\xe5\x01\n\x19GetProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0fstart_timestamp\x18\x02 \x01(\x03\x12\x15\n\rend_timestamp\x18\x03 \x01(\x03\x12\x13\n\x0bstart_batch\x18\x04 \x01(\x03\x12\x11\n\tend_batch\x18\x05 \x01(\x03\x12\x0f\n\x07\x62uckets\x18\x06 \x01(\x05\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"w\n\x0eProfilerBucket\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04last\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\"\xb6\x01\n\x0fProfilerSamples\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x39\n\x07samples\x18\x02 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12.\n\x07\x62uckets\x18\x03 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerBucket\"e\n\x1aGetProfilerSamplesResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trialplane.v1.ProfilerSamples\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x1bWatchProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0f\x61\x66ter_timestamp\x18\x02 \x01(\x03\"W\n\x1cWatchProfilerSamplesResponse\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch2\xc6\x04\n\x0fProfilerService\x12v\n\x15StreamProfilerMetrics\x12+.trialplane.v1.StreamProfilerMetricsRequest\x1a,.trialplane.v1.StreamProfilerMetricsResponse(\x01\x30\x01\x12r\n\x15ReportProfilerMetrics\x12+.trialplane.v1.ReportProfilerMetricsRequest\x1a,.trialplane.v1.ReportProfilerMetricsResponse\x12i\n\x12ListProfilerSeries\x12(.trialplane.v1.ListProfilerSeriesRequest\x1a).trialplane.v1.ListProfilerSeriesResponse\x12i\n\x12GetProfilerSamples\x12(.trialplane.v1.GetProfilerSamplesRequest\x1a).trialplane.v1.GetProfilerSamplesResponse\x12q\n\x14WatchProfilerSamples\x12*.trialplane.v1.WatchProfilerSamplesRequest\x1a+.trialplane.v1.WatchProfilerSamplesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trialplane/v1/profiler_service.proto\x12\rtrialplane.v1\x1a\x1ctrialplane/v1/profiler.proto\"|\n\x1cStreamProfilerMetricsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x37\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\"r\n\x1dStreamProfilerMetricsResponse\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x01 \x01(\x03\x12\x19\n\x11rejected_sequence\x18\x02 \x01(\x03\x12\x17\n\x0frejected_reason\x18\x03 \x01(\t\"k\n\x1cReportProfilerMetricsRequest\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x1dReportProfilerMetricsResponse\x12\x16\n\x0esamples_stored\x18\x01 \x01(\x03\"T\n\x19ListProfilerSeriesRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xba\x01\n\x0eProfilerSeries\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x14\n\x0csample_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x66irst_timestamp\x18\x03 \x01(\x03\x12\x16\n\x0elast_timestamp\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_batch\x18\x05 \x01(\x03\x12\x12\n\nlast_batch\x18\x06 \x01(\x03\"d\n\x1aListProfilerSeriesResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe5\x01\n\x19GetProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0fstart_timestamp\x18\x02 \x01(\x03\x12\x15\n\rend_timestamp\x18\x03 \x01(\x03\x12\x13\n\x0bstart_batch\x18\x04 \x01(\x03\x12\x11\n\tend_batch\x18\x05 \x01(\x03\x12\x0f\n\x07\x62uckets\x18\x06 \x01(\x05\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"w\n\x0eProfilerBucket\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04last\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\"\xb6\x01\n\x0fProfilerSamples\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x39\n\x07samples\x18\x02 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12.\n\x07\x62uckets\x18\x03 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerBucket\"e\n\x1aGetProfilerSamplesResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trialplane.v1.ProfilerSamples\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x1bWatchProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0f\x61\x66ter_timestamp\x18\x02 \x01(\x03\"W\n\x1cWatchProfilerSamplesResponse\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch2\xc6\x04\n\x0fProfilerService\x12v\n\x15StreamProfilerMetrics\x12+.trialplane.v1.StreamProfilerMetricsRequest\x1a,.trialplane.v1.StreamProfilerMetricsResponse(\x01\x30\x01\x12r\n\x15ReportProfilerMetrics\x12+.trialplane.v1.ReportProfilerMetricsRequest\x1a,.trialplane.v1.ReportProfilerMetricsResponse\x12i\n\x12ListProfilerSeries\x12(.trialplane.v1.ListProfilerSeriesRequest\x1a).trialplane.v1.ListProfilerSeriesResponse\x12i\n\x12GetProfilerSamples\x12(.trialplane.v1.GetProfilerSamplesRequest\x1a).trialplane.v1.GetProfilerSamplesResponse\x12q\n\x14WatchProfilerSamples\x12*.trialplane.v1.WatchProfilerSamplesRequest\x1a+.trialplane.v1.WatchProfilerSamplesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,27 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_start=211
   _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_end=325
   _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_start=327
-  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_end=414
-  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_start=416
-  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_end=471
-  _globals['_LISTPROFILERSERIESREQUEST']._serialized_start=473
-  _globals['_LISTPROFILERSERIESREQUEST']._serialized_end=518
-  _globals['_PROFILERSERIES']._serialized_start=521
-  _globals['_PROFILERSERIES']._serialized_end=707
-  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_start=709
-  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_end=784
-  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_start=787
-  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_end=1016
-  _globals['_PROFILERBUCKET']._serialized_start=1018
-  _globals['_PROFILERBUCKET']._serialized_end=1137
-  _globals['_PROFILERSAMPLES']._serialized_start=1140
-  _globals['_PROFILERSAMPLES']._serialized_end=1322
-  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_start=1324
-  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_end=1425
-  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_start=1427
-  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_end=1539
-  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_start=1541
-  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_end=1628
-  _globals['_PROFILERSERVICE']._serialized_start=1631
-  _globals['_PROFILERSERVICE']._serialized_end=2213
+  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_end=434
+  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_start=436
+  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_end=491
+  _globals['_LISTPROFILERSERIESREQUEST']._serialized_start=493
+  _globals['_LISTPROFILERSERIESREQUEST']._serialized_end=577
+  _globals['_PROFILERSERIES']._serialized_start=580
+  _globals['_PROFILERSERIES']._serialized_end=766
+  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_start=768
+  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_end=868
+  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_start=871
+  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_end=1100
+  _globals['_PROFILERBUCKET']._serialized_start=1102
+  _globals['_PROFILERBUCKET']._serialized_end=1221
+  _globals['_PROFILERSAMPLES']._serialized_start=1224
+  _globals['_PROFILERSAMPLES']._serialized_end=1406
+  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_start=1408
+  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_end=1509
+  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_start=1511
+  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_end=1623
+  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_start=1625
+  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_end=1712
+  _globals['_PROFILERSERVICE']._serialized_start=1715
+  _globals['_PROFILERSERVICE']._serialized_end=2297
 # @@protoc_insertion_point(module_scope)

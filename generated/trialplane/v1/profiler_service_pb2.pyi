@@ -28,10 +28,12 @@ class StreamProfilerMetricsResponse(_message.Message):
     def __init__(self, acknowledged_sequence: _Optional[int] = ..., rejected_sequence: _Optional[int] = ..., rejected_reason: _Optional[str] = ...) -> None: ...
 
 class ReportProfilerMetricsRequest(_message.Message):
-    __slots__ = ("batch",)
+    __slots__ = ("batch", "request_id")
     BATCH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     batch: _profiler_pb2.TrialProfilerMetricsBatch
-    def __init__(self, batch: _Optional[_Union[_profiler_pb2.TrialProfilerMetricsBatch, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, batch: _Optional[_Union[_profiler_pb2.TrialProfilerMetricsBatch, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ReportProfilerMetricsResponse(_message.Message):
     __slots__ = ("samples_stored",)
@@ -40,10 +42,14 @@ class ReportProfilerMetricsResponse(_message.Message):
     def __init__(self, samples_stored: _Optional[int] = ...) -> None: ...
 
 class ListProfilerSeriesRequest(_message.Message):
-    __slots__ = ("trial_id",)
+    __slots__ = ("trial_id", "page_size", "page_token")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     trial_id: int
-    def __init__(self, trial_id: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, trial_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ProfilerSeries(_message.Message):
     __slots__ = ("labels", "sample_count", "first_timestamp", "last_timestamp", "first_batch", "last_batch")
@@ -62,10 +68,12 @@ class ProfilerSeries(_message.Message):
     def __init__(self, labels: _Optional[_Union[_profiler_pb2.TrialProfilerMetricLabels, _Mapping]] = ..., sample_count: _Optional[int] = ..., first_timestamp: _Optional[int] = ..., last_timestamp: _Optional[int] = ..., first_batch: _Optional[int] = ..., last_batch: _Optional[int] = ...) -> None: ...
 
 class ListProfilerSeriesResponse(_message.Message):
-    __slots__ = ("series",)
+    __slots__ = ("series", "next_page_token")
     SERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[ProfilerSeries]
-    def __init__(self, series: _Optional[_Iterable[_Union[ProfilerSeries, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, series: _Optional[_Iterable[_Union[ProfilerSeries, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetProfilerSamplesRequest(_message.Message):
     __slots__ = ("series", "start_timestamp", "end_timestamp", "start_batch", "end_batch", "buckets", "page_size", "page_token")

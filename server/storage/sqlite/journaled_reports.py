@@ -54,23 +54,25 @@ CACHE_SECONDS = 0.1
 
 _TRIAL = "SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?"
 _HIGHEST_STEP = "SELECT max(steps) FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
-_STORED = """
-SELECT EXISTS (SELECT 1 FROM metric_reports WHERE trial_id = ?1 AND group_name = ?2 AND trial_run_id = ?3 AND steps = ?4)
-    OR (?5 IS NOT NULL AND EXISTS (SELECT 1 FROM metric_reports WHERE request_id = ?5))
-"""
+_STORED_STEP = "SELECT 1, digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ? AND steps = ?"
+_STORED_REQUEST = "SELECT group_name, trial_run_id, steps, digest FROM metric_reports WHERE trial_id = ? AND request_id = ?"
 
 
 def encode(report: m.ReportDraft) -> bytes:
     # marshal: a tenth of the cost of JSON, and NaN and infinities survive.
     # The journal is read back only by the next start of the server.
     return marshal.dumps((report.trial_id, report.trial_run_id, report.group, report.steps, report.report_time,
-                          report.metrics, report.batch_metrics, report.request_id))
+                          report.metrics, report.request_id))
 
 
 def decode(payload: bytes) -> m.ReportDraft:
-    trial_id, run, group, steps, report_time, values, batch_metrics, request_id = marshal.loads(payload)
+    record = marshal.loads(payload)
+    if len(record) == 8:
+        # Written by a server that still kept per-batch metrics (always empty).
+        record = record[:6] + record[7:]
+    trial_id, run, group, steps, report_time, values, request_id = record
     return m.ReportDraft(trial_id=trial_id, trial_run_id=run, group=group, steps=steps, report_time=report_time,
-                         metrics=values, batch_metrics=batch_metrics, request_id=request_id)
+                         metrics=values, request_id=request_id)
 
 
 def store_reports(conn: sqlite3.Connection, reports: list[m.ReportDraft], now: int) -> None:
@@ -135,8 +137,9 @@ class JournaledReports:
         # Acknowledged, not yet stored: journal offset by sequence (in
         # order), natural keys and request_ids. Only the event loop touches these.
         self._unstored: dict[int, int] = {}
-        self._keys: set[tuple] = set()
-        self._request_ids: set[str] = set()
+        # natural key -> digest; (trial, request_id) -> (group, run, step, digest)
+        self._keys: dict[tuple, bytes] = {}
+        self._request_ids: dict[tuple, tuple] = {}
         self._stored_event = asyncio.Event()
         # Acknowledged reports not yet taken by a store (which may run on
         # the writer thread: a deque, safe to pop from there).
@@ -170,8 +173,9 @@ class JournaledReports:
         if run > facts[2]:
             return None
         key = (report.trial_id, report.group, run, report.steps)
-        if key in self._keys or (report.request_id and report.request_id in self._request_ids):
-            return False
+        if key in self._keys or (report.request_id and (report.trial_id, report.request_id) in self._request_ids):
+            # A retry of a journaled report, or a conflict the direct way refuses.
+            return self._retry_of(report, key, self._keys.get(key), self._request_ids.get((report.trial_id, report.request_id)))
         if self._direct and (key[:2] + key[3:] in self._direct or report.request_id in self._direct):
             # The same report is being stored the direct way: so is this
             # retry, which then finds it stored.
@@ -183,9 +187,10 @@ class JournaledReports:
             highest = -1 if highest is None else highest
         # A step past every stored one is new unless its request_id was used.
         if report.request_id or report.steps <= highest:
-            (stored,) = self.engine.query_one(_STORED, (*key, report.request_id or None))
-            if stored:
-                return False
+            step = self.engine.query_one(_STORED_STEP, key)
+            named = self.engine.query_one(_STORED_REQUEST, (report.trial_id, report.request_id)) if report.request_id else None
+            if step is not None or named is not None:
+                return self._retry_of(report, key, None if step is None else (step[1] or b"legacy"), named)
         report.trial_run_id = run
         report.report_time = report.report_time or self.clock()
         try:
@@ -198,9 +203,9 @@ class JournaledReports:
         self._highest[series] = max(highest, report.steps)
         self._seq += 1
         self._unstored[self._seq] = offset
-        self._keys.add(key)
+        self._keys[key] = report.digest
         if report.request_id:
-            self._request_ids.add(report.request_id)
+            self._request_ids[(report.trial_id, report.request_id)] = (report.group, run, report.steps, report.digest)
         self._waiting.append((self._seq, report))
         if not self._store_queued:
             if len(self._waiting) >= STORE_BATCH:
@@ -209,6 +214,19 @@ class JournaledReports:
                 self._loop = self._loop or asyncio.get_running_loop()
                 self._timer = self._loop.call_later(STORE_DELAY_SECONDS, self.flush)
         return True
+
+    @staticmethod
+    def _retry_of(report: m.ReportDraft, key: tuple, step_digest: bytes | None, named: tuple | None) -> bool | None:
+        """False for a retry of the stored or journaled report; None (the
+        direct way, which refuses it) when the step or the request_id was
+        used with other values."""
+        if named is not None and (tuple(named[:3]) != key[1:] or not report.same_values(named[3])):
+            return None
+        if step_digest is not None and step_digest != b"legacy" and not report.same_values(step_digest):
+            return None
+        if named is None and step_digest is None:
+            return None
+        return False
 
     @contextlib.contextmanager
     def stored_directly(self, report: m.ReportDraft):
@@ -279,9 +297,9 @@ class JournaledReports:
             self.failing = False
         for seq, report in taken:
             del self._unstored[seq]
-            self._keys.discard((report.trial_id, report.group, report.trial_run_id, report.steps))
+            self._keys.pop((report.trial_id, report.group, report.trial_run_id, report.steps), None)
             if report.request_id:
-                self._request_ids.discard(report.request_id)
+                self._request_ids.pop((report.trial_id, report.request_id), None)
         if not self._unstored:
             self.journal.clear()
         else:

@@ -220,41 +220,49 @@ def _note_validation(conn, trials: _Trials, report: m.ReportDraft, now: int) -> 
     )
 
 
-def _new_reports(conn, reports: list[m.ReportDraft]) -> set[int]:
-    """ids of the reports not stored before (by request_id or by natural key),
-    also among themselves; one range query per (trial, group, run)."""
-    keys: dict[tuple, set[int]] = {}
+def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dict[int, tuple[str, str]]]:
+    """ids of the reports not stored before, also among themselves, and the
+    refusal of each that reuses a stored step with other values or a
+    request_id of its trial for another report. A report matching a stored
+    one in both is a retry, in neither set. One range query per (trial,
+    group, run)."""
+    taken: dict[tuple, dict[int, bytes | None]] = {}
     by_key: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
     for r in reports:
         by_key[(r.trial_id, r.group, r.trial_run_id)].append(r)
     for (trial_id, group, run), items in by_key.items():
         steps = [r.steps for r in items]
-        keys[(trial_id, group, run)] = {
-            row[0]
-            for row in conn.execute(
-                "SELECT steps FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
-                " AND steps BETWEEN ? AND ?",
-                (trial_id, group, run, min(steps), max(steps)),
-            )
-        }
-    request_ids = [r.request_id for r in reports if r.request_id]
-    seen_requests: set[str] = set()
-    for i in range(0, len(request_ids), 500):
-        part = request_ids[i:i + 500]
-        marks = ", ".join("?" for _ in part)
-        seen_requests.update(
-            row[0] for row in conn.execute(f"SELECT request_id FROM metric_reports WHERE request_id IN ({marks})", part)
-        )
-    fresh = set()
+        taken[(trial_id, group, run)] = dict(conn.execute(
+            "SELECT steps, digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
+            " AND steps BETWEEN ? AND ?",
+            (trial_id, group, run, min(steps), max(steps)),
+        ).fetchall())
+    # (trial, request_id) -> (group, run, step, digest) of the report it named.
+    named: dict[tuple, tuple] = {}
     for r in reports:
-        taken = keys[(r.trial_id, r.group, r.trial_run_id)]
-        if r.steps in taken or (r.request_id and r.request_id in seen_requests):
-            continue
-        taken.add(r.steps)
-        if r.request_id:
-            seen_requests.add(r.request_id)
-        fresh.add(id(r))
-    return fresh
+        if r.request_id and (r.trial_id, r.request_id) not in named:
+            row = conn.execute(
+                "SELECT group_name, trial_run_id, steps, digest FROM metric_reports WHERE trial_id = ? AND request_id = ?",
+                (r.trial_id, r.request_id),
+            ).fetchone()
+            if row is not None:
+                named[(r.trial_id, r.request_id)] = tuple(row)
+    fresh: set[int] = set()
+    refused: dict[int, tuple[str, str]] = {}
+    for r in reports:
+        steps = taken[(r.trial_id, r.group, r.trial_run_id)]
+        earlier = named.get((r.trial_id, r.request_id)) if r.request_id else None
+        if earlier is not None and (earlier[:3] != (r.group, r.trial_run_id, r.steps) or not r.same_values(earlier[3])):
+            refused[id(r)] = ("REQUEST_ID_REUSED", r.reused_message())
+        elif r.steps in steps:
+            if not r.same_values(steps[r.steps]):
+                refused[id(r)] = ("METRIC_CONFLICT", r.conflict_message())
+        elif earlier is None:
+            steps[r.steps] = r.digest
+            if r.request_id:
+                named[(r.trial_id, r.request_id)] = (r.group, r.trial_run_id, r.steps, r.digest)
+            fresh.add(id(r))
+    return fresh, refused
 
 
 def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome | None:
@@ -263,7 +271,7 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     one-point append. None when the general path must handle it (an error to
     report, a restarted run to roll back, a point not newer than its series,
     a validation report)."""
-    if report.group == "validation" or report.batch_metrics or len(report.scalars) > 16:
+    if report.group == "validation" or len(report.scalars) > 16:
         return None
     row = conn.execute("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,)).fetchone()
     if row is None or m.target_problem(report.trial_id, row[0], row[1], report.trial_run_id):
@@ -279,18 +287,17 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
         if report.steps <= summary.last_step:
             return None
         loaded.append((sid, value, summary, ordinal, small))
-    kept = {k: v for k, v in report.metrics.items() if k not in report.scalars}
     cur = conn.execute(
-        "INSERT OR IGNORE INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (report.trial_id, run, report.group, report.steps, report.report_time or now,
-         dumps({"metrics": kept, "batch_metrics": []}) if kept else "{}", report.request_id or None),
+        "INSERT OR IGNORE INTO metric_reports"
+        " (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
+        " VALUES (?, ?, ?, ?, ?, '{}', ?, ?)",
+        (report.trial_id, run, report.group, report.steps, report.report_time or now, report.request_id or None,
+         report.digest),
     )
-    out = m.IngestOutcome(trial_ids={report.trial_id})
     if cur.rowcount == 0:
-        out.duplicates = 1
-        out.report_created.append(False)
-        return out
+        # A retry or a conflict: the general path tells which.
+        return None
+    out = m.IngestOutcome(trial_ids={report.trial_id})
     time = report.report_time or now
     for sid, value, summary, ordinal, small in loaded:
         small = chunks.append_one(conn, sid, summary, report.steps, run, time, value, small)
@@ -325,14 +332,18 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             out.report_created.append(False)
             continue
         report.trial_run_id = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
-        accepted.append(report)
-    fresh = _new_reports(conn, accepted)
+        accepted.append((report, index))
+    fresh, refusals = _classify_reports(conn, [report for report, _ in accepted])
     rows = []
     # Reports of one trial, group and run with the same metric names (the
     # usual batch) become columns with one comprehension per metric.
     runs_of: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
     rolled_back: dict[int, int] = {}
-    for report in accepted:
+    for report, index in accepted:
+        if id(report) in refusals:
+            out.errors.append(("reports", index, *refusals[id(report)]))
+            out.report_created.append(False)
+            continue
         if id(report) not in fresh:
             out.duplicates += 1
             out.report_created.append(False)
@@ -343,17 +354,11 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
             rolled_back[report.trial_id] = run
         scalars = report.scalars
-        # Scalars live in their series; the report keeps what only it has
-        # (validation reports keep everything: checkpoints are ranked by them).
-        if report.group == "validation":
-            kept = report.metrics
-        elif len(scalars) == len(report.metrics):
-            kept = None
-        else:
-            kept = {k: v for k, v in report.metrics.items() if k not in scalars}
-        body = dumps({"metrics": kept, "batch_metrics": report.batch_metrics}) if kept or report.batch_metrics else "{}"
+        # Values live in their series; validation reports keep them in the
+        # report too: checkpoints are ranked by them.
+        body = dumps({"metrics": report.metrics}) if report.group == "validation" else "{}"
         rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
-                     report.request_id or None))
+                     report.request_id or None, report.digest))
         if report.group == "validation":
             _note_validation(conn, trials, report, now)
         runs_of[(report.trial_id, report.group, run, tuple(scalars))].append(report)
@@ -372,8 +377,8 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             pending.values.extend([r.scalars[name] for r in reports])
             pending.raws.extend([None] * len(reports))
     conn.executemany(
-        "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 

@@ -268,6 +268,32 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        5,
+        "request ids scoped to method and parent, report digests",
+        """
+        CREATE TABLE request_ids (
+            scope TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            digest BLOB,
+            result TEXT NOT NULL,
+            create_time INTEGER NOT NULL,
+            PRIMARY KEY (scope, request_id)
+        ) WITHOUT ROWID;
+        INSERT INTO request_ids (scope, request_id, digest, result, create_time)
+            SELECT 'CreateStudy', request_id, NULL, id, create_time FROM studies WHERE request_id IS NOT NULL;
+        INSERT INTO request_ids (scope, request_id, digest, result, create_time)
+            SELECT CASE WHEN study_id IS NULL THEN 'CreateTrial' ELSE 'CreateTrial/study ' || study_id END,
+                   request_id, NULL, id, create_time
+            FROM trials WHERE request_id IS NOT NULL;
+        INSERT INTO request_ids (scope, request_id, digest, result, create_time)
+            SELECT 'RegisterWorker/trial ' || trial_id, request_id, NULL, id, create_time
+            FROM workers WHERE request_id IS NOT NULL;
+        DROP INDEX metric_reports_request;
+        CREATE UNIQUE INDEX metric_reports_request ON metric_reports (trial_id, request_id) WHERE request_id IS NOT NULL;
+        ALTER TABLE metric_reports ADD COLUMN digest BLOB;
+        """,
+    ),
 ]
 
 

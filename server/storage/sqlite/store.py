@@ -14,9 +14,11 @@ from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...domain.trial_lifecycle import TERMINAL
 from ...domain import listing
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
+from ...domain import metrics as m
+from ...domain.idempotency import RequestKey
 from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
-from . import checkpoints, codec, journaled_reports, metrics, profiler
+from . import checkpoints, codec, journaled_reports, metrics, profiler, requests
 from .engine import Engine
 from .journal import Journal, JournalBusy
 from .journaled_reports import JournaledReports
@@ -158,21 +160,19 @@ class SqliteStorage(Storage):
             raise NotFound("study", study_id)
         return codec.study_from_row(row)
 
-    async def create_study(self, study: Study, request_id: str = "") -> Study:
+    async def create_study(self, study: Study, key: RequestKey | None = None) -> Study:
         def write(conn):
-            if request_id:
-                row = conn.execute("SELECT id FROM studies WHERE request_id = ?", (request_id,)).fetchone()
-                if row:
-                    return self._study(conn, row[0])
+            earlier = requests.recall(conn, key)
+            if earlier is not None:
+                return self._study(conn, int(earlier))
             if conn.execute("SELECT 1 FROM studies WHERE name = ?", (study.name,)).fetchone():
                 raise AlreadyExists("study", study.name)
             now = self.clock()
             study.create_time = study.update_time = now
             study.version = 1
-            row = codec.study_row(study)
-            row["request_id"] = request_id or None
-            new_id = _insert(conn, "studies", row)
+            new_id = _insert(conn, "studies", codec.study_row(study))
             _set_tags(conn, "study_tags", "study_id", new_id, study.tags)
+            requests.remember(conn, key, str(new_id), now)
             return self._study(conn, new_id)
 
         return await self._write(write)
@@ -248,20 +248,18 @@ class SqliteStorage(Storage):
         cls._attach_summaries(conn, [trial])
         return trial
 
-    async def create_trial(self, trial: Trial, request_id: str, admit: Callable[[Study | None], None]) -> Trial:
+    async def create_trial(self, trial: Trial, key: RequestKey | None, admit: Callable[[Study | None], None]) -> Trial:
         def write(conn):
-            if request_id:
-                row = conn.execute("SELECT id FROM trials WHERE request_id = ?", (request_id,)).fetchone()
-                if row:
-                    return self._trial(conn, row[0])
+            earlier = requests.recall(conn, key)
+            if earlier is not None:
+                return self._trial(conn, int(earlier))
             study = self._study(conn, trial.study_id) if trial.study_id else None
             admit(study)
             now = self.clock()
             trial.create_time = trial.update_time = now
             trial.version = 1
-            row = codec.trial_row(trial)
-            row["request_id"] = request_id or None
-            new_id = _insert(conn, "trials", row)
+            new_id = _insert(conn, "trials", codec.trial_row(trial))
+            requests.remember(conn, key, str(new_id), now)
             if not trial.name:
                 conn.execute("UPDATE trials SET name = ?, name_folded = ? WHERE id = ?", (f"trial-{new_id}", f"trial-{new_id}", new_id))
             _set_tags(conn, "trial_tags", "trial_id", new_id, trial.tags)
@@ -301,14 +299,13 @@ class SqliteStorage(Storage):
 
         return await self._read(read)
 
-    async def change_trial(self, trial_id: int, change: TrialChange, request_id: str = "") -> Trial:
+    async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
         def write(conn):
             current = self._trial(conn, trial_id)
-            if request_id and conn.execute(
-                "SELECT 1 FROM trial_events WHERE trial_id = ? AND request_id = ?", (trial_id, request_id)
-            ).fetchone():
+            if requests.recall(conn, key) is not None:
                 return current
             now = self.clock()
+            requests.remember(conn, key, str(trial_id), now)
             result = change(current, now)
             updated = result.trial
             updated.update_time = now
@@ -330,7 +327,6 @@ class SqliteStorage(Storage):
                         "trial_run_id": ev.trial_run_id,
                         "message": ev.message,
                         "details": codec.dumps(ev.details),
-                        "request_id": (request_id or None) if i == 0 else None,
                     })
             return self._trial(conn, trial_id)
 
@@ -401,12 +397,11 @@ class SqliteStorage(Storage):
             raise NotFound("worker", worker_id)
         return codec.worker_from_row(row)
 
-    async def register_worker(self, worker: Worker, request_id: str, admit: Callable[[Trial], None]) -> Worker:
+    async def register_worker(self, worker: Worker, key: RequestKey | None, admit: Callable[[Trial], None]) -> Worker:
         def write(conn):
-            if request_id:
-                row = conn.execute("SELECT id FROM workers WHERE request_id = ?", (request_id,)).fetchone()
-                if row:
-                    return self._worker(conn, row[0])
+            earlier = requests.recall(conn, key)
+            if earlier is not None:
+                return self._worker(conn, int(earlier))
             trial = self._trial(conn, worker.trial_id)
             admit(trial)
             worker.trial_run_id = trial.trial_run_id
@@ -422,9 +417,9 @@ class SqliteStorage(Storage):
             now = self.clock()
             worker.create_time = worker.update_time = now
             worker.last_heartbeat = now
-            row = codec.worker_row(worker)
-            row["request_id"] = request_id or None
-            return self._worker(conn, _insert(conn, "workers", row))
+            new_id = _insert(conn, "workers", codec.worker_row(worker))
+            requests.remember(conn, key, str(new_id), now)
+            return self._worker(conn, new_id)
 
         return await self._write(write)
 
@@ -476,8 +471,17 @@ class SqliteStorage(Storage):
 
     # --- profiler ----------------------------------------------------------
 
-    async def ingest_profiler(self, stream_id: str, items: list[IngestItem]) -> IngestResult:
-        return await self._write(lambda conn: profiler.ingest(conn, stream_id, items, self.clock()))
+    async def ingest_profiler(self, stream_id: str, items: list[IngestItem], key: RequestKey | None = None) -> IngestResult:
+        def write(conn):
+            earlier = requests.recall(conn, key)
+            if earlier is not None:
+                return IngestResult.from_record(earlier)
+            now = self.clock()
+            result = profiler.ingest(conn, stream_id, items, now)
+            requests.remember(conn, key, result.to_record(), now)
+            return result
+
+        return await self._write(write)
 
     async def profiler_stream_position(self, stream_id: str) -> int:
         return await self._read(lambda conn: profiler.stream_position(conn, stream_id), small=True)
@@ -511,9 +515,21 @@ class SqliteStorage(Storage):
         with self.reports.stored_directly(report):
             return await super().report_metrics(report)
 
-    async def ingest_metrics(self, batch):
+    async def ingest_metrics(self, batch, key=None):
         small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
-        return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
+        if key is None:
+            return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
+
+        def write(conn):
+            earlier = requests.recall(conn, key)
+            if earlier is not None:
+                return m.IngestOutcome.from_record(earlier)
+            now = self.clock()
+            outcome = metrics.ingest(conn, batch, now)
+            requests.remember(conn, key, outcome.to_record(), now)
+            return outcome
+
+        return await self._write(write, small)
 
     async def metric_summaries(self, trial_ids, group="", names=None):
         return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names))
