@@ -344,3 +344,33 @@ def test_watch_metrics_follows_until_the_trial_ends(client):
     assert list(follow) == []
     resumed = list(stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id, after_step=1), timeout=30))
     assert [list(r.series[0].steps) for r in resumed] == [[2]]
+
+
+def test_metric_names_and_latest_values_come_in_pages(client):
+    a, b = running_trial(client, "a"), running_trial(client, "b")
+    for trial, names in ((a, ["x", "y", "z"]), (b, ["p", "q"])):
+        stub(client).ReportMetrics(req(trial.id, 1, **{n: 1.0 for n in names}))
+        stub(client).ReportMetrics(req(trial.id, 1, group="validation", val=2.0))
+
+    def walk(method, request_type, field, **kw):
+        seen, token, pages = [], "", 0
+        while True:
+            resp = method(request_type(trial_ids=[a.id, b.id], page_size=2, page_token=token, **kw))
+            seen += [(s.trial_id, s.group, s.name) for s in getattr(resp, field)]
+            pages += 1
+            token = resp.next_page_token
+            if not token:
+                return seen, pages
+
+    names, pages = walk(stub(client).ListMetricNames, ms.ListMetricNamesRequest, "metrics")
+    assert names == [(a.id, "training", n) for n in "xyz"] + [(a.id, "validation", "val")] + [
+        (b.id, "training", n) for n in "pq"] + [(b.id, "validation", "val")]
+    assert pages == 4
+    latest, pages = walk(stub(client).GetLatestMetrics, ms.GetLatestMetricsRequest, "summaries", group="validation")
+    assert latest == [(a.id, "validation", "val"), (b.id, "validation", "val")] and pages == 1
+    err = error_of(stub(client).ListMetricNames, ms.ListMetricNamesRequest(trial_ids=[a.id], page_token="bogus"))
+    assert err.reason == "INVALID_PAGE_TOKEN"
+    first = stub(client).ListMetricNames(ms.ListMetricNamesRequest(trial_ids=[a.id], page_size=1))
+    err = error_of(stub(client).ListMetricNames,
+                   ms.ListMetricNamesRequest(trial_ids=[b.id], page_size=1, page_token=first.next_page_token))
+    assert err.reason == "INVALID_PAGE_TOKEN"

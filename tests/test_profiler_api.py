@@ -359,3 +359,20 @@ def test_unary_report_and_bad_queries(client):
     assert np.isnan(got[0]) and got[1:] == [2.0, float("inf")]
     (b,) = stub.GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="loss")], buckets=1)).series[0].buckets
     assert (b.min, b.max, b.count) == (2.0, float("inf"), 3)
+
+
+def test_series_listing_comes_in_pages(client):
+    trial = new_trial(client)
+    stream(client, [
+        ps.StreamProfilerMetricsRequest(stream_id="pages", sequence=i + 1, batch=batch(trial.id, 0, 2, gpu=f"GPU-{i}"))
+        for i in range(5)
+    ])
+    seen, token = [], ""
+    while True:
+        resp = profiler(client).ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id, page_size=2, page_token=token))
+        assert len(resp.series) <= 2
+        seen += [s.labels.gpu_uuid for s in resp.series]
+        token = resp.next_page_token
+        if not token:
+            break
+    assert seen == [f"GPU-{i}" for i in range(5)]

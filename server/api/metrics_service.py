@@ -19,6 +19,8 @@ MAX_NAMES_PER_QUERY = 100
 MAX_BUCKETS = 10_000
 DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
+SUMMARY_PAGE = 100
+SUMMARY_PAGE_MAX = 1000
 LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
 # The two answers of ReportMetrics, built once; gRPC only serializes them.
@@ -210,15 +212,23 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
             raise invalid(field, "must be trial ids")
         return list(dict.fromkeys(ids))
 
+    async def _summary_page(self, request, group: str) -> tuple[list, str]:
+        trial_ids = self._trial_ids(request.trial_ids)
+        size = listing.page_size(request.page_size, SUMMARY_PAGE, SUMMARY_PAGE_MAX)
+        page, after = listing.tuple_page(request.page_token, size, {"t": trial_ids, "g": group}, (int, str, str))
+        rows = await self.storage.metric_summaries(trial_ids, group, after=after, limit=size + 1)
+        token = listing.next_tuple_token(page, rows, lambda s: (s["trial_id"], s["group"], s["name"]))
+        return [summary_to_proto(s) for s in rows[:size]], token
+
     @rpc
     async def ListMetricNames(self, request, context):
-        summaries = await self.storage.metric_summaries(self._trial_ids(request.trial_ids))
-        return ms.ListMetricNamesResponse(metrics=[summary_to_proto(s) for s in summaries])
+        summaries, token = await self._summary_page(request, "")
+        return ms.ListMetricNamesResponse(metrics=summaries, next_page_token=token)
 
     @rpc
     async def GetLatestMetrics(self, request, context):
-        summaries = await self.storage.metric_summaries(self._trial_ids(request.trial_ids), request.group)
-        return ms.GetLatestMetricsResponse(summaries=[summary_to_proto(s) for s in summaries])
+        summaries, token = await self._summary_page(request, request.group)
+        return ms.GetLatestMetricsResponse(summaries=summaries, next_page_token=token)
 
     @rpc
     async def GetMetricHistory(self, request, context):

@@ -25,6 +25,8 @@ INT64_MAX = 2**63 - 1
 MAX_BUCKETS = 10_000
 DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
+SERIES_PAGE = 100
+SERIES_PAGE_MAX = 1000
 # A stream stops reading from its sender while this many samples wait for the
 # database; HTTP/2 flow control then slows the sender down.
 MAX_BUFFERED_SAMPLES = 400_000
@@ -197,8 +199,11 @@ class ProfilerServicer:
     @rpc
     async def ListProfilerSeries(self, request, context):
         convert.require_id(request.trial_id, "trial_id", "trial")
-        series = await self.storage.list_profiler_series(request.trial_id)
-        return ps.ListProfilerSeriesResponse(series=[self._series_to_proto(s) for s in series])
+        size = listing.page_size(request.page_size, SERIES_PAGE, SERIES_PAGE_MAX)
+        page, after = listing.tuple_page(request.page_token, size, {"t": request.trial_id}, (str, str, str, str))
+        rows = await self.storage.list_profiler_series(request.trial_id, after, size + 1)
+        token = listing.next_tuple_token(page, rows, lambda s: s.labels.key()[1:])
+        return ps.ListProfilerSeriesResponse(series=[self._series_to_proto(s) for s in rows[:size]], next_page_token=token)
 
     @staticmethod
     def _series_to_proto(s: SeriesInfo) -> ps.ProfilerSeries:

@@ -85,6 +85,26 @@ def make_page(token: str, size: int, order: Order, query: dict) -> Page:
     return page
 
 
+def tuple_page(token: str, size: int, query: dict, types: tuple[type, ...]) -> tuple[Page, tuple | None]:
+    """A page over rows ordered by a composite key of the given types; the
+    token carries the key of the last row returned."""
+    page = make_page(token, size, Order("key"), query)
+    if page.after is None:
+        return page, None
+    key = page.after[0]
+    if not isinstance(key, list) or len(key) != len(types) or not all(isinstance(k, t) for k, t in zip(key, types)):
+        raise invalid("page_token", "is malformed; pass back a next_page_token unchanged", reason="INVALID_PAGE_TOKEN")
+    return page, tuple(key)
+
+
+def next_tuple_token(page: Page, rows: list, key_of) -> str:
+    """The next_page_token after rows (fetched with one row more than the
+    page holds), or "" on the last page."""
+    if len(rows) <= page.size:
+        return ""
+    return encode_token(page, (list(key_of(rows[page.size - 1])), 0))
+
+
 # --- ILIKE -----------------------------------------------------------------
 
 def fold(text: str) -> str:

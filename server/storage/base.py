@@ -157,7 +157,9 @@ class Storage(abc.ABC):
     async def profiler_stream_position(self, stream_id: str) -> int: ...
 
     @abc.abstractmethod
-    async def list_profiler_series(self, trial_id: int) -> list[SeriesInfo]: ...
+    async def list_profiler_series(self, trial_id: int, after: tuple | None = None, limit: int = -1) -> list[SeriesInfo]:
+        """Series ordered by (name, agent_id, gpu_uuid, metric_type), after
+        that key, at most limit (-1: all); NotFound for an unknown trial."""
 
     @abc.abstractmethod
     async def find_profiler_series(self, labels: Labels) -> SeriesInfo: ...
@@ -195,7 +197,10 @@ class Storage(abc.ABC):
         return outcome.report_created[0], None
 
     @abc.abstractmethod
-    async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None) -> list[dict]: ...
+    async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None,
+                               after: tuple | None = None, limit: int = -1) -> list[dict]:
+        """Summaries ordered by (trial_id, group, name), after that key, at
+        most limit (-1: all); NotFound for an unknown trial."""
 
     @abc.abstractmethod
     async def metric_series_id(self, trial_id: int, group: str, name: str) -> int | None: ...

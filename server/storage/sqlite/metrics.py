@@ -462,7 +462,8 @@ def summary_from_row(row) -> dict:
     return {"series_id": row["id"], "trial_id": row["trial_id"] or 0, "group": row["group_name"], "name": row["name"], "summary": s}
 
 
-def series_summaries(conn, trial_ids: list[int], group: str = "", names: list[str] | None = None) -> list[dict]:
+def series_summaries(conn, trial_ids: list[int], group: str = "", names: list[str] | None = None,
+                     after: tuple | None = None, limit: int = -1) -> list[dict]:
     for trial_id in trial_ids:
         if conn.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is None:
             raise NotFound("trial", trial_id)
@@ -475,7 +476,11 @@ def series_summaries(conn, trial_ids: list[int], group: str = "", names: list[st
     if names:
         sql += f" AND name IN ({', '.join('?' for _ in names)})"
         args.extend(names)
-    sql += " ORDER BY trial_id, group_name, name"
+    if after is not None:
+        sql += " AND (trial_id, group_name, name) > (?, ?, ?)"
+        args.extend(after)
+    sql += " ORDER BY trial_id, group_name, name LIMIT ?"
+    args.append(limit)
     return [summary_from_row(r) for r in conn.execute(sql, args)]
 
 

@@ -150,11 +150,13 @@ def stream_position(conn: sqlite3.Connection, stream_id: str) -> int:
     return row[0] if row else 0
 
 
-def list_series(conn: sqlite3.Connection, trial_id: int) -> list[SeriesInfo]:
+def list_series(conn: sqlite3.Connection, trial_id: int, after: tuple | None = None, limit: int = -1) -> list[SeriesInfo]:
     if conn.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is None:
         raise NotFound("trial", trial_id)
+    keyset = " AND (name, agent_id, gpu_uuid, metric_type) > (?, ?, ?, ?)" if after is not None else ""
     rows = conn.execute(
-        "SELECT * FROM profiler_series WHERE trial_id = ? ORDER BY name, agent_id, gpu_uuid, metric_type", (trial_id,)
+        f"SELECT * FROM profiler_series WHERE trial_id = ?{keyset} ORDER BY name, agent_id, gpu_uuid, metric_type LIMIT ?",
+        (trial_id, *(after or ()), limit),
     ).fetchall()
     return [series_from_row(r) for r in rows]
 

@@ -486,8 +486,8 @@ class SqliteStorage(Storage):
     async def profiler_stream_position(self, stream_id: str) -> int:
         return await self._read(lambda conn: profiler.stream_position(conn, stream_id), small=True)
 
-    async def list_profiler_series(self, trial_id: int):
-        return await self._read(lambda conn: profiler.list_series(conn, trial_id))
+    async def list_profiler_series(self, trial_id: int, after=None, limit=-1):
+        return await self._read(lambda conn: profiler.list_series(conn, trial_id, after, limit))
 
     async def find_profiler_series(self, labels):
         return await self._read(lambda conn: profiler.find_series(conn, labels))
@@ -531,8 +531,8 @@ class SqliteStorage(Storage):
 
         return await self._write(write, small)
 
-    async def metric_summaries(self, trial_ids, group="", names=None):
-        return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names))
+    async def metric_summaries(self, trial_ids, group="", names=None, after=None, limit=-1):
+        return await self._read(lambda conn: metrics.series_summaries(conn, trial_ids, group, names, after, limit))
 
     async def metric_series_id(self, trial_id, group, name):
         return await self._read(lambda conn: metrics.find_series(conn, trial_id, group, name), small=True)
