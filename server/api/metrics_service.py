@@ -294,7 +294,9 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     async def WatchMetrics(self, request, context):
         convert.require_id(request.trial_id, "trial_id", "trial")
         names = set(request.names)
-        cursors: dict[int, tuple] = {}
+        # Unset, the cursor is before every point; set, it is after that step in every run.
+        start = (request.after_step, INT64_MAX) if request.HasField("after_step") else None
+        cursors: dict[int, tuple | None] = {}
         while True:
             delivered = False
             summaries = await self.storage.metric_summaries([request.trial_id])
@@ -302,7 +304,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 if names and s["name"] not in names:
                     continue
                 sid = s["series_id"]
-                after = cursors.get(sid, (request.after_step, INT64_MAX))
+                after = cursors.get(sid, start)
                 cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
                 if len(cols):
                     series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
