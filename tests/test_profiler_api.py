@@ -359,3 +359,33 @@ def test_unary_report_and_bad_queries(client):
     assert np.isnan(got[0]) and got[1:] == [2.0, float("inf")]
     (b,) = stub.GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="loss")], buckets=1)).series[0].buckets
     assert (b.min, b.max, b.count) == (2.0, float("inf"), 3)
+
+
+def test_watch_waits_for_a_series_that_has_no_sample_yet(client):
+    trial = new_trial(client)
+    report(client, trial.id, S.TRIAL_STATE_RUNNING)
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="w", sequence=1, batch=batch(trial.id, 0, 2, gpu="GPU-0"))])
+    follow = profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(trial.id, gpu="GPU-0"), labels(trial.id, gpu="GPU-1")]), timeout=30
+    )
+    # The first answer shows the server took the call while GPU-1 had no sample.
+    first = next(follow)
+    assert (first.batch.labels.gpu_uuid, list(first.batch.values)) == ("GPU-0", [0.0, 1.0])
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="w", sequence=2, batch=batch(trial.id, 5, 1, gpu="GPU-1"))])
+    second = next(follow)
+    assert (second.batch.labels.gpu_uuid, list(second.batch.values)) == ("GPU-1", [5.0])
+    report(client, trial.id, S.TRIAL_STATE_COMPLETED)
+    assert list(follow) == []
+
+
+def test_watch_of_a_missing_series_needs_a_live_trial(client):
+    missing = error_of(lambda: next(profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(999)]), timeout=10)))
+    assert missing.code == grpc.StatusCode.NOT_FOUND and missing.metadata["resource"] == "trial"
+    done = new_trial(client)
+    report(client, done.id, S.TRIAL_STATE_RUNNING)
+    report(client, done.id, S.TRIAL_STATE_COMPLETED)
+    # A terminal trial takes no more samples: its missing series will never appear.
+    ended = error_of(lambda: next(profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(done.id)]), timeout=10)))
+    assert ended.code == grpc.StatusCode.NOT_FOUND and ended.metadata["resource"] == "profiler series"

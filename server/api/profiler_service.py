@@ -10,7 +10,7 @@ import numpy as np
 from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, ResourceExhausted, invalid
+from ..domain.errors import DomainError, NotFound, ResourceExhausted, invalid
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
@@ -207,15 +207,28 @@ class ProfilerServicer:
             first_batch=s.first_batch or 0, last_batch=s.last_batch or 0,
         )
 
-    async def _resolve(self, series_labels) -> list[SeriesInfo]:
+    @staticmethod
+    def _labels(series_labels) -> list[Labels]:
         if not series_labels:
             raise invalid("series", "name at least one series")
         if len(series_labels) > 100:
             raise ResourceExhausted("at most 100 series per call")
-        return [
-            await self.storage.find_profiler_series(labels_from_proto(p, f"series[{i}]"))
-            for i, p in enumerate(series_labels)
-        ]
+        return [labels_from_proto(p, f"series[{i}]") for i, p in enumerate(series_labels)]
+
+    async def _resolve(self, series_labels) -> list[SeriesInfo]:
+        return [await self.storage.find_profiler_series(labels) for labels in self._labels(series_labels)]
+
+    async def _find_or_wait(self, labels: Labels, first: bool) -> SeriesInfo | None:
+        """The series, or None while it has no sample yet. On the first look,
+        NOT_FOUND for an unknown trial and for a missing series of a terminal
+        trial (it takes no more samples); later the watch just ends when the
+        trials do."""
+        try:
+            return await self.storage.find_profiler_series(labels)
+        except NotFound:
+            if first and trial_lifecycle.is_terminal((await self.storage.get_trial(labels.trial_id)).state):
+                raise
+            return None
 
     @rpc
     async def GetProfilerSamples(self, request, context):
@@ -327,12 +340,22 @@ class ProfilerServicer:
 
     @rpc
     async def WatchProfilerSamples(self, request, context):
-        series = await self._resolve(request.series)
-        cursors = {s.series_id: 0 for s in series}
+        waiting = self._labels(request.series)
+        trial_ids = {labels.trial_id for labels in waiting}
+        series: list[SeriesInfo] = []
+        cursors: dict[int, int] = {}
         after_ts = request.after_timestamp
-        trial_ids = {s.labels.trial_id for s in series}
+        first = True
         while True:
             delivered = False
+            if waiting:
+                resolved = [(labels, await self._find_or_wait(labels, first)) for labels in waiting]
+                waiting = [labels for labels, info in resolved if info is None]
+                for _, info in resolved:
+                    if info is not None and info.series_id not in cursors:
+                        series.append(info)
+                        cursors[info.series_id] = 0
+            first = False
             for s in series:
                 while True:
                     found = await self.storage.profiler_chunks_after(s.series_id, cursors[s.series_id], after_ts, 64)
