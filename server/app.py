@@ -96,7 +96,8 @@ class Watchdog:
 
 
 class RetentionJob:
-    """Deletes expired profiler samples in small transactions so that
+    """Deletes profiler samples and task log lines older than their trial's
+    log_retention_days, in transactions of at most BATCH rows so that
     ingestion keeps flowing between them."""
 
     BATCH = 2000
@@ -105,21 +106,30 @@ class RetentionJob:
         self.storage = storage
         self.default_days = default_days
         self.clock = clock
+        self.last_counts: dict[str, int] = {}
 
-    async def sweep(self) -> int:
+    async def _drain(self, delete) -> int:
         deleted = 0
         while True:
-            n = await self.storage.delete_expired_profiler(self.clock(), self.default_days, self.BATCH)
+            n = await delete(self.clock(), self.default_days, self.BATCH)
             deleted += n
             if n < self.BATCH:
                 return deleted
 
+    async def sweep(self) -> int:
+        """Deletes everything expired; returns the number of rows deleted
+        (profiler chunks plus log lines)."""
+        self.last_counts = {
+            "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
+            "log lines": await self._drain(self.storage.delete_expired_logs),
+        }
+        return sum(self.last_counts.values())
+
     async def run(self, interval: float) -> None:
         while True:
             try:
-                deleted = await self.sweep()
-                if deleted:
-                    log.info("retention deleted %d profiler chunks", deleted)
+                if await self.sweep():
+                    log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))
             except Exception:  # noqa: BLE001 - try again next time
                 log.exception("retention sweep failed")
             await asyncio.sleep(interval)
@@ -211,7 +221,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     if port == 0:
         await storage.close()
         raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
-    retention = RetentionJob(storage, config.profiler_retention_days, clock)
+    retention = RetentionJob(storage, config.retention_days, clock)
     return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock, config.heartbeat_timeout), retention, config)
 
 

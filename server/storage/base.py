@@ -161,7 +161,12 @@ class Storage(abc.ABC):
     ) -> list[tuple[int, Chunk]]: ...
 
     @abc.abstractmethod
-    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int: ...
+    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
+        """Deletes up to limit profiler chunks older than their trial's retention; returns how many."""
+
+    @abc.abstractmethod
+    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
+        """Deletes up to limit task log lines older than their trial's retention; returns how many."""
 
     # Metrics, debug events and logs
     @abc.abstractmethod

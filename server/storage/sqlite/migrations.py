@@ -268,6 +268,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        5,
+        "task logs found by time for retention",
+        """
+        CREATE INDEX task_logs_trial_time ON task_logs (trial_id, time);
+        """,
+    ),
 ]
 
 

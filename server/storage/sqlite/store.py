@@ -502,6 +502,9 @@ class SqliteStorage(Storage):
     async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
         return await self._write(lambda conn: profiler.delete_expired(conn, now, default_days, limit))
 
+    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
+        return await self._write(lambda conn: metrics.delete_expired_logs(conn, now, default_days, limit))
+
     # --- metrics, logs, Katib observation logs -------------------------------
 
     async def report_metrics(self, report):
