@@ -151,6 +151,22 @@ def test_unknown_trial_stores_nothing(client):
     assert messages(client, trial.id) == []
 
 
+def test_a_trial_deleted_before_the_write_stores_nothing(client, server, monkeypatch):
+    keep, doomed = new_trial(client, "keep"), new_trial(client, "doomed")
+    storage = server.app.storage
+    ingest = storage.ingest_metrics
+
+    async def delete_first(batch):
+        # A DeleteTrial that lands between AddLogs' arrival and its write.
+        await storage.delete_trial(doomed.id, lambda t: None)
+        return await ingest(batch)
+
+    monkeypatch.setattr(storage, "ingest_metrics", delete_first)
+    err = error_of(add, client, [line(keep.id, 0), line(doomed.id, 1), line(keep.id, 2)])
+    assert err.code == grpc.StatusCode.NOT_FOUND and err.metadata == {"resource": "trial", "id": str(doomed.id)}
+    assert messages(client, keep.id) == []
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"level": 99}, "level"),
     ({"level": -1}, "level"),

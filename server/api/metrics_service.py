@@ -7,7 +7,7 @@ import json
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
 
 from ..domain import listing, metrics as m, trial_lifecycle
-from ..domain.errors import DomainError, FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
+from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
@@ -148,15 +148,6 @@ def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
     )
 
 
-def refused(trial_id: int, kind: str, message: str):
-    """The error for a single-item call whose item was refused."""
-    if kind == "NOT_FOUND":
-        return NotFound("trial", trial_id)
-    if kind == "STALE_RUN":
-        return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
-    return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
-
-
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, storage: Storage, notifier: Notifier):
         self.storage = storage
@@ -166,7 +157,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     async def ReportMetrics(self, request, context):
         created, refusal = await self.storage.report_metrics(report_draft(request))
         if refusal:
-            raise refused(request.metrics.trial_id, *refusal)
+            raise m.refusal(request.metrics.trial_id, *refusal)
         self.notifier.notify()
         return CREATED if created else NOT_CREATED
 

@@ -300,10 +300,25 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     return out
 
 
+def _refuse_as_a_whole(trials: _Trials, batch: m.IngestBatch) -> None:
+    """Raises the refusal of the first item that cannot be stored, before
+    anything is written (an all-or-nothing batch)."""
+    for report in batch.reports:
+        problem = trials.problem(report.trial_id, report.trial_run_id)
+        if problem:
+            raise m.refusal(report.trial_id, *problem)
+    for items in (batch.points, batch.debug_events, batch.logs):
+        for item in items:
+            if trials.get(item.trial_id) is None:
+                raise NotFound("trial", item.trial_id)
+
+
 def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
     """Stores a batch; items that cannot be stored are listed in the
     outcome's errors. admitted: the reports were checked and acknowledged
     already, so only a trial deleted since then refuses them."""
+    if batch.all_or_nothing:
+        _refuse_as_a_whole(_Trials(conn), batch)
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
         fast = _ingest_one_report(conn, batch.reports[0], now)
         if fast is not None:
