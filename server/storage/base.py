@@ -126,6 +126,11 @@ class Storage(abc.ABC):
     async def list_workers(self, flt: WorkerFilter, page: Page) -> tuple[list[Worker], tuple | None]: ...
 
     @abc.abstractmethod
+    async def run_workers(self, trial_id: int, trial_run_id: int) -> list[Worker]:
+        """Every worker registered for one run of a trial, in registration
+        order, however many (NOT_FOUND for an unknown trial)."""
+
+    @abc.abstractmethod
     async def change_worker(self, worker_id: int, apply: Callable[[Worker, Now], Worker]) -> Worker: ...
 
     @abc.abstractmethod

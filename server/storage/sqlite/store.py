@@ -450,6 +450,16 @@ class SqliteStorage(Storage):
 
         return await self._read(read)
 
+    async def run_workers(self, trial_id: int, trial_run_id: int) -> list[Worker]:
+        def read(conn):
+            self._trial(conn, trial_id)
+            rows = conn.execute(
+                "SELECT * FROM workers WHERE trial_id = ? AND trial_run_id = ? ORDER BY id", (trial_id, trial_run_id)
+            ).fetchall()
+            return [codec.worker_from_row(r) for r in rows]
+
+        return await self._read(read)
+
     async def change_worker(self, worker_id: int, apply) -> Worker:
         def write(conn):
             current = self._worker(conn, worker_id)
