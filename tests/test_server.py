@@ -158,6 +158,7 @@ def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
     studies = study_service_pb2_grpc.StudyServiceStub(client.channel)
     err = error_of(studies.CheckEarlyStopping, study_service_pb2.CheckEarlyStoppingRequest(study_id=1))
     assert err.code == grpc.StatusCode.UNIMPLEMENTED and "CheckEarlyStopping" in err.message
+    assert err.reason == "NOT_IMPLEMENTED"
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
 
 

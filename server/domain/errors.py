@@ -86,7 +86,7 @@ class ViolationCollector:
 
 
 class Unimplemented(DomainError):
-    reason = "UNSPECIFIED"
+    reason = "NOT_IMPLEMENTED"
 
 
 def require_etag(resource: str, resource_id: int, version: int, etag: str) -> None:
