@@ -340,7 +340,12 @@ def test_unary_report_and_bad_queries(client):
     bad = batch(trial.id, 0, 6)
     del bad.values[0]
     err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=bad))
-    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "equal lengths" in err.violations["batch"]
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "equal lengths" in err.violations["batch.values"]
+    untyped = batch(trial.id, 0, 2, metric_type=0)
+    err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=untyped))
+    # Each message names its field path once, with one "invalid request" prefix.
+    assert err.message == "invalid request: batch.labels.metric_type: must be set"
+    assert err.violations == {"batch.labels.metric_type": "must be set"}
     err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=batch(424242, 0, 2)))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "not found" in err.message
     err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="nope")]))

@@ -10,7 +10,7 @@ import numpy as np
 from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, NotFound, ResourceExhausted, invalid
+from ..domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound, ResourceExhausted, invalid
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
@@ -49,19 +49,25 @@ def batch_to_proto(labels: Labels, chunk: Chunk) -> profiler_pb2.TrialProfilerMe
     )
 
 
-def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, columns: Columns) -> IngestItem | str:
-    """An IngestItem for a batch, or the reason it is rejected."""
+def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, columns: Columns) -> IngestItem | FieldViolation:
+    """An IngestItem for a batch, or why it is rejected: a violation whose
+    field is a path inside the batch."""
     if not batch.HasField("labels"):
-        return "labels are required"
+        return FieldViolation("labels", "must be set")
     try:
         labels = labels_from_proto(batch.labels)
-    except DomainError as err:
-        return err.message
+    except InvalidArgument as err:
+        return err.violations[0]
     chunk = Chunk(columns.values, columns.batches, columns.timestamps)
     problem = check_batch(labels, chunk)
     if problem:
         return problem
     return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
+
+
+def in_batch(violation: FieldViolation) -> FieldViolation:
+    """The violation with its path from the request (batch.<field>)."""
+    return FieldViolation(f"batch.{violation.field}", violation.description)
 
 
 class _IngestSession:
@@ -144,8 +150,9 @@ class _IngestSession:
                 await self.reject(req.sequence, "batch is required")
                 continue
             item = prepare(req.sequence, req.batch, message.columns)
-            if isinstance(item, str):
-                await self.reject(req.sequence, item)
+            if isinstance(item, FieldViolation):
+                problem = in_batch(item)
+                await self.reject(req.sequence, f"{problem.field}: {problem.description}")
                 continue
             self.buffer.append(item)
             self.buffered_samples += item.summary.count
@@ -185,8 +192,8 @@ class ProfilerServicer:
     @rpc
     async def ReportProfilerMetrics(self, request, context):
         item = prepare(1, request.batch, _columns_from_message(request.batch))
-        if isinstance(item, str):
-            raise invalid("batch", item)
+        if isinstance(item, FieldViolation):
+            raise InvalidArgument([in_batch(item)])
         result = await self.storage.ingest_profiler("", [item])
         if result.rejected:
             raise invalid("batch.labels.trial_id", result.rejected[0][1])
