@@ -390,7 +390,7 @@ def test_watch_of_a_missing_series_needs_a_live_trial(client):
     done = new_trial(client)
     report(client, done.id, S.TRIAL_STATE_RUNNING)
     report(client, done.id, S.TRIAL_STATE_COMPLETED)
-    # A terminal trial takes no more samples: its missing series will never appear.
+    # A watch of a terminal trial ends at once: a series it lacks is NOT_FOUND, not an empty stream.
     ended = error_of(lambda: next(profiler(client).WatchProfilerSamples(
         ps.WatchProfilerSamplesRequest(series=[labels(done.id)]), timeout=10)))
     assert ended.code == grpc.StatusCode.NOT_FOUND and ended.metadata["resource"] == "profiler series"

@@ -227,9 +227,9 @@ class ProfilerServicer:
 
     async def _find_or_wait(self, labels: Labels, first: bool) -> SeriesInfo | None:
         """The series, or None while it has no sample yet. On the first look,
-        NOT_FOUND for an unknown trial and for a missing series of a terminal
-        trial (it takes no more samples); later the watch just ends when the
-        trials do."""
+        NOT_FOUND for an unknown trial, and for a missing series of a trial
+        that is terminal already (a watch of it would end at once, empty);
+        later the watch just ends when the trials do."""
         try:
             return await self.storage.find_profiler_series(labels)
         except NotFound:
