@@ -40,10 +40,13 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest accepted message")
     p.add_argument("--reader-threads", type=int, default=d.reader_threads, help="threads serving database reads")
     p.add_argument(
+        "--retention-days",
         "--profiler-retention-days",
+        dest="retention_days",
         type=int,
-        default=d.profiler_retention_days,
-        help="days profiler samples are kept for trials that set no log_retention_days",
+        default=d.retention_days,
+        help="days task log lines and profiler samples are kept for trials that set no log_retention_days"
+        " (--profiler-retention-days is the older name)",
     )
     p.add_argument(
         "--retention-interval", type=float, default=d.retention_interval, help="seconds between retention sweeps; 0 disables"
@@ -64,7 +67,7 @@ def _run_serve(args) -> int:
         heartbeat_timeout=args.heartbeat_timeout,
         max_message_bytes=args.max_message_bytes,
         reader_threads=args.reader_threads,
-        profiler_retention_days=args.profiler_retention_days,
+        retention_days=args.retention_days,
         retention_interval=args.retention_interval,
         log_level=args.log_level,
     )

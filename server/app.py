@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 
 import grpc
@@ -96,7 +97,8 @@ class Watchdog:
 
 
 class RetentionJob:
-    """Deletes expired profiler samples in small transactions so that
+    """Deletes profiler samples and task log lines older than their trial's
+    log_retention_days, in transactions of at most BATCH rows so that
     ingestion keeps flowing between them."""
 
     BATCH = 2000
@@ -105,21 +107,30 @@ class RetentionJob:
         self.storage = storage
         self.default_days = default_days
         self.clock = clock
+        self.last_counts: dict[str, int] = {}
 
-    async def sweep(self) -> int:
+    async def _drain(self, delete) -> int:
         deleted = 0
         while True:
-            n = await self.storage.delete_expired_profiler(self.clock(), self.default_days, self.BATCH)
+            n = await delete(self.clock(), self.default_days, self.BATCH)
             deleted += n
             if n < self.BATCH:
                 return deleted
 
+    async def sweep(self) -> int:
+        """Deletes everything expired; returns the number of rows deleted
+        (profiler chunks plus log lines)."""
+        self.last_counts = {
+            "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
+            "log lines": await self._drain(self.storage.delete_expired_logs),
+        }
+        return sum(self.last_counts.values())
+
     async def run(self, interval: float) -> None:
         while True:
             try:
-                deleted = await self.sweep()
-                if deleted:
-                    log.info("retention deleted %d profiler chunks", deleted)
+                if await self.sweep():
+                    log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))
             except Exception:  # noqa: BLE001 - try again next time
                 log.exception("retention sweep failed")
             await asyncio.sleep(interval)
@@ -143,7 +154,6 @@ class App:
             self._tasks.append(asyncio.create_task(self.watchdog.run(self.config.watchdog_interval)))
         if self.config.retention_interval > 0:
             self._tasks.append(asyncio.create_task(self.retention.run(self.config.retention_interval)))
-        log.info("trialplane listening on %s:%d (database %s)", self.config.host, self.port, self.config.db_path)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting calls, lets in-flight ones finish, closes the database."""
@@ -175,15 +185,57 @@ class GenericHandlersOnly:
         """Left out on purpose; the generic handler added beside it serves these methods."""
 
 
-async def build_server(config: ServerConfig, storage: Storage | None = None) -> App:
-    storage = storage or SqliteStorage(config.db_path, readers=config.reader_threads)
-    await storage.open()
+def _probe_port(host: str, port: int) -> None:
+    """OSError (one line) when no address of host:port can be bound.
+
+    gRPC core would find out too, but only after printing its own multi-line
+    complaint to stderr; a fixed port is tried here first, the way gRPC binds
+    it (SO_REUSEADDR, any resolved address will do)."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    problems = []
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                return
+            except OSError as exc:
+                problems.append(exc.strerror or str(exc))
+    raise OSError(f"cannot listen on {host}:{port} ({(problems or ['no address'])[0].lower()})")
+
+
+def _bind(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
+    """A server bound to its port, before anything touches the database, so
+    that a failed start leaves no file behind."""
+    _probe_port(config.host, config.port)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options)
+    try:
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
+    return server, port
+
+
+async def build_server(config: ServerConfig, storage: Storage | None = None) -> App:
+    server, port = _bind(config)
+    storage = storage or SqliteStorage(config.db_path, readers=config.reader_threads)
+    try:
+        await storage.open()
+    except BaseException:
+        await server.stop(None)
+        raise
     clock = getattr(storage, "clock", now_us)
     trials = TrialServicer(storage, clock)
     notifier = Notifier()
@@ -204,20 +256,14 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection.enable_server_reflection(
         [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], handlers
     )
-    try:
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        await storage.close()
-        raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
-    retention = RetentionJob(storage, config.profiler_retention_days, clock)
+    retention = RetentionJob(storage, config.retention_days, clock)
     return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock, config.heartbeat_timeout), retention, config)
 
 
 async def serve(config: ServerConfig) -> None:
     app = await build_server(config)
     await app.start()
+    # The one line that says the server is up (scripts read the port from it).
     print(f"trialplane listening on {config.host}:{app.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

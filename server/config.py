@@ -21,9 +21,9 @@ class ServerConfig:
     # Largest request the server accepts, in bytes.
     max_message_bytes: int = 64 * 1024 * 1024
     reader_threads: int = 4
-    # Profiler samples are kept this many days unless a trial says otherwise
-    # (its log_retention_days; -1 keeps them forever).
-    profiler_retention_days: int = 30
+    # Task log lines and profiler samples are kept this many days unless a
+    # trial says otherwise (its log_retention_days; -1 keeps them forever).
+    retention_days: int = 30
     # How often the retention job runs, in seconds; 0 disables it.
     retention_interval: float = 3600.0
     log_level: str = "INFO"

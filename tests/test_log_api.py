@@ -13,6 +13,7 @@ from trialplane.v1 import (
     log_pb2,
     log_service_pb2 as ls,
     log_service_pb2_grpc,
+    metrics_pb2 as mp,
     metrics_service_pb2 as ms,
     metrics_service_pb2_grpc,
     study_pb2,
@@ -148,6 +149,22 @@ def test_unknown_trial_stores_nothing(client):
     err = error_of(add, client, [line(987654, 0)])
     assert err.code == grpc.StatusCode.NOT_FOUND
     assert messages(client, trial.id) == []
+
+
+def test_a_trial_deleted_before_the_write_stores_nothing(client, server, monkeypatch):
+    keep, doomed = new_trial(client, "keep"), new_trial(client, "doomed")
+    storage = server.app.storage
+    ingest = storage.ingest_metrics
+
+    async def delete_first(batch, key=None):
+        # A DeleteTrial that lands between AddLogs' arrival and its write.
+        await storage.delete_trial(doomed.id, lambda t: None)
+        return await ingest(batch, key)
+
+    monkeypatch.setattr(storage, "ingest_metrics", delete_first)
+    err = error_of(add, client, [line(keep.id, 0), line(doomed.id, 1), line(keep.id, 2)])
+    assert err.code == grpc.StatusCode.NOT_FOUND and err.metadata == {"resource": "trial", "id": str(doomed.id)}
+    assert messages(client, keep.id) == []
 
 
 @pytest.mark.parametrize("bad, field", [
@@ -580,3 +597,39 @@ def test_study_definitions_changed_by_update_apply_to_new_lines(client):
     assert add(client, [line(trial.id, 1, "loss=0.8")]).metric_points == 1
     (loss,) = history(client, trial.id, "loss")
     assert list(loss.values) == [0.8]
+
+
+# --- retention ----------------------------------------------------------------
+
+def test_retention_deletes_old_log_lines_in_batches(clocked_client, clocked_server, clock, monkeypatch):
+    client = clocked_client
+    day_us = 86_400_000_000
+    now = clock()
+
+    def at(trial_id, us, message):
+        return L.TaskLog(trial_id=trial_id, time=timestamp_pb2.Timestamp(seconds=us // 1_000_000), message=message)
+
+    short = new_trial(client, "short", log_retention_days=1)
+    forever = new_trial(client, "forever", log_retention_days=-1)
+    default = new_trial(client, "default")  # the server default, 30 days
+    for trial in (short, forever, default):
+        add(client, [at(trial.id, now - 3 * day_us + i * 1_000_000, f"old {i}") for i in range(5)]
+            + [at(trial.id, now - 1_000_000, "fresh")])
+    # Debug events are not covered by log_retention_days and stay.
+    event = ms.AddEventsRequest(events=[mp.TrialEventItem(
+        trial_id=short.id, time=timestamp_pb2.Timestamp(seconds=(now - 3 * day_us) // 1_000_000),
+        vector=mp.VectorEvent(metric="hist", values=[1.0]))])
+    metrics_service_pb2_grpc.MetricsServiceStub(client.channel).AddEvents(event)
+    monkeypatch.setattr(clocked_server.app.retention, "BATCH", 2)
+    assert clocked_server.call(clocked_server.app.retention.sweep()) == 5
+    assert messages(client, short.id) == ["fresh"]
+    assert messages(client, forever.id) == [f"old {i}" for i in range(5)] + ["fresh"]
+    assert messages(client, default.id) == [f"old {i}" for i in range(5)] + ["fresh"]
+    events = metrics_service_pb2_grpc.MetricsServiceStub(client.channel).ListDebugEvents(
+        ms.ListDebugEventsRequest(trial_id=short.id)).events
+    assert len(events) == 1
+    clock.advance(28 * 86_400)
+    assert clocked_server.call(clocked_server.app.retention.sweep()) == 6
+    assert messages(client, short.id) == []
+    assert messages(client, default.id) == ["fresh"]
+    assert messages(client, forever.id) == [f"old {i}" for i in range(5)] + ["fresh"]

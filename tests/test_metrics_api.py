@@ -374,3 +374,15 @@ def test_metric_names_and_latest_values_come_in_pages(client):
     err = error_of(stub(client).ListMetricNames,
                    ms.ListMetricNamesRequest(trial_ids=[b.id], page_size=1, page_token=first.next_page_token))
     assert err.reason == "INVALID_PAGE_TOKEN"
+
+
+def test_watch_metrics_from_the_start_delivers_step_zero(client):
+    trial = running_trial(client)
+    stub(client).ReportMetrics(req(trial.id, 0, loss=2.0))
+    stub(client).ReportMetrics(req(trial.id, 1, loss=1.0))
+    report_state(client, trial.id, S.TRIAL_STATE_COMPLETED)
+    everything = list(stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id), timeout=30))
+    assert [(list(r.series[0].steps), list(r.series[0].values)) for r in everything] == [([0, 1], [2.0, 1.0])]
+    # An explicit after_step of 0 still means "after step 0".
+    after_zero = list(stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id, after_step=0), timeout=30))
+    assert [list(r.series[0].steps) for r in after_zero] == [[1]]

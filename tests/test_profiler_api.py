@@ -340,7 +340,12 @@ def test_unary_report_and_bad_queries(client):
     bad = batch(trial.id, 0, 6)
     del bad.values[0]
     err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=bad))
-    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "equal lengths" in err.violations["batch"]
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "equal lengths" in err.violations["batch.values"]
+    untyped = batch(trial.id, 0, 2, metric_type=0)
+    err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=untyped))
+    # Each message names its field path once, with one "invalid request" prefix.
+    assert err.message == "invalid request: batch.labels.metric_type: must be set"
+    assert err.violations == {"batch.labels.metric_type": "must be set"}
     err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=batch(424242, 0, 2)))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "not found" in err.message
     err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="nope")]))
@@ -376,3 +381,33 @@ def test_series_listing_comes_in_pages(client):
         if not token:
             break
     assert seen == [f"GPU-{i}" for i in range(5)]
+
+
+def test_watch_waits_for_a_series_that_has_no_sample_yet(client):
+    trial = new_trial(client)
+    report(client, trial.id, S.TRIAL_STATE_RUNNING)
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="w", sequence=1, batch=batch(trial.id, 0, 2, gpu="GPU-0"))])
+    follow = profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(trial.id, gpu="GPU-0"), labels(trial.id, gpu="GPU-1")]), timeout=30
+    )
+    # The first answer shows the server took the call while GPU-1 had no sample.
+    first = next(follow)
+    assert (first.batch.labels.gpu_uuid, list(first.batch.values)) == ("GPU-0", [0.0, 1.0])
+    stream(client, [ps.StreamProfilerMetricsRequest(stream_id="w", sequence=2, batch=batch(trial.id, 5, 1, gpu="GPU-1"))])
+    second = next(follow)
+    assert (second.batch.labels.gpu_uuid, list(second.batch.values)) == ("GPU-1", [5.0])
+    report(client, trial.id, S.TRIAL_STATE_COMPLETED)
+    assert list(follow) == []
+
+
+def test_watch_of_a_missing_series_needs_a_live_trial(client):
+    missing = error_of(lambda: next(profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(999)]), timeout=10)))
+    assert missing.code == grpc.StatusCode.NOT_FOUND and missing.metadata["resource"] == "trial"
+    done = new_trial(client)
+    report(client, done.id, S.TRIAL_STATE_RUNNING)
+    report(client, done.id, S.TRIAL_STATE_COMPLETED)
+    # A watch of a terminal trial ends at once: a series it lacks is NOT_FOUND, not an empty stream.
+    ended = error_of(lambda: next(profiler(client).WatchProfilerSamples(
+        ps.WatchProfilerSamplesRequest(series=[labels(done.id)]), timeout=10)))
+    assert ended.code == grpc.StatusCode.NOT_FOUND and ended.metadata["resource"] == "profiler series"

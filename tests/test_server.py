@@ -128,14 +128,28 @@ def test_sigterm_drains_in_flight_calls_and_keeps_data(db_path, process):
         again.terminate()
 
 
-def test_port_in_use_is_a_clear_error(db_path, process, tmp_path):
+def test_port_in_use_is_a_clear_error_and_leaves_nothing_behind(db_path, process, tmp_path):
     port = process.address.rsplit(":", 1)[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     result = subprocess.run(
-        [tool("trialplane"), "serve", "--port", port, "--db", str(tmp_path / "other.db")],
+        [tool("trialplane"), "serve", "--port", port, "--db", str(elsewhere / "other.db")],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 1
-    assert "cannot listen" in result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("trialplane: cannot listen on 127.0.0.1:" + port)
+    # No database, no WAL, no journal: a failed start creates no file.
+    assert sorted(os.listdir(elsewhere)) == []
+
+
+def test_the_listening_line_is_printed_once(process):
+    process.proc.send_signal(signal.SIGTERM)
+    out, err = process.proc.communicate(timeout=30)
+    assert process.proc.returncode == 0, err
+    # ServerProcess read the first one from stdout already.
+    assert "listening on" not in out + err
 
 
 def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
@@ -144,6 +158,7 @@ def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
     studies = study_service_pb2_grpc.StudyServiceStub(client.channel)
     err = error_of(studies.CheckEarlyStopping, study_service_pb2.CheckEarlyStoppingRequest(study_id=1))
     assert err.code == grpc.StatusCode.UNIMPLEMENTED and "CheckEarlyStopping" in err.message
+    assert err.reason == "NOT_IMPLEMENTED"
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
 
 

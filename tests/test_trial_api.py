@@ -61,6 +61,39 @@ def test_create_round_trips_every_input_field(client):
     assert fetched.name == "run-1" and fetched.etag == trial.etag
 
 
+def test_hyperparameters_keep_to_their_step(client):
+    from trialplane.v1 import study_pb2, study_service_pb2
+
+    def spec(name, kind, lo, hi, step):
+        return study_pb2.ParameterSpec(name=name, type=kind, feasible_space=study_pb2.FeasibleSpace(min=lo, max=hi, step=step))
+
+    study = client.studies.CreateStudy(study_service_pb2.CreateStudyRequest(study=study_pb2.Study(
+        name="stepped",
+        objective=study_pb2.Objective(metric_name="val_loss", type=study_pb2.OBJECTIVE_TYPE_MINIMIZE),
+        parameters=[
+            spec("units", study_pb2.PARAMETER_TYPE_INT, 0, 100, 10),
+            spec("offset", study_pb2.PARAMETER_TYPE_INT, 3, 30, 9),
+            spec("dropout", study_pb2.PARAMETER_TYPE_DOUBLE, 0.1, 0.9, 0.1),
+        ],
+    )))
+
+    def trial(units=50, offset=12, dropout=0.3):
+        hps = {"units": HP(int_value=units), "offset": HP(int_value=offset), "dropout": HP(double_value=dropout)}
+        return trial_pb2.Trial(study_id=study.id, hyperparameters=hps)
+
+    # On the grid: min + k * step, up to floating-point rounding for DOUBLE (0.1 + 2 * 0.1 != 0.3).
+    for ok in (trial(), trial(units=0, offset=3, dropout=0.1), trial(units=100, offset=30, dropout=0.9),
+               trial(dropout=0.1 + 0.1 + 0.1), trial(dropout=0.7)):
+        assert create(client, ok).hyperparameters["units"].int_value == ok.hyperparameters["units"].int_value
+    for bad, name in [(trial(units=7), "units"), (trial(offset=10), "offset"), (trial(dropout=0.25), "dropout"),
+                      (trial(dropout=0.3001), "dropout")]:
+        err = error_of(create, client, bad)
+        assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(err.violations) == [f"trial.hyperparameters[{name}]"]
+        assert "step" in err.violations[f"trial.hyperparameters[{name}]"]
+    assert "nearest allowed values are 0 and 10" in error_of(create, client, trial(units=7)).message
+
+
 def test_default_name_and_standalone_trial(client):
     trial = create(client, trial_pb2.Trial(hyperparameters={"anything": HP(bool_value=True)}))
     assert trial.name == f"trial-{trial.id}"

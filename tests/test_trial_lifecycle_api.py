@@ -140,3 +140,65 @@ def test_transitions_on_unknown_trial_are_not_found(client):
         assert error_of(_call, client, op, 12345).code == grpc.StatusCode.NOT_FOUND
     assert error_of(report, client, 12345, S.TRIAL_STATE_RUNNING).code == grpc.StatusCode.NOT_FOUND
     assert error_of(_call, client, "stop", 0).code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- the stop timeline that trial_service.proto documents on StopTrial ---------
+
+def _at(trial) -> float:
+    return trial.stop_deadline.ToMicroseconds() / 1e6 if trial.HasField("stop_deadline") else None
+
+
+def test_stop_timeline_sigterm_grace_then_kill_grace_then_canceled(clocked_client, clocked_server, clock):
+    from google.protobuf import duration_pb2
+
+    client = clocked_client
+    get = lambda i: client.trials.GetTrial(ts.GetTrialRequest(id=i))  # noqa: E731
+    sweep = lambda: clocked_server.call(clocked_server.app.watchdog.sweep())  # noqa: E731
+    now = lambda: clock() / 1e6  # noqa: E731
+
+    # Default grace: STOPPING_CANCELED for 10 minutes (the agent sends SIGTERM) ...
+    silent = trial_in(client, S.TRIAL_STATE_RUNNING, "silent")
+    stopped = client.trials.StopTrial(ts.StopTrialRequest(id=silent.id))
+    assert stopped.state == S.TRIAL_STATE_STOPPING_CANCELED
+    assert _at(stopped) == pytest.approx(now() + 600, abs=2)
+    # ... a second StopTrial changes nothing, not even the deadline ...
+    again = client.trials.StopTrial(ts.StopTrialRequest(id=silent.id, grace_period=duration_pb2.Duration(seconds=1)))
+    assert again.state == S.TRIAL_STATE_STOPPING_CANCELED and _at(again) == _at(stopped)
+    clock.advance(598)
+    assert sweep() == 0 and get(silent.id).state == S.TRIAL_STATE_STOPPING_CANCELED
+    # ... then STOPPING_KILLED with 30 more seconds (the agent sends SIGKILL) ...
+    clock.advance(3)
+    assert sweep() == 1
+    killed = get(silent.id)
+    assert killed.state == S.TRIAL_STATE_STOPPING_KILLED
+    assert _at(killed) == pytest.approx(now() + 30, abs=1)
+    clock.advance(29)
+    assert sweep() == 0 and get(silent.id).state == S.TRIAL_STATE_STOPPING_KILLED
+    # ... then CANCELED without a word from the agent.
+    clock.advance(2)
+    assert sweep() == 1
+    ended = get(silent.id)
+    assert ended.state == S.TRIAL_STATE_CANCELED and _at(ended) is None
+    assert ended.end_time.ToMicroseconds() / 1e6 == pytest.approx(now(), abs=1)
+    events = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=silent.id)).events
+    assert [(name(e.from_state), name(e.to_state)) for e in events][-3:] == [
+        ("RUNNING", "STOPPING_CANCELED"), ("STOPPING_CANCELED", "STOPPING_KILLED"), ("STOPPING_KILLED", "CANCELED")]
+
+    # An agent that reports CANCELED ends the trial at once, in either stopping state.
+    for kill_first in (False, True):
+        polite = trial_in(client, S.TRIAL_STATE_RUNNING, f"polite-{kill_first}")
+        client.trials.StopTrial(ts.StopTrialRequest(id=polite.id, grace_period=duration_pb2.Duration(seconds=5)))
+        if kill_first:
+            clock.advance(6)
+            assert sweep() == 1 and get(polite.id).state == S.TRIAL_STATE_STOPPING_KILLED
+        done = report(client, polite.id, S.TRIAL_STATE_CANCELED)
+        assert done.state == S.TRIAL_STATE_CANCELED and _at(done) is None
+        clock.advance(60)
+        assert sweep() == 0 and get(polite.id).state == S.TRIAL_STATE_CANCELED
+
+    # KillTrial skips the graceful part: STOPPING_KILLED for 30 s, then CANCELED.
+    rude = trial_in(client, S.TRIAL_STATE_RUNNING, "rude")
+    killed = client.trials.KillTrial(ts.KillTrialRequest(id=rude.id))
+    assert killed.state == S.TRIAL_STATE_STOPPING_KILLED and _at(killed) == pytest.approx(now() + 30, abs=1)
+    clock.advance(31)
+    assert sweep() == 1 and get(rude.id).state == S.TRIAL_STATE_CANCELED

@@ -551,6 +551,20 @@ def test_rendezvous_orders_by_rank(client):
     assert info1.slots[info1.rank] == 4 and info0.slots[info0.rank] == 2
 
 
+def test_rendezvous_of_more_than_a_thousand_workers(client):
+    n = 1234
+    trial = create_trial(client, worker_count=n)
+    # Registered through the API, highest rank first, so the last ids hold the low ranks.
+    calls = [client.workers.RegisterWorker.future(register_req(trial.id, rank=r, address=f"h{r}:1", slots=r % 8 + 1))
+             for r in reversed(range(n))]
+    workers = {w.rank: w for w in (c.result(timeout=30) for c in calls)}
+    for rank in (0, n - 1):
+        info = client.workers.GetRendezvousInfo(rendezvous_req(trial.id, workers[rank].id, 0), timeout=10)
+        assert info.rank == rank
+        assert list(info.addresses) == [f"h{r}:1" for r in range(n)]
+        assert list(info.slots) == [r % 8 + 1 for r in range(n)]
+
+
 def test_rendezvous_blocks_until_the_last_worker_registers(client):
     trial = create_trial(client, worker_count=2)
     w1 = register(client, trial.id, rank=1, address="h1:1", slots=4)

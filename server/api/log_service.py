@@ -12,7 +12,7 @@ from ..domain.errors import ResourceExhausted, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
-from .metrics_service import LOG_LEVELS, log_draft, refused
+from .metrics_service import LOG_LEVELS, log_draft
 from .notifier import Notifier
 
 DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
@@ -65,17 +65,14 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         if len(request.logs) > m.MAX_BATCH_ITEMS:
             raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} lines per AddLogs call (got {len(request.logs)})")
         key = convert.request_key(request, "AddLogs")
+        # All or nothing: storage checks every line's trial in its write
+        # transaction, so a trial deleted meanwhile cannot split the call.
         batch = m.IngestBatch(
             logs=[log_draft(line, f"logs[{i}]") for i, line in enumerate(request.logs)],
             log_index=list(range(len(request.logs))),
+            all_or_nothing=True,
         )
-        # All-or-nothing: check the trials before writing anything.
-        for trial_id in {d.trial_id for d in batch.logs}:
-            await self.storage.get_trial(trial_id)
         outcome = await self.storage.ingest_metrics(batch, key)
-        if outcome.errors:
-            _, index, kind, message = outcome.errors[0]
-            raise refused(request.logs[index].trial_id, kind, message)
         self.notifier.notify()
         return ls.AddLogsResponse(added=outcome.added, metric_points=outcome.log_points)
 

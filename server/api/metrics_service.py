@@ -7,7 +7,7 @@ import json
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
 
 from ..domain import listing, metrics as m, trial_lifecycle
-from ..domain.errors import DomainError, MetricConflict, FailedPrecondition, NotFound, ResourceExhausted, ViolationCollector, invalid
+from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
@@ -142,19 +142,6 @@ def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
     )
 
 
-def refused(trial_id: int, kind: str, message: str):
-    """The error for a single-item call whose item was refused."""
-    if kind == "NOT_FOUND":
-        return NotFound("trial", trial_id)
-    if kind == "METRIC_CONFLICT":
-        return MetricConflict(message, {"trial_id": trial_id})
-    if kind == "REQUEST_ID_REUSED":
-        return FailedPrecondition(message, reason="REQUEST_ID_REUSED", metadata={"trial_id": trial_id})
-    if kind == "STALE_RUN":
-        return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
-    return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
-
-
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, storage: Storage, notifier: Notifier):
         self.storage = storage
@@ -164,7 +151,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     async def ReportMetrics(self, request, context):
         created, refusal = await self.storage.report_metrics(report_draft(request))
         if refusal:
-            raise refused(request.metrics.trial_id, *refusal)
+            raise m.refusal(request.metrics.trial_id, *refusal)
         self.notifier.notify()
         return CREATED if created else NOT_CREATED
 
@@ -301,7 +288,9 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
     async def WatchMetrics(self, request, context):
         convert.require_id(request.trial_id, "trial_id", "trial")
         names = set(request.names)
-        cursors: dict[int, tuple] = {}
+        # Unset, the cursor is before every point; set, it is after that step in every run.
+        start = (request.after_step, INT64_MAX) if request.HasField("after_step") else None
+        cursors: dict[int, tuple | None] = {}
         while True:
             delivered = False
             summaries = await self.storage.metric_summaries([request.trial_id])
@@ -309,7 +298,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 if names and s["name"] not in names:
                     continue
                 sid = s["series_id"]
-                after = cursors.get(sid, (request.after_step, INT64_MAX))
+                after = cursors.get(sid, start)
                 cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
                 if len(cols):
                     series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])

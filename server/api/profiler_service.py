@@ -10,7 +10,7 @@ import numpy as np
 from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, ResourceExhausted, invalid
+from ..domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound, ResourceExhausted, invalid
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
@@ -51,19 +51,25 @@ def batch_to_proto(labels: Labels, chunk: Chunk) -> profiler_pb2.TrialProfilerMe
     )
 
 
-def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, columns: Columns) -> IngestItem | str:
-    """An IngestItem for a batch, or the reason it is rejected."""
+def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, columns: Columns) -> IngestItem | FieldViolation:
+    """An IngestItem for a batch, or why it is rejected: a violation whose
+    field is a path inside the batch."""
     if not batch.HasField("labels"):
-        return "labels are required"
+        return FieldViolation("labels", "must be set")
     try:
         labels = labels_from_proto(batch.labels)
-    except DomainError as err:
-        return err.message
+    except InvalidArgument as err:
+        return err.violations[0]
     chunk = Chunk(columns.values, columns.batches, columns.timestamps)
     problem = check_batch(labels, chunk)
     if problem:
         return problem
     return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
+
+
+def in_batch(violation: FieldViolation) -> FieldViolation:
+    """The violation with its path from the request (batch.<field>)."""
+    return FieldViolation(f"batch.{violation.field}", violation.description)
 
 
 class _IngestSession:
@@ -146,8 +152,9 @@ class _IngestSession:
                 await self.reject(req.sequence, "batch is required")
                 continue
             item = prepare(req.sequence, req.batch, message.columns)
-            if isinstance(item, str):
-                await self.reject(req.sequence, item)
+            if isinstance(item, FieldViolation):
+                problem = in_batch(item)
+                await self.reject(req.sequence, f"{problem.field}: {problem.description}")
                 continue
             self.buffer.append(item)
             self.buffered_samples += item.summary.count
@@ -188,8 +195,8 @@ class ProfilerServicer:
     async def ReportProfilerMetrics(self, request, context):
         key = convert.request_key(request, "ReportProfilerMetrics")
         item = prepare(1, request.batch, _columns_from_message(request.batch))
-        if isinstance(item, str):
-            raise invalid("batch", item)
+        if isinstance(item, FieldViolation):
+            raise InvalidArgument([in_batch(item)])
         result = await self.storage.ingest_profiler("", [item], key)
         if result.rejected:
             raise invalid("batch.labels.trial_id", result.rejected[0][1])
@@ -213,15 +220,28 @@ class ProfilerServicer:
             first_batch=s.first_batch or 0, last_batch=s.last_batch or 0,
         )
 
-    async def _resolve(self, series_labels) -> list[SeriesInfo]:
+    @staticmethod
+    def _labels(series_labels) -> list[Labels]:
         if not series_labels:
             raise invalid("series", "name at least one series")
         if len(series_labels) > 100:
             raise ResourceExhausted("at most 100 series per call")
-        return [
-            await self.storage.find_profiler_series(labels_from_proto(p, f"series[{i}]"))
-            for i, p in enumerate(series_labels)
-        ]
+        return [labels_from_proto(p, f"series[{i}]") for i, p in enumerate(series_labels)]
+
+    async def _resolve(self, series_labels) -> list[SeriesInfo]:
+        return [await self.storage.find_profiler_series(labels) for labels in self._labels(series_labels)]
+
+    async def _find_or_wait(self, labels: Labels, first: bool) -> SeriesInfo | None:
+        """The series, or None while it has no sample yet. On the first look,
+        NOT_FOUND for an unknown trial, and for a missing series of a trial
+        that is terminal already (a watch of it would end at once, empty);
+        later the watch just ends when the trials do."""
+        try:
+            return await self.storage.find_profiler_series(labels)
+        except NotFound:
+            if first and trial_lifecycle.is_terminal((await self.storage.get_trial(labels.trial_id)).state):
+                raise
+            return None
 
     @rpc
     async def GetProfilerSamples(self, request, context):
@@ -333,12 +353,22 @@ class ProfilerServicer:
 
     @rpc
     async def WatchProfilerSamples(self, request, context):
-        series = await self._resolve(request.series)
-        cursors = {s.series_id: 0 for s in series}
+        waiting = self._labels(request.series)
+        trial_ids = {labels.trial_id for labels in waiting}
+        series: list[SeriesInfo] = []
+        cursors: dict[int, int] = {}
         after_ts = request.after_timestamp
-        trial_ids = {s.labels.trial_id for s in series}
+        first = True
         while True:
             delivered = False
+            if waiting:
+                resolved = [(labels, await self._find_or_wait(labels, first)) for labels in waiting]
+                waiting = [labels for labels, info in resolved if info is None]
+                for _, info in resolved:
+                    if info is not None and info.series_id not in cursors:
+                        series.append(info)
+                        cursors[info.series_id] = 0
+            first = False
             for s in series:
                 while True:
                     found = await self.storage.profiler_chunks_after(s.series_id, cursors[s.series_id], after_ts, 64)

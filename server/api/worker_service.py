@@ -129,7 +129,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         deadline = time.monotonic() + timeout
         while True:
             trial = await self.storage.get_trial(request.trial_id)
-            workers = await self._run_workers(trial.id, trial.trial_run_id)
+            workers = await self.storage.run_workers(trial.id, trial.trial_run_id)
             me = next((w for w in workers if w.id == request.worker_id), None)
             if me is None:
                 raise NotFound("worker", f"{request.worker_id} in run {trial.trial_run_id} of trial {trial.id}")
@@ -151,9 +151,3 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     metadata={"registered": len(members), "expected": trial.resources.expected_workers},
                 )
             await self.joined.wait(trial.id, min(left, RENDEZVOUS_POLL_SECONDS))
-
-    async def _run_workers(self, trial_id: int, run_id: int) -> list[Worker]:
-        flt = listing.WorkerFilter(trial_id=trial_id, trial_run_id=run_id)
-        page = listing.Page(size=listing.MAX_PAGE_SIZE, order=listing.Order(), fingerprint="")
-        workers, _ = await self.storage.list_workers(flt, page)
-        return workers

@@ -95,7 +95,7 @@ class ViolationCollector:
 
 
 class Unimplemented(DomainError):
-    reason = "UNSPECIFIED"
+    reason = "NOT_IMPLEMENTED"
 
 
 def require_etag(resource: str, resource_id: int, version: int, etag: str) -> None:

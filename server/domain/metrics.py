@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ViolationCollector
+from .errors import DomainError, FailedPrecondition, MetricConflict, NotFound, ViolationCollector
 from .models import ObjectiveType, Study
 
 BLOCK_SIZE = 256
@@ -294,6 +294,9 @@ class IngestBatch:
     point_index: list[tuple[str, int]] = field(default_factory=list)
     event_index: list[int] = field(default_factory=list)
     log_index: list[int] = field(default_factory=list)
+    # When set, one refused item refuses the whole batch: storage raises the
+    # refusal (see refusal()) inside its write transaction and stores nothing.
+    all_or_nothing: bool = False
 
 
 @dataclass
@@ -327,6 +330,20 @@ def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tup
     if run and run != current_run:
         return "STALE_RUN", f"trial_run_id {run} is not the current run {current_run} of trial {trial_id}"
     return None
+
+
+def refusal(trial_id: int, kind: str, message: str) -> DomainError:
+    """The error for a refused item (kind as from target_problem, or NOT_FOUND)
+    of a call that is refused as a whole."""
+    if kind == "NOT_FOUND":
+        return NotFound("trial", trial_id)
+    if kind == "METRIC_CONFLICT":
+        return MetricConflict(message, {"trial_id": trial_id})
+    if kind == "REQUEST_ID_REUSED":
+        return FailedPrecondition(message, reason="REQUEST_ID_REUSED", metadata={"trial_id": trial_id})
+    if kind == "STALE_RUN":
+        return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
+    return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
 
 
 CHUNK_POINTS = 512

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import FieldViolation
+
 # Timestamps are microseconds since the Unix epoch; anything outside
 # [1970, 2400) is a unit mistake or garbage.
 MAX_TIMESTAMP_US = 13_569_465_600_000_000
@@ -97,28 +99,29 @@ class ChunkSummary:
     vlast: float
 
 
-def check_batch(labels: Labels | None, chunk: Chunk) -> str | None:
-    """Why a batch cannot be stored, or None when it can."""
+def check_batch(labels: Labels | None, chunk: Chunk) -> FieldViolation | None:
+    """Why a batch cannot be stored, as a violation of a field of the batch
+    (a path relative to it), or None when it can."""
     if labels is None:
-        return "labels are required"
+        return FieldViolation("labels", "must be set")
     if labels.trial_id <= 0:
-        return "labels.trial_id must name a trial"
+        return FieldViolation("labels.trial_id", "must name a trial")
     if not labels.name:
-        return "labels.name must not be empty"
+        return FieldViolation("labels.name", "must not be empty")
     if len(labels.name) > MAX_NAME or len(labels.agent_id) > MAX_NAME or len(labels.gpu_uuid) > MAX_NAME:
-        return f"labels must be at most {MAX_NAME} characters each"
+        return FieldViolation("labels", f"name, agent_id and gpu_uuid must be at most {MAX_NAME} characters each")
     n = chunk.values.size
     if n == 0:
-        return "a batch needs at least one sample"
+        return FieldViolation("values", "a batch needs at least one sample")
     if chunk.batches.size != n or chunk.timestamps.size != n:
-        return (
-            f"values, batches and timestamps must have equal lengths "
-            f"(got {n}, {chunk.batches.size}, {chunk.timestamps.size})"
+        return FieldViolation(
+            "values",
+            f"values, batches and timestamps must have equal lengths (got {n}, {chunk.batches.size}, {chunk.timestamps.size})",
         )
     if n > MAX_SAMPLES_PER_BATCH:
-        return f"at most {MAX_SAMPLES_PER_BATCH} samples per batch (got {n})"
+        return FieldViolation("values", f"at most {MAX_SAMPLES_PER_BATCH} samples per batch (got {n})")
     if chunk.timestamps.min() < 0 or chunk.timestamps.max() >= MAX_TIMESTAMP_US:
-        return "timestamps must be microseconds since the Unix epoch, between 1970 and 2400"
+        return FieldViolation("timestamps", "must be microseconds since the Unix epoch, between 1970 and 2400")
     return None
 
 

@@ -209,7 +209,37 @@ def _value_matches(spec: ParameterSpec, value: HyperparameterValue) -> str | Non
         return f"{value} is below min {space.min}"
     if space.max is not None and value > space.max:
         return f"{value} is above max {space.max}"
+    if space.step is not None and space.min is not None:
+        return _off_step(spec.type, value, space.min, space.step, space.max)
     return None
+
+
+# How far a DOUBLE may sit from min + k * step, relative to the magnitudes
+# involved: 0.1 + 2 * 0.1 is 0.30000000000000004, and 0.3 must pass.
+STEP_TOLERANCE = 1e-9
+
+
+def _off_step(kind: ParameterType, value: float, low: float, step: float, high: float | None) -> str | None:
+    """Why value is not min + k * step for a whole k >= 0, or None when it is."""
+    if kind == ParameterType.INT:
+        value, low, step = int(value), int(low), int(step)
+        k = (value - low) // step
+        if (value - low) % step == 0:
+            return None
+    else:
+        k = math.floor((value - low) / step)
+        for candidate in (k, k + 1):
+            if abs(value - (low + candidate * step)) <= STEP_TOLERANCE * max(abs(value), abs(low), step):
+                return None
+    below, above = low + k * step, low + (k + 1) * step
+    nearest = (f"the nearest allowed values are {_number(below)} and {_number(above)}"
+               if high is None or above <= high else f"the nearest allowed value is {_number(below)}")
+    return f"{value} is not min {low} plus a multiple of step {step}: {nearest}"
+
+
+def _number(x: float) -> str:
+    """A grid value as a reader expects it (0.30000000000000004 reads 0.3)."""
+    return f"{x:.12g}"
 
 
 def check_hyperparameters(v: ViolationCollector, study: Study | None, hyperparameters: dict) -> None:

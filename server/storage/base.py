@@ -141,6 +141,11 @@ class Storage(abc.ABC):
     async def list_workers(self, flt: WorkerFilter, page: Page) -> tuple[list[Worker], tuple | None]: ...
 
     @abc.abstractmethod
+    async def run_workers(self, trial_id: int, trial_run_id: int) -> list[Worker]:
+        """Every worker registered for one run of a trial, in registration
+        order, however many (NOT_FOUND for an unknown trial)."""
+
+    @abc.abstractmethod
     async def change_worker(self, worker_id: int, apply: Callable[[Worker, Now], Worker]) -> Worker: ...
 
     @abc.abstractmethod
@@ -179,7 +184,12 @@ class Storage(abc.ABC):
     ) -> list[tuple[int, Chunk]]: ...
 
     @abc.abstractmethod
-    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int: ...
+    async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
+        """Deletes up to limit profiler chunks older than their trial's retention; returns how many."""
+
+    @abc.abstractmethod
+    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
+        """Deletes up to limit task log lines older than their trial's retention; returns how many."""
 
     # Metrics, debug events and logs
     @abc.abstractmethod

@@ -97,7 +97,11 @@ class ProfilerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchProfilerSamples(self, request, context):
-        """Streams new samples as they arrive.
+        """Streams the samples of the series as they arrive, until every trial
+        named is terminal and its samples were sent, or the client cancels. A
+        series with no sample yet is waited for while its trial is not terminal;
+        NOT_FOUND for an unknown trial, and for a missing series of a trial that
+        is already terminal when the call starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

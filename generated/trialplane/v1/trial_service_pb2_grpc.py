@@ -152,16 +152,30 @@ class TrialServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StopTrial(self, request, context):
-        """Asks a trial to stop gracefully: STOPPING_CANCELED, and CANCELED once
-        it reports or its grace period runs out (a QUEUED or PAUSED trial is
-        CANCELED at once).
+        """Asks a trial to stop gracefully, in two steps as in Determined:
+        1. STOPPING_CANCELED, with stop_deadline = now + grace_period (default
+        10 minutes). The agent asks the training process to exit (SIGTERM).
+        2. If the trial reported no terminal state by stop_deadline, the server
+        moves it to STOPPING_KILLED with stop_deadline = that moment + 30 s.
+        The agent kills the process (SIGKILL).
+        3. If it still reported nothing by the new stop_deadline, the server
+        records CANCELED itself.
+        So CANCELED comes at most grace_period + 30 s after the call when the
+        agent is silent, and as soon as the agent reports CANCELED (or ERROR)
+        otherwise. The server's watchdog makes steps 2 and 3 on its next sweep
+        after each deadline (every few seconds; `--watchdog-interval`). A QUEUED
+        or PAUSED trial runs nothing and is CANCELED at once; a trial already in
+        STOPPING_CANCELED or STOPPING_KILLED is left as it is, deadline included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def KillTrial(self, request, context):
-        """Asks a trial to stop now: STOPPING_KILLED, then CANCELED.
+        """Asks a trial to stop now: STOPPING_KILLED with stop_deadline = now + 30 s
+        (the agent kills the process), then CANCELED when the agent reports it
+        or the deadline passes (step 3 of StopTrial). A QUEUED or PAUSED trial is
+        CANCELED at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -307,10 +307,25 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     return out
 
 
+def _refuse_as_a_whole(trials: _Trials, batch: m.IngestBatch) -> None:
+    """Raises the refusal of the first item that cannot be stored, before
+    anything is written (an all-or-nothing batch)."""
+    for report in batch.reports:
+        problem = trials.problem(report.trial_id, report.trial_run_id)
+        if problem:
+            raise m.refusal(report.trial_id, *problem)
+    for items in (batch.points, batch.debug_events, batch.logs):
+        for item in items:
+            if trials.get(item.trial_id) is None:
+                raise NotFound("trial", item.trial_id)
+
+
 def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
     """Stores a batch; items that cannot be stored are listed in the
     outcome's errors. admitted: the reports were checked and acknowledged
     already, so only a trial deleted since then refuses them."""
+    if batch.all_or_nothing:
+        _refuse_as_a_whole(_Trials(conn), batch)
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
         fast = _ingest_one_report(conn, batch.reports[0], now)
         if fast is not None:
@@ -552,6 +567,27 @@ def list_logs(conn, trial_id: int, from_tail: bool, levels: list[str], worker: s
         {"id": r[0], "time": r[1], "level": r[2], "worker": r[3], "stream": r[4], "rank": r[5], "message": r[6]}
         for r in conn.execute(sql, args)
     ]
+
+
+def delete_expired_logs(conn, now: int, default_days: int, limit: int) -> int:
+    """Deletes up to limit task log lines older than the retention of their
+    trial (its log_retention_days, 0 for default_days, -1 or less: forever)."""
+    day_us = 86_400_000_000
+    # Trials first, then a range of the (trial_id, time) index per trial: a
+    # sweep costs one index seek per trial plus the lines it deletes.
+    rows = conn.execute(
+        """
+        SELECT l.id FROM trials t
+        CROSS JOIN task_logs l ON l.trial_id = t.id
+        WHERE coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) > 0
+          AND l.time < ? - coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) * ?
+        LIMIT ?
+        """,
+        (default_days, now, default_days, day_us, limit),
+    ).fetchall()
+    if rows:
+        conn.executemany("DELETE FROM task_logs WHERE id = ?", rows)
+    return len(rows)
 
 
 KATIB_GROUP = "katib"

@@ -294,6 +294,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE metric_reports ADD COLUMN digest BLOB;
         """,
     ),
+    (
+        6,
+        "task logs found by time for retention",
+        """
+        CREATE INDEX task_logs_trial_time ON task_logs (trial_id, time);
+        """,
+    ),
 ]
 
 

@@ -445,6 +445,16 @@ class SqliteStorage(Storage):
 
         return await self._read(read)
 
+    async def run_workers(self, trial_id: int, trial_run_id: int) -> list[Worker]:
+        def read(conn):
+            self._trial(conn, trial_id)
+            rows = conn.execute(
+                "SELECT * FROM workers WHERE trial_id = ? AND trial_run_id = ? ORDER BY id", (trial_id, trial_run_id)
+            ).fetchall()
+            return [codec.worker_from_row(r) for r in rows]
+
+        return await self._read(read)
+
     async def change_worker(self, worker_id: int, apply) -> Worker:
         def write(conn):
             current = self._worker(conn, worker_id)
@@ -505,6 +515,9 @@ class SqliteStorage(Storage):
 
     async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
         return await self._write(lambda conn: profiler.delete_expired(conn, now, default_days, limit))
+
+    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
+        return await self._write(lambda conn: metrics.delete_expired_logs(conn, now, default_days, limit))
 
     # --- metrics, logs, Katib observation logs -------------------------------
 
