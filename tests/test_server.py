@@ -149,7 +149,7 @@ def test_the_listening_line_is_printed_once(process):
     out, err = process.proc.communicate(timeout=30)
     assert process.proc.returncode == 0, err
     # ServerProcess read the first one from stdout already.
-    assert "listening on" not in out + err
+    assert "listening on" not in out + err, out + err
 
 
 def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
