@@ -263,12 +263,13 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
 async def serve(config: ServerConfig) -> None:
     app = await build_server(config)
     await app.start()
-    # The one line that says the server is up (scripts read the port from it).
-    print(f"trialplane listening on {config.host}:{app.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The one line that says the server is up (scripts read the port from
+    # it); from here on SIGTERM drains the server instead of killing it.
+    print(f"trialplane listening on {config.host}:{app.port}", flush=True)
     await stop.wait()
     log.info("shutting down: draining in-flight calls for up to %.1fs", config.shutdown_grace)
     await app.stop()

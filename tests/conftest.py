@@ -144,6 +144,17 @@ class ErrorDetails:
     reason: str
     metadata: dict
     violations: dict
+    # Every other detail of the status, as packed Any messages.
+    details: list
+
+    def detail(self, message_type):
+        """The detail of that type, unpacked, or None."""
+        for packed in self.details:
+            if packed.Is(message_type.DESCRIPTOR):
+                out = message_type()
+                packed.Unpack(out)
+                return out
+        return None
 
 
 def error_of(call_fn, *args, **kwargs) -> ErrorDetails:
@@ -152,7 +163,7 @@ def error_of(call_fn, *args, **kwargs) -> ErrorDetails:
         call_fn(*args, **kwargs)
     err = info.value
     status = rpc_status.from_call(err)
-    reason, metadata, violations = "", {}, {}
+    reason, metadata, violations, others = "", {}, {}, []
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -163,7 +174,9 @@ def error_of(call_fn, *args, **kwargs) -> ErrorDetails:
                 br = error_details_pb2.BadRequest()
                 detail.Unpack(br)
                 violations = {v.field: v.description for v in br.field_violations}
-    return ErrorDetails(err.code(), err.details(), reason, metadata, violations)
+            else:
+                others.append(detail)
+    return ErrorDetails(err.code(), err.details(), reason, metadata, violations, others)
 
 
 def make_study(name="study-a", **kwargs) -> study_pb2.Study:

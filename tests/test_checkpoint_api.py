@@ -181,8 +181,8 @@ def test_illegal_report_transitions(client, first, second):
     err = error_of(put, client, trial.id, "c", second, files={"a": 999})
     assert err.code == PRECONDITION and err.reason == "ILLEGAL_TRANSITION"
     assert err.metadata["uuid"] == "c"
-    assert err.metadata["from_state"] == C.Name(first).removeprefix("CHECKPOINT_STATE_")
-    assert err.metadata["to_state"] == C.Name(second).removeprefix("CHECKPOINT_STATE_")
+    assert err.metadata["from_state"] == C.Name(first)
+    assert err.metadata["to_state"] == C.Name(second)
     assert get(client, "c") == before
     assert trial_totals(client, trial.id) == (1, 1)
 
@@ -591,7 +591,7 @@ def test_confirm_without_mark_is_refused(client):
     put(client, trial.id, "c", files={"a": 4})
     err = error_of(delete, client, ["c"], True)
     assert err.code == PRECONDITION and err.reason == "ILLEGAL_TRANSITION"
-    assert err.metadata == {"uuid": "c", "from_state": "COMPLETED", "to_state": "DELETED"}
+    assert err.metadata == {"uuid": "c", "from_state": "CHECKPOINT_STATE_COMPLETED", "to_state": "CHECKPOINT_STATE_DELETED"}
     assert get(client, "c").state == COMPLETED and trial_totals(client, trial.id) == (4, 1)
 
 
@@ -601,7 +601,8 @@ def test_an_active_checkpoint_cannot_be_marked(client):
     put(client, trial.id, "writing", ACTIVE)
     err = error_of(delete, client, ["writing"])
     assert err.code == PRECONDITION and err.reason == "ILLEGAL_TRANSITION"
-    assert err.metadata == {"uuid": "writing", "from_state": "ACTIVE", "to_state": "PARTIALLY_DELETED"}
+    assert err.metadata == {"uuid": "writing", "from_state": "CHECKPOINT_STATE_ACTIVE",
+                            "to_state": "CHECKPOINT_STATE_PARTIALLY_DELETED"}
     # All or nothing: the completed one in the same call is not marked either.
     err = error_of(delete, client, ["done", "writing"])
     assert err.code == PRECONDITION

@@ -386,3 +386,34 @@ def test_watch_metrics_from_the_start_delivers_step_zero(client):
     # An explicit after_step of 0 still means "after step 0".
     after_zero = list(stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id, after_step=0), timeout=30))
     assert [list(r.series[0].steps) for r in after_zero] == [[1]]
+
+
+def test_watch_streams_send_their_headers_before_the_first_item(client):
+    import threading
+    import time
+    from trialplane.v1 import log_service_pb2 as ls, log_service_pb2_grpc, trial_service_pb2_grpc
+    trial = running_trial(client)
+    calls = [
+        stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id), timeout=20),
+        log_service_pb2_grpc.LogServiceStub(client.channel).WatchLogs(ls.WatchLogsRequest(trial_id=trial.id), timeout=20),
+        trial_service_pb2_grpc.TrialServiceStub(client.channel).WatchTrialEvents(
+            ts.WatchTrialEventsRequest(trial_id=trial.id, after_sequence=1), timeout=20),
+    ]
+    got = []
+
+    def headers(call):
+        call.initial_metadata()
+        got.append(call)
+
+    threads = [threading.Thread(target=headers, args=(c,), daemon=True) for c in calls]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    arrived = len(got)
+    for c in calls:
+        c.cancel()
+    # Each call is open for 20 s with nothing to send: only headers sent at
+    # once can have arrived.
+    assert arrived == 3

@@ -203,3 +203,21 @@ def test_search_rpcs_are_unimplemented(client):
     study = create_study(client, "s")
     err = error_of(client.studies.SuggestTrials, ss.SuggestTrialsRequest(study_id=study.id, count=1))
     assert err.code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_study_and_a_trial_read_back_as_they_were_sent(client):
+    sent = make_study("as-sent")
+    created = client.studies.CreateStudy(ss.CreateStudyRequest(study=sent))
+    # What the client left unset stays unset: no empty sub-messages, no
+    # scale filled in for the parameters that named none.
+    for field in ("algorithm", "early_stopping", "checkpoint_retention"):
+        assert not created.HasField(field), field
+    assert [p.scale for p in created.parameters] == [p.scale for p in sent.parameters]
+    assert created.parameters[1].scale == study_pb2.PARAMETER_SCALE_UNSPECIFIED
+    trial = client.trials.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(name="bare")))
+    for field in ("stopping_condition", "retry_strategy", "resources", "source_info", "best_validation",
+                  "latest_validation", "best_checkpoint", "metadata"):
+        assert not trial.HasField(field), field
+    with_gpu = client.trials.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(
+        name="gpu", resources=trial_pb2.Resources(gpu=trial_pb2.GpuResources(type="a100", count=2)))))
+    assert (with_gpu.resources.gpu.type, with_gpu.resources.gpu.count) == ("a100", 2)

@@ -7,7 +7,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
-from trialplane.v1 import trial_pb2, trial_service_pb2 as ts
+from trialplane.v1 import errors_pb2, trial_pb2, trial_service_pb2 as ts
 
 from conftest import Client, create_study, error_of, start_server
 from trial_helpers import S, new_trial, report
@@ -200,6 +200,8 @@ def test_report_from_an_old_run_is_rejected(client):
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
     assert err.reason == "STALE_TRIAL_RUN"
     assert err.metadata["trial_run_id"] == "2"
+    typed = err.detail(errors_pb2.StaleTrialRunDetails)
+    assert (typed.trial_id, typed.reported_trial_run_id, typed.current_trial_run_id) == (trial.id, 1, 2)
     assert report(client, trial.id, S.TRIAL_STATE_RUNNING, trial_run_id=2).state == S.TRIAL_STATE_RUNNING
 
 

@@ -7,7 +7,7 @@ server's own state machine code.
 import grpc
 import pytest
 
-from trialplane.v1 import trial_pb2, trial_service_pb2 as ts
+from trialplane.v1 import errors_pb2, trial_pb2, trial_service_pb2 as ts
 
 from conftest import error_of
 from trial_helpers import ALL_STATES, S, name, report, trial_in
@@ -93,8 +93,11 @@ def test_every_reported_transition(client, start):
             err = error_of(report, client, trial.id, target)
             assert err.code == grpc.StatusCode.FAILED_PRECONDITION, (name(start), name(target))
             assert err.reason == "ILLEGAL_TRANSITION"
-            assert err.metadata["from_state"] == name(start)
-            assert err.metadata["to_state"] == name(target)
+            assert err.metadata["from_state"] == S.TrialState.Name(start)
+            assert err.metadata["to_state"] == S.TrialState.Name(target)
+            typed = err.detail(errors_pb2.IllegalTransitionDetails)
+            assert (typed.trial_id, typed.current_state, typed.requested_state) == (trial.id, start, target)
+            assert {name(s) for s in typed.allowed_states} == set(REPORTS[name(start)]) - {name(start)}
             assert name(start) in err.message and name(target) in err.message
             assert client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).state == start
             assert _events(client, trial.id) == before
@@ -109,7 +112,7 @@ def test_every_user_operation(client, op):
             err = error_of(_call, client, op, trial.id)
             assert err.code == grpc.StatusCode.FAILED_PRECONDITION, (op, name(start))
             assert err.reason == "ILLEGAL_TRANSITION"
-            assert err.metadata["from_state"] == name(start)
+            assert err.metadata["from_state"] == S.TrialState.Name(start)
             assert client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).state == start
             continue
         after = _call(client, op, trial.id)

@@ -218,7 +218,7 @@ def test_register_on_canceled_trial_is_failed_precondition(client):
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
     assert err.reason == "ILLEGAL_TRANSITION"
     assert err.metadata["trial_id"] == str(trial.id)
-    assert err.metadata["state"] == "CANCELED"
+    assert err.metadata["state"] == "TRIAL_STATE_CANCELED"
     assert list_workers(client, trial_id=trial.id).workers == []
 
 
@@ -265,7 +265,7 @@ def test_heartbeat_of_terminal_worker_is_failed_precondition(client, terminal):
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
     assert err.reason == "ILLEGAL_TRANSITION"
     assert err.metadata["worker_id"] == str(w.id)
-    assert err.metadata["state"] == W.WorkerState.Name(terminal).removeprefix("WORKER_STATE_")
+    assert err.metadata["state"] == W.WorkerState.Name(terminal)
     assert get_worker(client, w.id).last_heartbeat_time == done.last_heartbeat_time
 
 
@@ -329,7 +329,7 @@ def test_report_illegal_transitions(client, path, target):
     err = error_of(report, client, w.id, target)
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
     assert err.reason == "ILLEGAL_TRANSITION"
-    name = lambda s: W.WorkerState.Name(s).removeprefix("WORKER_STATE_")
+    name = W.WorkerState.Name
     assert err.metadata["from_state"] == name(path[-1])
     assert err.metadata["to_state"] == name(target)
     assert err.metadata["worker_id"] == str(w.id)
@@ -343,7 +343,7 @@ def test_report_completed_to_running_metadata(client):
     report(client, w.id, COMPLETED)
     err = error_of(report, client, w.id, RUNNING)
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert (err.metadata["from_state"], err.metadata["to_state"]) == ("COMPLETED", "RUNNING")
+    assert (err.metadata["from_state"], err.metadata["to_state"]) == ("WORKER_STATE_COMPLETED", "WORKER_STATE_RUNNING")
 
 
 def test_report_unspecified_or_unknown_state_is_invalid(client):

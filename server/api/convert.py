@@ -157,6 +157,12 @@ def _json_safe(value):
     return value
 
 
+def present(message):
+    """message, or None (the field left unset) when it carries nothing: a
+    sub-message the client did not set reads back unset, not empty."""
+    return message if message.ByteSize() else None
+
+
 def dict_to_struct(d: dict | None) -> struct_pb2.Struct | None:
     """A Struct of d, or None (the field left unset) when d is empty.
     Non-finite numbers become "NaN", "Infinity" or "-Infinity"."""

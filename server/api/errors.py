@@ -16,9 +16,12 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from trialplane.v1 import errors_pb2
+from trialplane.v1 import errors_pb2, trial_pb2
 
 from ..domain import errors as domain
+from ..domain.checkpoints import CheckpointState
+from ..domain.models import StudyState, TrialState, WorkerState
+from ..domain.trial_lifecycle import IllegalTransition, StaleTrialRun
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,41 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+# Domain enums in error metadata are spelled as the API spells their values.
+_ENUM_PREFIXES = {
+    TrialState: "TRIAL_STATE_",
+    WorkerState: "WORKER_STATE_",
+    StudyState: "STUDY_STATE_",
+    CheckpointState: "CHECKPOINT_STATE_",
+}
+
+
+def _metadata_value(value) -> str:
+    prefix = _ENUM_PREFIXES.get(type(value))
+    return prefix + value.value if prefix else str(value)
+
+
+def _typed_details(err: domain.DomainError) -> list:
+    if isinstance(err, IllegalTransition):
+        return [errors_pb2.IllegalTransitionDetails(
+            trial_id=err.trial_id,
+            current_state=trial_pb2.TrialState.Value("TRIAL_STATE_" + err.current_state.value),
+            requested_state=trial_pb2.TrialState.Value("TRIAL_STATE_" + err.requested_state.value),
+            allowed_states=[trial_pb2.TrialState.Value("TRIAL_STATE_" + s.value) for s in err.allowed_states],
+        )]
+    if isinstance(err, StaleTrialRun):
+        return [errors_pb2.StaleTrialRunDetails(
+            trial_id=err.trial_id, reported_trial_run_id=err.reported_run_id, current_trial_run_id=err.current_run_id,
+        )]
+    return []
+
+
 def to_status(err: domain.DomainError) -> grpc.Status:
     code = grpc_code(err)
     reason = err.reason if ("ERROR_REASON_" + err.reason) in errors_pb2.ErrorReason.keys() else "INTERNAL"
-    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=err.metadata))]
+    metadata = {k: _metadata_value(v) for k, v in err.metadata.items()}
+    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))]
+    details.extend(_pack(d) for d in _typed_details(err))
     if isinstance(err, domain.InvalidArgument):
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -83,6 +117,9 @@ def rpc(fn):
         @functools.wraps(fn)
         async def stream_wrapper(self, request, context):
             try:
+                # Headers go out at once: a client knows the stream is open
+                # before the first item, which a follow may wait long for.
+                await context.send_initial_metadata(())
                 async for item in fn(self, request, context):
                     yield item
             except grpc.aio.AbortError:

@@ -54,7 +54,7 @@ def study_from_proto(p: study_pb2.Study) -> Study:
             ParameterSpec(
                 name=ps.name,
                 type=PARAMETER_TYPES.to_domain(ps.type, f"study.parameters[{i}].type"),
-                scale=SCALES.to_domain(ps.scale, f"study.parameters[{i}].scale") or ParameterScale.LINEAR,
+                scale=SCALES.to_domain(ps.scale, f"study.parameters[{i}].scale"),
                 feasible_space=FeasibleSpace(
                     min=_opt(ps.feasible_space, "min"),
                     max=_opt(ps.feasible_space, "max"),
@@ -85,29 +85,30 @@ def study_to_proto(s: Study) -> study_pb2.Study:
         name=s.name,
         owner=s.owner,
         description=s.description,
-        objective=study_pb2.Objective(
+        objective=convert.present(study_pb2.Objective(
             metric_name=s.objective.metric_name,
             type=OBJECTIVE_TYPES.to_proto(s.objective.type),
             goal=s.objective.goal,
             additional_metric_names=s.objective.additional_metric_names,
-        ),
+        )),
         parameters=[
             study_pb2.ParameterSpec(
                 name=p.name,
                 type=PARAMETER_TYPES.to_proto(p.type),
                 scale=SCALES.to_proto(p.scale),
-                feasible_space=study_pb2.FeasibleSpace(
+                feasible_space=convert.present(study_pb2.FeasibleSpace(
                     min=p.feasible_space.min,
                     max=p.feasible_space.max,
                     step=p.feasible_space.step,
                     values=p.feasible_space.values,
                     categories=p.feasible_space.categories,
-                ),
+                )),
             )
             for p in s.parameters
         ],
-        algorithm=study_pb2.AlgorithmSpec(name=s.algorithm.name, settings=settings(s.algorithm)),
-        early_stopping=study_pb2.EarlyStoppingSpec(name=s.early_stopping.name, settings=settings(s.early_stopping)),
+        algorithm=convert.present(study_pb2.AlgorithmSpec(name=s.algorithm.name, settings=settings(s.algorithm))),
+        early_stopping=convert.present(
+            study_pb2.EarlyStoppingSpec(name=s.early_stopping.name, settings=settings(s.early_stopping))),
         max_trials=s.max_trials,
         parallel_trials=s.parallel_trials,
         state=STUDY_STATES.to_proto(s.state),
@@ -118,9 +119,9 @@ def study_to_proto(s: Study) -> study_pb2.Study:
         create_time=convert.timestamp(s.create_time),
         update_time=convert.timestamp(s.update_time),
         etag=str(s.version),
-        checkpoint_retention=study_pb2.CheckpointRetention(
+        checkpoint_retention=convert.present(study_pb2.CheckpointRetention(
             keep_best=s.checkpoint_retention.keep_best, keep_latest=s.checkpoint_retention.keep_latest
-        ),
+        )),
     )
 
 

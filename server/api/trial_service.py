@@ -69,7 +69,7 @@ def resources_to_proto(r: Resources) -> trial_pb2.Resources:
     return trial_pb2.Resources(
         cpu=r.cpu,
         memory_bytes=r.memory_bytes,
-        gpu=trial_pb2.GpuResources(type=r.gpu_type, count=r.gpu_count),
+        gpu=convert.present(trial_pb2.GpuResources(type=r.gpu_type, count=r.gpu_count)),
         ephemeral_storage_bytes=r.ephemeral_storage_bytes,
         worker_count=r.worker_count,
     )
@@ -142,9 +142,10 @@ def _source_info(t: Trial):
 _EXPENSIVE = {
     "hyperparameters": lambda t: {k: hyperparameter_to_proto(v) for k, v in t.hyperparameters.items()},
     "metadata": lambda t: convert.dict_to_struct(t.metadata),
-    "stopping_condition": lambda t: trial_pb2.StoppingCondition(max_runtime=convert.duration(t.max_runtime_seconds)),
-    "retry_strategy": lambda t: trial_pb2.RetryStrategy(max_attempts=t.retry_max_attempts),
-    "resources": lambda t: resources_to_proto(t.resources),
+    "stopping_condition": lambda t: trial_pb2.StoppingCondition(max_runtime=convert.duration(t.max_runtime_seconds))
+    if t.max_runtime_seconds else None,
+    "retry_strategy": lambda t: convert.present(trial_pb2.RetryStrategy(max_attempts=t.retry_max_attempts)),
+    "resources": lambda t: convert.present(resources_to_proto(t.resources)),
     "source_info": _source_info,
     "metric_definitions": lambda t: [study_pb2.MetricDefinition(name=d.name, regex=d.regex) for d in t.metric_definitions],
     "best_validation": lambda t: workload_to_proto(t.best_validation),

@@ -95,7 +95,7 @@ def apply_report(current: Checkpoint | None, report: Checkpoint, now: int) -> Ch
         raise FailedPrecondition(
             f"checkpoint {current.uuid}: {current.state.value} -> {report.state.value} is not allowed",
             reason="ILLEGAL_TRANSITION",
-            metadata={"uuid": current.uuid, "from_state": current.state.value, "to_state": report.state.value},
+            metadata={"uuid": current.uuid, "from_state": current.state, "to_state": report.state},
         )
     c = copy.deepcopy(current)
     c.state = report.state
@@ -119,7 +119,7 @@ def mark_for_deletion(c: Checkpoint, now: int) -> Checkpoint:
         raise FailedPrecondition(
             f"checkpoint {c.uuid} is still being written",
             reason="ILLEGAL_TRANSITION",
-            metadata={"uuid": c.uuid, "from_state": c.state.value, "to_state": C.PARTIALLY_DELETED.value},
+            metadata={"uuid": c.uuid, "from_state": c.state, "to_state": C.PARTIALLY_DELETED},
         )
     c = copy.deepcopy(c)
     c.state = C.PARTIALLY_DELETED
@@ -134,7 +134,7 @@ def confirm_deleted(c: Checkpoint, now: int) -> Checkpoint:
         raise FailedPrecondition(
             f"checkpoint {c.uuid} is {c.state.value}; mark it for deletion first",
             reason="ILLEGAL_TRANSITION",
-            metadata={"uuid": c.uuid, "from_state": c.state.value, "to_state": C.DELETED.value},
+            metadata={"uuid": c.uuid, "from_state": c.state, "to_state": C.DELETED},
         )
     c = copy.deepcopy(c)
     c.state = C.DELETED

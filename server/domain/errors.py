@@ -15,7 +15,9 @@ class DomainError(Exception):
         self.message = message
         if reason:
             self.reason = reason
-        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+        # Values stay as given (domain enums included); the API layer spells
+        # them the way the API does.
+        self.metadata = dict(metadata or {})
 
 
 @dataclass(frozen=True)

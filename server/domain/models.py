@@ -93,7 +93,8 @@ class ParameterSpec:
     name: str = ""
     type: ParameterType | None = None
     feasible_space: FeasibleSpace = field(default_factory=FeasibleSpace)
-    scale: ParameterScale = ParameterScale.LINEAR
+    # None reads as LINEAR; kept apart so the study reads back as it was sent.
+    scale: ParameterScale | None = None
 
 
 @dataclass

@@ -15,7 +15,7 @@ def check_accepts_trials(study: Study) -> None:
         raise FailedPrecondition(
             f"study {study.id} is {study.state.value} and takes no new trials",
             reason="ILLEGAL_TRANSITION",
-            metadata={"study_id": study.id, "state": study.state.value},
+            metadata={"study_id": study.id, "state": study.state},
         )
     if study.max_trials and study.trial_count >= study.max_trials:
         raise FailedPrecondition(

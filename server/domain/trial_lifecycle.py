@@ -79,12 +79,46 @@ def reported_transition_allowed(src: TrialState, dst: TrialState) -> bool:
     return False
 
 
-def _illegal(trial: Trial, dst: TrialState, action: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"cannot {action} trial {trial.id}: {trial.state.value} -> {dst.value} is not allowed",
-        reason="ILLEGAL_TRANSITION",
-        metadata={"trial_id": trial.id, "from_state": trial.state.value, "to_state": dst.value},
-    )
+def reportable_states(src: TrialState) -> list[TrialState]:
+    """The states the agent running a trial in src may report next."""
+    return [dst for dst in S if dst != src and reported_transition_allowed(src, dst)]
+
+
+class IllegalTransition(FailedPrecondition):
+    """A trial cannot move from its state to the requested one."""
+
+    reason = "ILLEGAL_TRANSITION"
+
+    def __init__(self, trial: Trial, dst: TrialState, action: str, allowed: list[TrialState] | None = None):
+        super().__init__(
+            f"cannot {action} trial {trial.id}: {trial.state.value} -> {dst.value} is not allowed",
+            metadata={"trial_id": trial.id, "from_state": trial.state, "to_state": dst},
+        )
+        self.trial_id = trial.id
+        self.current_state = trial.state
+        self.requested_state = dst
+        # Where the same method could have moved it instead (none for the
+        # user operations: each has one destination).
+        self.allowed_states = allowed or []
+
+
+class StaleTrialRun(FailedPrecondition):
+    """A report names a run that is not the trial's current one."""
+
+    reason = "STALE_TRIAL_RUN"
+
+    def __init__(self, trial: Trial, reported_run_id: int):
+        super().__init__(
+            f"trial {trial.id} is on run {trial.trial_run_id}; the report is from run {reported_run_id}",
+            metadata={"trial_id": trial.id, "trial_run_id": trial.trial_run_id, "reported_run_id": reported_run_id},
+        )
+        self.trial_id = trial.id
+        self.reported_run_id = reported_run_id
+        self.current_run_id = trial.trial_run_id
+
+
+def _illegal(trial: Trial, dst: TrialState, action: str) -> IllegalTransition:
+    return IllegalTransition(trial, dst, action)
 
 
 def _check_etag(trial: Trial, etag: str) -> None:
@@ -93,11 +127,7 @@ def _check_etag(trial: Trial, etag: str) -> None:
 
 def _check_run(trial: Trial, trial_run_id: int) -> None:
     if trial_run_id and trial_run_id != trial.trial_run_id:
-        raise FailedPrecondition(
-            f"trial {trial.id} is on run {trial.trial_run_id}; the report is from run {trial_run_id}",
-            reason="STALE_TRIAL_RUN",
-            metadata={"trial_id": trial.id, "trial_run_id": trial.trial_run_id, "reported_run_id": trial_run_id},
-        )
+        raise StaleTrialRun(trial, trial_run_id)
 
 
 def _move(trial: Trial, dst: TrialState, now: int, message: str, details: dict | None = None) -> EventDraft:
@@ -223,7 +253,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
     _check_run(trial, report.trial_run_id)
     t = copy.deepcopy(trial)
     if report.state != t.state and not reported_transition_allowed(t.state, report.state):
-        raise _illegal(trial, report.state, "report state of")
+        raise IllegalTransition(trial, report.state, "report state of", reportable_states(trial.state))
     if report.runner_state:
         t.runner_state = report.runner_state
     if report.steps_completed > t.steps_completed:
@@ -319,7 +349,7 @@ def ensure_deletable(trial: Trial, force: bool, etag: str = "") -> None:
         raise FailedPrecondition(
             f"trial {trial.id} is {trial.state.value}; stop it first or delete with force",
             reason="RESOURCE_IN_USE",
-            metadata={"trial_id": trial.id, "state": trial.state.value},
+            metadata={"trial_id": trial.id, "state": trial.state},
         )
 
 

@@ -21,7 +21,7 @@ def admit_registration(trial: Trial) -> None:
         raise FailedPrecondition(
             f"trial {trial.id} is {trial.state.value}; no worker can join it",
             reason="ILLEGAL_TRANSITION",
-            metadata={"trial_id": trial.id, "state": trial.state.value},
+            metadata={"trial_id": trial.id, "state": trial.state},
         )
 
 
@@ -33,7 +33,7 @@ def report_state(worker: Worker, now: int, state: WorkerState) -> Worker:
         raise FailedPrecondition(
             f"worker {w.id}: {w.state.value} -> {state.value} is not allowed",
             reason="ILLEGAL_TRANSITION",
-            metadata={"worker_id": w.id, "from_state": w.state.value, "to_state": state.value},
+            metadata={"worker_id": w.id, "from_state": w.state, "to_state": state},
         )
     w.state = state
     w.last_heartbeat = now
@@ -45,7 +45,7 @@ def heartbeat(worker: Worker, now: int) -> Worker:
         raise FailedPrecondition(
             f"worker {worker.id} is {worker.state.value}; it should have stopped",
             reason="ILLEGAL_TRANSITION",
-            metadata={"worker_id": worker.id, "state": worker.state.value},
+            metadata={"worker_id": worker.id, "state": worker.state},
         )
     w = copy.deepcopy(worker)
     w.last_heartbeat = now
@@ -61,7 +61,7 @@ def check_rendezvous_caller(trial: Trial, worker: Worker) -> None:
         raise FailedPrecondition(
             f"worker {worker.id} is {worker.state.value}",
             reason="ILLEGAL_TRANSITION",
-            metadata={"worker_id": worker.id, "state": worker.state.value},
+            metadata={"worker_id": worker.id, "state": worker.state},
         )
     if worker.rank >= trial.resources.expected_workers:
         raise FailedPrecondition(

@@ -59,7 +59,7 @@ def study_row(s: Study) -> dict:
             {
                 "name": p.name,
                 "type": _enum_value(p.type),
-                "scale": p.scale.value,
+                "scale": p.scale.value if p.scale else None,
                 "feasible_space": asdict(p.feasible_space),
             }
             for p in s.parameters
@@ -109,7 +109,7 @@ def study_from_row(row: sqlite3.Row) -> Study:
             ParameterSpec(
                 name=p["name"],
                 type=_enum(ParameterType, p["type"]),
-                scale=ParameterScale(p["scale"]),
+                scale=ParameterScale(p["scale"]) if p.get("scale") else None,
                 feasible_space=FeasibleSpace(**p["feasible_space"]),
             )
             for p in b["parameters"]

@@ -586,7 +586,7 @@ class SqliteStorage(Storage):
                     raise FailedPrecondition(
                         f"trial {trial.id} is {trial.state.value}; it takes no new checkpoints",
                         reason="ILLEGAL_TRANSITION",
-                        metadata={"trial_id": trial.id, "state": trial.state.value},
+                        metadata={"trial_id": trial.id, "state": trial.state},
                     )
                 report.trial_run_id = report.trial_run_id or trial.trial_run_id
             updated = checkpoint_rules.apply_report(current, report, self.clock())
