@@ -538,7 +538,32 @@ def test_trial_metric_definitions_with_a_step_group(client):
     acc, lr, loss = history(client, trial.id, "acc", "lr", "loss")
     assert list(acc.steps) == [40, 80] and list(acc.values) == [0.75, 0.875]
     assert list(lr.steps) == [7] and list(lr.values) == [0.001]
-    assert list(loss.steps) == [0] and list(loss.values) == [0.5]
+    # The step a line names is the step of every value parsed from it.
+    assert list(loss.steps) == [80] and list(loss.values) == [0.5]
+
+
+def test_parsed_objective_lands_at_the_reported_step_and_ranks_the_trial(client):
+    from trialplane.v1 import metrics_pb2 as mp, metrics_service_pb2 as ms, metrics_service_pb2_grpc
+    study = create_study(client, "objective-in-logs", metric_definitions=[
+        study_pb2.MetricDefinition(name="val_loss", regex=r"val_loss=([0-9.e+-]+)"),
+        study_pb2.MetricDefinition(name="tput", regex=r"tput=([0-9.]+)")])
+    trial = study_trial(client, study)
+    report(client, trial.id, S.TRIAL_STATE_RUNNING)
+    metrics = metrics_service_pb2_grpc.MetricsServiceStub(client.channel)
+    values = mp.Metrics()
+    values.avg_metrics.update({"loss": 0.9})
+    metrics.ReportMetrics(ms.ReportMetricsRequest(
+        metrics=mp.TrialMetrics(trial_id=trial.id, steps_completed=120, metrics=values), group="training"))
+    add(client, [line(trial.id, 0, "epoch done val_loss=2.5e-01 tput=300")])
+    report(client, trial.id, S.TRIAL_STATE_RUNNING, steps_completed=200)
+    add(client, [line(trial.id, 1, "val_loss=0.5")])
+    val, tput = history(client, trial.id, "val_loss", "tput")
+    assert (list(val.steps), list(val.values)) == ([120, 200], [0.25, 0.5])
+    assert list(tput.steps) == [120]
+    got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    assert got.searcher_metric_value == 0.25
+    assert got.best_validation.total_batches == 120 and got.best_validation.metrics.avg_metrics["val_loss"] == 0.25
+    assert got.latest_validation.total_batches == 200
 
 
 def test_metric_definitions_of_a_trial_without_a_study(client):

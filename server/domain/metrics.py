@@ -218,6 +218,17 @@ def signed_objective(study: Study | None, metrics: dict) -> float | None:
     return -value if study.objective.type == ObjectiveType.MAXIMIZE else value
 
 
+def log_validation(study: Study | None, trial_id: int, run: int, step: int, time: int,
+                   parsed: dict[str, float]) -> ReportDraft | None:
+    """Values parsed from one log line that include the study's objective
+    metric count as a validation of that step, as a report of them would:
+    they set the searcher metric and the best and latest validation."""
+    if study is None or study.objective.metric_name not in parsed:
+        return None
+    wanted = {study.objective.metric_name, *study.objective.additional_metric_names}
+    return ReportDraft(trial_id, run, "validation", step, time, {k: v for k, v in parsed.items() if k in wanted})
+
+
 @dataclass
 class LogMetricRule:
     name: str

@@ -31,6 +31,7 @@ class _Trials:
         self.rows: dict[int, sqlite3.Row | None] = {}
         self.studies: dict[int, Study | None] = {}
         self.rules: dict[int, list] = {}
+        self.steps: dict[int, int | None] = {}
 
     def get(self, trial_id: int):
         if trial_id not in self.rows:
@@ -57,6 +58,18 @@ class _Trials:
             srow = self.conn.execute("SELECT * FROM studies WHERE id = ?", (sid,)).fetchone()
             self.studies[sid] = study_from_row(srow) if srow else None
         return self.studies[sid]
+
+    def last_step(self, trial_id: int) -> int | None:
+        """The highest step the trial reported (state reports or metrics
+        other than those parsed from logs), None before the first."""
+        if trial_id not in self.steps:
+            (steps_completed,) = self.conn.execute("SELECT steps_completed FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            (series_step,) = self.conn.execute(
+                "SELECT max(last_step) FROM metric_series WHERE trial_id = ? AND group_name != 'logs'", (trial_id,)
+            ).fetchone()
+            highest = max(steps_completed or 0, series_step if series_step is not None else -1)
+            self.steps[trial_id] = highest if (steps_completed or series_step is not None) else None
+        return self.steps[trial_id]
 
     def log_rules(self, trial_id: int) -> list:
         if trial_id not in self.rules:
@@ -433,15 +446,27 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         log_rows.append((line.trial_id, time, line.level, line.worker, line.stream, line.rank, line.message))
         out.added += 1
         out.trial_ids.add(line.trial_id)
-        for name, value, step in m.extract_log_metrics(trials.log_rules(line.trial_id), line.message):
+        parsed = m.extract_log_metrics(trials.log_rules(line.trial_id), line.message)
+        if not parsed:
+            continue
+        run = trials.get(line.trial_id)["trial_run_id"]
+        line_step = next((step for _, _, step in parsed if step is not None), None)
+        if line_step is None:
+            line_step = trials.last_step(line.trial_id)
+        for name, value, step in parsed:
             sid = series.id_for(line.trial_id, "logs", name)
-            log_points[sid].append((step, trials.get(line.trial_id)["trial_run_id"], time, value))
+            log_points[sid].append((line_step if step is None else step, run, time, value))
+        validation = m.log_validation(trials.study(line.trial_id), line.trial_id, run, line_step, time,
+                                      {name: value for name, value, _ in parsed})
+        if validation is not None:
+            _note_validation(conn, trials, validation, now)
     conn.executemany(
         "INSERT INTO task_logs (trial_id, time, level, worker, stream, rank, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
         log_rows,
     )
     for sid, found in log_points.items():
         if any(step is None for step, *_ in found):
+            # A trial that reported no step yet: points count up per series.
             (next_ordinal,) = conn.execute("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,)).fetchone()
             found = [(next_ordinal + i if step is None else step, run, t, v) for i, (step, run, t, v) in enumerate(found)]
         for step, run, t, v in found:
