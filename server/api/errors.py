@@ -53,7 +53,7 @@ def _pack(message) -> any_pb2.Any:
 
 
 # Domain enums in error metadata are spelled as the API spells their values.
-_ENUM_PREFIXES = {
+_ENUM_PREFIXES: dict[type, str] = {
     TrialState: "TRIAL_STATE_",
     WorkerState: "WORKER_STATE_",
     StudyState: "STUDY_STATE_",

@@ -416,8 +416,9 @@ class PointColumns:
         raws = None
         if any(p.raws is not None for p in parts):
             raws = [r for p in parts for r in (p.raws if p.raws is not None else [None] * len(p))]
-        return PointColumns(*(np.concatenate([getattr(p, f) for p in parts])
-                              for f in ("steps", "runs", "times", "values", "archived")), raws)
+        steps, runs, times, values, archived = (np.concatenate([getattr(p, f) for p in parts])
+                                                for f in ("steps", "runs", "times", "values", "archived"))
+        return PointColumns(steps, runs, times, values, archived, raws)
 
     def to_bytes(self) -> bytes:
         return (self.steps.astype("<i8").tobytes() + self.runs.astype("<i8").tobytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 import re
 
 from .errors import ViolationCollector, invalid
@@ -29,7 +30,7 @@ MAX_CHOICES = 10_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -188,6 +189,8 @@ def validate_study_update(study: Study, paths: set[str]) -> None:
 def _value_matches(spec: ParameterSpec, value: HyperparameterValue) -> str | None:
     """Returns why value does not fit spec, or None when it does."""
     space = spec.feasible_space
+    if spec.type is None:
+        return None  # the study was refused for it already
     if spec.type == ParameterType.CATEGORICAL:
         if not isinstance(value, str):
             return "must be a string_value for a CATEGORICAL parameter"

@@ -45,6 +45,13 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT on cur just made."""
+    if cur.lastrowid is None:
+        raise sqlite3.InterfaceError("the statement inserted no row")
+    return cur.lastrowid
+
+
 class Engine:
     def __init__(self, path: str, readers: int = 4):
         self.path = path

@@ -263,14 +263,14 @@ class JournaledReports:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop = self._loop or asyncio.get_running_loop()
         self._store_queued = True
         taken: list[tuple[int, m.ReportDraft]] = []
         future = self.engine.write_now(lambda conn: self._store_waiting(conn, taken))
         if future.done():
             self._stored(future, taken)
         else:
-            future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._stored, f, taken))
+            future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._stored, f, taken))
 
     def _store_waiting(self, conn: sqlite3.Connection, taken: list) -> None:
         """Stores every report waiting now (on the loop or the writer thread)."""
@@ -282,6 +282,8 @@ class JournaledReports:
         store_reports(conn, [report for _, report in taken], self.clock())
 
     def _stored(self, future: Future, taken: list) -> None:
+        # Only reports that were journaled are stored here, on the loop that queued them.
+        assert self.journal is not None and self._loop is not None
         if future.exception() is not None:
             log.error("storing journaled metric reports failed (%s); retrying", future.exception())
             # Until they are stored, reports and other writes do not overtake them.

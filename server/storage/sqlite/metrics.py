@@ -13,6 +13,7 @@ from ...domain.errors import NotFound
 from ...domain.models import Study
 from . import metric_chunks as chunks
 from .codec import dumps
+from .engine import inserted_id
 
 
 def nan_to_null(x: float | None):
@@ -111,7 +112,7 @@ class _Series:
                 "INSERT INTO metric_series (trial_id, trial_key, group_name, name) VALUES (?, ?, ?, ?)",
                 (trial_id, trial_key, group, name),
             )
-            series_id = cur.lastrowid
+            series_id = inserted_id(cur)
         else:
             series_id = row[0]
         self.ids[key] = series_id
@@ -263,15 +264,15 @@ def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dic
     fresh: set[int] = set()
     refused: dict[int, tuple[str, str]] = {}
     for r in reports:
-        steps = taken[(r.trial_id, r.group, r.trial_run_id)]
+        stored = taken[(r.trial_id, r.group, r.trial_run_id)]
         earlier = named.get((r.trial_id, r.request_id)) if r.request_id else None
         if earlier is not None and (earlier[:3] != (r.group, r.trial_run_id, r.steps) or not r.same_values(earlier[3])):
             refused[id(r)] = ("REQUEST_ID_REUSED", r.reused_message())
-        elif r.steps in steps:
-            if not r.same_values(steps[r.steps]):
+        elif r.steps in stored:
+            if not r.same_values(stored[r.steps]):
                 refused[id(r)] = ("METRIC_CONFLICT", r.conflict_message())
         elif earlier is None:
-            steps[r.steps] = r.digest
+            stored[r.steps] = r.digest
             if r.request_id:
                 named[(r.trial_id, r.request_id)] = (r.group, r.trial_run_id, r.steps, r.digest)
             fresh.add(id(r))
@@ -456,7 +457,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         for name, value, step in parsed:
             sid = series.id_for(line.trial_id, "logs", name)
             log_points[sid].append((line_step if step is None else step, run, time, value))
-        validation = m.log_validation(trials.study(line.trial_id), line.trial_id, run, line_step, time,
+        validation = m.log_validation(trials.study(line.trial_id), line.trial_id, run, line_step or 0, time,
                                       {name: value for name, value, _ in parsed})
         if validation is not None:
             _note_validation(conn, trials, validation, now)

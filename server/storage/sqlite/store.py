@@ -19,7 +19,7 @@ from ...domain.idempotency import RequestKey
 from ...domain.models import Study, Trial, Worker
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
 from . import checkpoints, codec, journaled_reports, metrics, profiler, requests
-from .engine import Engine
+from .engine import Engine, inserted_id
 from .journal import Journal, JournalBusy
 from .journaled_reports import JournaledReports
 from .migrations import migrate
@@ -35,7 +35,7 @@ def _insert(conn: sqlite3.Connection, table: str, row: dict) -> int:
     cols = ", ".join(row)
     marks = ", ".join("?" for _ in row)
     cur = conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
-    return cur.lastrowid
+    return inserted_id(cur)
 
 
 def _update(conn: sqlite3.Connection, table: str, row_id: int, row: dict) -> None:
@@ -104,33 +104,44 @@ def _common_filters(q: _Query, table: str, tags_table: str, owner_col: str, flt)
 
 
 class SqliteStorage(Storage):
+    # Both exist from open() on.
+    engine: Engine
+    reports: JournaledReports
+
     def __init__(self, path: str, clock: Callable[[], int] = now_us, readers: int = 4):
         self.path = os.path.abspath(path)
         self.clock = clock
         self._readers = readers
-        self.engine: Engine | None = None
-        self.reports: JournaledReports | None = None
+        self._opened = False
 
     async def open(self) -> None:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
         self.engine = Engine(self.path, readers=self._readers)
-        migrate(self.engine.writer_connection)
+        try:
+            migrate(self.engine.writer_connection)
+            self.reports = JournaledReports(self.engine, self._open_journal(), self.clock)
+        except BaseException:
+            self.engine.close()
+            raise
+        self.engine.start()
+        self._opened = True
+
+    def _open_journal(self) -> Journal | None:
+        """The report journal, after storing what it still holds; None when
+        another process has it."""
         try:
             journal = Journal(f"{self.path}-reports")
         except JournalBusy as exc:
             log.warning("%s: this server stores every metric report before answering", exc)
-            journal = None
-        else:
-            journaled_reports.replay(self.engine.writer_connection, journal, self.clock())
-        self.reports = JournaledReports(self.engine, journal, self.clock)
-        self.engine.start()
+            return None
+        journaled_reports.replay(self.engine.writer_connection, journal, self.clock())
+        return journal
 
     async def close(self) -> None:
-        if self.engine is not None:
-            if self.reports is not None:
-                await self.reports.close()
+        if self._opened:
+            await self.reports.close()
             self.engine.close()
 
     async def _write(self, fn, small: bool = False):
