@@ -359,3 +359,45 @@ def test_unary_report_and_bad_queries(client):
     assert np.isnan(got[0]) and got[1:] == [2.0, float("inf")]
     (b,) = stub.GetProfilerSamples(ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="loss")], buckets=1)).series[0].buckets
     assert (b.min, b.max, b.count) == (2.0, float("inf"), 3)
+
+
+def _with_unknown_fields(message, fields: bytes) -> bytes:
+    """message's encoding with fields (already encoded) before and after its own."""
+    return fields + message.SerializeToString() + fields
+
+
+def test_unknown_fields_of_every_wire_type_are_skipped_on_the_stream(client):
+    from google.protobuf.internal import encoder
+
+    def tag(number, wire_type):
+        return encoder.TagBytes(number, wire_type)
+
+    def field(number, payload):
+        return tag(number, 2) + encoder._VarintBytes(len(payload)) + payload
+
+    # Groups (wire types 3 and 4, nested, one holding the tag of a known field)
+    # and one unknown field of each other wire type.
+    group = tag(90, 3) + tag(1, 0) + b"\x05" + tag(91, 3) + tag(3, 2) + b"\x00" + tag(91, 4) + tag(90, 4)
+    unknown = group + tag(92, 0) + b"\x96\x01" + tag(93, 1) + bytes(8) + field(94, b"hi") + tag(95, 5) + bytes(4)
+
+    def encoded(seq, b):
+        labels_raw = _with_unknown_fields(b.labels, unknown)
+        b.ClearField("labels")
+        batch_raw = _with_unknown_fields(b, unknown) + field(4, labels_raw)
+        return _with_unknown_fields(ps.StreamProfilerMetricsRequest(stream_id="unknown", sequence=seq), unknown) + field(3, batch_raw)
+
+    trial = new_trial(client)
+    requests = [encoded(seq, batch(trial.id, seq * 50, 50)) for seq in (1, 2)]
+    parsed = ps.StreamProfilerMetricsRequest.FromString(requests[0])
+    parsed.DiscardUnknownFields()
+    assert parsed.batch == batch(trial.id, 50, 50)
+    call = client.channel.stream_stream(
+        "/trialplane.v1.ProfilerService/StreamProfilerMetrics",
+        request_serializer=None, response_deserializer=ps.StreamProfilerMetricsResponse.FromString,
+    )
+    responses = list(call(iter(requests), timeout=30))
+    assert responses[-1].acknowledged_sequence == 2
+    assert not any(r.rejected_sequence for r in responses)
+    got = raw_samples(client, labels(trial.id))
+    assert got["values"] == [float(i) for i in range(50, 150)]
+    assert got["timestamps"] == [T0 + i * 1000 for i in range(50, 150)]
