@@ -401,3 +401,26 @@ def test_unknown_fields_of_every_wire_type_are_skipped_on_the_stream(client):
     got = raw_samples(client, labels(trial.id))
     assert got["values"] == [float(i) for i in range(50, 150)]
     assert got["timestamps"] == [T0 + i * 1000 for i in range(50, 150)]
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff", b"\x1a\x09\x0a\x02", b"\x13\x08\x01"], ids=["varint", "truncated-batch", "open-group"])
+def test_bytes_that_are_no_message_end_the_stream_after_storing_what_came_before(client, garbage):
+    trial = new_trial(client)
+    call = client.channel.stream_stream(
+        "/trialplane.v1.ProfilerService/StreamProfilerMetrics",
+        request_serializer=None, response_deserializer=ps.StreamProfilerMetricsResponse.FromString,
+    )
+    first = ps.StreamProfilerMetricsRequest(stream_id="bad-bytes", sequence=1, batch=batch(trial.id, 0, 10))
+    acks = []
+
+    def talk():
+        for r in call(iter([first.SerializeToString(), garbage]), timeout=30):
+            acks.append(r.acknowledged_sequence)
+
+    err = error_of(talk)
+    assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+    assert acks == [1]
+    assert raw_samples(client, labels(trial.id))["batches"] == list(range(10))
+    # The same stream id goes on where it was acknowledged.
+    again = stream(client, [ps.StreamProfilerMetricsRequest(stream_id="bad-bytes", sequence=2, batch=batch(trial.id, 10, 10))])
+    assert again[-1].acknowledged_sequence == 2

@@ -53,7 +53,7 @@ def to_status(err: domain.DomainError) -> grpc.Status:
     code = grpc_code(err)
     reason = err.reason if ("ERROR_REASON_" + err.reason) in errors_pb2.ErrorReason.keys() else "INTERNAL"
     details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=err.metadata))]
-    if isinstance(err, domain.InvalidArgument):
+    if isinstance(err, domain.InvalidArgument) and err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -68,6 +68,12 @@ def to_status(err: domain.DomainError) -> grpc.Status:
 async def abort(context: grpc.aio.ServicerContext, err: domain.DomainError):
     status = to_status(err)
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+def abort_blocking(context: grpc.ServicerContext, err: domain.DomainError):
+    """abort() from a synchronous handler, which runs on a thread."""
+    status = to_status(err)
+    context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
 
 def internal_error(method: str, exc: BaseException) -> domain.DomainError:

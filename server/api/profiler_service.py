@@ -10,7 +10,7 @@ import numpy as np
 from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, ResourceExhausted, invalid
+from ..domain.errors import DomainError, MalformedRequest, ResourceExhausted, invalid
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
@@ -156,14 +156,21 @@ class _IngestSession:
 
     async def run(self, request_iterator) -> None:
         flusher = asyncio.create_task(self.flusher())
+        malformed = None
         try:
-            await self.read(request_iterator)
+            try:
+                await self.read(request_iterator)
+            except MalformedRequest as err:
+                # The stream ends here, but what came before is stored and acknowledged.
+                malformed = err
             self.closed = True
             self.pending.set()
             await flusher
         finally:
             if not flusher.done():
                 flusher.cancel()
+        if malformed is not None:
+            raise malformed
 
 
 class ProfilerServicer:
@@ -384,4 +391,4 @@ def add_profiler_service(servicer: ProfilerServicer, server) -> None:
             response_serializer=ps.WatchProfilerSamplesResponse.SerializeToString,
         ),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)

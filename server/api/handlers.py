@@ -1,0 +1,143 @@
+"""Every method handler as the server runs it, guarded on the way in.
+
+gRPC calls a method's request deserializer before the servicer sees the call;
+bytes that do not parse would end the call with UNKNOWN (or, on a stream,
+surface as an exception inside the servicer). The guarded deserializer hands
+the servicer a Malformed marker instead, and the guarded behavior answers it
+with INVALID_ARGUMENT, reason MALFORMED_REQUEST, through the one error map.
+On a request stream the marker raises MalformedRequest where the servicer
+reads the next message, so it can settle what came before.
+
+Behaviors are asynchronous, but for synchronous unary ones (the Health
+service's List, inherited from its generated base class), which the asyncio
+server runs on a thread pool.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import grpc
+
+from ..domain.errors import MalformedRequest
+from .errors import abort, abort_blocking
+
+
+class Malformed:
+    """What the guarded deserializer returns for bytes that do not parse."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: MalformedRequest):
+        self.error = error
+
+
+def _decoder(deserialize, method: str):
+    def decode(raw: bytes):
+        try:
+            return deserialize(raw)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the client's bytes
+            return Malformed(MalformedRequest(f"the request of {method} is not a valid protobuf message: {exc}"))
+
+    return decode
+
+
+async def _checked(requests):
+    async for request in requests:
+        if type(request) is Malformed:
+            raise request.error
+        yield request
+
+
+def _unary_request(behavior):
+    if inspect.isasyncgenfunction(behavior):
+
+        async def responses(request, context):
+            if type(request) is Malformed:
+                await abort(context, request.error)
+            async for response in behavior(request, context):
+                yield response
+
+        return responses
+
+    async def call(request, context):
+        if type(request) is Malformed:
+            await abort(context, request.error)
+        return await behavior(request, context)
+
+    return call
+
+
+def _blocking_unary(behavior):
+    def call(request, context):
+        if type(request) is Malformed:
+            abort_blocking(context, request.error)
+        return behavior(request, context)
+
+    return call
+
+
+def _stream_request(behavior):
+    if inspect.isasyncgenfunction(behavior):
+
+        async def responses(requests, context):
+            try:
+                async for response in behavior(_checked(requests), context):
+                    yield response
+            except MalformedRequest as err:
+                await abort(context, err)
+
+        return responses
+
+    async def call(requests, context):
+        try:
+            return await behavior(_checked(requests), context)
+        except MalformedRequest as err:
+            await abort(context, err)
+
+    return call
+
+
+_MAKERS = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler, _unary_request),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler, _unary_request),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler, _stream_request),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler, _stream_request),
+}
+
+
+def guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """handler (of the method "/package.Service/Method") with its request guarded."""
+    kind, make, wrap = _MAKERS[(handler.request_streaming, handler.response_streaming)]
+    behavior = getattr(handler, kind)
+    if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
+        if kind != "unary_unary":
+            raise TypeError(f"{method} has a synchronous streaming handler; serve an asyncio servicer")
+        wrap = _blocking_unary
+    return make(wrap(behavior), _decoder(handler.request_deserializer, method), handler.response_serializer)
+
+
+class MethodTable(grpc.GenericRpcHandler):
+    """Every guarded method handler in one dictionary; generic handlers that
+    were only added as such are asked last and their answers guarded too."""
+
+    def __init__(self):
+        self.methods: dict[str, grpc.RpcMethodHandler] = {}
+        self.fallback: list[grpc.GenericRpcHandler] = []
+
+    def add(self, service_name: str, method_handlers: dict) -> None:
+        for name, handler in method_handlers.items():
+            method = f"/{service_name}/{name}"
+            self.methods[method] = guard(method, handler)
+
+    def service(self, handler_call_details):
+        method = handler_call_details.method
+        handler = self.methods.get(method)
+        if handler is not None:
+            return handler
+        for generic in self.fallback:
+            handler = generic.service(handler_call_details)
+            if handler is not None:
+                handler = self.methods[method] = guard(method, handler)
+                return handler
+        return None
