@@ -167,8 +167,8 @@ class GenericHandlersOnly:
     pass along are served instead from one dictionary, the MethodTable, which
     guards each (api/handlers.py)."""
 
-    def __init__(self, server: grpc.aio.Server):
-        self.table = MethodTable()
+    def __init__(self, server: grpc.aio.Server, max_response_bytes: int):
+        self.table = MethodTable(max_response_bytes)
         server.add_generic_rpc_handlers((self.table,))
 
     def add_generic_rpc_handlers(self, handlers) -> None:
@@ -190,13 +190,13 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     clock = getattr(storage, "clock", now_us)
     trials = TrialServicer(storage, clock)
     notifier = Notifier()
-    handlers = GenericHandlersOnly(server)
+    handlers = GenericHandlersOnly(server, config.max_message_bytes)
     # The services training jobs call most come first in the lookup.
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier), handlers)
-    add_profiler_service(ProfilerServicer(storage), handlers)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier, config.max_message_bytes), handlers)
+    add_profiler_service(ProfilerServicer(storage, config.max_message_bytes), handlers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier), handlers)
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier, config.max_message_bytes), handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)

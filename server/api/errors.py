@@ -76,6 +76,13 @@ def abort_blocking(context: grpc.ServicerContext, err: domain.DomainError):
     context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
 
 
+def response_too_large(size: int, limit: int) -> domain.DomainError:
+    return domain.ResourceExhausted(
+        f"the answer would take {size} bytes, more than the {limit} this server sends; ask for less",
+        reason="RESPONSE_TOO_LARGE", metadata={"limit_bytes": limit},
+    )
+
+
 def internal_error(method: str, exc: BaseException) -> domain.DomainError:
     log.exception("unexpected error in %s", method, exc_info=exc)
     return domain.DomainError(f"internal error in {method}: {type(exc).__name__}", reason="INTERNAL")

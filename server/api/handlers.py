@@ -8,6 +8,11 @@ with INVALID_ARGUMENT, reason MALFORMED_REQUEST, through the one error map.
 On a request stream the marker raises MalformedRequest where the servicer
 reads the next message, so it can settle what came before.
 
+On the way out the guard serializes each answer itself: one larger than the
+server may send (--max-message-bytes) would fail inside gRPC with a bare
+status and a traceback; it answers RESOURCE_EXHAUSTED, reason
+RESPONSE_TOO_LARGE, instead. Readers that page cut their pages to fit first.
+
 Behaviors are asynchronous, but for synchronous unary ones (the Health
 service's List, inherited from its generated base class), which the asyncio
 server runs on a thread pool.
@@ -20,7 +25,7 @@ import inspect
 import grpc
 
 from ..domain.errors import MalformedRequest
-from .errors import abort, abort_blocking
+from .errors import abort, abort_blocking, response_too_large
 
 
 class Malformed:
@@ -49,40 +54,66 @@ async def _checked(requests):
         yield request
 
 
-def _unary_request(behavior):
+def _unary_request(behavior, serialize, limit: int):
     if inspect.isasyncgenfunction(behavior):
 
         async def responses(request, context):
             if type(request) is Malformed:
                 await abort(context, request.error)
             async for response in behavior(request, context):
-                yield response
+                raw = serialize(response)
+                if len(raw) > limit:
+                    await abort(context, response_too_large(len(raw), limit))
+                yield raw
 
         return responses
+
+    if serialize is None:  # a response stream written with context.write
+
+        async def written(request, context):
+            if type(request) is Malformed:
+                await abort(context, request.error)
+            await behavior(request, context)
+
+        return written
 
     async def call(request, context):
         if type(request) is Malformed:
             await abort(context, request.error)
-        return await behavior(request, context)
+        response = await behavior(request, context)
+        if response is None:
+            return None
+        raw = serialize(response)
+        if len(raw) > limit:
+            await abort(context, response_too_large(len(raw), limit))
+        return raw
 
     return call
 
 
-def _blocking_unary(behavior):
+def _blocking_unary(behavior, serialize, limit: int):
     def call(request, context):
         if type(request) is Malformed:
             abort_blocking(context, request.error)
-        return behavior(request, context)
+        response = behavior(request, context)
+        if response is None:
+            return None
+        raw = serialize(response)
+        if len(raw) > limit:
+            abort_blocking(context, response_too_large(len(raw), limit))
+        return raw
 
     return call
 
 
-def _stream_request(behavior):
-    if inspect.isasyncgenfunction(behavior):
+def _stream_request(behavior, serialize, limit: int):
+    inner = _unary_request(behavior, serialize, limit)
+
+    if inspect.isasyncgenfunction(inner):
 
         async def responses(requests, context):
             try:
-                async for response in behavior(_checked(requests), context):
+                async for response in inner(_checked(requests), context):
                     yield response
             except MalformedRequest as err:
                 await abort(context, err)
@@ -91,7 +122,7 @@ def _stream_request(behavior):
 
     async def call(requests, context):
         try:
-            return await behavior(_checked(requests), context)
+            return await inner(_checked(requests), context)
         except MalformedRequest as err:
             await abort(context, err)
 
@@ -106,29 +137,35 @@ _MAKERS = {
 }
 
 
-def guard(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """handler (of the method "/package.Service/Method") with its request guarded."""
+def guard(method: str, handler: grpc.RpcMethodHandler, max_response_bytes: int) -> grpc.RpcMethodHandler:
+    """handler (of the method "/package.Service/Method"), guarded."""
     kind, make, wrap = _MAKERS[(handler.request_streaming, handler.response_streaming)]
     behavior = getattr(handler, kind)
+    serialize = handler.response_serializer
     if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
         if kind != "unary_unary":
             raise TypeError(f"{method} has a synchronous streaming handler; serve an asyncio servicer")
         wrap = _blocking_unary
-    return make(wrap(behavior), _decoder(handler.request_deserializer, method), handler.response_serializer)
+    if handler.response_streaming and not inspect.isasyncgenfunction(behavior):
+        # Written with context.write, serialized by gRPC: small messages only.
+        return make(wrap(behavior, None, max_response_bytes), _decoder(handler.request_deserializer, method), serialize)
+    # The guard serializes every answer itself, to check its size.
+    return make(wrap(behavior, serialize, max_response_bytes), _decoder(handler.request_deserializer, method), None)
 
 
 class MethodTable(grpc.GenericRpcHandler):
     """Every guarded method handler in one dictionary; generic handlers that
     were only added as such are asked last and their answers guarded too."""
 
-    def __init__(self):
+    def __init__(self, max_response_bytes: int):
+        self.max_response_bytes = max_response_bytes
         self.methods: dict[str, grpc.RpcMethodHandler] = {}
         self.fallback: list[grpc.GenericRpcHandler] = []
 
     def add(self, service_name: str, method_handlers: dict) -> None:
         for name, handler in method_handlers.items():
             method = f"/{service_name}/{name}"
-            self.methods[method] = guard(method, handler)
+            self.methods[method] = guard(method, handler, self.max_response_bytes)
 
     def service(self, handler_call_details):
         method = handler_call_details.method
@@ -138,6 +175,6 @@ class MethodTable(grpc.GenericRpcHandler):
         for generic in self.fallback:
             handler = generic.service(handler_call_details)
             if handler is not None:
-                handler = self.methods[method] = guard(method, handler)
+                handler = self.methods[method] = guard(method, handler, self.max_response_bytes)
                 return handler
         return None

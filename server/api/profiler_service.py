@@ -14,6 +14,7 @@ from ..domain.errors import DomainError, MalformedRequest, ResourceExhausted, in
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
+from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc
 from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
@@ -25,6 +26,10 @@ INT64_MAX = 2**63 - 1
 MAX_BUCKETS = 10_000
 DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
+# A sample of a raw page at its largest: value, batch, timestamp.
+SAMPLE_BYTES = DOUBLE + 2 * INT64
+# A ProfilerSamples without its samples: its field, the labels twice, three columns.
+SERIES_BYTES = 2 * FIELD + 3 * FIELD
 # A stream stops reading from its sender while this many samples wait for the
 # database; HTTP/2 flow control then slows the sender down.
 MAX_BUFFERED_SAMPLES = 400_000
@@ -174,9 +179,14 @@ class _IngestSession:
 
 
 class ProfilerServicer:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, max_response_bytes: int):
         self.storage = storage
         self.notifier = Notifier()
+        self.max_response_bytes = max_response_bytes
+
+    @staticmethod
+    def _series_bytes(labels: Labels) -> int:
+        return SERIES_BYTES + 2 * (FIELD + labels_to_proto(labels).ByteSize())
 
     async def StreamProfilerMetrics(self, request_iterator, context):
         session = _IngestSession(self.storage, context, self.notifier)
@@ -288,9 +298,16 @@ class ProfilerServicer:
             except (TypeError, ValueError):
                 raise invalid("page_token", "is malformed", reason="INVALID_PAGE_TOKEN") from None
         budget = size
+        room = Room(self.max_response_bytes)
         response = ps.GetProfilerSamplesResponse()
         for index in range(first_index, len(series)):
             s = series[index]
+            header = self._series_bytes(s.labels)
+            if response.series and not room.fits(header + SAMPLE_BYTES):
+                response.next_page_token = listing.encode_token(page, ([index, -1, 0, 0], 0))
+                return response
+            room.take(header)
+            before = budget = room.count(SAMPLE_BYTES, budget)
             resume = index == first_index and first_ts >= 0
             after = (first_ts, chunk_id - 1) if resume else None
             table = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b, after)
@@ -322,6 +339,7 @@ class ProfilerServicer:
                     response.next_page_token = listing.encode_token(page, (list(cursor), 0))
                     return response
             response.series.append(self._samples(s, pieces))
+            room.take((before - budget) * SAMPLE_BYTES)
         return response
 
     @staticmethod
@@ -348,7 +366,12 @@ class ProfilerServicer:
                         part = chunk.select(chunk.timestamps > after_ts) if after_ts else chunk
                         if part.count:
                             delivered = True
-                            yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, part))
+                            room = Room(self.max_response_bytes)
+                            room.take(self._series_bytes(s.labels))
+                            step = room.count(SAMPLE_BYTES, part.count)
+                            for at in range(0, part.count, step):
+                                piece = part.select(slice(at, at + step))
+                                yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, piece))
                     if len(found) < 64:
                         break
             if not delivered and await self._all_terminal(trial_ids):
