@@ -52,6 +52,7 @@ async def _checked(requests):
         if type(request) is Malformed:
             raise request.error
         yield request
+        del request  # not kept while the next message is awaited
 
 
 def _unary_request(behavior, serialize, limit: int):

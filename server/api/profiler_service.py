@@ -108,15 +108,7 @@ class _IngestSession:
                     if self.closed:
                         return
                     continue
-                items, self.buffer = self.buffer, []
-                self.buffered_samples = 0
-                self.drained.set()
-                result = await self.storage.ingest_profiler(self.stream_id, items)
-                self.notifier.notify()
-                self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
-                for sequence, reason in result.rejected:
-                    await self.reject(sequence, reason)
-                await self.send(acknowledged_sequence=self.acknowledged)
+                await self._store()
                 if self.buffer or self.closed:
                     self.pending.set()
         except BaseException as exc:
@@ -124,40 +116,58 @@ class _IngestSession:
             self.drained.set()
             raise
 
+    async def _store(self) -> None:
+        """Writes what is buffered and acknowledges it. Its own frame, so
+        nothing of the batches outlives the write."""
+        items, self.buffer = self.buffer, []
+        self.buffered_samples = 0
+        self.drained.set()
+        result = await self.storage.ingest_profiler(self.stream_id, items)
+        self.notifier.notify()
+        self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
+        for sequence, reason in result.rejected:
+            await self.reject(sequence, reason)
+        await self.send(acknowledged_sequence=self.acknowledged)
+
     async def read(self, request_iterator) -> None:
         async for message in request_iterator:
             if self.failure is not None:
                 return
-            req = message.request
-            if self.stream_id is None:
-                self.stream_id = req.stream_id
-                if self.stream_id:
-                    self.last_sequence = await self.storage.profiler_stream_position(self.stream_id)
-                    self.acknowledged = self.last_sequence
-            if req.stream_id != self.stream_id:
-                await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
-                continue
-            # A sequence at or below the settled position is a resend after a
-            # reconnect, or a batch that comes too late: storage tells which,
-            # by whether it stored that very sequence.
-            settled = bool(self.stream_id) and 0 < req.sequence <= self.acknowledged
-            if req.sequence <= self.last_sequence and not settled:
-                await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
-                continue
-            self.last_sequence = max(self.last_sequence, req.sequence)
-            if message.columns is None:
-                await self.reject(req.sequence, "batch is required")
-                continue
-            item = prepare(req.sequence, req.batch, message.columns)
-            if isinstance(item, str):
-                await self.reject(req.sequence, item)
-                continue
-            self.buffer.append(item)
-            self.buffered_samples += item.summary.count
-            self.pending.set()
+            # gRPC's receiver holds on to the last message while it waits for
+            # the next, which may take minutes: take its contents out of it.
+            await self.accept(*message.take())
             if self.buffered_samples >= MAX_BUFFERED_SAMPLES:
                 self.drained.clear()
                 await self.drained.wait()
+
+    async def accept(self, req: ps.StreamProfilerMetricsRequest, columns: Columns | None) -> None:
+        """Buffers one message's batch, or rejects it."""
+        if self.stream_id is None:
+            self.stream_id = req.stream_id
+            if self.stream_id:
+                self.last_sequence = await self.storage.profiler_stream_position(self.stream_id)
+                self.acknowledged = self.last_sequence
+        if req.stream_id != self.stream_id:
+            await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
+            return
+        # A sequence at or below the settled position is a resend after a
+        # reconnect, or a batch that comes too late: storage tells which,
+        # by whether it stored that very sequence.
+        settled = bool(self.stream_id) and 0 < req.sequence <= self.acknowledged
+        if req.sequence <= self.last_sequence and not settled:
+            await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
+            return
+        self.last_sequence = max(self.last_sequence, req.sequence)
+        if columns is None:
+            await self.reject(req.sequence, "batch is required")
+            return
+        item = prepare(req.sequence, req.batch, columns)
+        if isinstance(item, str):
+            await self.reject(req.sequence, item)
+            return
+        self.buffer.append(item)
+        self.buffered_samples += item.summary.count
+        self.pending.set()
 
     async def run(self, request_iterator) -> None:
         flusher = asyncio.create_task(self.flusher())

@@ -159,8 +159,14 @@ def batch_columns(raw: bytes | memoryview, batch: profiler_pb2.TrialProfilerMetr
 
 @dataclass
 class StreamMessage:
-    request: profiler_service_pb2.StreamProfilerMetricsRequest
+    request: profiler_service_pb2.StreamProfilerMetricsRequest | None
     columns: Columns | None
+
+    def take(self) -> tuple[profiler_service_pb2.StreamProfilerMetricsRequest, Columns | None]:
+        """The request and its columns, leaving this message empty."""
+        request, columns = self.request, self.columns
+        self.request = self.columns = None
+        return request, columns
 
 
 def parse_stream_request(raw: bytes) -> StreamMessage:
