@@ -135,6 +135,7 @@ class App:
     watchdog: Watchdog
     retention: RetentionJob
     config: ServerConfig
+    profiler: ProfilerServicer | None = None
     _tasks: list = None
 
     async def start(self) -> None:
@@ -193,7 +194,8 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     # The services training jobs call most come first in the lookup.
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier, config.max_message_bytes), handlers)
-    add_profiler_service(ProfilerServicer(storage, config.max_message_bytes), handlers)
+    profiler = ProfilerServicer(storage, config.max_message_bytes, config.max_buffered_samples)
+    add_profiler_service(profiler, handlers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
     log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier, config.max_message_bytes), handlers)
@@ -214,7 +216,8 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
         await storage.close()
         raise OSError(f"cannot listen on {config.host}:{config.port} (address in use or not available)")
     retention = RetentionJob(storage, config.profiler_retention_days, clock)
-    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock, config.heartbeat_timeout), retention, config)
+    watchdog = Watchdog(storage, trials, clock, config.heartbeat_timeout)
+    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler)
 
 
 async def serve(config: ServerConfig) -> None:

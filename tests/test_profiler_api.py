@@ -1,5 +1,6 @@
 """ProfilerService through a real server: streaming ingest, queries, retention."""
 
+import asyncio
 import signal
 import threading
 import time
@@ -10,7 +11,10 @@ import pytest
 
 from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc
 
-from conftest import Client, error_of
+from trialplane.server.config import ServerConfig
+from trialplane.server.storage.sqlite.store import SqliteStorage
+
+from conftest import Client, ServerThread, error_of
 from test_server import ServerProcess
 from trial_helpers import S, new_trial, report
 
@@ -429,10 +433,7 @@ def test_bytes_that_are_no_message_end_the_stream_after_storing_what_came_before
 def test_idle_streams_keep_no_copy_of_their_stored_batch(db_path):
     """Open streams, each idle after one big batch was acknowledged, keep
     less than one copy of that batch each. Before, each kept about six copies
-    of its encoded size (11.3 MB for a 1.9 MB batch); now about 0.6 MB, the
-    same as a stream with a small batch."""
-    import asyncio
-
+    of its encoded size (11.3 MB for a 1.9 MB batch); now about 0.6 MB."""
     import psutil
 
     streams, samples = 30, 100_000
@@ -479,3 +480,81 @@ def test_idle_streams_keep_no_copy_of_their_stored_batch(db_path):
         assert per_stream < raw_size, (per_stream, raw_size)
     finally:
         server.terminate()
+
+
+class _GatedStorage(SqliteStorage):
+    """Profiler writes wait until the test opens the gate."""
+
+    gate: asyncio.Event | None = None
+
+    async def ingest_profiler(self, stream_id, items):
+        self.gate = self.gate or asyncio.Event()
+        await self.gate.wait()
+        return await super().ingest_profiler(stream_id, items)
+
+
+def test_streams_wait_once_all_together_hold_the_server_wide_limit(db_path):
+    limit, per_batch, streams, batches = 1000, 600, 3, 5
+    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0,
+                          max_buffered_samples=limit)
+    storage = _GatedStorage(str(db_path))
+    server = ServerThread(config, storage).start()
+    try:
+        client = Client.connect(server.address)
+        trial = new_trial(client)
+        budget = server.app.profiler.budget
+        talks = [_Conversation(client) for _ in range(streams)]
+        for s, talk in enumerate(talks):
+            for seq in range(1, batches + 1):
+                start = (s * batches + seq) * per_batch
+                talk.send(ps.StreamProfilerMetricsRequest(stream_id=f"capped-{s}", sequence=seq, batch=batch(trial.id, start, per_batch)))
+        # With nothing stored yet every stream stops reading after its first
+        # batch past the limit, instead of buffering all of them.
+        _until(lambda: budget.waiting == streams, budget)
+        assert limit <= budget.held <= limit + streams * per_batch
+        assert server.call(_open(storage))
+        for talk in talks:
+            assert talk.until_acknowledged(batches)[-1].acknowledged_sequence == batches
+            talk.close()
+        assert (budget.held, budget.waiting) == (0, 0)
+        (series,) = profiler(client).ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+        assert series.sample_count == streams * batches * per_batch
+        client.channel.close()
+    finally:
+        server.stop()
+
+
+def _until(condition, budget) -> None:
+    """Polls the server's state (on its own thread) until condition holds."""
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, (budget.held, budget.waiting)
+        time.sleep(0.01)
+
+
+async def _open(storage: _GatedStorage) -> bool:
+    storage.gate = storage.gate or asyncio.Event()
+    storage.gate.set()
+    return True
+
+
+def test_a_cancelled_stream_gives_its_share_of_the_limit_back(db_path):
+    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, max_buffered_samples=1000)
+    storage = _GatedStorage(str(db_path))
+    server = ServerThread(config, storage).start()
+    try:
+        client = Client.connect(server.address)
+        trial = new_trial(client)
+        budget = server.app.profiler.budget
+        requests = iter([ps.StreamProfilerMetricsRequest(stream_id="gone", sequence=seq, batch=batch(trial.id, seq * 600, 600))
+                         for seq in (1, 2, 3)])
+        call = profiler(client).StreamProfilerMetrics(requests, timeout=30)
+        _until(lambda: budget.waiting == 1, budget)
+        call.cancel()
+        _until(lambda: (budget.held, budget.waiting) == (0, 0), budget)
+        assert server.call(_open(storage))
+        after = stream(client, [ps.StreamProfilerMetricsRequest(stream_id="next", sequence=1, batch=batch(trial.id, 0, 2000))])
+        assert after[-1].acknowledged_sequence == 1 and budget.held == 0
+        client.channel.close()
+    finally:
+        server.stop()

@@ -63,7 +63,7 @@ def process(db_path):
 def test_serve_help_documents_every_flag():
     out = subprocess.run([tool("trialplane"), "serve", "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ["--host", "--port", "--db", "--shutdown-grace", "--watchdog-interval", "--heartbeat-timeout", "--max-message-bytes",
-                 "--reader-threads", "--log-level"]:
+                 "--reader-threads", "--max-buffered-samples", "--log-level"]:
         assert flag in out
 
 

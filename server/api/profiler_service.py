@@ -69,6 +69,39 @@ def prepare(sequence: int, batch: profiler_pb2.TrialProfilerMetricsBatch, column
     return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
 
 
+class SampleBudget:
+    """Samples that all streams together took in and storage has not yet
+    made durable. Past the limit every stream stops reading from its sender
+    until the writes bring the count below it again, so that many streams
+    cannot hold more than the limit plus one batch each."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def take(self, samples: int) -> None:
+        self.held += samples
+        if self.held >= self.limit:
+            self._room.clear()
+
+    def give(self, samples: int) -> None:
+        self.held -= samples
+        if self.held < self.limit:
+            self._room.set()
+
+    async def wait(self) -> None:
+        if self._room.is_set():
+            return
+        self.waiting += 1
+        try:
+            await self._room.wait()
+        finally:
+            self.waiting -= 1
+
+
 class _IngestSession:
     """One StreamProfilerMetrics call: reads, validates, group-writes, acknowledges.
 
@@ -76,10 +109,13 @@ class _IngestSession:
     stored by the next write, so the write size adapts to the load.
     """
 
-    def __init__(self, storage: Storage, context, notifier: Notifier):
+    def __init__(self, storage: Storage, context, notifier: Notifier, budget: SampleBudget):
         self.storage = storage
         self.context = context
         self.notifier = notifier
+        self.budget = budget
+        # Samples of this stream counted in the budget: buffered or being written.
+        self.held = 0
         self.stream_id: str | None = None
         self.last_sequence = 0
         self.acknowledged = 0
@@ -113,16 +149,28 @@ class _IngestSession:
                     self.pending.set()
         except BaseException as exc:
             self.failure = exc
+            # Nothing more of this stream gets stored: its share of the budget goes back now.
+            self.buffer, self.buffered_samples = [], 0
+            self._release(self.held)
             self.drained.set()
             raise
+
+    def _release(self, samples: int) -> None:
+        # At most what is held: a cancelled stream gives everything back once.
+        samples = min(samples, self.held)
+        self.held -= samples
+        self.budget.give(samples)
 
     async def _store(self) -> None:
         """Writes what is buffered and acknowledges it. Its own frame, so
         nothing of the batches outlives the write."""
         items, self.buffer = self.buffer, []
-        self.buffered_samples = 0
+        samples, self.buffered_samples = self.buffered_samples, 0
         self.drained.set()
-        result = await self.storage.ingest_profiler(self.stream_id, items)
+        try:
+            result = await self.storage.ingest_profiler(self.stream_id, items)
+        finally:
+            self._release(samples)
         self.notifier.notify()
         self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
         for sequence, reason in result.rejected:
@@ -139,6 +187,7 @@ class _IngestSession:
             if self.buffered_samples >= MAX_BUFFERED_SAMPLES:
                 self.drained.clear()
                 await self.drained.wait()
+            await self.budget.wait()
 
     async def accept(self, req: ps.StreamProfilerMetricsRequest, columns: Columns | None) -> None:
         """Buffers one message's batch, or rejects it."""
@@ -167,6 +216,8 @@ class _IngestSession:
             return
         self.buffer.append(item)
         self.buffered_samples += item.summary.count
+        self.held += item.summary.count
+        self.budget.take(item.summary.count)
         self.pending.set()
 
     async def run(self, request_iterator) -> None:
@@ -184,22 +235,25 @@ class _IngestSession:
         finally:
             if not flusher.done():
                 flusher.cancel()
+            # What a failed or cancelled stream still buffered is not stored.
+            self._release(self.held)
         if malformed is not None:
             raise malformed
 
 
 class ProfilerServicer:
-    def __init__(self, storage: Storage, max_response_bytes: int):
+    def __init__(self, storage: Storage, max_response_bytes: int, max_buffered_samples: int):
         self.storage = storage
         self.notifier = Notifier()
         self.max_response_bytes = max_response_bytes
+        self.budget = SampleBudget(max_buffered_samples)
 
     @staticmethod
     def _series_bytes(labels: Labels) -> int:
         return SERIES_BYTES + 2 * (FIELD + labels_to_proto(labels).ByteSize())
 
     async def StreamProfilerMetrics(self, request_iterator, context):
-        session = _IngestSession(self.storage, context, self.notifier)
+        session = _IngestSession(self.storage, context, self.notifier, self.budget)
         try:
             await session.run(request_iterator)
         except grpc.aio.AbortError:
