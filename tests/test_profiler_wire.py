@@ -192,13 +192,13 @@ def assert_same_as_protobuf(raw: bytes) -> None:
     assert got.columns.timestamps.tolist() == list(b.timestamps)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream_request_bytes())
 def test_columns_match_protobuf_with_unknown_fields_of_every_wire_type(raw):
     assert_same_as_protobuf(raw)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream_request_bytes(), st.data())
 def test_truncated_or_corrupted_bytes_fail_as_protobuf_does(raw, data):
     cut = data.draw(st.integers(0, len(raw)))
