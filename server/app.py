@@ -192,7 +192,6 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     trials = TrialServicer(storage, clock)
     notifier = Notifier()
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
-    # The services training jobs call most come first in the lookup.
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier, config.max_message_bytes), handlers)
     profiler = ProfilerServicer(storage, config.max_message_bytes, config.max_buffered_samples)
     add_profiler_service(profiler, handlers)

@@ -13,9 +13,9 @@ server may send (--max-message-bytes) would fail inside gRPC with a bare
 status and a traceback; it answers RESOURCE_EXHAUSTED, reason
 RESPONSE_TOO_LARGE, instead. Readers that page cut their pages to fit first.
 
-Behaviors are asynchronous, but for synchronous unary ones (the Health
-service's List, inherited from its generated base class), which the asyncio
-server runs on a thread pool.
+Behaviors are asynchronous, except for unary ones such as the Health
+service's List (inherited from its generated base class), which the asyncio
+server runs on a thread pool; a synchronous streaming behavior is refused.
 """
 
 from __future__ import annotations
