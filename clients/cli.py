@@ -40,6 +40,12 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest accepted message")
     p.add_argument("--reader-threads", type=int, default=d.reader_threads, help="threads serving database reads")
     p.add_argument(
+        "--max-buffered-samples",
+        type=int,
+        default=d.max_buffered_samples,
+        help="profiler samples all streams together hold before they are stored; past it streams wait",
+    )
+    p.add_argument(
         "--retention-days",
         "--profiler-retention-days",
         dest="retention_days",
@@ -68,6 +74,7 @@ def _run_serve(args) -> int:
         max_message_bytes=args.max_message_bytes,
         reader_threads=args.reader_threads,
         retention_days=args.retention_days,
+        max_buffered_samples=args.max_buffered_samples,
         retention_interval=args.retention_interval,
         log_level=args.log_level,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 from trialplane.v1 import (
@@ -30,6 +30,7 @@ from trialplane.v1 import (
 )
 
 from .api.checkpoint_service import CheckpointServicer
+from .api.handlers import MethodTable
 from .api.katib_service import KatibDBManagerServicer
 from .api.log_service import LogServicer
 from .api.metrics_service import MetricsServicer
@@ -145,6 +146,7 @@ class App:
     watchdog: Watchdog
     retention: RetentionJob
     config: ServerConfig
+    profiler: ProfilerServicer | None = None
     _tasks: list = None
 
     async def start(self) -> None:
@@ -166,23 +168,25 @@ class App:
 
 
 class GenericHandlersOnly:
-    """Hands services to the server as generic handlers only.
+    """Hands services to the server as generic handlers only, each method guarded.
 
     The generated add_*_to_server functions also register each method with
     gRPC core. The asyncio server then keeps one pending request per
     registered method and waits on all of them for every incoming call: with
     this API's ~55 methods that wait cost more than a whole ReportMetrics
-    handler (measured with bench/metrics_bench.py). A lookup among a dozen
-    generic handlers is a few dictionary gets."""
+    handler (measured with bench/metrics_bench.py). The method handlers they
+    pass along are served instead from one dictionary, the MethodTable, which
+    guards each (api/handlers.py)."""
 
-    def __init__(self, server: grpc.aio.Server):
-        self._server = server
+    def __init__(self, server: grpc.aio.Server, max_response_bytes: int):
+        self.table = MethodTable(max_response_bytes)
+        server.add_generic_rpc_handlers((self.table,))
 
     def add_generic_rpc_handlers(self, handlers) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
+        self.table.fallback.extend(handlers)
 
     def add_registered_method_handlers(self, service_name: str, method_handlers: dict) -> None:
-        """Left out on purpose; the generic handler added beside it serves these methods."""
+        self.table.add(service_name, method_handlers)
 
 
 def _probe_port(host: str, port: int) -> None:
@@ -239,13 +243,13 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     clock = getattr(storage, "clock", now_us)
     trials = TrialServicer(storage, clock)
     notifier = Notifier()
-    handlers = GenericHandlersOnly(server)
-    # The services training jobs call most come first in the lookup.
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier), handlers)
-    add_profiler_service(ProfilerServicer(storage), handlers)
+    handlers = GenericHandlersOnly(server, config.max_message_bytes)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier, config.max_message_bytes), handlers)
+    profiler = ProfilerServicer(storage, config.max_message_bytes, config.max_buffered_samples)
+    add_profiler_service(profiler, handlers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier), handlers)
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier, config.max_message_bytes), handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)
@@ -253,11 +257,11 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], handlers
-    )
+    reflection_names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(reflection_names), handlers)
     retention = RetentionJob(storage, config.retention_days, clock)
-    return App(server, port, storage, health_servicer, Watchdog(storage, trials, clock, config.heartbeat_timeout), retention, config)
+    watchdog = Watchdog(storage, trials, clock, config.heartbeat_timeout)
+    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler)
 
 
 async def serve(config: ServerConfig) -> None:

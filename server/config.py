@@ -21,6 +21,9 @@ class ServerConfig:
     # Largest request the server accepts, in bytes.
     max_message_bytes: int = 64 * 1024 * 1024
     reader_threads: int = 4
+    # Profiler samples all streams together may hold before storage made
+    # them durable (about 24 bytes each); past it streams stop reading.
+    max_buffered_samples: int = 4_000_000
     # Task log lines and profiler samples are kept this many days unless a
     # trial says otherwise (its log_retention_days; -1 keeps them forever).
     retention_days: int = 30

@@ -63,7 +63,7 @@ def process(db_path):
 def test_serve_help_documents_every_flag():
     out = subprocess.run([tool("trialplane"), "serve", "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ["--host", "--port", "--db", "--shutdown-grace", "--watchdog-interval", "--heartbeat-timeout", "--max-message-bytes",
-                 "--reader-threads", "--log-level"]:
+                 "--reader-threads", "--max-buffered-samples", "--log-level"]:
         assert flag in out
 
 
@@ -182,3 +182,31 @@ def test_buf_lint_is_clean():
     result = subprocess.run([tool("buf"), "lint"], cwd=ROOT / "protos", capture_output=True, text=True,
                             env={**os.environ, "BUF_CACHE_DIR": str(ROOT / ".venv" / "buf-cache")})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _every_method():
+    from grpc_health.v1 import health_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    from trialplane.server.app import SERVICE_FILES
+
+    files = [*SERVICE_FILES, health_pb2, reflection_pb2]
+    for service in (s for f in files for s in f.DESCRIPTOR.services_by_name.values()):
+        for m in service.methods:
+            yield f"/{service.full_name}/{m.name}", m.client_streaming, m.server_streaming
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff\xff", b"\x0b", b"\x0a\x05ab"], ids=["varint", "open-group", "short-field"])
+def test_bytes_that_are_no_message_are_malformed_requests_on_every_method(client, garbage):
+    methods = list(_every_method())
+    assert len(methods) > 50
+    for method, client_streaming, server_streaming in methods:
+        kind = {(False, False): client.channel.unary_unary, (False, True): client.channel.unary_stream,
+                (True, False): client.channel.stream_unary, (True, True): client.channel.stream_stream}
+        call = kind[(client_streaming, server_streaming)](method, request_serializer=None, response_deserializer=None)
+        request = iter([garbage]) if client_streaming else garbage
+        err = error_of(lambda: list(call(request, timeout=10)) if server_streaming else call(request, timeout=10))
+        assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"), (method, err)
+        assert method in err.message
+    # The server keeps serving.
+    assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""

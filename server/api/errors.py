@@ -87,7 +87,7 @@ def to_status(err: domain.DomainError) -> grpc.Status:
     metadata = {k: _metadata_value(v) for k, v in err.metadata.items()}
     details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))]
     details.extend(_pack(d) for d in _typed_details(err))
-    if isinstance(err, domain.InvalidArgument):
+    if isinstance(err, domain.InvalidArgument) and err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -102,6 +102,19 @@ def to_status(err: domain.DomainError) -> grpc.Status:
 async def abort(context: grpc.aio.ServicerContext, err: domain.DomainError):
     status = to_status(err)
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+def abort_blocking(context: grpc.ServicerContext, err: domain.DomainError):
+    """abort() from a synchronous handler, which runs on a thread."""
+    status = to_status(err)
+    context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)
+
+
+def response_too_large(size: int, limit: int) -> domain.DomainError:
+    return domain.ResourceExhausted(
+        f"the answer would take {size} bytes, more than the {limit} this server sends; ask for less",
+        reason="RESPONSE_TOO_LARGE", metadata={"limit_bytes": limit},
+    )
 
 
 def internal_error(method: str, exc: BaseException) -> domain.DomainError:

@@ -11,6 +11,7 @@ from ..domain import listing, metrics as m, trial_lifecycle
 from ..domain.errors import ResourceExhausted, invalid
 from ..storage.base import Storage
 from . import convert
+from .budget import FIELD, RESERVE, SCALAR, Room, text
 from .errors import rpc
 from .metrics_service import LOG_LEVELS, log_draft
 from .notifier import Notifier
@@ -19,6 +20,8 @@ DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
 FORMAT_FIELDS = {"asctime", "worker", "level", "stream", "rank", "msg", "trial_id", "id"}
 LEVEL_NUMBERS = {name: number for number, name in LOG_LEVELS.items()}
 DOWNLOAD_CHUNK = 64 * 1024
+# A TaskLog without its strings: its field, trial_id, id, time, level, rank.
+LOG_BYTES = FIELD + SCALAR + SCALAR + FIELD + 2 * SCALAR + SCALAR + SCALAR
 
 
 def log_to_proto(trial_id: int, r: dict) -> log_pb2.TaskLog:
@@ -26,6 +29,21 @@ def log_to_proto(trial_id: int, r: dict) -> log_pb2.TaskLog:
         trial_id=trial_id, id=r["id"], time=convert.timestamp(r["time"]), level=LEVEL_NUMBERS.get(r["level"], 0),
         worker=r["worker"], stream=r["stream"], rank=r["rank"], message=r["message"],
     )
+
+
+def log_bytes(r: dict) -> int:
+    return LOG_BYTES + text(r["worker"]) + text(r["stream"]) + text(r["message"])
+
+
+def fitting(rows: list[dict], limit: int, most: int) -> int:
+    """How many of the first rows (at most most, one at least) fit in one answer."""
+    room = Room(limit)
+    for count, r in enumerate(rows[:most]):
+        size = log_bytes(r)
+        if count and not room.fits(size):
+            return count
+        room.take(size)
+    return min(len(rows), most)
 
 
 def check_format(fmt: str) -> str:
@@ -56,9 +74,10 @@ def render(fmt: str, trial_id: int, r: dict) -> str:
 
 
 class LogServicer(log_service_pb2_grpc.LogServiceServicer):
-    def __init__(self, storage: Storage, notifier: Notifier):
+    def __init__(self, storage: Storage, notifier: Notifier, max_response_bytes: int):
         self.storage = storage
         self.notifier = notifier
+        self.max_response_bytes = max_response_bytes
 
     @rpc
     async def AddLogs(self, request, context):
@@ -93,6 +112,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         page = listing.make_page(request.page_token, size, listing.Order("id", request.from_tail), query)
         after = page.after[1] if page.after else None
         rows = await self.storage.list_logs(request.trial_id, request.from_tail, levels, request.worker, after, size + 1)
+        size = fitting(rows, self.max_response_bytes, size)
         token = listing.encode_token(page, (rows[size - 1]["id"], rows[size - 1]["id"])) if len(rows) > size else ""
         return ls.ListLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows[:size]], next_page_token=token)
 
@@ -102,39 +122,37 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         cursor = request.after_id
         while True:
             rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
+            if not rows:
+                trial = await self.storage.get_trial(request.trial_id)
+                if trial_lifecycle.is_terminal(trial.state):
+                    # Lines stored between the read above and this check.
+                    rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
+                    if not rows:
+                        return
             if rows:
+                rows = rows[:fitting(rows, self.max_response_bytes, len(rows))]
                 cursor = rows[-1]["id"]
                 yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
                 continue
-            trial = await self.storage.get_trial(request.trial_id)
-            if trial_lifecycle.is_terminal(trial.state):
-                # Lines stored between the read above and this check.
-                rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
-                if rows:
-                    cursor = rows[-1]["id"]
-                    yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
-                    continue
-                return
             await self.notifier.wait()
 
     @rpc
     async def DownloadLogs(self, request, context):
         convert.require_id(request.trial_id, "trial_id", "trial")
         fmt = check_format(request.format)
+        # Chunks split lines where they must: the answer is one byte stream.
+        chunk_size = max(1, min(DOWNLOAD_CHUNK, self.max_response_bytes - RESERVE))
         cursor = None
-        buffer: list[str] = []
-        size = 0
+        buffer = bytearray()
         while True:
             rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 5000)
             for r in rows:
-                line = render(fmt, request.trial_id, r) + "\n"
-                buffer.append(line)
-                size += len(line)
-                if size >= DOWNLOAD_CHUNK:
-                    yield ls.DownloadLogsResponse(chunk="".join(buffer).encode())
-                    buffer, size = [], 0
+                buffer += (render(fmt, request.trial_id, r) + "\n").encode()
+                while len(buffer) >= chunk_size:
+                    yield ls.DownloadLogsResponse(chunk=bytes(buffer[:chunk_size]))
+                    del buffer[:chunk_size]
             if len(rows) < 5000:
                 break
             cursor = rows[-1]["id"]
         if buffer:
-            yield ls.DownloadLogsResponse(chunk="".join(buffer).encode())
+            yield ls.DownloadLogsResponse(chunk=bytes(buffer))

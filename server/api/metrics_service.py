@@ -10,6 +10,7 @@ from ..domain import listing, metrics as m, trial_lifecycle
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert
+from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
 from .errors import rpc
 from .notifier import Notifier
 
@@ -23,6 +24,10 @@ SUMMARY_PAGE = 100
 SUMMARY_PAGE_MAX = 1000
 LOG_LEVELS = {v: k[len("LOG_LEVEL_"):] for k, v in log_pb2.LogLevel.items() if v}
 DEBUG_KINDS = {v: k[len("DEBUG_EVENT_KIND_"):] for k, v in ms.DebugEventKind.items() if v}
+# A point of a MetricSeries at its largest: step, run, time, value, archived.
+POINT_BYTES = 3 * INT64 + DOUBLE + 1
+# A MetricSeries without its group, name and points: its own field, trial_id, five columns.
+SERIES_BYTES = FIELD + SCALAR + 5 * FIELD
 # The two answers of ReportMetrics, built once; gRPC only serializes them.
 CREATED = ms.ReportMetricsResponse(created=True)
 NOT_CREATED = ms.ReportMetricsResponse(created=False)
@@ -143,9 +148,10 @@ def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
 
 
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, storage: Storage, notifier: Notifier):
+    def __init__(self, storage: Storage, notifier: Notifier, max_response_bytes: int):
         self.storage = storage
         self.notifier = notifier
+        self.max_response_bytes = max_response_bytes
 
     @rpc
     async def ReportMetrics(self, request, context):
@@ -263,18 +269,26 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
             after = (step, run) if step >= 0 else None
         response = ms.GetMetricHistoryResponse()
         budget = size
+        room = Room(self.max_response_bytes)
         for index in range(first, len(targets)):
             trial_id, name, sid = targets[index]
+            header = SERIES_BYTES + text(request.group) + text(name)
+            if response.series and not room.fits(header + POINT_BYTES):
+                response.next_page_token = listing.encode_token(page, ([index, -1, 0], 0))
+                return response
+            room.take(header)
             series = response.series.add(trial_id=trial_id, group=request.group, name=name)
             if sid is None:
                 continue
+            n = room.count(POINT_BYTES, budget)
             cols = await self.storage.metric_points(
-                sid, start, end, request.include_archived, after if index == first else None, budget + 1
+                sid, start, end, request.include_archived, after if index == first else None, n + 1
             )
-            more = len(cols) > budget
-            cols = cols.select(slice(0, budget))
+            more = len(cols) > n
+            cols = cols.select(slice(0, n))
             columns(series, cols)
             budget -= len(cols)
+            room.take(len(cols) * POINT_BYTES)
             if more:
                 last = [index, int(cols.steps[-1]), int(cols.runs[-1])]
                 response.next_page_token = listing.encode_token(page, (last, 0))
@@ -299,7 +313,9 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                     continue
                 sid = s["series_id"]
                 after = cursors.get(sid, start)
-                cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, 10_000)
+                room = Room(self.max_response_bytes)
+                room.take(SERIES_BYTES + text(s["group"]) + text(s["name"]))
+                cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, room.count(POINT_BYTES, 10_000))
                 if len(cols):
                     series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
                     columns(series, cols)

@@ -10,10 +10,11 @@ import numpy as np
 from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound, ResourceExhausted, invalid
+from ..domain.errors import DomainError, FieldViolation, InvalidArgument, MalformedRequest, NotFound, ResourceExhausted, invalid
 from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
+from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc
 from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
@@ -27,6 +28,10 @@ DEFAULT_RAW_PAGE = 10_000
 MAX_RAW_PAGE = 100_000
 SERIES_PAGE = 100
 SERIES_PAGE_MAX = 1000
+# A sample of a raw page at its largest: value, batch, timestamp.
+SAMPLE_BYTES = DOUBLE + 2 * INT64
+# A ProfilerSamples without its samples: its field, the labels twice, three columns.
+SERIES_BYTES = 2 * FIELD + 3 * FIELD
 # A stream stops reading from its sender while this many samples wait for the
 # database; HTTP/2 flow control then slows the sender down.
 MAX_BUFFERED_SAMPLES = 400_000
@@ -72,6 +77,39 @@ def in_batch(violation: FieldViolation) -> FieldViolation:
     return FieldViolation(f"batch.{violation.field}", violation.description)
 
 
+class SampleBudget:
+    """Samples that all streams together took in and storage has not yet
+    made durable. Past the limit every stream stops reading from its sender
+    until the writes bring the count below it again, so that many streams
+    cannot hold more than the limit plus one batch each."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def take(self, samples: int) -> None:
+        self.held += samples
+        if self.held >= self.limit:
+            self._room.clear()
+
+    def give(self, samples: int) -> None:
+        self.held -= samples
+        if self.held < self.limit:
+            self._room.set()
+
+    async def wait(self) -> None:
+        if self._room.is_set():
+            return
+        self.waiting += 1
+        try:
+            await self._room.wait()
+        finally:
+            self.waiting -= 1
+
+
 class _IngestSession:
     """One StreamProfilerMetrics call: reads, validates, group-writes, acknowledges.
 
@@ -79,10 +117,13 @@ class _IngestSession:
     stored by the next write, so the write size adapts to the load.
     """
 
-    def __init__(self, storage: Storage, context, notifier: Notifier):
+    def __init__(self, storage: Storage, context, notifier: Notifier, budget: SampleBudget):
         self.storage = storage
         self.context = context
         self.notifier = notifier
+        self.budget = budget
+        # Samples of this stream counted in the budget: buffered or being written.
+        self.held = 0
         self.stream_id: str | None = None
         self.last_sequence = 0
         self.acknowledged = 0
@@ -111,77 +152,117 @@ class _IngestSession:
                     if self.closed:
                         return
                     continue
-                items, self.buffer = self.buffer, []
-                self.buffered_samples = 0
-                self.drained.set()
-                result = await self.storage.ingest_profiler(self.stream_id, items)
-                self.notifier.notify()
-                self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
-                for sequence, reason in result.rejected:
-                    await self.reject(sequence, reason)
-                await self.send(acknowledged_sequence=self.acknowledged)
+                await self._store()
                 if self.buffer or self.closed:
                     self.pending.set()
         except BaseException as exc:
             self.failure = exc
+            # Nothing more of this stream gets stored: its share of the budget goes back now.
+            self.buffer, self.buffered_samples = [], 0
+            self._release(self.held)
             self.drained.set()
             raise
+
+    def _release(self, samples: int) -> None:
+        # At most what is held: a cancelled stream gives everything back once.
+        samples = min(samples, self.held)
+        self.held -= samples
+        self.budget.give(samples)
+
+    async def _store(self) -> None:
+        """Writes what is buffered and acknowledges it. Its own frame, so
+        nothing of the batches outlives the write."""
+        items, self.buffer = self.buffer, []
+        samples, self.buffered_samples = self.buffered_samples, 0
+        self.drained.set()
+        try:
+            result = await self.storage.ingest_profiler(self.stream_id, items)
+        finally:
+            self._release(samples)
+        self.notifier.notify()
+        self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
+        for sequence, reason in result.rejected:
+            await self.reject(sequence, reason)
+        await self.send(acknowledged_sequence=self.acknowledged)
 
     async def read(self, request_iterator) -> None:
         async for message in request_iterator:
             if self.failure is not None:
                 return
-            req = message.request
-            if self.stream_id is None:
-                self.stream_id = req.stream_id
-                if self.stream_id:
-                    self.last_sequence = await self.storage.profiler_stream_position(self.stream_id)
-                    self.acknowledged = self.last_sequence
-            if req.stream_id != self.stream_id:
-                await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
-                continue
-            # A sequence at or below the settled position is a resend after a
-            # reconnect, or a batch that comes too late: storage tells which,
-            # by whether it stored that very sequence.
-            settled = bool(self.stream_id) and 0 < req.sequence <= self.acknowledged
-            if req.sequence <= self.last_sequence and not settled:
-                await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
-                continue
-            self.last_sequence = max(self.last_sequence, req.sequence)
-            if message.columns is None:
-                await self.reject(req.sequence, "batch is required")
-                continue
-            item = prepare(req.sequence, req.batch, message.columns)
-            if isinstance(item, FieldViolation):
-                problem = in_batch(item)
-                await self.reject(req.sequence, f"{problem.field}: {problem.description}")
-                continue
-            self.buffer.append(item)
-            self.buffered_samples += item.summary.count
-            self.pending.set()
+            # gRPC's receiver holds on to the last message while it waits for
+            # the next, which may take minutes: take its contents out of it.
+            await self.accept(*message.take())
             if self.buffered_samples >= MAX_BUFFERED_SAMPLES:
                 self.drained.clear()
                 await self.drained.wait()
+            await self.budget.wait()
+
+    async def accept(self, req: ps.StreamProfilerMetricsRequest, columns: Columns | None) -> None:
+        """Buffers one message's batch, or rejects it."""
+        if self.stream_id is None:
+            self.stream_id = req.stream_id
+            if self.stream_id:
+                self.last_sequence = await self.storage.profiler_stream_position(self.stream_id)
+                self.acknowledged = self.last_sequence
+        if req.stream_id != self.stream_id:
+            await self.reject(req.sequence, f"stream_id changed from {self.stream_id!r} within one stream")
+            return
+        # A sequence at or below the settled position is a resend after a
+        # reconnect, or a batch that comes too late: storage tells which,
+        # by whether it stored that very sequence.
+        settled = bool(self.stream_id) and 0 < req.sequence <= self.acknowledged
+        if req.sequence <= self.last_sequence and not settled:
+            await self.reject(req.sequence, f"sequence must be positive and increasing (after {self.last_sequence})")
+            return
+        self.last_sequence = max(self.last_sequence, req.sequence)
+        if columns is None:
+            await self.reject(req.sequence, "batch is required")
+            return
+        item = prepare(req.sequence, req.batch, columns)
+        if isinstance(item, FieldViolation):
+            problem = in_batch(item)
+            await self.reject(req.sequence, f"{problem.field}: {problem.description}")
+            return
+        self.buffer.append(item)
+        self.buffered_samples += item.summary.count
+        self.held += item.summary.count
+        self.budget.take(item.summary.count)
+        self.pending.set()
 
     async def run(self, request_iterator) -> None:
         flusher = asyncio.create_task(self.flusher())
+        malformed = None
         try:
-            await self.read(request_iterator)
+            try:
+                await self.read(request_iterator)
+            except MalformedRequest as err:
+                # The stream ends here, but what came before is stored and acknowledged.
+                malformed = err
             self.closed = True
             self.pending.set()
             await flusher
         finally:
             if not flusher.done():
                 flusher.cancel()
+            # What a failed or cancelled stream still buffered is not stored.
+            self._release(self.held)
+        if malformed is not None:
+            raise malformed
 
 
 class ProfilerServicer:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, max_response_bytes: int, max_buffered_samples: int):
         self.storage = storage
         self.notifier = Notifier()
+        self.max_response_bytes = max_response_bytes
+        self.budget = SampleBudget(max_buffered_samples)
+
+    @staticmethod
+    def _series_bytes(labels: Labels) -> int:
+        return SERIES_BYTES + 2 * (FIELD + labels_to_proto(labels).ByteSize())
 
     async def StreamProfilerMetrics(self, request_iterator, context):
-        session = _IngestSession(self.storage, context, self.notifier)
+        session = _IngestSession(self.storage, context, self.notifier, self.budget)
         try:
             await session.run(request_iterator)
         except grpc.aio.AbortError:
@@ -307,9 +388,16 @@ class ProfilerServicer:
             except (TypeError, ValueError):
                 raise invalid("page_token", "is malformed", reason="INVALID_PAGE_TOKEN") from None
         budget = size
+        room = Room(self.max_response_bytes)
         response = ps.GetProfilerSamplesResponse()
         for index in range(first_index, len(series)):
             s = series[index]
+            header = self._series_bytes(s.labels)
+            if response.series and not room.fits(header + SAMPLE_BYTES):
+                response.next_page_token = listing.encode_token(page, ([index, -1, 0, 0], 0))
+                return response
+            room.take(header)
+            before = budget = room.count(SAMPLE_BYTES, budget)
             resume = index == first_index and first_ts >= 0
             after = (first_ts, chunk_id - 1) if resume else None
             table = await self.storage.profiler_summaries(s.series_id, start_ts, end_ts, start_b, end_b, after)
@@ -341,6 +429,7 @@ class ProfilerServicer:
                     response.next_page_token = listing.encode_token(page, (list(cursor), 0))
                     return response
             response.series.append(self._samples(s, pieces))
+            room.take((before - budget) * SAMPLE_BYTES)
         return response
 
     @staticmethod
@@ -377,7 +466,12 @@ class ProfilerServicer:
                         part = chunk.select(chunk.timestamps > after_ts) if after_ts else chunk
                         if part.count:
                             delivered = True
-                            yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, part))
+                            room = Room(self.max_response_bytes)
+                            room.take(self._series_bytes(s.labels))
+                            step = room.count(SAMPLE_BYTES, part.count)
+                            for at in range(0, part.count, step):
+                                piece = part.select(slice(at, at + step))
+                                yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, piece))
                     if len(found) < 64:
                         break
             if not delivered and await self._all_terminal(trial_ids):
@@ -420,4 +514,4 @@ def add_profiler_service(servicer: ProfilerServicer, server) -> None:
             response_serializer=ps.WatchProfilerSamplesResponse.SerializeToString,
         ),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)

@@ -5,7 +5,8 @@ float64s and the int64 columns as packed varints. Reading them through the
 parsed message would build a Python object per sample; instead the servicer
 receives the raw request bytes, finds the packed runs and hands them to numpy.
 Unpacked encodings (legal, but no mainstream client emits them) fall back to
-the parsed message.
+the parsed message. The bytes pass protobuf's own parse first; unknown fields
+of every wire type, groups among them, are skipped as protobuf skips them.
 """
 
 from __future__ import annotations
@@ -16,31 +17,55 @@ import numpy as np
 
 from trialplane.v1 import profiler_pb2, profiler_service_pb2
 
-_LEN = 2  # wire type of length-delimited fields, packed repeated fields among them
+# Wire types; 6 and 7 are not defined and make a message malformed.
+_VARINT, _I64, _LEN, _START_GROUP, _END_GROUP, _I32 = range(6)
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
+    try:
+        while True:
+            byte = buf[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result, pos
+            shift += 7
+    except IndexError:
+        raise ValueError("truncated varint") from None
 
 
-def _skip(buf: bytes, pos: int, wire_type: int) -> int:
-    if wire_type == 0:
-        return _varint(buf, pos)[1]
-    if wire_type == 1:
-        return pos + 8
-    if wire_type == _LEN:
+def _skip(buf: bytes, pos: int, wire_type: int, field: int) -> int:
+    """The position after one field's value, skipped as protobuf skips an unknown field.
+
+    A group (the deprecated wire form of a message field) runs to the
+    END_GROUP tag of its own field number and may hold groups itself."""
+    if wire_type == _VARINT:
+        pos = _varint(buf, pos)[1]
+    elif wire_type == _I64:
+        pos += 8
+    elif wire_type == _LEN:
         length, pos = _varint(buf, pos)
-        return pos + length
-    if wire_type == 5:
-        return pos + 4
-    raise ValueError(f"unsupported wire type {wire_type}")
+        pos += length
+    elif wire_type == _I32:
+        pos += 4
+    elif wire_type == _START_GROUP:
+        open_groups = [field]
+        while open_groups:
+            key, pos = _varint(buf, pos)
+            wire_type, field = key & 7, key >> 3
+            if wire_type == _START_GROUP:
+                open_groups.append(field)
+            elif wire_type == _END_GROUP:
+                if open_groups.pop() != field:
+                    raise ValueError("END_GROUP tag does not match its START_GROUP")
+            else:
+                pos = _skip(buf, pos, wire_type, field)
+    else:
+        raise ValueError(f"invalid wire type {wire_type}")
+    if pos > len(buf):
+        raise ValueError("truncated field")
+    return pos
 
 
 _U = np.uint64
@@ -122,7 +147,7 @@ def batch_columns(raw: bytes | memoryview, batch: profiler_pb2.TrialProfilerMetr
             runs[field].append(raw[pos:pos + length])
             pos += length
         else:
-            pos = _skip(raw, pos, wire_type)
+            pos = _skip(raw, pos, wire_type, field)
 
     def joined(field):
         parts = runs[field]
@@ -134,8 +159,14 @@ def batch_columns(raw: bytes | memoryview, batch: profiler_pb2.TrialProfilerMetr
 
 @dataclass
 class StreamMessage:
-    request: profiler_service_pb2.StreamProfilerMetricsRequest
+    request: profiler_service_pb2.StreamProfilerMetricsRequest | None
     columns: Columns | None
+
+    def take(self) -> tuple[profiler_service_pb2.StreamProfilerMetricsRequest, Columns | None]:
+        """The request and its columns, leaving this message empty."""
+        request, columns = self.request, self.columns
+        self.request = self.columns = None
+        return request, columns
 
 
 def parse_stream_request(raw: bytes) -> StreamMessage:
@@ -153,7 +184,7 @@ def parse_stream_request(raw: bytes) -> StreamMessage:
                 batch_raw.append(view[pos:pos + length])
                 pos += length
             else:
-                pos = _skip(raw, pos, key & 7)
+                pos = _skip(raw, pos, key & 7, key >> 3)
         raw_batch = batch_raw[0] if len(batch_raw) == 1 else b"".join(bytes(p) for p in batch_raw)
         columns = batch_columns(raw_batch, request.batch)
     return StreamMessage(request, columns)

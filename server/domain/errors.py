@@ -35,6 +35,16 @@ class InvalidArgument(DomainError):
         super().__init__(f"invalid request: {summary}", reason=reason)
 
 
+class MalformedRequest(InvalidArgument):
+    """The request is not a message of the method's request type at all."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, message: str):
+        self.violations = []
+        DomainError.__init__(self, message)
+
+
 def invalid(field_path: str, description: str, *, reason: str | None = None) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field_path, description)], reason=reason)
 

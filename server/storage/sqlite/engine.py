@@ -193,6 +193,8 @@ class Engine:
                         if not fut.done():
                             fut.set_exception(Unavailable("the write failed; see the server log"))
             self._finished += taken
+            # Not kept while the queue is empty: the writes hold their data.
+            item = nxt = batch = None
             if stop:
                 break
         # Drain anything that raced with close().
