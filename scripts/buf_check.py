@@ -14,6 +14,7 @@ out of the checks.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -55,9 +56,16 @@ def build_image(proto_root: Path, out: Path) -> Path:
     return out
 
 
+def run_buf(work: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    # buf keeps a cache even for images; a scratch one works where HOME is read-only.
+    env = {**os.environ}
+    env.setdefault("BUF_CACHE_DIR", str(work / "buf-cache"))
+    return subprocess.run([buf(), *args], env=env, **kwargs)
+
+
 def lint(work: Path) -> int:
     image = build_image(PROTO_ROOT, work / "current.binpb")
-    return subprocess.run([buf(), "lint", str(image), "--config", str(CONFIG), *TARGETS]).returncode
+    return run_buf(work, "lint", str(image), "--config", str(CONFIG), *TARGETS).returncode
 
 
 def main(argv: list[str]) -> int:
