@@ -26,8 +26,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# buf checks protoc-built images, so google/api imports resolve offline
+# (scripts/buf_check.py says why). buf breaking compares with HEAD when
+# protos/ has uncommitted changes, else with HEAD~1; BREAKING_AGAINST=<ref>
+# picks another base (origin/main for a whole branch).
+BREAKING_AGAINST ?=
+
 lint: $(STAMP)
-	cd protos && ../$(VENV)/bin/buf lint
+	$(PY) scripts/buf_check.py lint
+	$(PY) scripts/buf_check.py breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
 	$(VENV)/bin/ruff check --select F,E9 server clients tests bench scripts
 
 # Every bench/*_bench.py prints a table of medians beside the limits it is compared with.

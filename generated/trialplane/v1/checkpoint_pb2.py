@@ -22,29 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrialplane/v1/checkpoint.proto\x12\rtrialplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x12\x43heckpointWorkload\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.trialplane.v1.CheckpointState\x12\x43\n\tresources\x18\x04 \x03(\x0b\x32\x30.trialplane.v1.CheckpointWorkload.ResourcesEntry\x12\x15\n\rtotal_batches\x18\x05 \x01(\x03\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xe1\x03\n\nCheckpoint\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x14\n\x0ctrial_run_id\x18\x03 \x01(\x03\x12-\n\x05state\x18\x04 \x01(\x0e\x32\x1e.trialplane.v1.CheckpointState\x12;\n\tresources\x18\x05 \x03(\x0b\x32(.trialplane.v1.Checkpoint.ResourcesEntry\x12\x17\n\x0fsteps_completed\x18\x06 \x01(\x03\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0bstorage_uri\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x12validation_metrics\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\xd2\x01\n\x0f\x43heckpointState\x12 \n\x1c\x43HECKPOINT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43HECKPOINT_STATE_ACTIVE\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_STATE_COMPLETED\x10\x02\x12\x1a\n\x16\x43HECKPOINT_STATE_ERROR\x10\x03\x12&\n\"CHECKPOINT_STATE_PARTIALLY_DELETED\x10\x04\x12\x1c\n\x18\x43HECKPOINT_STATE_DELETED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrialplane/v1/checkpoint.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x02\n\x12\x43heckpointWorkload\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05state\x18\x03 \x01(\x0e\x32\x1e.trialplane.v1.CheckpointState\x12\x43\n\tresources\x18\x04 \x03(\x0b\x32\x30.trialplane.v1.CheckpointWorkload.ResourcesEntry\x12\x15\n\rtotal_batches\x18\x05 \x01(\x03\x12)\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xac\x04\n\nCheckpoint\x12\x13\n\x04uuid\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12\x17\n\x08trial_id\x18\x02 \x01(\x03\x42\x05\xe2\x41\x02\x02\x05\x12\x1b\n\x0ctrial_run_id\x18\x03 \x01(\x03\x42\x05\xe2\x41\x02\x01\x05\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32\x1e.trialplane.v1.CheckpointStateB\x04\xe2\x41\x01\x02\x12\x41\n\tresources\x18\x05 \x03(\x0b\x32(.trialplane.v1.Checkpoint.ResourcesEntryB\x04\xe2\x41\x01\x01\x12\x1d\n\x0fsteps_completed\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12/\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x19\n\x0bstorage_uri\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nsize_bytes\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x39\n\x12validation_metrics\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01*\xd2\x01\n\x0f\x43heckpointState\x12 \n\x1c\x43HECKPOINT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43HECKPOINT_STATE_ACTIVE\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_STATE_COMPLETED\x10\x02\x12\x1a\n\x16\x43HECKPOINT_STATE_ERROR\x10\x03\x12&\n\"CHECKPOINT_STATE_PARTIALLY_DELETED\x10\x04\x12\x1c\n\x18\x43HECKPOINT_STATE_DELETED\x10\x05\x42\xa1\x01\n\x11\x64\x65v.trialplane.v1B\x0f\x43heckpointProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.checkpoint_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\017CheckpointProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
   _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._loaded_options = None
   _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._serialized_options = b'8\001'
   _globals['_CHECKPOINT_RESOURCESENTRY']._loaded_options = None
   _globals['_CHECKPOINT_RESOURCESENTRY']._serialized_options = b'8\001'
-  _globals['_CHECKPOINTSTATE']._serialized_start=912
-  _globals['_CHECKPOINTSTATE']._serialized_end=1122
-  _globals['_CHECKPOINTWORKLOAD']._serialized_start=113
-  _globals['_CHECKPOINTWORKLOAD']._serialized_end=425
-  _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._serialized_start=377
-  _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._serialized_end=425
-  _globals['_CHECKPOINT']._serialized_start=428
-  _globals['_CHECKPOINT']._serialized_end=909
-  _globals['_CHECKPOINT_RESOURCESENTRY']._serialized_start=377
-  _globals['_CHECKPOINT_RESOURCESENTRY']._serialized_end=425
+  _globals['_CHECKPOINT'].fields_by_name['uuid']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['uuid']._serialized_options = b'\342A\002\002\005'
+  _globals['_CHECKPOINT'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['trial_id']._serialized_options = b'\342A\002\002\005'
+  _globals['_CHECKPOINT'].fields_by_name['trial_run_id']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['trial_run_id']._serialized_options = b'\342A\002\001\005'
+  _globals['_CHECKPOINT'].fields_by_name['state']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['state']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKPOINT'].fields_by_name['resources']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['resources']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKPOINT'].fields_by_name['steps_completed']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['steps_completed']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKPOINT'].fields_by_name['metadata']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['metadata']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKPOINT'].fields_by_name['storage_uri']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['storage_uri']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKPOINT'].fields_by_name['size_bytes']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['size_bytes']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKPOINT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKPOINT'].fields_by_name['end_time']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKPOINT'].fields_by_name['validation_metrics']._loaded_options = None
+  _globals['_CHECKPOINT'].fields_by_name['validation_metrics']._serialized_options = b'\342A\001\003'
+  _globals['_CHECKPOINTSTATE']._serialized_start=1020
+  _globals['_CHECKPOINTSTATE']._serialized_end=1230
+  _globals['_CHECKPOINTWORKLOAD']._serialized_start=146
+  _globals['_CHECKPOINTWORKLOAD']._serialized_end=458
+  _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._serialized_start=410
+  _globals['_CHECKPOINTWORKLOAD_RESOURCESENTRY']._serialized_end=458
+  _globals['_CHECKPOINT']._serialized_start=461
+  _globals['_CHECKPOINT']._serialized_end=1017
+  _globals['_CHECKPOINT_RESOURCESENTRY']._serialized_start=410
+  _globals['_CHECKPOINT_RESOURCESENTRY']._serialized_end=458
 # @@protoc_insertion_point(module_scope)

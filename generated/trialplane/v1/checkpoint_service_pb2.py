@@ -22,36 +22,78 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from trialplane.v1 import checkpoint_pb2 as trialplane_dot_v1_dot_checkpoint__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&trialplane/v1/checkpoint_service.proto\x12\rtrialplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etrialplane/v1/checkpoint.proto\"H\n\x17ReportCheckpointRequest\x12-\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x19.trialplane.v1.Checkpoint\"$\n\x14GetCheckpointRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\xb2\x02\n\x16ListCheckpointsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x10\n\x08study_id\x18\x02 \x01(\x03\x12.\n\x06states\x18\x03 \x03(\x0e\x32\x1e.trialplane.v1.CheckpointState\x12\x11\n\tmin_steps\x18\x04 \x01(\x03\x12\x11\n\tmax_steps\x18\x05 \x01(\x03\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_by\x18\x08 \x01(\t\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\"b\n\x17ListCheckpointsResponse\x12.\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x17UpdateCheckpointRequest\x12-\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x19.trialplane.v1.Checkpoint\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x18\x44\x65leteCheckpointsRequest\x12\r\n\x05uuids\x18\x01 \x03(\t\x12\x17\n\x0f\x63onfirm_deleted\x18\x02 \x01(\x08\"K\n\x19\x44\x65leteCheckpointsResponse\x12.\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint\"l\n\x1f\x41pplyCheckpointRetentionRequest\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12\x11\n\tkeep_best\x18\x02 \x01(\x05\x12\x13\n\x0bkeep_latest\x18\x03 \x01(\x05\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"M\n ApplyCheckpointRetentionResponse\x12)\n\x06marked\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint2\xd9\x04\n\x11\x43heckpointService\x12U\n\x10ReportCheckpoint\x12&.trialplane.v1.ReportCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12O\n\rGetCheckpoint\x12#.trialplane.v1.GetCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12`\n\x0fListCheckpoints\x12%.trialplane.v1.ListCheckpointsRequest\x1a&.trialplane.v1.ListCheckpointsResponse\x12U\n\x10UpdateCheckpoint\x12&.trialplane.v1.UpdateCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12\x66\n\x11\x44\x65leteCheckpoints\x12\'.trialplane.v1.DeleteCheckpointsRequest\x1a(.trialplane.v1.DeleteCheckpointsResponse\x12{\n\x18\x41pplyCheckpointRetention\x12..trialplane.v1.ApplyCheckpointRetentionRequest\x1a/.trialplane.v1.ApplyCheckpointRetentionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&trialplane/v1/checkpoint_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etrialplane/v1/checkpoint.proto\"N\n\x17ReportCheckpointRequest\x12\x33\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x19.trialplane.v1.CheckpointB\x04\xe2\x41\x01\x02\"*\n\x14GetCheckpointRequest\x12\x12\n\x04uuid\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xee\x02\n\x16ListCheckpointsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08study_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x34\n\x06states\x18\x03 \x03(\x0e\x32\x1e.trialplane.v1.CheckpointStateB\x04\xe2\x41\x01\x01\x12\x17\n\tmin_steps\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x17\n\tmax_steps\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x37\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x38\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\t \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\n \x01(\tB\x04\xe2\x41\x01\x01\"b\n\x17ListCheckpointsResponse\x12.\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x17UpdateCheckpointRequest\x12\x33\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x19.trialplane.v1.CheckpointB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"N\n\x18\x44\x65leteCheckpointsRequest\x12\x13\n\x05uuids\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x63onfirm_deleted\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"K\n\x19\x44\x65leteCheckpointsResponse\x12.\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint\"\x84\x01\n\x1f\x41pplyCheckpointRetentionRequest\x12\x16\n\x08study_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tkeep_best\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x19\n\x0bkeep_latest\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x15\n\x07\x64ry_run\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\"M\n ApplyCheckpointRetentionResponse\x12)\n\x06marked\x18\x01 \x03(\x0b\x32\x19.trialplane.v1.Checkpoint2\xd9\x04\n\x11\x43heckpointService\x12U\n\x10ReportCheckpoint\x12&.trialplane.v1.ReportCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12O\n\rGetCheckpoint\x12#.trialplane.v1.GetCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12`\n\x0fListCheckpoints\x12%.trialplane.v1.ListCheckpointsRequest\x1a&.trialplane.v1.ListCheckpointsResponse\x12U\n\x10UpdateCheckpoint\x12&.trialplane.v1.UpdateCheckpointRequest\x1a\x19.trialplane.v1.Checkpoint\x12\x66\n\x11\x44\x65leteCheckpoints\x12\'.trialplane.v1.DeleteCheckpointsRequest\x1a(.trialplane.v1.DeleteCheckpointsResponse\x12{\n\x18\x41pplyCheckpointRetention\x12..trialplane.v1.ApplyCheckpointRetentionRequest\x1a/.trialplane.v1.ApplyCheckpointRetentionResponseB\xa8\x01\n\x11\x64\x65v.trialplane.v1B\x16\x43heckpointServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.checkpoint_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_REPORTCHECKPOINTREQUEST']._serialized_start=156
-  _globals['_REPORTCHECKPOINTREQUEST']._serialized_end=228
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=230
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=266
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=269
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=575
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=577
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=675
-  _globals['_UPDATECHECKPOINTREQUEST']._serialized_start=677
-  _globals['_UPDATECHECKPOINTREQUEST']._serialized_end=798
-  _globals['_DELETECHECKPOINTSREQUEST']._serialized_start=800
-  _globals['_DELETECHECKPOINTSREQUEST']._serialized_end=866
-  _globals['_DELETECHECKPOINTSRESPONSE']._serialized_start=868
-  _globals['_DELETECHECKPOINTSRESPONSE']._serialized_end=943
-  _globals['_APPLYCHECKPOINTRETENTIONREQUEST']._serialized_start=945
-  _globals['_APPLYCHECKPOINTRETENTIONREQUEST']._serialized_end=1053
-  _globals['_APPLYCHECKPOINTRETENTIONRESPONSE']._serialized_start=1055
-  _globals['_APPLYCHECKPOINTRETENTIONRESPONSE']._serialized_end=1132
-  _globals['_CHECKPOINTSERVICE']._serialized_start=1135
-  _globals['_CHECKPOINTSERVICE']._serialized_end=1736
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\026CheckpointServiceProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_REPORTCHECKPOINTREQUEST'].fields_by_name['checkpoint']._loaded_options = None
+  _globals['_REPORTCHECKPOINTREQUEST'].fields_by_name['checkpoint']._serialized_options = b'\342A\001\002'
+  _globals['_GETCHECKPOINTREQUEST'].fields_by_name['uuid']._loaded_options = None
+  _globals['_GETCHECKPOINTREQUEST'].fields_by_name['uuid']._serialized_options = b'\342A\001\002'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['study_id']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['study_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['states']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['states']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['min_steps']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['min_steps']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['max_steps']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['max_steps']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['created_after']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['created_after']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['created_before']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['created_before']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTCHECKPOINTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATECHECKPOINTREQUEST'].fields_by_name['checkpoint']._loaded_options = None
+  _globals['_UPDATECHECKPOINTREQUEST'].fields_by_name['checkpoint']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATECHECKPOINTREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATECHECKPOINTREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETECHECKPOINTSREQUEST'].fields_by_name['uuids']._loaded_options = None
+  _globals['_DELETECHECKPOINTSREQUEST'].fields_by_name['uuids']._serialized_options = b'\342A\001\002'
+  _globals['_DELETECHECKPOINTSREQUEST'].fields_by_name['confirm_deleted']._loaded_options = None
+  _globals['_DELETECHECKPOINTSREQUEST'].fields_by_name['confirm_deleted']._serialized_options = b'\342A\001\001'
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['study_id']._loaded_options = None
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['study_id']._serialized_options = b'\342A\001\002'
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['keep_best']._loaded_options = None
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['keep_best']._serialized_options = b'\342A\001\001'
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['keep_latest']._loaded_options = None
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['keep_latest']._serialized_options = b'\342A\001\001'
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['dry_run']._loaded_options = None
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST'].fields_by_name['dry_run']._serialized_options = b'\342A\001\001'
+  _globals['_REPORTCHECKPOINTREQUEST']._serialized_start=189
+  _globals['_REPORTCHECKPOINTREQUEST']._serialized_end=267
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=269
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=311
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=314
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=680
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=682
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=780
+  _globals['_UPDATECHECKPOINTREQUEST']._serialized_start=783
+  _globals['_UPDATECHECKPOINTREQUEST']._serialized_end=916
+  _globals['_DELETECHECKPOINTSREQUEST']._serialized_start=918
+  _globals['_DELETECHECKPOINTSREQUEST']._serialized_end=996
+  _globals['_DELETECHECKPOINTSRESPONSE']._serialized_start=998
+  _globals['_DELETECHECKPOINTSRESPONSE']._serialized_end=1073
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST']._serialized_start=1076
+  _globals['_APPLYCHECKPOINTRETENTIONREQUEST']._serialized_end=1208
+  _globals['_APPLYCHECKPOINTRETENTIONRESPONSE']._serialized_start=1210
+  _globals['_APPLYCHECKPOINTRETENTIONRESPONSE']._serialized_end=1287
+  _globals['_CHECKPOINTSERVICE']._serialized_start=1290
+  _globals['_CHECKPOINTSERVICE']._serialized_end=1891
 # @@protoc_insertion_point(module_scope)

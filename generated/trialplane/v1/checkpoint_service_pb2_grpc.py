@@ -27,7 +27,9 @@ if _version_not_supported:
 
 
 class CheckpointServiceStub:
-    """Checkpoints of trials.
+    """Checkpoints of trials. The server keeps the records; the files are the
+    owner's, who deletes them when asked and confirms it (two-phase
+    deletion).
     """
 
     def __init__(self, channel):
@@ -69,46 +71,58 @@ class CheckpointServiceStub:
 
 
 class CheckpointServiceServicer:
-    """Checkpoints of trials.
+    """Checkpoints of trials. The server keeps the records; the files are the
+    owner's, who deletes them when asked and confirms it (two-phase
+    deletion).
     """
 
     def ReportCheckpoint(self, request, context):
         """Records a checkpoint or a change of one (same uuid): ACTIVE while being
-        written, then COMPLETED or ERROR. The trial's size and count follow.
+        written, then COMPLETED or ERROR. The trial's checkpoint size and count
+        follow. Repeating a report is harmless; a move the state does not allow
+        is FAILED_PRECONDITION (ILLEGAL_TRANSITION), and so is a uuid that
+        belongs to another trial (RESOURCE_EXISTS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCheckpoint(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one checkpoint; NOT_FOUND when there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCheckpoints(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists checkpoints matching every filter set, in keyset pages.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateCheckpoint(self, request, context):
-        """Updates metadata.
+        """Replaces a checkpoint's metadata: update_mask must be exactly
+        "metadata".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteCheckpoints(self, request, context):
-        """Marks checkpoints for deletion, then deleted once their files are gone;
-        safe to repeat.
+        """Marks checkpoints for deletion (PARTIALLY_DELETED), then, once their
+        files are gone, confirms it (DELETED); all or nothing, safe to repeat.
+        A checkpoint still ACTIVE cannot be marked, and only a marked one can
+        be confirmed (FAILED_PRECONDITION); an unknown uuid is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ApplyCheckpointRetention(self, request, context):
-        """Marks what a study's retention rule (keep best N, latest N) drops.
+        """Marks for deletion the COMPLETED checkpoints of a study's trials that
+        its retention rule (keep best N, latest N, over the whole study) does
+        not keep.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,7 +170,9 @@ def add_CheckpointServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CheckpointService:
-    """Checkpoints of trials.
+    """Checkpoints of trials. The server keeps the records; the files are the
+    owner's, who deletes them when asked and confirms it (two-phase
+    deletion).
     """
 
     @staticmethod

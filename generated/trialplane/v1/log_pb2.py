@@ -22,18 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trialplane/v1/log.proto\x12\rtrialplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x01\n\x07TaskLog\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05level\x18\x04 \x01(\x0e\x32\x17.trialplane.v1.LogLevel\x12\x0e\n\x06worker\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\t\x12\x0c\n\x04rank\x18\x07 \x01(\x05\x12\x0f\n\x07message\x18\x08 \x01(\t*\xa7\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_TRACE\x10\x01\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x02\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x03\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x04\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x05\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trialplane/v1/log.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x07TaskLog\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x10\n\x02id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12,\n\x05level\x18\x04 \x01(\x0e\x32\x17.trialplane.v1.LogLevelB\x04\xe2\x41\x01\x01\x12\x14\n\x06worker\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06stream\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x12\n\x04rank\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x15\n\x07message\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01*\xa7\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_TRACE\x10\x01\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x02\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x03\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x04\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x05\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x06\x42\x9a\x01\n\x11\x64\x65v.trialplane.v1B\x08LogProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.log_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_LOGLEVEL']._serialized_start=263
-  _globals['_LOGLEVEL']._serialized_end=430
-  _globals['_TASKLOG']._serialized_start=76
-  _globals['_TASKLOG']._serialized_end=260
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\010LogProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_TASKLOG'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_TASKLOG'].fields_by_name['id']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_TASKLOG'].fields_by_name['time']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['time']._serialized_options = b'\342A\001\001'
+  _globals['_TASKLOG'].fields_by_name['level']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['level']._serialized_options = b'\342A\001\001'
+  _globals['_TASKLOG'].fields_by_name['worker']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['worker']._serialized_options = b'\342A\001\001'
+  _globals['_TASKLOG'].fields_by_name['stream']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['stream']._serialized_options = b'\342A\001\001'
+  _globals['_TASKLOG'].fields_by_name['rank']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['rank']._serialized_options = b'\342A\001\001'
+  _globals['_TASKLOG'].fields_by_name['message']._loaded_options = None
+  _globals['_TASKLOG'].fields_by_name['message']._serialized_options = b'\342A\001\001'
+  _globals['_LOGLEVEL']._serialized_start=344
+  _globals['_LOGLEVEL']._serialized_end=511
+  _globals['_TASKLOG']._serialized_start=109
+  _globals['_TASKLOG']._serialized_end=341
 # @@protoc_insertion_point(module_scope)

@@ -22,32 +22,58 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from trialplane.v1 import log_pb2 as trialplane_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrialplane/v1/log_service.proto\x12\rtrialplane.v1\x1a\x17trialplane/v1/log.proto\"J\n\x0e\x41\x64\x64LogsRequest\x12$\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x0f\x41\x64\x64LogsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x15\n\rmetric_points\x18\x02 \x01(\x05\"\x96\x01\n\x0fListLogsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tfrom_tail\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\'\n\x06levels\x18\x05 \x03(\x0e\x32\x17.trialplane.v1.LogLevel\x12\x0e\n\x06worker\x18\x06 \x01(\t\"Q\n\x10ListLogsResponse\x12$\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x10WatchLogsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\"9\n\x11WatchLogsResponse\x12$\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\"7\n\x13\x44ownloadLogsRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"%\n\x14\x44ownloadLogsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xd0\x02\n\nLogService\x12H\n\x07\x41\x64\x64Logs\x12\x1d.trialplane.v1.AddLogsRequest\x1a\x1e.trialplane.v1.AddLogsResponse\x12K\n\x08ListLogs\x12\x1e.trialplane.v1.ListLogsRequest\x1a\x1f.trialplane.v1.ListLogsResponse\x12P\n\tWatchLogs\x12\x1f.trialplane.v1.WatchLogsRequest\x1a .trialplane.v1.WatchLogsResponse0\x01\x12Y\n\x0c\x44ownloadLogs\x12\".trialplane.v1.DownloadLogsRequest\x1a#.trialplane.v1.DownloadLogsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrialplane/v1/log_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17trialplane/v1/log.proto\"V\n\x0e\x41\x64\x64LogsRequest\x12*\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLogB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"7\n\x0f\x41\x64\x64LogsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x15\n\rmetric_points\x18\x02 \x01(\x05\"\xba\x01\n\x0fListLogsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tfrom_tail\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12-\n\x06levels\x18\x05 \x03(\x0e\x32\x17.trialplane.v1.LogLevelB\x04\xe2\x41\x01\x01\x12\x14\n\x06worker\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"Q\n\x10ListLogsResponse\x12$\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x10WatchLogsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61\x66ter_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"9\n\x11WatchLogsResponse\x12$\n\x04logs\x18\x01 \x03(\x0b\x32\x16.trialplane.v1.TaskLog\"C\n\x13\x44ownloadLogsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x14\n\x06\x66ormat\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"%\n\x14\x44ownloadLogsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xd0\x02\n\nLogService\x12H\n\x07\x41\x64\x64Logs\x12\x1d.trialplane.v1.AddLogsRequest\x1a\x1e.trialplane.v1.AddLogsResponse\x12K\n\x08ListLogs\x12\x1e.trialplane.v1.ListLogsRequest\x1a\x1f.trialplane.v1.ListLogsResponse\x12P\n\tWatchLogs\x12\x1f.trialplane.v1.WatchLogsRequest\x1a .trialplane.v1.WatchLogsResponse0\x01\x12Y\n\x0c\x44ownloadLogs\x12\".trialplane.v1.DownloadLogsRequest\x1a#.trialplane.v1.DownloadLogsResponse0\x01\x42\xa1\x01\n\x11\x64\x65v.trialplane.v1B\x0fLogServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.log_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_ADDLOGSREQUEST']._serialized_start=75
-  _globals['_ADDLOGSREQUEST']._serialized_end=149
-  _globals['_ADDLOGSRESPONSE']._serialized_start=151
-  _globals['_ADDLOGSRESPONSE']._serialized_end=206
-  _globals['_LISTLOGSREQUEST']._serialized_start=209
-  _globals['_LISTLOGSREQUEST']._serialized_end=359
-  _globals['_LISTLOGSRESPONSE']._serialized_start=361
-  _globals['_LISTLOGSRESPONSE']._serialized_end=442
-  _globals['_WATCHLOGSREQUEST']._serialized_start=444
-  _globals['_WATCHLOGSREQUEST']._serialized_end=498
-  _globals['_WATCHLOGSRESPONSE']._serialized_start=500
-  _globals['_WATCHLOGSRESPONSE']._serialized_end=557
-  _globals['_DOWNLOADLOGSREQUEST']._serialized_start=559
-  _globals['_DOWNLOADLOGSREQUEST']._serialized_end=614
-  _globals['_DOWNLOADLOGSRESPONSE']._serialized_start=616
-  _globals['_DOWNLOADLOGSRESPONSE']._serialized_end=653
-  _globals['_LOGSERVICE']._serialized_start=656
-  _globals['_LOGSERVICE']._serialized_end=992
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\017LogServiceProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_ADDLOGSREQUEST'].fields_by_name['logs']._loaded_options = None
+  _globals['_ADDLOGSREQUEST'].fields_by_name['logs']._serialized_options = b'\342A\001\001'
+  _globals['_ADDLOGSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ADDLOGSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['from_tail']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['from_tail']._serialized_options = b'\342A\001\001'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['levels']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['levels']._serialized_options = b'\342A\001\001'
+  _globals['_LISTLOGSREQUEST'].fields_by_name['worker']._loaded_options = None
+  _globals['_LISTLOGSREQUEST'].fields_by_name['worker']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHLOGSREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_WATCHLOGSREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHLOGSREQUEST'].fields_by_name['after_id']._loaded_options = None
+  _globals['_WATCHLOGSREQUEST'].fields_by_name['after_id']._serialized_options = b'\342A\001\001'
+  _globals['_DOWNLOADLOGSREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_DOWNLOADLOGSREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_DOWNLOADLOGSREQUEST'].fields_by_name['format']._loaded_options = None
+  _globals['_DOWNLOADLOGSREQUEST'].fields_by_name['format']._serialized_options = b'\342A\001\001'
+  _globals['_ADDLOGSREQUEST']._serialized_start=108
+  _globals['_ADDLOGSREQUEST']._serialized_end=194
+  _globals['_ADDLOGSRESPONSE']._serialized_start=196
+  _globals['_ADDLOGSRESPONSE']._serialized_end=251
+  _globals['_LISTLOGSREQUEST']._serialized_start=254
+  _globals['_LISTLOGSREQUEST']._serialized_end=440
+  _globals['_LISTLOGSRESPONSE']._serialized_start=442
+  _globals['_LISTLOGSRESPONSE']._serialized_end=523
+  _globals['_WATCHLOGSREQUEST']._serialized_start=525
+  _globals['_WATCHLOGSREQUEST']._serialized_end=591
+  _globals['_WATCHLOGSRESPONSE']._serialized_start=593
+  _globals['_WATCHLOGSRESPONSE']._serialized_end=650
+  _globals['_DOWNLOADLOGSREQUEST']._serialized_start=652
+  _globals['_DOWNLOADLOGSREQUEST']._serialized_end=719
+  _globals['_DOWNLOADLOGSRESPONSE']._serialized_start=721
+  _globals['_DOWNLOADLOGSRESPONSE']._serialized_end=758
+  _globals['_LOGSERVICE']._serialized_start=761
+  _globals['_LOGSERVICE']._serialized_end=1097
 # @@protoc_insertion_point(module_scope)

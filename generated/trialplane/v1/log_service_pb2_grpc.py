@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class LogServiceStub:
-    """Trial logs.
+    """Trial logs: stored in batches, read back in pages, followed, downloaded.
+    Lines older than their trial's log_retention_days are deleted by the
+    server.
     """
 
     def __init__(self, channel):
@@ -58,30 +60,39 @@ class LogServiceStub:
 
 
 class LogServiceServicer:
-    """Trial logs.
+    """Trial logs: stored in batches, read back in pages, followed, downloaded.
+    Lines older than their trial's log_retention_days are deleted by the
+    server.
     """
 
     def AddLogs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stores log lines, all or nothing: a line naming an unknown trial fails
+        the whole call (NOT_FOUND) and nothing is stored. Lines matching a
+        metric definition of their trial or study also become metric points.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListLogs(self, request, context):
-        """Reads from the head or the tail in scroll pages.
+        """Reads a trial's lines from the head or the tail in scroll pages.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchLogs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Streams a trial's lines after a cursor, then new ones as they are
+        stored, until the trial is terminal (its last lines sent) or the client
+        cancels. NOT_FOUND for an unknown trial.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DownloadLogs(self, request, context):
-        """The whole log as text, in chunks.
+        """The whole log of a trial as text, one formatted line per log line,
+        oldest first, in chunks of about 64 KiB.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,7 +130,9 @@ def add_LogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LogService:
-    """Trial logs.
+    """Trial logs: stored in batches, read back in pages, followed, downloaded.
+    Lines older than their trial's log_retention_days are deleted by the
+    server.
     """
 
     @staticmethod

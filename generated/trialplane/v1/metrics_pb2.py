@@ -22,35 +22,87 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btrialplane/v1/metrics.proto\x12\rtrialplane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\x07Metrics\x12,\n\x0b\x61vg_metrics\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructJ\x04\x08\x02\x10\x03R\rbatch_metrics\"\xa9\x01\n\x0cTrialMetrics\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x14\n\x0ctrial_run_id\x18\x02 \x01(\x03\x12\x17\n\x0fsteps_completed\x18\x03 \x01(\x03\x12/\n\x0breport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.trialplane.v1.Metrics\"\x91\x01\n\x0fMetricsWorkload\x12,\n\x08\x65nd_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07metrics\x18\x02 \x01(\x0b\x32\x16.trialplane.v1.Metrics\x12\x15\n\rtotal_batches\x18\x04 \x01(\x03J\x04\x08\x03\x10\x04R\nnum_inputs\"\xda\x01\n\rMetricSummary\x12\x10\n\x08trial_id\x18\n \x01(\x03\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04last\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0c\n\x04mean\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\x12\x13\n\x0brecent_mean\x18\x08 \x01(\x01\x12\x11\n\tlast_step\x18\t \x01(\x03\x12-\n\tlast_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x0bScalarEvent\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x03\x12\r\n\x05value\x18\x04 \x01(\x01\"Q\n\x0bVectorEvent\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\"R\n\tPlotEvent\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x03\x12\x11\n\tplot_json\x18\x04 \x01(\t\"Z\n\nImageEvent\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x11\n\titeration\x18\x03 \x01(\x03\x12\x0b\n\x03url\x18\x04 \x01(\t\x12\x0b\n\x03key\x18\x05 \x01(\t\"\x87\x02\n\x0eTrialEventItem\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x06scalar\x18\x03 \x01(\x0b\x32\x1a.trialplane.v1.ScalarEventH\x00\x12,\n\x06vector\x18\x04 \x01(\x0b\x32\x1a.trialplane.v1.VectorEventH\x00\x12(\n\x04plot\x18\x05 \x01(\x0b\x32\x18.trialplane.v1.PlotEventH\x00\x12*\n\x05image\x18\x06 \x01(\x0b\x32\x19.trialplane.v1.ImageEventH\x00\x42\x07\n\x05\x65vent\"\xda\x01\n\x0cMetricBucket\x12\x12\n\nfirst_step\x18\x01 \x01(\x03\x12\x11\n\tlast_step\x18\x02 \x01(\x03\x12\r\n\x05\x66irst\x18\x03 \x01(\x01\x12\x0c\n\x04last\x18\x04 \x01(\x01\x12\x0b\n\x03min\x18\x05 \x01(\x01\x12\x0b\n\x03max\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\x12.\n\nfirst_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btrialplane/v1/metrics.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x07Metrics\x12\x32\n\x0b\x61vg_metrics\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01J\x04\x08\x02\x10\x03R\rbatch_metrics\"\xc7\x01\n\x0cTrialMetrics\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x1a\n\x0ctrial_run_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x1d\n\x0fsteps_completed\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x35\n\x0breport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12-\n\x07metrics\x18\x05 \x01(\x0b\x32\x16.trialplane.v1.MetricsB\x04\xe2\x41\x01\x01\"\x91\x01\n\x0fMetricsWorkload\x12,\n\x08\x65nd_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x07metrics\x18\x02 \x01(\x0b\x32\x16.trialplane.v1.Metrics\x12\x15\n\rtotal_batches\x18\x04 \x01(\x03J\x04\x08\x03\x10\x04R\nnum_inputs\"\xda\x01\n\rMetricSummary\x12\x10\n\x08trial_id\x18\n \x01(\x03\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04last\x18\x03 \x01(\x01\x12\x0b\n\x03min\x18\x04 \x01(\x01\x12\x0b\n\x03max\x18\x05 \x01(\x01\x12\x0c\n\x04mean\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\x12\x13\n\x0brecent_mean\x18\x08 \x01(\x01\x12\x11\n\tlast_step\x18\t \x01(\x03\x12-\n\tlast_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x0bScalarEvent\x12\x14\n\x06metric\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\titeration\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x13\n\x05value\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x01\"i\n\x0bVectorEvent\x12\x14\n\x06metric\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\titeration\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x14\n\x06values\x18\x04 \x03(\x01\x42\x04\xe2\x41\x01\x01\"j\n\tPlotEvent\x12\x14\n\x06metric\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\titeration\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x17\n\tplot_json\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"x\n\nImageEvent\x12\x14\n\x06metric\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07variant\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\titeration\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x11\n\x03url\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x11\n\x03key\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\x93\x02\n\x0eTrialEventItem\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12,\n\x06scalar\x18\x03 \x01(\x0b\x32\x1a.trialplane.v1.ScalarEventH\x00\x12,\n\x06vector\x18\x04 \x01(\x0b\x32\x1a.trialplane.v1.VectorEventH\x00\x12(\n\x04plot\x18\x05 \x01(\x0b\x32\x18.trialplane.v1.PlotEventH\x00\x12*\n\x05image\x18\x06 \x01(\x0b\x32\x19.trialplane.v1.ImageEventH\x00\x42\x07\n\x05\x65vent\"\xda\x01\n\x0cMetricBucket\x12\x12\n\nfirst_step\x18\x01 \x01(\x03\x12\x11\n\tlast_step\x18\x02 \x01(\x03\x12\r\n\x05\x66irst\x18\x03 \x01(\x01\x12\x0c\n\x04last\x18\x04 \x01(\x01\x12\x0b\n\x03min\x18\x05 \x01(\x01\x12\x0b\n\x03max\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\x12.\n\nfirst_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x9e\x01\n\x11\x64\x65v.trialplane.v1B\x0cMetricsProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.metrics_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_METRICS']._serialized_start=109
-  _globals['_METRICS']._serialized_end=185
-  _globals['_TRIALMETRICS']._serialized_start=188
-  _globals['_TRIALMETRICS']._serialized_end=357
-  _globals['_METRICSWORKLOAD']._serialized_start=360
-  _globals['_METRICSWORKLOAD']._serialized_end=505
-  _globals['_METRICSUMMARY']._serialized_start=508
-  _globals['_METRICSUMMARY']._serialized_end=726
-  _globals['_SCALAREVENT']._serialized_start=728
-  _globals['_SCALAREVENT']._serialized_end=808
-  _globals['_VECTOREVENT']._serialized_start=810
-  _globals['_VECTOREVENT']._serialized_end=891
-  _globals['_PLOTEVENT']._serialized_start=893
-  _globals['_PLOTEVENT']._serialized_end=975
-  _globals['_IMAGEEVENT']._serialized_start=977
-  _globals['_IMAGEEVENT']._serialized_end=1067
-  _globals['_TRIALEVENTITEM']._serialized_start=1070
-  _globals['_TRIALEVENTITEM']._serialized_end=1333
-  _globals['_METRICBUCKET']._serialized_start=1336
-  _globals['_METRICBUCKET']._serialized_end=1554
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\014MetricsProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_METRICS'].fields_by_name['avg_metrics']._loaded_options = None
+  _globals['_METRICS'].fields_by_name['avg_metrics']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALMETRICS'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_TRIALMETRICS'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALMETRICS'].fields_by_name['trial_run_id']._loaded_options = None
+  _globals['_TRIALMETRICS'].fields_by_name['trial_run_id']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALMETRICS'].fields_by_name['steps_completed']._loaded_options = None
+  _globals['_TRIALMETRICS'].fields_by_name['steps_completed']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALMETRICS'].fields_by_name['report_time']._loaded_options = None
+  _globals['_TRIALMETRICS'].fields_by_name['report_time']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALMETRICS'].fields_by_name['metrics']._loaded_options = None
+  _globals['_TRIALMETRICS'].fields_by_name['metrics']._serialized_options = b'\342A\001\001'
+  _globals['_SCALAREVENT'].fields_by_name['metric']._loaded_options = None
+  _globals['_SCALAREVENT'].fields_by_name['metric']._serialized_options = b'\342A\001\002'
+  _globals['_SCALAREVENT'].fields_by_name['variant']._loaded_options = None
+  _globals['_SCALAREVENT'].fields_by_name['variant']._serialized_options = b'\342A\001\001'
+  _globals['_SCALAREVENT'].fields_by_name['iteration']._loaded_options = None
+  _globals['_SCALAREVENT'].fields_by_name['iteration']._serialized_options = b'\342A\001\001'
+  _globals['_SCALAREVENT'].fields_by_name['value']._loaded_options = None
+  _globals['_SCALAREVENT'].fields_by_name['value']._serialized_options = b'\342A\001\001'
+  _globals['_VECTOREVENT'].fields_by_name['metric']._loaded_options = None
+  _globals['_VECTOREVENT'].fields_by_name['metric']._serialized_options = b'\342A\001\002'
+  _globals['_VECTOREVENT'].fields_by_name['variant']._loaded_options = None
+  _globals['_VECTOREVENT'].fields_by_name['variant']._serialized_options = b'\342A\001\001'
+  _globals['_VECTOREVENT'].fields_by_name['iteration']._loaded_options = None
+  _globals['_VECTOREVENT'].fields_by_name['iteration']._serialized_options = b'\342A\001\001'
+  _globals['_VECTOREVENT'].fields_by_name['values']._loaded_options = None
+  _globals['_VECTOREVENT'].fields_by_name['values']._serialized_options = b'\342A\001\001'
+  _globals['_PLOTEVENT'].fields_by_name['metric']._loaded_options = None
+  _globals['_PLOTEVENT'].fields_by_name['metric']._serialized_options = b'\342A\001\002'
+  _globals['_PLOTEVENT'].fields_by_name['variant']._loaded_options = None
+  _globals['_PLOTEVENT'].fields_by_name['variant']._serialized_options = b'\342A\001\001'
+  _globals['_PLOTEVENT'].fields_by_name['iteration']._loaded_options = None
+  _globals['_PLOTEVENT'].fields_by_name['iteration']._serialized_options = b'\342A\001\001'
+  _globals['_PLOTEVENT'].fields_by_name['plot_json']._loaded_options = None
+  _globals['_PLOTEVENT'].fields_by_name['plot_json']._serialized_options = b'\342A\001\002'
+  _globals['_IMAGEEVENT'].fields_by_name['metric']._loaded_options = None
+  _globals['_IMAGEEVENT'].fields_by_name['metric']._serialized_options = b'\342A\001\002'
+  _globals['_IMAGEEVENT'].fields_by_name['variant']._loaded_options = None
+  _globals['_IMAGEEVENT'].fields_by_name['variant']._serialized_options = b'\342A\001\001'
+  _globals['_IMAGEEVENT'].fields_by_name['iteration']._loaded_options = None
+  _globals['_IMAGEEVENT'].fields_by_name['iteration']._serialized_options = b'\342A\001\001'
+  _globals['_IMAGEEVENT'].fields_by_name['url']._loaded_options = None
+  _globals['_IMAGEEVENT'].fields_by_name['url']._serialized_options = b'\342A\001\001'
+  _globals['_IMAGEEVENT'].fields_by_name['key']._loaded_options = None
+  _globals['_IMAGEEVENT'].fields_by_name['key']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALEVENTITEM'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_TRIALEVENTITEM'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALEVENTITEM'].fields_by_name['time']._loaded_options = None
+  _globals['_TRIALEVENTITEM'].fields_by_name['time']._serialized_options = b'\342A\001\001'
+  _globals['_METRICS']._serialized_start=142
+  _globals['_METRICS']._serialized_end=224
+  _globals['_TRIALMETRICS']._serialized_start=227
+  _globals['_TRIALMETRICS']._serialized_end=426
+  _globals['_METRICSWORKLOAD']._serialized_start=429
+  _globals['_METRICSWORKLOAD']._serialized_end=574
+  _globals['_METRICSUMMARY']._serialized_start=577
+  _globals['_METRICSUMMARY']._serialized_end=795
+  _globals['_SCALAREVENT']._serialized_start=797
+  _globals['_SCALAREVENT']._serialized_end=901
+  _globals['_VECTOREVENT']._serialized_start=903
+  _globals['_VECTOREVENT']._serialized_end=1008
+  _globals['_PLOTEVENT']._serialized_start=1010
+  _globals['_PLOTEVENT']._serialized_end=1116
+  _globals['_IMAGEEVENT']._serialized_start=1118
+  _globals['_IMAGEEVENT']._serialized_end=1238
+  _globals['_TRIALEVENTITEM']._serialized_start=1241
+  _globals['_TRIALEVENTITEM']._serialized_end=1516
+  _globals['_METRICBUCKET']._serialized_start=1519
+  _globals['_METRICBUCKET']._serialized_end=1737
 # @@protoc_insertion_point(module_scope)

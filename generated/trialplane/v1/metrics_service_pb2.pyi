@@ -1,3 +1,4 @@
+from google.api import field_behavior_pb2 as _field_behavior_pb2
 from trialplane.v1 import log_pb2 as _log_pb2
 from trialplane.v1 import metrics_pb2 as _metrics_pb2
 from google.protobuf.internal import containers as _containers

@@ -77,22 +77,31 @@ class MetricsServiceServicer:
     """
 
     def ReportMetrics(self, request, context):
-        """Stores one report. Retrying the same (trial, run, group, step) or
-        request_id never duplicates.
+        """Stores one report: a point per metric at step steps_completed of the
+        series (trial, group, name). Once it answers, the report survives the
+        server process dying, and every later read sees it. Reporting a stored
+        step again with the same values is a retry (created = false); with
+        other values it is ALREADY_EXISTS (METRIC_CONFLICT). A "validation"
+        report also updates the trial's latest_validation and, when it
+        improves the study's objective, best_validation and
+        searcher_metric_value.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddEvents(self, request, context):
-        """Stores many reports and debug events; bad items are rejected one by one.
+        """Stores many reports, debug events and log lines in one transaction.
+        Each item is checked on its own: a bad item is listed in errors and the
+        others are stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListMetricNames(self, request, context):
-        """Every metric (group and name) the trials reported, with its summary.
+        """Every metric (group and name) the trials reported, with its summary, in
+        pages ordered by trial, group and name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,28 +110,32 @@ class MetricsServiceServicer:
     def GetMetricHistory(self, request, context):
         """Points of one or more metrics of one or more trials (compare), raw in
         pages or downsampled to buckets that keep first, last, min and max.
+        NOT_FOUND when a trial does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLatestMetrics(self, request, context):
-        """Latest value and aggregates of every metric of the trials.
+        """Latest value and aggregates of every metric of the trials, optionally
+        of one group, in pages ordered by trial, group and name.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchMetrics(self, request, context):
-        """Streams new points of a trial's metrics as they are stored, until the
-        trial is terminal or the client cancels.
+        """Streams the points of a trial's metrics, first those already stored
+        after the cursor and then new ones as they are stored, until the trial
+        is terminal (its last points sent) or the client cancels. NOT_FOUND for
+        an unknown trial.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListDebugEvents(self, request, context):
-        """Vector, plot and image events of a trial.
+        """Vector, plot and image events of a trial, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

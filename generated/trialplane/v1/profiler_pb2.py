@@ -22,19 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctrialplane/v1/profiler.proto\x12\rtrialplane.v1\"\x97\x01\n\x19TrialProfilerMetricLabels\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x04 \x01(\t\x12\x36\n\x0bmetric_type\x18\x05 \x01(\x0e\x32!.trialplane.v1.ProfilerMetricType\"\x8a\x01\n\x19TrialProfilerMetricsBatch\x12\x0e\n\x06values\x18\x01 \x03(\x01\x12\x0f\n\x07\x62\x61tches\x18\x02 \x03(\x03\x12\x12\n\ntimestamps\x18\x03 \x03(\x03\x12\x38\n\x06labels\x18\x04 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels*\x9b\x01\n\x12ProfilerMetricType\x12$\n PROFILER_METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROFILER_METRIC_TYPE_SYSTEM\x10\x01\x12\x1f\n\x1bPROFILER_METRIC_TYPE_TIMING\x10\x02\x12\x1d\n\x19PROFILER_METRIC_TYPE_MISC\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctrialplane/v1/profiler.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xb5\x01\n\x19TrialProfilerMetricLabels\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08gpu_uuid\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12<\n\x0bmetric_type\x18\x05 \x01(\x0e\x32!.trialplane.v1.ProfilerMetricTypeB\x04\xe2\x41\x01\x02\"\xa2\x01\n\x19TrialProfilerMetricsBatch\x12\x14\n\x06values\x18\x01 \x03(\x01\x42\x04\xe2\x41\x01\x02\x12\x15\n\x07\x62\x61tches\x18\x02 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x18\n\ntimestamps\x18\x03 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12>\n\x06labels\x18\x04 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabelsB\x04\xe2\x41\x01\x02*\x9b\x01\n\x12ProfilerMetricType\x12$\n PROFILER_METRIC_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPROFILER_METRIC_TYPE_SYSTEM\x10\x01\x12\x1f\n\x1bPROFILER_METRIC_TYPE_TIMING\x10\x02\x12\x1d\n\x19PROFILER_METRIC_TYPE_MISC\x10\x03\x42\x9f\x01\n\x11\x64\x65v.trialplane.v1B\rProfilerProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.profiler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_PROFILERMETRICTYPE']._serialized_start=343
-  _globals['_PROFILERMETRICTYPE']._serialized_end=498
-  _globals['_TRIALPROFILERMETRICLABELS']._serialized_start=48
-  _globals['_TRIALPROFILERMETRICLABELS']._serialized_end=199
-  _globals['_TRIALPROFILERMETRICSBATCH']._serialized_start=202
-  _globals['_TRIALPROFILERMETRICSBATCH']._serialized_end=340
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\rProfilerProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['name']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['agent_id']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['gpu_uuid']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['gpu_uuid']._serialized_options = b'\342A\001\001'
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['metric_type']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICLABELS'].fields_by_name['metric_type']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['values']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['values']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['batches']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['batches']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['timestamps']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['timestamps']._serialized_options = b'\342A\001\002'
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['labels']._loaded_options = None
+  _globals['_TRIALPROFILERMETRICSBATCH'].fields_by_name['labels']._serialized_options = b'\342A\001\002'
+  _globals['_PROFILERMETRICTYPE']._serialized_start=430
+  _globals['_PROFILERMETRICTYPE']._serialized_end=585
+  _globals['_TRIALPROFILERMETRICLABELS']._serialized_start=81
+  _globals['_TRIALPROFILERMETRICLABELS']._serialized_end=262
+  _globals['_TRIALPROFILERMETRICSBATCH']._serialized_start=265
+  _globals['_TRIALPROFILERMETRICSBATCH']._serialized_end=427
 # @@protoc_insertion_point(module_scope)

@@ -22,42 +22,80 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from trialplane.v1 import profiler_pb2 as trialplane_dot_v1_dot_profiler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trialplane/v1/profiler_service.proto\x12\rtrialplane.v1\x1a\x1ctrialplane/v1/profiler.proto\"|\n\x1cStreamProfilerMetricsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x37\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\"r\n\x1dStreamProfilerMetricsResponse\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x01 \x01(\x03\x12\x19\n\x11rejected_sequence\x18\x02 \x01(\x03\x12\x17\n\x0frejected_reason\x18\x03 \x01(\t\"k\n\x1cReportProfilerMetricsRequest\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x1dReportProfilerMetricsResponse\x12\x16\n\x0esamples_stored\x18\x01 \x01(\x03\"T\n\x19ListProfilerSeriesRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\xba\x01\n\x0eProfilerSeries\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x14\n\x0csample_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x66irst_timestamp\x18\x03 \x01(\x03\x12\x16\n\x0elast_timestamp\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_batch\x18\x05 \x01(\x03\x12\x12\n\nlast_batch\x18\x06 \x01(\x03\"d\n\x1aListProfilerSeriesResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe5\x01\n\x19GetProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0fstart_timestamp\x18\x02 \x01(\x03\x12\x15\n\rend_timestamp\x18\x03 \x01(\x03\x12\x13\n\x0bstart_batch\x18\x04 \x01(\x03\x12\x11\n\tend_batch\x18\x05 \x01(\x03\x12\x0f\n\x07\x62uckets\x18\x06 \x01(\x05\x12\x11\n\tpage_size\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\"w\n\x0eProfilerBucket\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04last\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\"\xb6\x01\n\x0fProfilerSamples\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x39\n\x07samples\x18\x02 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12.\n\x07\x62uckets\x18\x03 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerBucket\"e\n\x1aGetProfilerSamplesResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trialplane.v1.ProfilerSamples\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x1bWatchProfilerSamplesRequest\x12\x38\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x17\n\x0f\x61\x66ter_timestamp\x18\x02 \x01(\x03\"W\n\x1cWatchProfilerSamplesResponse\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch2\xc6\x04\n\x0fProfilerService\x12v\n\x15StreamProfilerMetrics\x12+.trialplane.v1.StreamProfilerMetricsRequest\x1a,.trialplane.v1.StreamProfilerMetricsResponse(\x01\x30\x01\x12r\n\x15ReportProfilerMetrics\x12+.trialplane.v1.ReportProfilerMetricsRequest\x1a,.trialplane.v1.ReportProfilerMetricsResponse\x12i\n\x12ListProfilerSeries\x12(.trialplane.v1.ListProfilerSeriesRequest\x1a).trialplane.v1.ListProfilerSeriesResponse\x12i\n\x12GetProfilerSamples\x12(.trialplane.v1.GetProfilerSamplesRequest\x1a).trialplane.v1.GetProfilerSamplesResponse\x12q\n\x14WatchProfilerSamples\x12*.trialplane.v1.WatchProfilerSamplesRequest\x1a+.trialplane.v1.WatchProfilerSamplesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$trialplane/v1/profiler_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1ctrialplane/v1/profiler.proto\"\x8e\x01\n\x1cStreamProfilerMetricsRequest\x12\x17\n\tstream_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08sequence\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12=\n\x05\x62\x61tch\x18\x03 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatchB\x04\xe2\x41\x01\x02\"r\n\x1dStreamProfilerMetricsResponse\x12\x1d\n\x15\x61\x63knowledged_sequence\x18\x01 \x01(\x03\x12\x19\n\x11rejected_sequence\x18\x02 \x01(\x03\x12\x17\n\x0frejected_reason\x18\x03 \x01(\t\"w\n\x1cReportProfilerMetricsRequest\x12=\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatchB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"7\n\x1dReportProfilerMetricsResponse\x12\x16\n\x0esamples_stored\x18\x01 \x01(\x03\"f\n\x19ListProfilerSeriesRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\xba\x01\n\x0eProfilerSeries\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x14\n\x0csample_count\x18\x02 \x01(\x03\x12\x17\n\x0f\x66irst_timestamp\x18\x03 \x01(\x03\x12\x16\n\x0elast_timestamp\x18\x04 \x01(\x03\x12\x13\n\x0b\x66irst_batch\x18\x05 \x01(\x03\x12\x12\n\nlast_batch\x18\x06 \x01(\x03\"d\n\x1aListProfilerSeriesResponse\x12-\n\x06series\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x95\x02\n\x19GetProfilerSamplesRequest\x12>\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabelsB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fstart_timestamp\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x1b\n\rend_timestamp\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x19\n\x0bstart_batch\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x17\n\tend_batch\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x15\n\x07\x62uckets\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\"w\n\x0eProfilerBucket\x12\x17\n\x0fstart_timestamp\x18\x01 \x01(\x03\x12\x15\n\rend_timestamp\x18\x02 \x01(\x03\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04last\x18\x05 \x01(\x01\x12\r\n\x05\x63ount\x18\x06 \x01(\x03\"\xb6\x01\n\x0fProfilerSamples\x12\x38\n\x06labels\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabels\x12\x39\n\x07samples\x18\x02 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch\x12.\n\x07\x62uckets\x18\x03 \x03(\x0b\x32\x1d.trialplane.v1.ProfilerBucket\"e\n\x1aGetProfilerSamplesResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trialplane.v1.ProfilerSamples\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"|\n\x1bWatchProfilerSamplesRequest\x12>\n\x06series\x18\x01 \x03(\x0b\x32(.trialplane.v1.TrialProfilerMetricLabelsB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x61\x66ter_timestamp\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\"W\n\x1cWatchProfilerSamplesResponse\x12\x37\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32(.trialplane.v1.TrialProfilerMetricsBatch2\xc6\x04\n\x0fProfilerService\x12v\n\x15StreamProfilerMetrics\x12+.trialplane.v1.StreamProfilerMetricsRequest\x1a,.trialplane.v1.StreamProfilerMetricsResponse(\x01\x30\x01\x12r\n\x15ReportProfilerMetrics\x12+.trialplane.v1.ReportProfilerMetricsRequest\x1a,.trialplane.v1.ReportProfilerMetricsResponse\x12i\n\x12ListProfilerSeries\x12(.trialplane.v1.ListProfilerSeriesRequest\x1a).trialplane.v1.ListProfilerSeriesResponse\x12i\n\x12GetProfilerSamples\x12(.trialplane.v1.GetProfilerSamplesRequest\x1a).trialplane.v1.GetProfilerSamplesResponse\x12q\n\x14WatchProfilerSamples\x12*.trialplane.v1.WatchProfilerSamplesRequest\x1a+.trialplane.v1.WatchProfilerSamplesResponse0\x01\x42\xa6\x01\n\x11\x64\x65v.trialplane.v1B\x14ProfilerServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.profiler_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_STREAMPROFILERMETRICSREQUEST']._serialized_start=85
-  _globals['_STREAMPROFILERMETRICSREQUEST']._serialized_end=209
-  _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_start=211
-  _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_end=325
-  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_start=327
-  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_end=434
-  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_start=436
-  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_end=491
-  _globals['_LISTPROFILERSERIESREQUEST']._serialized_start=493
-  _globals['_LISTPROFILERSERIESREQUEST']._serialized_end=577
-  _globals['_PROFILERSERIES']._serialized_start=580
-  _globals['_PROFILERSERIES']._serialized_end=766
-  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_start=768
-  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_end=868
-  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_start=871
-  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_end=1100
-  _globals['_PROFILERBUCKET']._serialized_start=1102
-  _globals['_PROFILERBUCKET']._serialized_end=1221
-  _globals['_PROFILERSAMPLES']._serialized_start=1224
-  _globals['_PROFILERSAMPLES']._serialized_end=1406
-  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_start=1408
-  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_end=1509
-  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_start=1511
-  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_end=1623
-  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_start=1625
-  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_end=1712
-  _globals['_PROFILERSERVICE']._serialized_start=1715
-  _globals['_PROFILERSERVICE']._serialized_end=2297
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\024ProfilerServiceProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['stream_id']._loaded_options = None
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['stream_id']._serialized_options = b'\342A\001\001'
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['sequence']._loaded_options = None
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['sequence']._serialized_options = b'\342A\001\002'
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['batch']._loaded_options = None
+  _globals['_STREAMPROFILERMETRICSREQUEST'].fields_by_name['batch']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTPROFILERMETRICSREQUEST'].fields_by_name['batch']._loaded_options = None
+  _globals['_REPORTPROFILERMETRICSREQUEST'].fields_by_name['batch']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTPROFILERMETRICSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REPORTPROFILERMETRICSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPROFILERSERIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['series']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['start_timestamp']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['start_timestamp']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['end_timestamp']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['end_timestamp']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['start_batch']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['start_batch']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['end_batch']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['end_batch']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['buckets']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['buckets']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_GETPROFILERSAMPLESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHPROFILERSAMPLESREQUEST'].fields_by_name['series']._loaded_options = None
+  _globals['_WATCHPROFILERSAMPLESREQUEST'].fields_by_name['series']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHPROFILERSAMPLESREQUEST'].fields_by_name['after_timestamp']._loaded_options = None
+  _globals['_WATCHPROFILERSAMPLESREQUEST'].fields_by_name['after_timestamp']._serialized_options = b'\342A\001\001'
+  _globals['_STREAMPROFILERMETRICSREQUEST']._serialized_start=119
+  _globals['_STREAMPROFILERMETRICSREQUEST']._serialized_end=261
+  _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_start=263
+  _globals['_STREAMPROFILERMETRICSRESPONSE']._serialized_end=377
+  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_start=379
+  _globals['_REPORTPROFILERMETRICSREQUEST']._serialized_end=498
+  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_start=500
+  _globals['_REPORTPROFILERMETRICSRESPONSE']._serialized_end=555
+  _globals['_LISTPROFILERSERIESREQUEST']._serialized_start=557
+  _globals['_LISTPROFILERSERIESREQUEST']._serialized_end=659
+  _globals['_PROFILERSERIES']._serialized_start=662
+  _globals['_PROFILERSERIES']._serialized_end=848
+  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_start=850
+  _globals['_LISTPROFILERSERIESRESPONSE']._serialized_end=950
+  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_start=953
+  _globals['_GETPROFILERSAMPLESREQUEST']._serialized_end=1230
+  _globals['_PROFILERBUCKET']._serialized_start=1232
+  _globals['_PROFILERBUCKET']._serialized_end=1351
+  _globals['_PROFILERSAMPLES']._serialized_start=1354
+  _globals['_PROFILERSAMPLES']._serialized_end=1536
+  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_start=1538
+  _globals['_GETPROFILERSAMPLESRESPONSE']._serialized_end=1639
+  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_start=1641
+  _globals['_WATCHPROFILERSAMPLESREQUEST']._serialized_end=1765
+  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_start=1767
+  _globals['_WATCHPROFILERSAMPLESRESPONSE']._serialized_end=1854
+  _globals['_PROFILERSERVICE']._serialized_start=1857
+  _globals['_PROFILERSERVICE']._serialized_end=2439
 # @@protoc_insertion_point(module_scope)

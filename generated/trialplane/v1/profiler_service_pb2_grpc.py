@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ProfilerServiceStub:
-    """Profiler samples: streamed in, queried by series.
+    """Profiler samples: streamed in, queried by series. Samples older than their
+    trial's log_retention_days are deleted by the server.
     """
 
     def __init__(self, channel):
@@ -63,34 +64,41 @@ class ProfilerServiceStub:
 
 
 class ProfilerServiceServicer:
-    """Profiler samples: streamed in, queried by series.
+    """Profiler samples: streamed in, queried by series. Samples older than their
+    trial's log_retention_days are deleted by the server.
     """
 
     def StreamProfilerMetrics(self, request_iterator, context):
         """Long-lived ingestion stream. The server acknowledges the highest
         sequence number whose batches are durable; a reconnecting client resends
-        the unacknowledged ones and duplicates are dropped.
+        the unacknowledged ones and duplicates are dropped. A bad batch is
+        rejected by its sequence number and the stream goes on. While many
+        samples wait to be stored the server stops reading, so flow control
+        slows the sender down.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportProfilerMetrics(self, request, context):
-        """Stores one batch outside a stream.
+        """Stores one batch outside a stream. An unknown trial is
+        INVALID_ARGUMENT on batch.labels.trial_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListProfilerSeries(self, request, context):
-        """The series of a trial and their extent.
+        """The series of a trial and their extent, in pages ordered by name,
+        agent_id, gpu_uuid and metric_type. NOT_FOUND for an unknown trial.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProfilerSamples(self, request, context):
-        """Samples of one or more series, raw or downsampled.
+        """Samples of one or more series, raw in pages or downsampled to buckets
+        that keep min, max and last. NOT_FOUND when a series does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,7 +152,8 @@ def add_ProfilerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProfilerService:
-    """Profiler samples: streamed in, queried by series.
+    """Profiler samples: streamed in, queried by series. Samples older than their
+    trial's log_retention_days are deleted by the server.
     """
 
     @staticmethod

@@ -22,41 +22,91 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from trialplane.v1 import study_pb2 as trialplane_dot_v1_dot_study__pb2
 from trialplane.v1 import trial_pb2 as trialplane_dot_v1_dot_trial__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!trialplane/v1/study_service.proto\x12\rtrialplane.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19trialplane/v1/study.proto\x1a\x19trialplane/v1/trial.proto\"M\n\x12\x43reateStudyRequest\x12#\n\x05study\x18\x01 \x01(\x0b\x32\x14.trialplane.v1.Study\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"+\n\x0fGetStudyRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xc1\x02\n\x12ListStudiesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x14\n\x0cname_pattern\x18\x03 \x01(\t\x12)\n\x06states\x18\x04 \x03(\x0e\x32\x19.trialplane.v1.StudyState\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x31\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x10\n\x08order_by\x18\t \x01(\t\x12-\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"U\n\x13ListStudiesResponse\x12%\n\x07studies\x18\x01 \x03(\x0b\x32\x14.trialplane.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x12UpdateStudyRequest\x12#\n\x05study\x18\x01 \x01(\x0b\x32\x14.trialplane.v1.Study\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"=\n\x12\x44\x65leteStudyRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"J\n\x14SuggestTrialsRequest\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x11\n\tclient_id\x18\x03 \x01(\t\"Q\n\x15SuggestTrialsResponse\x12$\n\x06trials\x18\x01 \x03(\x0b\x32\x14.trialplane.v1.Trial\x12\x12\n\nstudy_done\x18\x02 \x01(\x08\"@\n\x19\x43heckEarlyStoppingRequest\x12\x10\n\x08study_id\x18\x01 \x01(\x03\x12\x11\n\ttrial_ids\x18\x02 \x03(\x03\"N\n\x15\x45\x61rlyStoppingDecision\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x13\n\x0bshould_stop\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x1a\x43heckEarlyStoppingResponse\x12\x37\n\tdecisions\x18\x01 \x03(\x0b\x32$.trialplane.v1.EarlyStoppingDecision2\xc5\x04\n\x0cStudyService\x12\x46\n\x0b\x43reateStudy\x12!.trialplane.v1.CreateStudyRequest\x1a\x14.trialplane.v1.Study\x12@\n\x08GetStudy\x12\x1e.trialplane.v1.GetStudyRequest\x1a\x14.trialplane.v1.Study\x12T\n\x0bListStudies\x12!.trialplane.v1.ListStudiesRequest\x1a\".trialplane.v1.ListStudiesResponse\x12\x46\n\x0bUpdateStudy\x12!.trialplane.v1.UpdateStudyRequest\x1a\x14.trialplane.v1.Study\x12\x46\n\x0b\x44\x65leteStudy\x12!.trialplane.v1.DeleteStudyRequest\x1a\x14.trialplane.v1.Study\x12Z\n\rSuggestTrials\x12#.trialplane.v1.SuggestTrialsRequest\x1a$.trialplane.v1.SuggestTrialsResponse\x12i\n\x12\x43heckEarlyStopping\x12(.trialplane.v1.CheckEarlyStoppingRequest\x1a).trialplane.v1.CheckEarlyStoppingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!trialplane/v1/study_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19trialplane/v1/study.proto\x1a\x19trialplane/v1/trial.proto\"Y\n\x12\x43reateStudyRequest\x12)\n\x05study\x18\x01 \x01(\x0b\x32\x14.trialplane.v1.StudyB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"7\n\x0fGetStudyRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"\xfd\x02\n\x12ListStudiesRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cname_pattern\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12/\n\x06states\x18\x04 \x03(\x0e\x32\x19.trialplane.v1.StudyStateB\x04\xe2\x41\x01\x01\x12\x12\n\x04tags\x18\x05 \x03(\tB\x04\xe2\x41\x01\x01\x12\x37\n\rcreated_after\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x38\n\x0e\x63reated_before\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x13\n\x05owner\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08order_by\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x33\n\tread_mask\x18\n \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"U\n\x13ListStudiesResponse\x12%\n\x07studies\x18\x01 \x03(\x0b\x32\x14.trialplane.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"v\n\x12UpdateStudyRequest\x12)\n\x05study\x18\x01 \x01(\x0b\x32\x14.trialplane.v1.StudyB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"O\n\x12\x44\x65leteStudyRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05\x66orce\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x12\n\x04\x65tag\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\\\n\x14SuggestTrialsRequest\x12\x16\n\x08study_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05\x63ount\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x17\n\tclient_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"Q\n\x15SuggestTrialsResponse\x12$\n\x06trials\x18\x01 \x03(\x0b\x32\x14.trialplane.v1.Trial\x12\x12\n\nstudy_done\x18\x02 \x01(\x08\"L\n\x19\x43heckEarlyStoppingRequest\x12\x16\n\x08study_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\ttrial_ids\x18\x02 \x03(\x03\x42\x04\xe2\x41\x01\x01\"N\n\x15\x45\x61rlyStoppingDecision\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x13\n\x0bshould_stop\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"U\n\x1a\x43heckEarlyStoppingResponse\x12\x37\n\tdecisions\x18\x01 \x03(\x0b\x32$.trialplane.v1.EarlyStoppingDecision2\xc5\x04\n\x0cStudyService\x12\x46\n\x0b\x43reateStudy\x12!.trialplane.v1.CreateStudyRequest\x1a\x14.trialplane.v1.Study\x12@\n\x08GetStudy\x12\x1e.trialplane.v1.GetStudyRequest\x1a\x14.trialplane.v1.Study\x12T\n\x0bListStudies\x12!.trialplane.v1.ListStudiesRequest\x1a\".trialplane.v1.ListStudiesResponse\x12\x46\n\x0bUpdateStudy\x12!.trialplane.v1.UpdateStudyRequest\x1a\x14.trialplane.v1.Study\x12\x46\n\x0b\x44\x65leteStudy\x12!.trialplane.v1.DeleteStudyRequest\x1a\x14.trialplane.v1.Study\x12Z\n\rSuggestTrials\x12#.trialplane.v1.SuggestTrialsRequest\x1a$.trialplane.v1.SuggestTrialsResponse\x12i\n\x12\x43heckEarlyStopping\x12(.trialplane.v1.CheckEarlyStoppingRequest\x1a).trialplane.v1.CheckEarlyStoppingResponseB\xa3\x01\n\x11\x64\x65v.trialplane.v1B\x11StudyServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.study_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_CREATESTUDYREQUEST']._serialized_start=173
-  _globals['_CREATESTUDYREQUEST']._serialized_end=250
-  _globals['_GETSTUDYREQUEST']._serialized_start=252
-  _globals['_GETSTUDYREQUEST']._serialized_end=295
-  _globals['_LISTSTUDIESREQUEST']._serialized_start=298
-  _globals['_LISTSTUDIESREQUEST']._serialized_end=619
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=621
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=706
-  _globals['_UPDATESTUDYREQUEST']._serialized_start=708
-  _globals['_UPDATESTUDYREQUEST']._serialized_end=814
-  _globals['_DELETESTUDYREQUEST']._serialized_start=816
-  _globals['_DELETESTUDYREQUEST']._serialized_end=877
-  _globals['_SUGGESTTRIALSREQUEST']._serialized_start=879
-  _globals['_SUGGESTTRIALSREQUEST']._serialized_end=953
-  _globals['_SUGGESTTRIALSRESPONSE']._serialized_start=955
-  _globals['_SUGGESTTRIALSRESPONSE']._serialized_end=1036
-  _globals['_CHECKEARLYSTOPPINGREQUEST']._serialized_start=1038
-  _globals['_CHECKEARLYSTOPPINGREQUEST']._serialized_end=1102
-  _globals['_EARLYSTOPPINGDECISION']._serialized_start=1104
-  _globals['_EARLYSTOPPINGDECISION']._serialized_end=1182
-  _globals['_CHECKEARLYSTOPPINGRESPONSE']._serialized_start=1184
-  _globals['_CHECKEARLYSTOPPINGRESPONSE']._serialized_end=1269
-  _globals['_STUDYSERVICE']._serialized_start=1272
-  _globals['_STUDYSERVICE']._serialized_end=1853
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\021StudyServiceProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_CREATESTUDYREQUEST'].fields_by_name['study']._loaded_options = None
+  _globals['_CREATESTUDYREQUEST'].fields_by_name['study']._serialized_options = b'\342A\001\002'
+  _globals['_CREATESTUDYREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATESTUDYREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETSTUDYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETSTUDYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\001'
+  _globals['_GETSTUDYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSTUDYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['name_pattern']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['name_pattern']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['states']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['states']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['tags']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['tags']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['created_after']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['created_after']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['created_before']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['created_before']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['owner']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['owner']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['order_by']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['read_mask']._loaded_options = None
+  _globals['_LISTSTUDIESREQUEST'].fields_by_name['read_mask']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATESTUDYREQUEST'].fields_by_name['study']._loaded_options = None
+  _globals['_UPDATESTUDYREQUEST'].fields_by_name['study']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATESTUDYREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATESTUDYREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['force']._loaded_options = None
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['force']._serialized_options = b'\342A\001\001'
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['etag']._loaded_options = None
+  _globals['_DELETESTUDYREQUEST'].fields_by_name['etag']._serialized_options = b'\342A\001\001'
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['study_id']._loaded_options = None
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['study_id']._serialized_options = b'\342A\001\002'
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['count']._loaded_options = None
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['count']._serialized_options = b'\342A\001\001'
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['client_id']._loaded_options = None
+  _globals['_SUGGESTTRIALSREQUEST'].fields_by_name['client_id']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKEARLYSTOPPINGREQUEST'].fields_by_name['study_id']._loaded_options = None
+  _globals['_CHECKEARLYSTOPPINGREQUEST'].fields_by_name['study_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKEARLYSTOPPINGREQUEST'].fields_by_name['trial_ids']._loaded_options = None
+  _globals['_CHECKEARLYSTOPPINGREQUEST'].fields_by_name['trial_ids']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESTUDYREQUEST']._serialized_start=206
+  _globals['_CREATESTUDYREQUEST']._serialized_end=295
+  _globals['_GETSTUDYREQUEST']._serialized_start=297
+  _globals['_GETSTUDYREQUEST']._serialized_end=352
+  _globals['_LISTSTUDIESREQUEST']._serialized_start=355
+  _globals['_LISTSTUDIESREQUEST']._serialized_end=736
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=738
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=823
+  _globals['_UPDATESTUDYREQUEST']._serialized_start=825
+  _globals['_UPDATESTUDYREQUEST']._serialized_end=943
+  _globals['_DELETESTUDYREQUEST']._serialized_start=945
+  _globals['_DELETESTUDYREQUEST']._serialized_end=1024
+  _globals['_SUGGESTTRIALSREQUEST']._serialized_start=1026
+  _globals['_SUGGESTTRIALSREQUEST']._serialized_end=1118
+  _globals['_SUGGESTTRIALSRESPONSE']._serialized_start=1120
+  _globals['_SUGGESTTRIALSRESPONSE']._serialized_end=1201
+  _globals['_CHECKEARLYSTOPPINGREQUEST']._serialized_start=1203
+  _globals['_CHECKEARLYSTOPPINGREQUEST']._serialized_end=1279
+  _globals['_EARLYSTOPPINGDECISION']._serialized_start=1281
+  _globals['_EARLYSTOPPINGDECISION']._serialized_end=1359
+  _globals['_CHECKEARLYSTOPPINGRESPONSE']._serialized_start=1361
+  _globals['_CHECKEARLYSTOPPINGRESPONSE']._serialized_end=1446
+  _globals['_STUDYSERVICE']._serialized_start=1449
+  _globals['_STUDYSERVICE']._serialized_end=2030
 # @@protoc_insertion_point(module_scope)

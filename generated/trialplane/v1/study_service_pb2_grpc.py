@@ -78,20 +78,25 @@ class StudyServiceServicer:
     """
 
     def CreateStudy(self, request, context):
-        """Creates a study. A retry with the same request_id returns the first result.
+        """Creates a study in ACTIVE. A name already taken is ALREADY_EXISTS. A
+        retry with the same request_id and the same study returns the study the
+        first call created (as it is now); the same request_id with another
+        study is FAILED_PRECONDITION (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetStudy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one study by id or by name; NOT_FOUND when there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListStudies(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists studies matching every filter set, in keyset pages.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -99,15 +104,18 @@ class StudyServiceServicer:
     def UpdateStudy(self, request, context):
         """Updates the fields named in update_mask: description, owner, tags,
         metadata, max_trials, parallel_trials, metric_definitions,
-        checkpoint_retention.
+        checkpoint_retention. Any other path is INVALID_ARGUMENT. Returns the
+        updated study.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteStudy(self, request, context):
-        """Deletes a study. A study with trials needs force = true, which deletes
-        its trials too.
+        """Deletes a study and returns it as it was. A study with trials needs
+        force = true, which deletes its trials and what they reported too (the
+        checkpoint records, not the checkpoint files); without it the call is
+        FAILED_PRECONDITION (RESOURCE_IN_USE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,6 +123,7 @@ class StudyServiceServicer:
 
     def SuggestTrials(self, request, context):
         """Asks the study's search algorithm for new hyperparameter assignments.
+        Not implemented yet: UNIMPLEMENTED (NOT_IMPLEMENTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +131,7 @@ class StudyServiceServicer:
 
     def CheckEarlyStopping(self, request, context):
         """Asks the study's early-stopping rule whether trials should stop now.
+        Not implemented yet: UNIMPLEMENTED (NOT_IMPLEMENTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

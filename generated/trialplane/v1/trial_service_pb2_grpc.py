@@ -28,7 +28,12 @@ if _version_not_supported:
 
 class TrialServiceStub:
     """Trials and their lifecycle. State changes only through the transition
-    methods; each one is recorded as a TrialEvent.
+    methods; each change is recorded as a TrialEvent. Every transition takes
+    an optional request_id scoped to the method and the trial: a retry with
+    the same request_id and the same request applies nothing again and
+    returns the trial as it is now; the same request_id with another request
+    is FAILED_PRECONDITION (REQUEST_ID_REUSED). A move the trial's state does
+    not allow is FAILED_PRECONDITION (ILLEGAL_TRANSITION).
     """
 
     def __init__(self, channel):
@@ -111,26 +116,34 @@ class TrialServiceStub:
 
 class TrialServiceServicer:
     """Trials and their lifecycle. State changes only through the transition
-    methods; each one is recorded as a TrialEvent.
+    methods; each change is recorded as a TrialEvent. Every transition takes
+    an optional request_id scoped to the method and the trial: a retry with
+    the same request_id and the same request applies nothing again and
+    returns the trial as it is now; the same request_id with another request
+    is FAILED_PRECONDITION (REQUEST_ID_REUSED). A move the trial's state does
+    not allow is FAILED_PRECONDITION (ILLEGAL_TRANSITION).
     """
 
     def CreateTrial(self, request, context):
-        """Creates a trial in QUEUED. Hyperparameters are checked against the
-        study's search space. A retry with the same request_id returns the
-        first result.
+        """Creates a trial in QUEUED with trial_run_id 1. Hyperparameters are
+        checked against the study's search space; the study must be ACTIVE and
+        below max_trials. A retry with the same request_id (scoped to the
+        study) and the same trial returns the trial the first call created.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTrial(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one trial; NOT_FOUND when there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTrials(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists trials matching every filter set, in keyset pages.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -138,14 +151,16 @@ class TrialServiceServicer:
     def UpdateTrial(self, request, context):
         """Updates the fields named in update_mask: name, notes, tags, metadata,
         log_retention_days, stopping_condition, retry_strategy, resources,
-        environment, metric_definitions.
+        environment, metric_definitions. Any other path is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteTrial(self, request, context):
-        """Deletes a trial in a terminal state (or any state with force = true).
+        """Deletes a trial in a terminal state (or any state with force = true,
+        else FAILED_PRECONDITION with RESOURCE_IN_USE), with everything it
+        reported, and returns it as it was.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -175,29 +190,31 @@ class TrialServiceServicer:
         """Asks a trial to stop now: STOPPING_KILLED with stop_deadline = now + 30 s
         (the agent kills the process), then CANCELED when the agent reports it
         or the deadline passes (step 3 of StopTrial). A QUEUED or PAUSED trial is
-        CANCELED at once.
+        CANCELED at once; a trial already in STOPPING_KILLED is left as it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PauseTrial(self, request, context):
-        """Pauses an active trial.
+        """Pauses an active trial (PAUSED). A paused trial is left as it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ActivateTrial(self, request, context):
-        """Queues a paused trial again.
+        """Queues a paused trial again (QUEUED, same run). An active trial is left
+        as it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestartTrial(self, request, context):
-        """Starts a new run of a non-terminal trial: restarts + 1, a new
-        trial_run_id, back to QUEUED, optionally with new resources.
+        """Starts a new run of a trial that is not terminal: restarts + 1, a new
+        trial_run_id, back to QUEUED, optionally with new resources. Reports
+        that name the old run are refused from then on (STALE_TRIAL_RUN).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -206,20 +223,28 @@ class TrialServiceServicer:
     def ReportTrialState(self, request, context):
         """The state report of the agent that runs the trial:
         QUEUED -> PULLING -> STARTING -> RUNNING -> STOPPING_* -> terminal.
+        Active states only move forward; STOPPING_COMPLETED and STOPPING_ERROR
+        get a stop_deadline 10 minutes ahead; PAUSED, STOPPING_CANCELED and
+        STOPPING_KILLED cannot be reported (they are user decisions). A report
+        of the current state changes no state but records the progress fields.
+        An ERROR or STOPPING_ERROR report of a trial that is not stopping yet,
+        with attempts left under its retry_strategy, starts a new run instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportEarlyExit(self, request, context):
-        """The trial ends itself early (invalid hyperparameters).
+        """The trial ends itself early (invalid hyperparameters): an active trial
+        moves to STOPPING_COMPLETED with early_exit_reason set and a
+        stop_deadline 10 minutes ahead. Repeating it changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTrialEvents(self, request, context):
-        """The trial's history of state changes, oldest first.
+        """The trial's history of state changes, oldest first unless descending.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,7 +252,8 @@ class TrialServiceServicer:
 
     def WatchTrialEvents(self, request, context):
         """Streams the trial's events after a cursor and keeps streaming new ones
-        until the trial is terminal or the client cancels.
+        until the trial is terminal (its last events sent) or the client
+        cancels. NOT_FOUND for an unknown trial.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,7 +342,12 @@ def add_TrialServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TrialService:
     """Trials and their lifecycle. State changes only through the transition
-    methods; each one is recorded as a TrialEvent.
+    methods; each change is recorded as a TrialEvent. Every transition takes
+    an optional request_id scoped to the method and the trial: a retry with
+    the same request_id and the same request applies nothing again and
+    returns the trial as it is now; the same request_id with another request
+    is FAILED_PRECONDITION (REQUEST_ID_REUSED). A move the trial's state does
+    not allow is FAILED_PRECONDITION (ILLEGAL_TRANSITION).
     """
 
     @staticmethod

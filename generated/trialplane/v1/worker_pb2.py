@@ -22,18 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrialplane/v1/worker.proto\x12\rtrialplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x02\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08trial_id\x18\x02 \x01(\x03\x12\x14\n\x0ctrial_run_id\x18\x03 \x01(\x03\x12\x0c\n\x04type\x18\x04 \x01(\t\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.trialplane.v1.WorkerState\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61\x64\x64ress\x18\x08 \x01(\t\x12\x0c\n\x04rank\x18\t \x01(\x05\x12\r\n\x05slots\x18\n \x01(\x05\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xac\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATE_PENDING\x10\x01\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x02\x12\x1a\n\x16WORKER_STATE_COMPLETED\x10\x03\x12\x17\n\x13WORKER_STATE_KILLED\x10\x04\x12\x16\n\x12WORKER_STATE_ERROR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrialplane/v1/worker.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x03\n\x06Worker\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x08\x12\x17\n\x08trial_id\x18\x02 \x01(\x03\x42\x05\xe2\x41\x02\x02\x05\x12\x1a\n\x0ctrial_run_id\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x13\n\x04type\x18\x04 \x01(\tB\x05\xe2\x41\x02\x02\x05\x12/\n\x05state\x18\x05 \x01(\x0e\x32\x1a.trialplane.v1.WorkerStateB\x04\xe2\x41\x01\x03\x12\x12\n\x04tags\x18\x06 \x03(\tB\x04\xe2\x41\x01\x01\x12=\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x61\x64\x64ress\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x04rank\x18\t \x01(\x05\x42\x05\xe2\x41\x02\x01\x05\x12\x13\n\x05slots\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03*\xac\x01\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATE_PENDING\x10\x01\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x02\x12\x1a\n\x16WORKER_STATE_COMPLETED\x10\x03\x12\x17\n\x13WORKER_STATE_KILLED\x10\x04\x12\x16\n\x12WORKER_STATE_ERROR\x10\x05\x42\x9d\x01\n\x11\x64\x65v.trialplane.v1B\x0bWorkerProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_WORKERSTATE']._serialized_start=414
-  _globals['_WORKERSTATE']._serialized_end=586
-  _globals['_WORKER']._serialized_start=79
-  _globals['_WORKER']._serialized_end=411
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\013WorkerProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_WORKER'].fields_by_name['id']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['id']._serialized_options = b'\342A\001\010'
+  _globals['_WORKER'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['trial_id']._serialized_options = b'\342A\002\002\005'
+  _globals['_WORKER'].fields_by_name['trial_run_id']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['trial_run_id']._serialized_options = b'\342A\001\003'
+  _globals['_WORKER'].fields_by_name['type']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['type']._serialized_options = b'\342A\002\002\005'
+  _globals['_WORKER'].fields_by_name['state']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_WORKER'].fields_by_name['tags']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['tags']._serialized_options = b'\342A\001\001'
+  _globals['_WORKER'].fields_by_name['last_heartbeat_time']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['last_heartbeat_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKER'].fields_by_name['address']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['address']._serialized_options = b'\342A\001\001'
+  _globals['_WORKER'].fields_by_name['rank']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['rank']._serialized_options = b'\342A\002\001\005'
+  _globals['_WORKER'].fields_by_name['slots']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['slots']._serialized_options = b'\342A\001\001'
+  _globals['_WORKER'].fields_by_name['create_time']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKER'].fields_by_name['update_time']._loaded_options = None
+  _globals['_WORKER'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKERSTATE']._serialized_start=522
+  _globals['_WORKERSTATE']._serialized_end=694
+  _globals['_WORKER']._serialized_start=112
+  _globals['_WORKER']._serialized_end=519
 # @@protoc_insertion_point(module_scope)

@@ -22,37 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from trialplane.v1 import trial_pb2 as trialplane_dot_v1_dot_trial__pb2
 from trialplane.v1 import worker_pb2 as trialplane_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"trialplane/v1/worker_service.proto\x12\rtrialplane.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x19trialplane/v1/trial.proto\x1a\x1atrialplane/v1/worker.proto\"R\n\x15RegisterWorkerRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.trialplane.v1.Worker\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x1e\n\x10GetWorkerRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"\x8f\x01\n\x12ListWorkersRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x14\n\x0ctrial_run_id\x18\x02 \x01(\x03\x12*\n\x06states\x18\x03 \x03(\x0e\x32\x1a.trialplane.v1.WorkerState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\x13ListWorkersResponse\x12&\n\x07workers\x18\x01 \x03(\x0b\x32\x15.trialplane.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x13UpdateWorkerRequest\x12%\n\x06worker\x18\x01 \x01(\x0b\x32\x15.trialplane.v1.Worker\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"!\n\x13\x44\x65leteWorkerRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"$\n\x16HeartbeatWorkerRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"b\n\x18ReportWorkerStateRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.trialplane.v1.WorkerState\x12\x0f\n\x07message\x18\x03 \x01(\t\"k\n\x18GetRendezvousInfoRequest\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\x11\n\tworker_id\x18\x02 \x01(\x03\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration2\x92\x05\n\rWorkerService\x12M\n\x0eRegisterWorker\x12$.trialplane.v1.RegisterWorkerRequest\x1a\x15.trialplane.v1.Worker\x12\x43\n\tGetWorker\x12\x1f.trialplane.v1.GetWorkerRequest\x1a\x15.trialplane.v1.Worker\x12T\n\x0bListWorkers\x12!.trialplane.v1.ListWorkersRequest\x1a\".trialplane.v1.ListWorkersResponse\x12I\n\x0cUpdateWorker\x12\".trialplane.v1.UpdateWorkerRequest\x1a\x15.trialplane.v1.Worker\x12I\n\x0c\x44\x65leteWorker\x12\".trialplane.v1.DeleteWorkerRequest\x1a\x15.trialplane.v1.Worker\x12O\n\x0fHeartbeatWorker\x12%.trialplane.v1.HeartbeatWorkerRequest\x1a\x15.trialplane.v1.Worker\x12S\n\x11ReportWorkerState\x12\'.trialplane.v1.ReportWorkerStateRequest\x1a\x15.trialplane.v1.Worker\x12[\n\x11GetRendezvousInfo\x12\'.trialplane.v1.GetRendezvousInfoRequest\x1a\x1d.trialplane.v1.RendezvousInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"trialplane/v1/worker_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x19trialplane/v1/trial.proto\x1a\x1atrialplane/v1/worker.proto\"^\n\x15RegisterWorkerRequest\x12+\n\x06worker\x18\x01 \x01(\x0b\x32\x15.trialplane.v1.WorkerB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"$\n\x10GetWorkerRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"\xad\x01\n\x12ListWorkersRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x1a\n\x0ctrial_run_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x30\n\x06states\x18\x03 \x03(\x0e\x32\x1a.trialplane.v1.WorkerStateB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"V\n\x13ListWorkersResponse\x12&\n\x07workers\x18\x01 \x03(\x0b\x32\x15.trialplane.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x13UpdateWorkerRequest\x12+\n\x06worker\x18\x01 \x01(\x0b\x32\x15.trialplane.v1.WorkerB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\"\'\n\x13\x44\x65leteWorkerRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"*\n\x16HeartbeatWorkerRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"t\n\x18ReportWorkerStateRequest\x12\x10\n\x02id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12/\n\x05state\x18\x02 \x01(\x0e\x32\x1a.trialplane.v1.WorkerStateB\x04\xe2\x41\x01\x02\x12\x15\n\x07message\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"}\n\x18GetRendezvousInfoRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tworker_id\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x30\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\x32\x92\x05\n\rWorkerService\x12M\n\x0eRegisterWorker\x12$.trialplane.v1.RegisterWorkerRequest\x1a\x15.trialplane.v1.Worker\x12\x43\n\tGetWorker\x12\x1f.trialplane.v1.GetWorkerRequest\x1a\x15.trialplane.v1.Worker\x12T\n\x0bListWorkers\x12!.trialplane.v1.ListWorkersRequest\x1a\".trialplane.v1.ListWorkersResponse\x12I\n\x0cUpdateWorker\x12\".trialplane.v1.UpdateWorkerRequest\x1a\x15.trialplane.v1.Worker\x12I\n\x0c\x44\x65leteWorker\x12\".trialplane.v1.DeleteWorkerRequest\x1a\x15.trialplane.v1.Worker\x12O\n\x0fHeartbeatWorker\x12%.trialplane.v1.HeartbeatWorkerRequest\x1a\x15.trialplane.v1.Worker\x12S\n\x11ReportWorkerState\x12\'.trialplane.v1.ReportWorkerStateRequest\x1a\x15.trialplane.v1.Worker\x12[\n\x11GetRendezvousInfo\x12\'.trialplane.v1.GetRendezvousInfoRequest\x1a\x1d.trialplane.v1.RendezvousInfoB\xa4\x01\n\x11\x64\x65v.trialplane.v1B\x12WorkerServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.v1.worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERWORKERREQUEST']._serialized_start=174
-  _globals['_REGISTERWORKERREQUEST']._serialized_end=256
-  _globals['_GETWORKERREQUEST']._serialized_start=258
-  _globals['_GETWORKERREQUEST']._serialized_end=288
-  _globals['_LISTWORKERSREQUEST']._serialized_start=291
-  _globals['_LISTWORKERSREQUEST']._serialized_end=434
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=436
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=522
-  _globals['_UPDATEWORKERREQUEST']._serialized_start=524
-  _globals['_UPDATEWORKERREQUEST']._serialized_end=633
-  _globals['_DELETEWORKERREQUEST']._serialized_start=635
-  _globals['_DELETEWORKERREQUEST']._serialized_end=668
-  _globals['_HEARTBEATWORKERREQUEST']._serialized_start=670
-  _globals['_HEARTBEATWORKERREQUEST']._serialized_end=706
-  _globals['_REPORTWORKERSTATEREQUEST']._serialized_start=708
-  _globals['_REPORTWORKERSTATEREQUEST']._serialized_end=806
-  _globals['_GETRENDEZVOUSINFOREQUEST']._serialized_start=808
-  _globals['_GETRENDEZVOUSINFOREQUEST']._serialized_end=915
-  _globals['_WORKERSERVICE']._serialized_start=918
-  _globals['_WORKERSERVICE']._serialized_end=1576
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.trialplane.v1B\022WorkerServiceProtoP\001ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\242\002\003TXX\252\002\rTrialplane.V1\312\002\rTrialplane\\V1\352\002\016Trialplane::V1'
+  _globals['_REGISTERWORKERREQUEST'].fields_by_name['worker']._loaded_options = None
+  _globals['_REGISTERWORKERREQUEST'].fields_by_name['worker']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERWORKERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REGISTERWORKERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_GETWORKERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETWORKERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['trial_run_id']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['trial_run_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['states']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['states']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTWORKERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_UPDATEWORKERREQUEST'].fields_by_name['worker']._loaded_options = None
+  _globals['_UPDATEWORKERREQUEST'].fields_by_name['worker']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEWORKERREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEWORKERREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEWORKERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETEWORKERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_HEARTBEATWORKERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_HEARTBEATWORKERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['state']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['message']._loaded_options = None
+  _globals['_REPORTWORKERSTATEREQUEST'].fields_by_name['message']._serialized_options = b'\342A\001\001'
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['trial_id']._loaded_options = None
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['trial_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['worker_id']._loaded_options = None
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['worker_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['timeout']._loaded_options = None
+  _globals['_GETRENDEZVOUSINFOREQUEST'].fields_by_name['timeout']._serialized_options = b'\342A\001\001'
+  _globals['_REGISTERWORKERREQUEST']._serialized_start=207
+  _globals['_REGISTERWORKERREQUEST']._serialized_end=301
+  _globals['_GETWORKERREQUEST']._serialized_start=303
+  _globals['_GETWORKERREQUEST']._serialized_end=339
+  _globals['_LISTWORKERSREQUEST']._serialized_start=342
+  _globals['_LISTWORKERSREQUEST']._serialized_end=515
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=517
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=603
+  _globals['_UPDATEWORKERREQUEST']._serialized_start=605
+  _globals['_UPDATEWORKERREQUEST']._serialized_end=726
+  _globals['_DELETEWORKERREQUEST']._serialized_start=728
+  _globals['_DELETEWORKERREQUEST']._serialized_end=767
+  _globals['_HEARTBEATWORKERREQUEST']._serialized_start=769
+  _globals['_HEARTBEATWORKERREQUEST']._serialized_end=811
+  _globals['_REPORTWORKERSTATEREQUEST']._serialized_start=813
+  _globals['_REPORTWORKERSTATEREQUEST']._serialized_end=929
+  _globals['_GETRENDEZVOUSINFOREQUEST']._serialized_start=931
+  _globals['_GETRENDEZVOUSINFOREQUEST']._serialized_end=1056
+  _globals['_WORKERSERVICE']._serialized_start=1059
+  _globals['_WORKERSERVICE']._serialized_end=1717
 # @@protoc_insertion_point(module_scope)

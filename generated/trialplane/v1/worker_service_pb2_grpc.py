@@ -84,47 +84,59 @@ class WorkerServiceServicer:
     """
 
     def RegisterWorker(self, request, context):
-        """Registers a worker in the trial's current run, in PENDING. A retry with
-        the same request_id returns the first result.
+        """Registers a worker in the trial's current run, in PENDING. A terminal
+        trial is FAILED_PRECONDITION; a rank held by a live worker of the run is
+        ALREADY_EXISTS. A retry with the same request_id (scoped to the trial)
+        and the same worker returns the worker the first call registered; the
+        same request_id with another worker is FAILED_PRECONDITION
+        (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetWorker(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Returns one worker; NOT_FOUND when there is none.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Lists workers matching every filter set, by id, in keyset pages.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateWorker(self, request, context):
-        """Updates the fields named in update_mask: tags, address, slots.
+        """Updates the fields named in update_mask: tags, address, slots. Any
+        other path is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteWorker(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deletes a worker record and returns it as it was.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def HeartbeatWorker(self, request, context):
-        """Records that the worker is alive.
+        """Records that the worker is alive (last_heartbeat_time = now). A worker
+        in a terminal state is FAILED_PRECONDITION: it should have stopped.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportWorkerState(self, request, context):
-        """PENDING -> RUNNING -> COMPLETED | KILLED | ERROR.
+        """PENDING -> RUNNING -> COMPLETED | KILLED | ERROR; PENDING may also end
+        directly. A report of the current state changes nothing; any other move
+        is FAILED_PRECONDITION (ILLEGAL_TRANSITION). A change counts as a
+        heartbeat.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +146,9 @@ class WorkerServiceServicer:
         """Waits until every rank 0..resources.worker_count-1 of the trial's current
         run is held by a live worker (a KILLED or ERROR worker's rank can be
         registered again), then returns their addresses and the caller's rank.
+        The caller must be a live worker of the current run (NOT_FOUND if it is
+        not of the run) with a rank below worker_count (FAILED_PRECONDITION).
+        When the wait times out: UNAVAILABLE (RENDEZVOUS_INCOMPLETE); retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
