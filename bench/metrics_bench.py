@@ -22,19 +22,26 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from google.protobuf import field_mask_pb2, struct_pb2
-
 from common import ServerProcess, print_table, row
+from google.protobuf import field_mask_pb2, struct_pb2
 from trialplane.v1 import (
     metrics_pb2 as mp,
+)
+from trialplane.v1 import (
     metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
     metrics_service_pb2_grpc,
     study_pb2,
-    study_service_pb2 as ss,
     study_service_pb2_grpc,
     trial_pb2,
-    trial_service_pb2 as ts,
     trial_service_pb2_grpc,
+)
+from trialplane.v1 import (
+    study_service_pb2 as ss,
+)
+from trialplane.v1 import (
+    trial_service_pb2 as ts,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -47,9 +47,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
-
-from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc
-from trialplane.v1 import trial_pb2, trial_service_pb2 as ts, trial_service_pb2_grpc
+from trialplane.v1 import profiler_pb2 as pp
+from trialplane.v1 import profiler_service_pb2 as ps
+from trialplane.v1 import profiler_service_pb2_grpc, trial_pb2, trial_service_pb2_grpc
+from trialplane.v1 import trial_service_pb2 as ts
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()

@@ -34,8 +34,8 @@ from pathlib import Path
 import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from trialplane.v1 import trial_pb2, trial_service_pb2 as ts
+from trialplane.v1 import trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ LIST_PATTERN = "bench%"
 class Spawned:
     """A server subprocess this script started; stopped by its own PID only."""
 
-    alive: list["Spawned"] = []
+    alive: list[Spawned] = []
 
     def __init__(self, argv: list[str], log_path: Path, ready_prefix: str):
         self.argv = argv
@@ -134,7 +134,7 @@ class Spawned:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise TimeoutError(f"{Path(self.argv[0]).name} (pid {self.pid}) ignored SIGTERM for {timeout:.0f}s")
+            raise TimeoutError(f"{Path(self.argv[0]).name} (pid {self.pid}) ignored SIGTERM for {timeout:.0f}s") from None
         elapsed = time.perf_counter() - begin
         self._close()
         if code != 0:
@@ -221,7 +221,7 @@ class PeakRss:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._sample()
         self._thread.start()
         return self
@@ -250,9 +250,9 @@ def wait_ready(channel: grpc.Channel, server: Spawned, timeout: float = START_TI
             return
         except grpc.FutureTimeoutError:
             if server.proc.poll() is not None:
-                raise RuntimeError(f"{Path(server.argv[0]).name} (pid {server.pid}) exited with {server.proc.returncode}")
+                raise RuntimeError(f"{Path(server.argv[0]).name} (pid {server.pid}) exited with {server.proc.returncode}") from None
             if time.monotonic() > deadline:
-                raise TimeoutError(f"could not connect to {server.address} within {timeout:.0f}s")
+                raise TimeoutError(f"could not connect to {server.address} within {timeout:.0f}s") from None
 
 
 def drive(server: Spawned, method: str, request_type, work: list[list], warmup: list[list]) -> tuple[float, float]:
@@ -301,7 +301,7 @@ def drive(server: Spawned, method: str, request_type, work: list[list], warmup: 
         except threading.BrokenBarrierError:
             for t in threads:
                 t.join(CALL_TIMEOUT)
-            raise errors[0] if errors else RuntimeError("client threads did not start")
+            raise (errors[0] if errors else RuntimeError("client threads did not start")) from None
         begin = time.perf_counter()
         cpu_before = cpu_seconds(server_pid)
         for t in threads:

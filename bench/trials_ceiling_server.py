@@ -14,7 +14,6 @@ import asyncio
 import signal
 
 import grpc
-
 from trialplane.v1 import trial_pb2, trial_service_pb2
 
 SERVICE = "trialplane.v1.TrialService"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-
 from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 from trialplane.v1 import (
     checkpoint_service_pb2,
@@ -42,7 +41,7 @@ from .api.worker_service import WorkerServicer
 from .config import ServerConfig
 from .domain import trial_lifecycle
 from .domain.errors import DomainError
-from .storage.base import Storage
+from .storage.base import Storage, TrialChange
 from .storage.sqlite.store import SqliteStorage, now_us
 
 log = logging.getLogger("trialplane.server")
@@ -72,7 +71,9 @@ class Watchdog:
 
     async def sweep(self) -> int:
         now = self.clock()
-        work = [(trial_id, trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)]
+        work: list[tuple[int, TrialChange]] = [
+            (trial_id, trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)
+        ]
         if self.heartbeat_timeout > 0:
             silent = await self.storage.silent_trials(now - int(self.heartbeat_timeout * 1_000_000))
             timeout = self.heartbeat_timeout
@@ -147,7 +148,7 @@ class App:
     retention: RetentionJob
     config: ServerConfig
     profiler: ProfilerServicer | None = None
-    _tasks: list = None
+    _tasks: list | None = None
 
     async def start(self) -> None:
         await self.server.start()

@@ -11,7 +11,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from trialplane.server.app import App, build_server
 from trialplane.server.config import ServerConfig
 from trialplane.server.storage.sqlite.store import SqliteStorage
@@ -37,7 +36,7 @@ class ServerThread:
     def call(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self.thread.start()
 
         async def boot():
@@ -69,7 +68,7 @@ class Client:
     workers: worker_service_pb2_grpc.WorkerServiceStub
 
     @classmethod
-    def connect(cls, address: str) -> "Client":
+    def connect(cls, address: str) -> Client:
         channel = grpc.insecure_channel(address)
         grpc.channel_ready_future(channel).result(timeout=10)
         return cls(

@@ -3,24 +3,34 @@ metadata, two-phase deletion, retention and the trial's best checkpoint."""
 
 import grpc
 import pytest
+from conftest import create_study, error_of
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
-
+from trial_helpers import S, new_trial, report, trial_in
 from trialplane.v1 import (
     checkpoint_pb2 as cp,
+)
+from trialplane.v1 import (
     checkpoint_service_pb2 as cs,
+)
+from trialplane.v1 import (
     checkpoint_service_pb2_grpc,
-    metrics_pb2 as mp,
-    metrics_service_pb2 as ms,
     metrics_service_pb2_grpc,
     study_pb2,
-    study_service_pb2 as ss,
     trial_pb2,
+)
+from trialplane.v1 import (
+    metrics_pb2 as mp,
+)
+from trialplane.v1 import (
+    metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
+    study_service_pb2 as ss,
+)
+from trialplane.v1 import (
     trial_service_pb2 as ts,
 )
-
-from conftest import create_study, error_of
-from trial_helpers import S, new_trial, report, trial_in
 
 C = cp.CheckpointState
 ACTIVE, COMPLETED, ERROR = C.CHECKPOINT_STATE_ACTIVE, C.CHECKPOINT_STATE_COMPLETED, C.CHECKPOINT_STATE_ERROR
@@ -765,7 +775,10 @@ def test_best_checkpoint_of_a_trial(clocked_client, clock):
     client = clocked_client
     study = create_study(client, "best")
     trial = study_trial(client, study)
-    best = lambda: client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).best_checkpoint
+
+    def best():
+        return client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).best_checkpoint
+
     assert not client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).HasField("best_checkpoint")
     put(client, trial.id, "unscored", steps=5)
     assert not client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).HasField("best_checkpoint")

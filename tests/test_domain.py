@@ -1,8 +1,8 @@
 """Unit tests of the domain layer: no server, no database."""
 
 import pytest
-
-from trialplane.server.domain import listing, trial_lifecycle as lifecycle
+from trialplane.server.domain import listing
+from trialplane.server.domain import trial_lifecycle as lifecycle
 from trialplane.server.domain.errors import Aborted, FailedPrecondition, InvalidArgument
 from trialplane.server.domain.models import Trial, TrialState
 

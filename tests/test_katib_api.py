@@ -19,13 +19,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import error_of
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_tools import protoc
-
-from trialplane.v1 import metrics_service_pb2 as ms, metrics_service_pb2_grpc, trial_pb2, trial_service_pb2 as ts
-
-from conftest import error_of
+from trialplane.v1 import metrics_service_pb2 as ms
+from trialplane.v1 import metrics_service_pb2_grpc, trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
 
 PROTO_DIR = Path(__file__).parent / "katib_proto"
 SERVICE = "api.v1.beta1.DBManager"

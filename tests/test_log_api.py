@@ -7,23 +7,31 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from conftest import create_study, error_of
 from google.protobuf import field_mask_pb2, timestamp_pb2
-
+from trial_helpers import S, new_trial, report, trial_in
 from trialplane.v1 import (
     log_pb2,
-    log_service_pb2 as ls,
     log_service_pb2_grpc,
-    metrics_pb2 as mp,
-    metrics_service_pb2 as ms,
     metrics_service_pb2_grpc,
     study_pb2,
-    study_service_pb2 as ss,
     trial_pb2,
+)
+from trialplane.v1 import (
+    log_service_pb2 as ls,
+)
+from trialplane.v1 import (
+    metrics_pb2 as mp,
+)
+from trialplane.v1 import (
+    metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
+    study_service_pb2 as ss,
+)
+from trialplane.v1 import (
     trial_service_pb2 as ts,
 )
-
-from conftest import create_study, error_of
-from trial_helpers import S, new_trial, report, trial_in
 
 L = log_pb2
 T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
@@ -543,7 +551,9 @@ def test_trial_metric_definitions_with_a_step_group(client):
 
 
 def test_parsed_objective_lands_at_the_reported_step_and_ranks_the_trial(client):
-    from trialplane.v1 import metrics_pb2 as mp, metrics_service_pb2 as ms, metrics_service_pb2_grpc
+    from trialplane.v1 import metrics_pb2 as mp
+    from trialplane.v1 import metrics_service_pb2 as ms
+    from trialplane.v1 import metrics_service_pb2_grpc
     study = create_study(client, "objective-in-logs", metric_definitions=[
         study_pb2.MetricDefinition(name="val_loss", regex=r"val_loss=([0-9.e+-]+)"),
         study_pb2.MetricDefinition(name="tput", regex=r"tput=([0-9.]+)")])

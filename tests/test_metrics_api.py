@@ -5,19 +5,24 @@ import math
 import grpc
 import numpy as np
 import pytest
+from conftest import create_study, error_of
 from google.protobuf import struct_pb2
-
+from trial_helpers import S, new_trial
+from trial_helpers import report as report_state
 from trialplane.v1 import (
     metrics_pb2 as mp,
+)
+from trialplane.v1 import (
     metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
     metrics_service_pb2_grpc,
     study_pb2,
     trial_pb2,
+)
+from trialplane.v1 import (
     trial_service_pb2 as ts,
 )
-
-from conftest import create_study, error_of
-from trial_helpers import S, new_trial, report as report_state
 
 HP = trial_pb2.ParameterValue
 GOOD_HPS = {"lr": HP(double_value=0.01), "layers": HP(int_value=2), "optimizer": HP(string_value="adam")}
@@ -110,8 +115,9 @@ def test_non_finite_values_arrive_as_strings_from_json_clients_and_read_back_in_
     from google.protobuf import json_format
     trial = running_trial(client)
     report = json_format.Parse(
-        '{"metrics": {"trialId": "%d", "stepsCompleted": "3", "metrics": {"avgMetrics": {"loss": "NaN", "gain": "-Infinity"}}},'
-        ' "group": "validation"}' % trial.id, ms.ReportMetricsRequest())
+        f'{{"metrics": {{"trialId": "{trial.id}", "stepsCompleted": "3",'
+        ' "metrics": {"avgMetrics": {"loss": "NaN", "gain": "-Infinity"}}}, "group": "validation"}',
+        ms.ReportMetricsRequest())
     assert stub(client).ReportMetrics(report).created
     got = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
     as_json = json_format.MessageToDict(got)
@@ -349,7 +355,7 @@ def test_watch_metrics_follows_until_the_trial_ends(client):
 def test_metric_names_and_latest_values_come_in_pages(client):
     a, b = running_trial(client, "a"), running_trial(client, "b")
     for trial, names in ((a, ["x", "y", "z"]), (b, ["p", "q"])):
-        stub(client).ReportMetrics(req(trial.id, 1, **{n: 1.0 for n in names}))
+        stub(client).ReportMetrics(req(trial.id, 1, **dict.fromkeys(names, 1.0)))
         stub(client).ReportMetrics(req(trial.id, 1, group="validation", val=2.0))
 
     def walk(method, request_type, field, **kw):
@@ -391,7 +397,9 @@ def test_watch_metrics_from_the_start_delivers_step_zero(client):
 def test_watch_streams_send_their_headers_before_the_first_item(client):
     import threading
     import time
-    from trialplane.v1 import log_service_pb2 as ls, log_service_pb2_grpc, trial_service_pb2_grpc
+
+    from trialplane.v1 import log_service_pb2 as ls
+    from trialplane.v1 import log_service_pb2_grpc, trial_service_pb2_grpc
     trial = running_trial(client)
     calls = [
         stub(client).WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id), timeout=20),

@@ -9,18 +9,22 @@ import time
 
 import grpc
 import pytest
-
-from trialplane.server.domain import metrics as m
-from trialplane.server.storage.sqlite.journal import HEADER, Journal, JournalBusy, JournalFull
-from trialplane.server.domain.models import Trial
-from trialplane.server.storage.sqlite.journaled_reports import encode
-from trialplane.server.storage.sqlite.store import SqliteStorage
-from trialplane.v1 import metrics_service_pb2 as ms, trial_service_pb2 as ts
-
 from conftest import Client, error_of, start_server
 from test_metrics_api import history, req, running_trial, stub
 from test_server import ServerProcess
 from trial_helpers import S, report
+from trialplane.server.domain import metrics as m
+from trialplane.server.domain.models import Trial
+from trialplane.server.storage.sqlite.journal import (
+    HEADER,
+    Journal,
+    JournalBusy,
+    JournalFull,
+)
+from trialplane.server.storage.sqlite.journaled_reports import encode
+from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.v1 import metrics_service_pb2 as ms
+from trialplane.v1 import trial_service_pb2 as ts
 
 
 def loss_report(trial_id, step, run=0, report_time=0) -> m.ReportDraft:

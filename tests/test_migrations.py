@@ -3,7 +3,6 @@
 import sqlite3
 
 import sqlite_utils
-
 from trialplane.server.storage.sqlite.engine import connect
 from trialplane.server.storage.sqlite.migrations import MIGRATIONS, migrate
 

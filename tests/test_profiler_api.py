@@ -8,15 +8,14 @@ import time
 import grpc
 import numpy as np
 import pytest
-
-from trialplane.v1 import profiler_pb2 as pp, profiler_service_pb2 as ps, profiler_service_pb2_grpc
-
-from trialplane.server.config import ServerConfig
-from trialplane.server.storage.sqlite.store import SqliteStorage
-
 from conftest import Client, ServerThread, error_of
 from test_server import ServerProcess
 from trial_helpers import S, new_trial, report
+from trialplane.server.config import ServerConfig
+from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.v1 import profiler_pb2 as pp
+from trialplane.v1 import profiler_service_pb2 as ps
+from trialplane.v1 import profiler_service_pb2_grpc
 
 # A recent time in microseconds, so that the default retention keeps the samples.
 T0 = (time.time_ns() // 1000 // 1_000_000 - 86_400) * 1_000_000

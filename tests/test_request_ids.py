@@ -3,26 +3,40 @@ answer and stores nothing twice; an id belongs to one method and one parent;
 the same id with another request is refused."""
 
 import grpc
-
-from trialplane.v1 import (
-    log_pb2,
-    log_service_pb2 as ls,
-    log_service_pb2_grpc,
-    metrics_pb2 as mp,
-    metrics_service_pb2 as ms,
-    metrics_service_pb2_grpc,
-    profiler_pb2 as pp,
-    profiler_service_pb2 as ps,
-    profiler_service_pb2_grpc,
-    study_service_pb2 as ss,
-    trial_pb2,
-    trial_service_pb2 as ts,
-    worker_pb2,
-    worker_service_pb2 as ws,
-)
-
 from conftest import create_study, error_of, make_study
 from trial_helpers import S, new_trial, report
+from trialplane.v1 import (
+    log_pb2,
+    log_service_pb2_grpc,
+    metrics_service_pb2_grpc,
+    profiler_service_pb2_grpc,
+    trial_pb2,
+    worker_pb2,
+)
+from trialplane.v1 import (
+    log_service_pb2 as ls,
+)
+from trialplane.v1 import (
+    metrics_pb2 as mp,
+)
+from trialplane.v1 import (
+    metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
+    profiler_pb2 as pp,
+)
+from trialplane.v1 import (
+    profiler_service_pb2 as ps,
+)
+from trialplane.v1 import (
+    study_service_pb2 as ss,
+)
+from trialplane.v1 import (
+    trial_service_pb2 as ts,
+)
+from trialplane.v1 import (
+    worker_service_pb2 as ws,
+)
 
 
 def reused(err) -> bool:

@@ -6,22 +6,30 @@ import time
 
 import grpc
 import pytest
+from conftest import Client, error_of, start_server
 from google.protobuf import timestamp_pb2
-
+from trial_helpers import S, new_trial, report
 from trialplane.v1 import (
     log_pb2,
-    log_service_pb2 as ls,
     log_service_pb2_grpc,
-    metrics_pb2 as mp,
-    metrics_service_pb2 as ms,
     metrics_service_pb2_grpc,
-    profiler_pb2 as pp,
-    profiler_service_pb2 as ps,
     profiler_service_pb2_grpc,
 )
-
-from conftest import Client, error_of, start_server
-from trial_helpers import S, new_trial, report
+from trialplane.v1 import (
+    log_service_pb2 as ls,
+)
+from trialplane.v1 import (
+    metrics_pb2 as mp,
+)
+from trialplane.v1 import (
+    metrics_service_pb2 as ms,
+)
+from trialplane.v1 import (
+    profiler_pb2 as pp,
+)
+from trialplane.v1 import (
+    profiler_service_pb2 as ps,
+)
 
 LIMIT = 32_000
 T0_US = (time.time_ns() // 1000 // 1_000_000 - 86_400) * 1_000_000
@@ -61,7 +69,7 @@ def report_points(client, trial_id, steps, names=("loss", "acc")):
         reports = []
         for step in range(start, min(start + 200, steps + 1)):
             m = mp.TrialMetrics(trial_id=trial_id, steps_completed=step)
-            m.metrics.avg_metrics.update({n: step / 7 for n in names})
+            m.metrics.avg_metrics.update(dict.fromkeys(names, step / 7))
             reports.append(ms.ReportMetricsRequest(metrics=m, group="training"))
         assert not stub.AddEvents(ms.AddEventsRequest(reports=reports)).errors
 

@@ -11,16 +11,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import Client, error_of
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from trialplane.v1 import (
     trial_pb2,
-    trial_service_pb2 as ts,
     worker_pb2,
+)
+from trialplane.v1 import (
+    trial_service_pb2 as ts,
+)
+from trialplane.v1 import (
     worker_service_pb2 as ws,
 )
-
-from conftest import Client, error_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -189,7 +191,6 @@ def test_buf_lint_is_clean():
 def _every_method():
     from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection_pb2
-
     from trialplane.server.app import SERVICE_FILES
 
     files = [*SERVICE_FILES, health_pb2, reflection_pb2]
@@ -207,7 +208,8 @@ def test_bytes_that_are_no_message_are_malformed_requests_on_every_method(client
                 (True, False): client.channel.stream_unary, (True, True): client.channel.stream_stream}
         call = kind[(client_streaming, server_streaming)](method, request_serializer=None, response_deserializer=None)
         request = iter([garbage]) if client_streaming else garbage
-        err = error_of(lambda: list(call(request, timeout=10)) if server_streaming else call(request, timeout=10))
+        err = error_of(lambda call=call, request=request, server_streaming=server_streaming:
+                       list(call(request, timeout=10)) if server_streaming else call(request, timeout=10))
         assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"), (method, err)
         assert method in err.message
     # The server keeps serving.

@@ -6,10 +6,10 @@ import asyncio
 import random
 
 import pytest
-
-from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
-from trialplane.server.domain import listing, trial_lifecycle as lifecycle
+from trialplane.server.domain import listing
+from trialplane.server.domain import trial_lifecycle as lifecycle
 from trialplane.server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
 from trialplane.server.domain.models import Study, Trial, TrialState, Worker
 from trialplane.server.storage.sqlite.store import SqliteStorage
 
@@ -36,8 +36,8 @@ def run(request, tmp_path):
     loop.close()
 
 
-def page(size=50, order=listing.Order(), token_after=None):
-    p = listing.Page(size=size, order=order, fingerprint="")
+def page(size=50, order=None, token_after=None):
+    p = listing.Page(size=size, order=order or listing.Order(), fingerprint="")
     p.after = token_after
     return p
 
@@ -135,7 +135,7 @@ def test_keyset_pages_match_a_full_sort(run, field):
     rng = random.Random(7)
 
     async def body(s):
-        for i in range(45):
+        for _ in range(45):
             t = await s.create_trial(Trial(name=rng.choice(["a", "b", "c"]) + str(rng.randint(0, 3))), None, lambda st: None)
             if rng.random() < 0.5:
                 steps = rng.randint(0, 3)

@@ -2,11 +2,11 @@
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2, timestamp_pb2
-
-from trialplane.v1 import study_pb2, study_service_pb2 as ss, trial_pb2, trial_service_pb2 as ts
-
 from conftest import create_study, error_of, make_study
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from trialplane.v1 import study_pb2, trial_pb2
+from trialplane.v1 import study_service_pb2 as ss
+from trialplane.v1 import trial_service_pb2 as ts
 
 
 def test_create_get_and_defaults(client):

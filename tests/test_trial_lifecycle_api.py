@@ -6,11 +6,10 @@ server's own state machine code.
 
 import grpc
 import pytest
-
-from trialplane.v1 import errors_pb2, trial_pb2, trial_service_pb2 as ts
-
 from conftest import error_of
 from trial_helpers import ALL_STATES, S, name, report, trial_in
+from trialplane.v1 import errors_pb2, trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
 
 ACTIVE = {"QUEUED", "ACTIVE", "PULLING", "STARTING", "RUNNING"}
 ENDINGS_FROM_ACTIVE = {"STOPPING_COMPLETED", "STOPPING_ERROR", "COMPLETED", "CANCELED", "ERROR"}
@@ -45,10 +44,10 @@ OPERATIONS = {
         "STARTING": "STOPPING_KILLED", "RUNNING": "STOPPING_KILLED", "STOPPING_CANCELED": "STOPPING_KILLED",
         "STOPPING_KILLED": "STOPPING_KILLED",
     },
-    "pause": {s: "PAUSED" for s in ACTIVE | {"PAUSED"}},
+    "pause": dict.fromkeys(ACTIVE | {"PAUSED"}, "PAUSED"),
     "activate": {"PAUSED": "QUEUED", **{s: s for s in ACTIVE}},
-    "restart": {s: "QUEUED" for s in ACTIVE | {"PAUSED", "STOPPING_CANCELED", "STOPPING_KILLED", "STOPPING_COMPLETED", "STOPPING_ERROR"}},
-    "early_exit": {s: "STOPPING_COMPLETED" for s in ACTIVE},
+    "restart": dict.fromkeys(ACTIVE | {"PAUSED", "STOPPING_CANCELED", "STOPPING_KILLED", "STOPPING_COMPLETED", "STOPPING_ERROR"}, "QUEUED"),
+    "early_exit": dict.fromkeys(ACTIVE, "STOPPING_COMPLETED"),
 }
 
 

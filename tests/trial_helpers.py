@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from trialplane.v1 import trial_pb2, trial_service_pb2 as ts
+from trialplane.v1 import trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
 
 S = trial_pb2
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from trialplane.v1 import checkpoint_pb2, checkpoint_service_pb2 as cs, checkpoint_service_pb2_grpc
+from trialplane.v1 import checkpoint_pb2, checkpoint_service_pb2_grpc
+from trialplane.v1 import checkpoint_service_pb2 as cs
 
-from ..domain import checkpoints as rules, listing
+from ..domain import checkpoints as rules
+from ..domain import listing
 from ..domain.checkpoints import Checkpoint, CheckpointState
 from ..domain.errors import invalid
 from ..storage.base import Storage

@@ -6,7 +6,6 @@ import hashlib
 import math
 
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2, timestamp_pb2
-
 from trialplane.v1 import metrics_pb2
 
 from ..domain import validation

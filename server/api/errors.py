@@ -15,7 +15,6 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
 from trialplane.v1 import errors_pb2, trial_pb2
 
 from ..domain import errors as domain

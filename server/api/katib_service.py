@@ -8,7 +8,7 @@ import re
 
 from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 
-from ..domain.errors import ViolationCollector, invalid
+from ..domain.errors import InvalidArgument, ViolationCollector, invalid
 from ..storage.base import Storage
 from .errors import rpc
 
@@ -73,7 +73,7 @@ class KatibDBManagerServicer(api_pb2_grpc.DBManagerServicer):
                 continue
             try:
                 time = parse_time(log.time_stamp, f"observation_log.metric_logs[{i}].time_stamp")
-            except Exception as exc:  # noqa: BLE001 - collected below
+            except InvalidArgument as exc:
                 v.add(f"observation_log.metric_logs[{i}].time_stamp", exc.violations[0].description)
                 continue
             observations.append((log.metric.name, time, parse_value(log.metric.value), log.metric.value))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import string
 
-from trialplane.v1 import log_pb2, log_service_pb2 as ls, log_service_pb2_grpc
+from trialplane.v1 import log_pb2, log_service_pb2_grpc
+from trialplane.v1 import log_service_pb2 as ls
 
-from ..domain import listing, metrics as m, trial_lifecycle
+from ..domain import listing, trial_lifecycle
+from ..domain import metrics as m
 from ..domain.errors import ResourceExhausted, invalid
 from ..storage.base import Storage
 from . import convert

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
-from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2 as ms, metrics_service_pb2_grpc
+from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2_grpc
+from trialplane.v1 import metrics_service_pb2 as ms
 
-from ..domain import listing, metrics as m, trial_lifecycle
+from ..domain import listing, trial_lifecycle
+from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..storage.base import Storage
 from . import convert

@@ -6,19 +6,34 @@ import asyncio
 
 import grpc
 import numpy as np
-
-from trialplane.v1 import profiler_pb2, profiler_service_pb2 as ps
+from trialplane.v1 import profiler_pb2
+from trialplane.v1 import profiler_service_pb2 as ps
 
 from ..domain import listing, trial_lifecycle
-from ..domain.errors import DomainError, FieldViolation, InvalidArgument, MalformedRequest, NotFound, ResourceExhausted, invalid
-from ..domain.profiler import Chunk, Labels, MetricType, SummaryTable, check_batch, downsample_samples, downsample_table
+from ..domain.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    MalformedRequest,
+    NotFound,
+    ResourceExhausted,
+    invalid,
+)
+from ..domain.profiler import (
+    Chunk,
+    Labels,
+    MetricType,
+    SummaryTable,
+    check_batch,
+    downsample_samples,
+    downsample_table,
+)
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc
 from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
-
 
 METRIC_TYPES = convert.EnumMap(profiler_pb2.ProfilerMetricType, "PROFILER_METRIC_TYPE_", MetricType)
 SERVICE = "trialplane.v1.ProfilerService"
@@ -176,7 +191,7 @@ class _IngestSession:
         samples, self.buffered_samples = self.buffered_samples, 0
         self.drained.set()
         try:
-            result = await self.storage.ingest_profiler(self.stream_id, items)
+            result = await self.storage.ingest_profiler(self.stream_id or "", items)
         finally:
             self._release(samples)
         self.notifier.notify()

@@ -14,14 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from trialplane.v1 import profiler_pb2, profiler_service_pb2
 
 # Wire types; 6 and 7 are not defined and make a message malformed.
 _VARINT, _I64, _LEN, _START_GROUP, _END_GROUP, _I32 = range(6)
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     try:
         while True:
@@ -35,7 +34,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         raise ValueError("truncated varint") from None
 
 
-def _skip(buf: bytes, pos: int, wire_type: int, field: int) -> int:
+def _skip(buf: bytes | memoryview, pos: int, wire_type: int, field: int) -> int:
     """The position after one field's value, skipped as protobuf skips an unknown field.
 
     A group (the deprecated wire form of a message field) runs to the

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from trialplane.v1 import (
+    checkpoint_pb2,
+    metrics_pb2,
+    study_pb2,
+    trial_pb2,
+    trial_service_pb2,
+    trial_service_pb2_grpc,
+)
 
-from trialplane.v1 import checkpoint_pb2, metrics_pb2, study_pb2, trial_pb2, trial_service_pb2, trial_service_pb2_grpc
-
-from ..domain import listing, study_rules, trial_lifecycle as lifecycle, validation
+from ..domain import listing, study_rules, validation
+from ..domain import trial_lifecycle as lifecycle
 from ..domain.errors import ViolationCollector, invalid
 from ..domain.models import (
     EarlyExitReason,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 
-from trialplane.v1 import trial_pb2, worker_pb2, worker_service_pb2, worker_service_pb2_grpc
+from trialplane.v1 import (
+    trial_pb2,
+    worker_pb2,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
 
 from ..domain import listing, validation, worker_lifecycle
 from ..domain.errors import NotFound, Unavailable, ViolationCollector, invalid

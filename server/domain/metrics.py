@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DomainError, FailedPrecondition, MetricConflict, NotFound, ViolationCollector
+from .errors import (
+    DomainError,
+    FailedPrecondition,
+    MetricConflict,
+    NotFound,
+    ViolationCollector,
+)
 from .models import ObjectiveType, Study
 
 BLOCK_SIZE = 256
@@ -161,7 +167,7 @@ class Block:
     vmin: float = math.nan
     vmax: float = math.nan
 
-    def merge(self, other: "Block") -> None:
+    def merge(self, other: Block) -> None:
         if other.count == 0:
             return
         if self.count == 0 or other.first_step < self.first_step:
@@ -328,7 +334,7 @@ class IngestOutcome:
                            "errors": self.errors, "report_created": self.report_created})
 
     @classmethod
-    def from_record(cls, record: str) -> "IngestOutcome":
+    def from_record(cls, record: str) -> IngestOutcome:
         r = json.loads(record)
         return cls(added=r["added"], duplicates=r["duplicates"], log_points=r["log_points"],
                    errors=[tuple(e) for e in r["errors"]], report_created=r["report_created"])
@@ -377,7 +383,7 @@ class PointColumns:
     raws: list | None = None  # values exactly as sent, for Katib observations
 
     @classmethod
-    def build(cls, steps: list, runs: list, times: list, values: list, raws: list | None = None) -> "PointColumns":
+    def build(cls, steps: list, runs: list, times: list, values: list, raws: list | None = None) -> PointColumns:
         n = len(steps)
         return cls(
             np.array(steps, dtype=np.int64), np.array(runs, dtype=np.int64), np.array(times, dtype=np.int64),
@@ -386,28 +392,28 @@ class PointColumns:
         )
 
     @classmethod
-    def empty(cls) -> "PointColumns":
+    def empty(cls) -> PointColumns:
         z = np.zeros(0, dtype=np.int64)
         return cls(z, z, z, np.zeros(0), np.zeros(0, dtype=bool))
 
     def __len__(self) -> int:
         return int(self.steps.size)
 
-    def select(self, index) -> "PointColumns":
+    def select(self, index) -> PointColumns:
         raws = None
         if self.raws is not None:
             raws = list(np.asarray(self.raws, dtype=object)[index])
         return PointColumns(self.steps[index], self.runs[index], self.times[index], self.values[index],
                             self.archived[index], raws)
 
-    def sorted(self) -> "PointColumns":
+    def sorted(self) -> PointColumns:
         if len(self) < 2:
             return self
         order = np.lexsort((self.runs, self.steps))
         return self if np.all(order[1:] > order[:-1]) else self.select(order)
 
     @staticmethod
-    def concat(parts: list["PointColumns"]) -> "PointColumns":
+    def concat(parts: list[PointColumns]) -> PointColumns:
         parts = [p for p in parts if len(p)]
         if not parts:
             return PointColumns.empty()
@@ -426,13 +432,13 @@ class PointColumns:
                 + self.archived.astype(np.uint8).tobytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes, n: int, raws: list | None = None) -> "PointColumns":
+    def from_bytes(cls, data: bytes, n: int, raws: list | None = None) -> PointColumns:
         raw = np.frombuffer(data, dtype=np.uint8)
         w = 8 * n
         return cls(raw[:w].view("<i8"), raw[w:2 * w].view("<i8"), raw[2 * w:3 * w].view("<i8"),
                    raw[3 * w:4 * w].view("<f8"), raw[4 * w:4 * w + n].astype(bool), raws)
 
-    def live(self) -> "PointColumns":
+    def live(self) -> PointColumns:
         return self if not self.archived.any() else self.select(~self.archived)
 
 
@@ -445,7 +451,7 @@ class ChunkStats(Block):
     finite_count: int = 0
 
     @classmethod
-    def of(cls, cols: PointColumns) -> "ChunkStats":
+    def of(cls, cols: PointColumns) -> ChunkStats:
         live = cols.live()
         if not len(live):
             return cls()
@@ -461,7 +467,7 @@ class ChunkStats(Block):
         )
 
     @classmethod
-    def _of_few(cls, live: PointColumns) -> "ChunkStats":
+    def _of_few(cls, live: PointColumns) -> ChunkStats:
         steps, times, values = live.steps.tolist(), live.times.tolist(), live.values.tolist()
         finite = [v for v in values if not math.isnan(v)]
         return cls(

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Union
 
-HyperparameterValue = Union[float, int, str, bool]
+HyperparameterValue = float | int | str | bool
 
 
 class StudyState(str, enum.Enum):

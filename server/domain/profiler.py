@@ -50,7 +50,7 @@ class Chunk:
     def count(self) -> int:
         return int(self.values.size)
 
-    def summary(self) -> "ChunkSummary":
+    def summary(self) -> ChunkSummary:
         v, t, b = self.values, self.timestamps, self.batches
         newest = int(np.argmax(t))
         return ChunkSummary(
@@ -73,7 +73,7 @@ class Chunk:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes, count: int) -> "Chunk":
+    def from_bytes(cls, data: bytes, count: int) -> Chunk:
         raw = np.frombuffer(data, dtype=np.uint8)
         width = count * 8
         return cls(
@@ -82,7 +82,7 @@ class Chunk:
             raw[2 * width:3 * width].view("<i8"),
         )
 
-    def select(self, mask: np.ndarray) -> "Chunk":
+    def select(self, mask: np.ndarray | slice) -> Chunk:
         return Chunk(self.values[mask], self.batches[mask], self.timestamps[mask])
 
 
@@ -174,7 +174,7 @@ class SummaryTable:
     INT_FIELDS = ("chunk_id", "count", "first_ts", "last_ts", "first_batch", "last_batch")
 
     @classmethod
-    def from_rows(cls, rows: list[tuple]) -> "SummaryTable":
+    def from_rows(cls, rows: list[tuple]) -> SummaryTable:
         """From (id, count, first_ts, last_ts, first_batch, last_batch, vmin, vmax, vlast) rows."""
         if not rows:
             z = np.zeros(0, dtype=np.int64)
@@ -186,7 +186,7 @@ class SummaryTable:
         return cls(*ints, *floats)
 
     @classmethod
-    def from_summaries(cls, summaries: list[ChunkSummary]) -> "SummaryTable":
+    def from_summaries(cls, summaries: list[ChunkSummary]) -> SummaryTable:
         return cls.from_rows([
             (s.chunk_id, s.count, s.first_ts, s.last_ts, s.first_batch, s.last_batch, s.vmin, s.vmax, s.vlast)
             for s in summaries
@@ -202,11 +202,11 @@ class SummaryTable:
             float(self.vlast[i]),
         )
 
-    def select(self, index) -> "SummaryTable":
+    def select(self, index) -> SummaryTable:
         return SummaryTable(*(getattr(self, f)[index] for f in (*self.INT_FIELDS, "vmin", "vmax", "vlast")))
 
     @staticmethod
-    def concat(parts: list["SummaryTable"]) -> "SummaryTable":
+    def concat(parts: list[SummaryTable]) -> SummaryTable:
         fields = (*SummaryTable.INT_FIELDS, "vmin", "vmax", "vlast")
         return SummaryTable(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
 

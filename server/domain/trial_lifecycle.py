@@ -314,8 +314,8 @@ def expire(trial: Trial, now: int) -> Change:
 
 def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: str = "") -> Change:
     """Copies the named user-editable attributes; never touches the state."""
-    from .validation import check_trial_fields
     from .errors import ViolationCollector
+    from .validation import check_trial_fields
 
     _check_etag(trial, etag)
     t = copy.deepcopy(trial)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import TypeGuard
 import re
+from typing import TypeGuard
 
 from .errors import ViolationCollector, invalid
 from .models import (

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from ..domain import metrics as m
+from ..domain.checkpoints import Checkpoint
 from ..domain.idempotency import RequestKey
 from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
-from ..domain import metrics as m
-from ..domain.checkpoints import Checkpoint
 from ..domain.profiler import Chunk, ChunkSummary, Labels, SummaryTable
 from ..domain.trial_lifecycle import Change
 
@@ -48,7 +48,7 @@ class IngestResult:
         return json.dumps([self.acknowledged_sequence, self.rejected, self.stored_samples, self.duplicates])
 
     @classmethod
-    def from_record(cls, record: str) -> "IngestResult":
+    def from_record(cls, record: str) -> IngestResult:
         ack, rejected, stored, duplicates = json.loads(record)
         return cls(ack, [tuple(r) for r in rejected], stored, duplicates)
 

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from dataclasses import asdict
 
+from ...domain.listing import fold
 from ...domain.models import (
     AlgorithmSpec,
     CheckpointRetention,
@@ -28,7 +29,6 @@ from ...domain.models import (
     Worker,
     WorkerState,
 )
-from ...domain.listing import fold
 
 
 def dumps(value) -> str:

@@ -18,8 +18,9 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from ...domain.errors import Unavailable
 
@@ -194,7 +195,8 @@ class Engine:
                             fut.set_exception(Unavailable("the write failed; see the server log"))
             self._finished += taken
             # Not kept while the queue is empty: the writes hold their data.
-            item = nxt = batch = None
+            item = nxt = None
+            batch = []
             if stop:
                 break
         # Drain anything that raced with close().

@@ -28,8 +28,8 @@ import marshal
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable
 
 from ...domain import metrics as m
 from ...domain.errors import Unavailable

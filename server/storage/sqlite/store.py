@@ -7,16 +7,16 @@ import logging
 import os
 import sqlite3
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ...domain import checkpoints as checkpoint_rules
-from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
-from ...domain.trial_lifecycle import TERMINAL
 from ...domain import listing
-from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain import metrics as m
+from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from ...domain.idempotency import RequestKey
+from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, Worker
+from ...domain.trial_lifecycle import TERMINAL
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
 from . import checkpoints, codec, journaled_reports, metrics, profiler, requests
 from .engine import Engine, inserted_id
