@@ -33,15 +33,14 @@ from .api.handlers import MethodTable
 from .api.katib_service import KatibDBManagerServicer
 from .api.log_service import LogServicer
 from .api.metrics_service import MetricsServicer
-from .api.notifier import Notifier
 from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
 from .api.trial_service import TrialServicer
 from .api.worker_service import WorkerServicer
 from .config import ServerConfig
-from .domain import trial_lifecycle
-from .domain.errors import DomainError
-from .storage.base import Storage, TrialChange
+from .services.change_feed import ChangeFeed
+from .services.jobs import RetentionJob, Watchdog
+from .storage.base import Storage
 from .storage.sqlite.store import SqliteStorage, now_us
 
 log = logging.getLogger("trialplane.server")
@@ -57,85 +56,6 @@ SERVICE_FILES = [
     api_pb2,
 ]
 SERVICE_NAMES = [svc.full_name for f in SERVICE_FILES for svc in f.DESCRIPTOR.services_by_name.values()]
-
-
-class Watchdog:
-    """Ends trials that outlived a stop deadline or their max runtime, and
-    fails active trials whose workers all went silent."""
-
-    def __init__(self, storage: Storage, trials: TrialServicer, clock=now_us, heartbeat_timeout: float = 0.0):
-        self.storage = storage
-        self.trials = trials
-        self.clock = clock
-        self.heartbeat_timeout = heartbeat_timeout
-
-    async def sweep(self) -> int:
-        now = self.clock()
-        work: list[tuple[int, TrialChange]] = [
-            (trial_id, trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)
-        ]
-        if self.heartbeat_timeout > 0:
-            silent = await self.storage.silent_trials(now - int(self.heartbeat_timeout * 1_000_000))
-            timeout = self.heartbeat_timeout
-            work += [(trial_id, lambda t, at: trial_lifecycle.lose_contact(t, at, timeout)) for trial_id in silent]
-        changed = 0
-        for trial_id, change in work:
-            try:
-                await self.storage.change_trial(trial_id, change)
-            except DomainError as exc:
-                log.info("watchdog skipped trial %s: %s", trial_id, exc)
-                continue
-            self.trials.changes.notify(trial_id)
-            changed += 1
-        return changed
-
-    async def run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - keep watching
-                log.exception("watchdog sweep failed")
-
-
-class RetentionJob:
-    """Deletes profiler samples and task log lines older than their trial's
-    log_retention_days, in transactions of at most BATCH rows so that
-    ingestion keeps flowing between them."""
-
-    BATCH = 2000
-
-    def __init__(self, storage: Storage, default_days: int, clock=now_us):
-        self.storage = storage
-        self.default_days = default_days
-        self.clock = clock
-        self.last_counts: dict[str, int] = {}
-
-    async def _drain(self, delete) -> int:
-        deleted = 0
-        while True:
-            n = await delete(self.clock(), self.default_days, self.BATCH)
-            deleted += n
-            if n < self.BATCH:
-                return deleted
-
-    async def sweep(self) -> int:
-        """Deletes everything expired; returns the number of rows deleted
-        (profiler chunks plus log lines)."""
-        self.last_counts = {
-            "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
-            "log lines": await self._drain(self.storage.delete_expired_logs),
-        }
-        return sum(self.last_counts.values())
-
-    async def run(self, interval: float) -> None:
-        while True:
-            try:
-                if await self.sweep():
-                    log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))
-            except Exception:  # noqa: BLE001 - try again next time
-                log.exception("retention sweep failed")
-            await asyncio.sleep(interval)
 
 
 @dataclass
@@ -242,15 +162,15 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
         await server.stop(None)
         raise
     clock = getattr(storage, "clock", now_us)
-    trials = TrialServicer(storage, clock)
-    notifier = Notifier()
+    feed = ChangeFeed()
+    trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, notifier, config.max_message_bytes), handlers)
-    profiler = ProfilerServicer(storage, config.max_message_bytes, config.max_buffered_samples)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, feed, config.max_message_bytes), handlers)
+    profiler = ProfilerServicer(storage, feed, config.max_message_bytes, config.max_buffered_samples)
     add_profiler_service(profiler, handlers)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage), handlers)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage, feed), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, notifier, config.max_message_bytes), handlers)
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, feed, config.max_message_bytes), handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)
@@ -261,7 +181,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection_names = [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(reflection_names), handlers)
     retention = RetentionJob(storage, config.retention_days, clock)
-    watchdog = Watchdog(storage, trials, clock, config.heartbeat_timeout)
+    watchdog = Watchdog(storage, feed, clock, config.heartbeat_timeout)
     return App(server, port, storage, health_servicer, watchdog, retention, config, profiler)
 
 

@@ -10,15 +10,16 @@ from google.protobuf import struct_pb2
 from trial_helpers import S, new_trial
 from trial_helpers import report as report_state
 from trialplane.v1 import (
+    errors_pb2,
+    metrics_service_pb2_grpc,
+    study_pb2,
+    trial_pb2,
+)
+from trialplane.v1 import (
     metrics_pb2 as mp,
 )
 from trialplane.v1 import (
     metrics_service_pb2 as ms,
-)
-from trialplane.v1 import (
-    metrics_service_pb2_grpc,
-    study_pb2,
-    trial_pb2,
 )
 from trialplane.v1 import (
     trial_service_pb2 as ts,
@@ -107,8 +108,14 @@ def test_a_reused_request_id_or_step_with_other_values_is_refused(client, journa
     assert s.ReportMetrics(req(other.id, 6, loss=0.4, request_id="r-5")).created
     (series,) = history(client, [trial.id], ["loss"]).series
     assert (list(series.steps), list(series.values)) == ([5], [0.5])
-    assert [r.errors[0].reason for r in [s.AddEvents(ms.AddEventsRequest(reports=[req(trial.id, 5, loss=0.9)]))]][0].startswith(
-        "step 5 of group 'training'")
+    errors = s.AddEvents(ms.AddEventsRequest(reports=[req(trial.id, 5, loss=0.9), req(999_999, 1, loss=1.0)],
+                                             events=[mp.TrialEventItem(trial_id=trial.id)])).errors
+    assert [(e.list, e.index, e.error_reason) for e in errors] == [
+        ("events", 0, errors_pb2.ERROR_REASON_INVALID_FIELD),
+        ("reports", 0, errors_pb2.ERROR_REASON_METRIC_CONFLICT),
+        ("reports", 1, errors_pb2.ERROR_REASON_RESOURCE_NOT_FOUND),
+    ]
+    assert errors[1].reason.startswith("step 5 of group 'training'")
 
 
 def test_non_finite_values_arrive_as_strings_from_json_clients_and_read_back_in_json(client):

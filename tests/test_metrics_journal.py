@@ -228,11 +228,11 @@ def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
             # storing the first two on its way empties the journal.
             storage.reports.journal = Journal(str(tmp_path / "small-journal"), capacity=200)
 
-            assert await storage.report_metrics(loss_report(trial.id, 1)) == (True, None)
-            assert await storage.report_metrics(loss_report(trial.id, 2)) == (True, None)
+            assert await storage.report_metrics(loss_report(trial.id, 1)) is True
+            assert await storage.report_metrics(loss_report(trial.id, 2)) is True
             results = await asyncio.gather(storage.report_metrics(loss_report(trial.id, 10)),
                                            storage.report_metrics(loss_report(trial.id, 10)))
-            assert sorted(results) == [(False, None), (True, None)]
+            assert sorted(results) == [False, True]
             summaries = await storage.metric_summaries([trial.id], "training")
             assert [(s["name"], s["summary"].count) for s in summaries] == [("loss", 3)]
         finally:

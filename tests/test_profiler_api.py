@@ -350,7 +350,7 @@ def test_unary_report_and_bad_queries(client):
     assert err.message == "invalid request: batch.labels.metric_type: must be set"
     assert err.violations == {"batch.labels.metric_type": "must be set"}
     err = error_of(stub.ReportProfilerMetrics, ps.ReportProfilerMetricsRequest(batch=batch(424242, 0, 2)))
-    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "not found" in err.message
+    assert (err.code, err.metadata) == (grpc.StatusCode.NOT_FOUND, {"resource": "trial", "id": "424242"})
     err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest(series=[labels(trial.id, name="nope")]))
     assert err.code == grpc.StatusCode.NOT_FOUND
     err = error_of(stub.GetProfilerSamples, ps.GetProfilerSamplesRequest())

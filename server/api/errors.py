@@ -20,7 +20,7 @@ from trialplane.v1 import errors_pb2, trial_pb2
 from ..domain import errors as domain
 from ..domain.checkpoints import CheckpointState
 from ..domain.models import StudyState, TrialState, WorkerState
-from ..domain.trial_lifecycle import IllegalTransition, StaleTrialRun
+from ..domain.trial_lifecycle import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,25 @@ def _typed_details(err: domain.DomainError) -> list:
             requested_state=trial_pb2.TrialState.Value("TRIAL_STATE_" + err.requested_state.value),
             allowed_states=[trial_pb2.TrialState.Value("TRIAL_STATE_" + s.value) for s in err.allowed_states],
         )]
-    if isinstance(err, StaleTrialRun):
+    if isinstance(err, domain.StaleTrialRun):
         return [errors_pb2.StaleTrialRunDetails(
             trial_id=err.trial_id, reported_trial_run_id=err.reported_run_id, current_trial_run_id=err.current_run_id,
         )]
     return []
 
 
+def _reason_name(err: domain.DomainError) -> str:
+    return err.reason if ("ERROR_REASON_" + err.reason) in errors_pb2.ErrorReason.keys() else "INTERNAL"
+
+
+def error_reason(err: domain.DomainError) -> int:
+    """The ErrorReason number of a domain error (INTERNAL for an unknown one)."""
+    return errors_pb2.ErrorReason.Value("ERROR_REASON_" + _reason_name(err))
+
+
 def to_status(err: domain.DomainError) -> grpc.Status:
     code = grpc_code(err)
-    reason = err.reason if ("ERROR_REASON_" + err.reason) in errors_pb2.ErrorReason.keys() else "INTERNAL"
+    reason = _reason_name(err)
     metadata = {k: _metadata_value(v) for k, v in err.metadata.items()}
     details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))]
     details.extend(_pack(d) for d in _typed_details(err))

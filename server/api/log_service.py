@@ -11,12 +11,13 @@ from trialplane.v1 import log_service_pb2 as ls
 from ..domain import listing, trial_lifecycle
 from ..domain import metrics as m
 from ..domain.errors import ResourceExhausted, invalid
+from ..services.change_feed import ChangeFeed
+from ..services.follow import follow
 from ..storage.base import Storage
 from . import convert
 from .budget import FIELD, RESERVE, SCALAR, Room, text
 from .errors import rpc
 from .metrics_service import LOG_LEVELS, log_draft
-from .notifier import Notifier
 
 DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
 FORMAT_FIELDS = {"asctime", "worker", "level", "stream", "rank", "msg", "trial_id", "id"}
@@ -76,9 +77,9 @@ def render(fmt: str, trial_id: int, r: dict) -> str:
 
 
 class LogServicer(log_service_pb2_grpc.LogServiceServicer):
-    def __init__(self, storage: Storage, notifier: Notifier, max_response_bytes: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int):
         self.storage = storage
-        self.notifier = notifier
+        self.feed = feed
         self.max_response_bytes = max_response_bytes
 
     @rpc
@@ -94,7 +95,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
             all_or_nothing=True,
         )
         outcome = await self.storage.ingest_metrics(batch, key)
-        self.notifier.notify()
+        self.feed.metrics.notify()
         return ls.AddLogsResponse(added=outcome.added, metric_points=outcome.log_points)
 
     def _levels(self, levels) -> list[str]:
@@ -122,21 +123,20 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
     async def WatchLogs(self, request, context):
         convert.require_id(request.trial_id, "trial_id", "trial")
         cursor = request.after_id
-        while True:
+
+        async def read() -> list[dict]:
+            nonlocal cursor
             rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
-            if not rows:
-                trial = await self.storage.get_trial(request.trial_id)
-                if trial_lifecycle.is_terminal(trial.state):
-                    # Lines stored between the read above and this check.
-                    rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
-                    if not rows:
-                        return
+            rows = rows[:fitting(rows, self.max_response_bytes, len(rows))]
             if rows:
-                rows = rows[:fitting(rows, self.max_response_bytes, len(rows))]
                 cursor = rows[-1]["id"]
-                yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
-                continue
-            await self.notifier.wait()
+            return rows
+
+        async def finished() -> bool:
+            return trial_lifecycle.is_terminal((await self.storage.get_trial(request.trial_id)).state)
+
+        async for rows in follow(read, finished, self.feed.metrics.wait):
+            yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
 
     @rpc
     async def DownloadLogs(self, request, context):

@@ -10,11 +10,12 @@ from trialplane.v1 import metrics_service_pb2 as ms
 from ..domain import listing, trial_lifecycle
 from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
+from ..services.change_feed import ChangeFeed
+from ..services.follow import follow
 from ..storage.base import Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
-from .errors import rpc
-from .notifier import Notifier
+from .errors import error_reason, rpc
 
 INT64_MAX = 2**63 - 1
 MAX_TRIALS_PER_QUERY = 100
@@ -149,18 +150,20 @@ def bucket_to_proto(b: m.Block) -> metrics_pb2.MetricBucket:
     )
 
 
+def item_error(list_name: str, index: int, err: DomainError) -> ms.ItemError:
+    return ms.ItemError(index=index, list=list_name, reason=err.message, error_reason=error_reason(err))
+
+
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, storage: Storage, notifier: Notifier, max_response_bytes: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int):
         self.storage = storage
-        self.notifier = notifier
+        self.feed = feed
         self.max_response_bytes = max_response_bytes
 
     @rpc
     async def ReportMetrics(self, request, context):
-        created, refusal = await self.storage.report_metrics(report_draft(request))
-        if refusal:
-            raise m.refusal(request.metrics.trial_id, *refusal)
-        self.notifier.notify()
+        created = await self.storage.report_metrics(report_draft(request))
+        self.feed.metrics.notify()
         return CREATED if created else NOT_CREATED
 
     @rpc
@@ -178,22 +181,22 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 batch.reports.append(report_draft(report, f"reports[{i}]."))
                 batch.report_index.append(i)
             except DomainError as exc:
-                errors.append(ms.ItemError(index=i, list="reports", reason=exc.message))
+                errors.append(item_error("reports", i, exc))
         for i, item in enumerate(request.events):
             try:
                 add_event(batch, item, i)
             except DomainError as exc:
-                errors.append(ms.ItemError(index=i, list="events", reason=exc.message))
+                errors.append(item_error("events", i, exc))
         for i, line in enumerate(request.logs):
             try:
                 batch.logs.append(log_draft(line, f"logs[{i}]"))
                 batch.log_index.append(i)
             except DomainError as exc:
-                errors.append(ms.ItemError(index=i, list="logs", reason=exc.message))
+                errors.append(item_error("logs", i, exc))
         outcome = await self.storage.ingest_metrics(batch, key)
         if outcome.added:
-            self.notifier.notify()
-        errors.extend(ms.ItemError(index=i, list=name, reason=message) for name, i, _, message in outcome.errors)
+            self.feed.metrics.notify()
+        errors.extend(item_error(name, i, err) for name, i, err in outcome.errors)
         errors.sort(key=lambda e: (e.list, e.index))
         return ms.AddEventsResponse(added=outcome.added, errors=errors)
 
@@ -307,28 +310,30 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         # Unset, the cursor is before every point; set, it is after that step in every run.
         start = (request.after_step, INT64_MAX) if request.HasField("after_step") else None
         cursors: dict[int, tuple | None] = {}
-        while True:
-            delivered = False
-            summaries = await self.storage.metric_summaries([request.trial_id])
-            for s in summaries:
+
+        async def read() -> list[ms.MetricSeries]:
+            out = []
+            for s in await self.storage.metric_summaries([request.trial_id]):
                 if names and s["name"] not in names:
                     continue
                 sid = s["series_id"]
-                after = cursors.get(sid, start)
                 room = Room(self.max_response_bytes)
                 room.take(SERIES_BYTES + text(s["group"]) + text(s["name"]))
-                cols = await self.storage.metric_points(sid, 0, INT64_MAX, False, after, room.count(POINT_BYTES, 10_000))
+                cols = await self.storage.metric_points(
+                    sid, 0, INT64_MAX, False, cursors.get(sid, start), room.count(POINT_BYTES, 10_000))
                 if len(cols):
                     series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
                     columns(series, cols)
                     cursors[sid] = (int(cols.steps[-1]), int(cols.runs[-1]))
-                    delivered = True
-                    yield ms.WatchMetricsResponse(series=[series])
-            if not delivered:
-                trial = await self.storage.get_trial(request.trial_id)
-                if trial_lifecycle.is_terminal(trial.state):
-                    return
-                await self.notifier.wait()
+                    out.append(series)
+            return out
+
+        async for batch in follow(read, lambda: self._finished(request.trial_id), self.feed.metrics.wait):
+            for series in batch:
+                yield ms.WatchMetricsResponse(series=[series])
+
+    async def _finished(self, trial_id: int) -> bool:
+        return trial_lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state)
 
     @rpc
     async def ListDebugEvents(self, request, context):

@@ -28,11 +28,12 @@ from ..domain.profiler import (
     downsample_samples,
     downsample_table,
 )
+from ..services.change_feed import ChangeFeed, Signal
+from ..services.follow import follow
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc
-from .notifier import Notifier
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
 
 METRIC_TYPES = convert.EnumMap(profiler_pb2.ProfilerMetricType, "PROFILER_METRIC_TYPE_", MetricType)
@@ -132,7 +133,7 @@ class _IngestSession:
     stored by the next write, so the write size adapts to the load.
     """
 
-    def __init__(self, storage: Storage, context, notifier: Notifier, budget: SampleBudget):
+    def __init__(self, storage: Storage, context, notifier: Signal, budget: SampleBudget):
         self.storage = storage
         self.context = context
         self.notifier = notifier
@@ -266,9 +267,9 @@ class _IngestSession:
 
 
 class ProfilerServicer:
-    def __init__(self, storage: Storage, max_response_bytes: int, max_buffered_samples: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int, max_buffered_samples: int):
         self.storage = storage
-        self.notifier = Notifier()
+        self.feed = feed
         self.max_response_bytes = max_response_bytes
         self.budget = SampleBudget(max_buffered_samples)
 
@@ -277,7 +278,7 @@ class ProfilerServicer:
         return SERIES_BYTES + 2 * (FIELD + labels_to_proto(labels).ByteSize())
 
     async def StreamProfilerMetrics(self, request_iterator, context):
-        session = _IngestSession(self.storage, context, self.notifier, self.budget)
+        session = _IngestSession(self.storage, context, self.feed.profiler, self.budget)
         try:
             await session.run(request_iterator)
         except grpc.aio.AbortError:
@@ -295,8 +296,9 @@ class ProfilerServicer:
             raise InvalidArgument([in_batch(item)])
         result = await self.storage.ingest_profiler("", [item], key)
         if result.rejected:
-            raise invalid("batch.labels.trial_id", result.rejected[0][1])
-        self.notifier.notify()
+            # Outside a stream the one reason to refuse a valid batch.
+            raise NotFound("trial", request.batch.labels.trial_id)
+        self.feed.profiler.notify()
         return ps.ReportProfilerMetricsResponse(samples_stored=result.stored_samples)
 
     @rpc
@@ -463,8 +465,9 @@ class ProfilerServicer:
         cursors: dict[int, int] = {}
         after_ts = request.after_timestamp
         first = True
-        while True:
-            delivered = False
+
+        async def read() -> list[ps.WatchProfilerSamplesResponse]:
+            nonlocal waiting, first
             if waiting:
                 resolved = [(labels, await self._find_or_wait(labels, first)) for labels in waiting]
                 waiting = [labels for labels, info in resolved if info is None]
@@ -473,25 +476,28 @@ class ProfilerServicer:
                         series.append(info)
                         cursors[info.series_id] = 0
             first = False
+            out = []
             for s in series:
                 while True:
                     found = await self.storage.profiler_chunks_after(s.series_id, cursors[s.series_id], after_ts, 64)
                     for chunk_id, chunk in found:
                         cursors[s.series_id] = chunk_id
                         part = chunk.select(chunk.timestamps > after_ts) if after_ts else chunk
-                        if part.count:
-                            delivered = True
-                            room = Room(self.max_response_bytes)
-                            room.take(self._series_bytes(s.labels))
-                            step = room.count(SAMPLE_BYTES, part.count)
-                            for at in range(0, part.count, step):
-                                piece = part.select(slice(at, at + step))
-                                yield ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, piece))
-                    if len(found) < 64:
+                        room = Room(self.max_response_bytes)
+                        room.take(self._series_bytes(s.labels))
+                        step = room.count(SAMPLE_BYTES, part.count)
+                        for at in range(0, part.count, step):
+                            piece = part.select(slice(at, at + step))
+                            out.append(ps.WatchProfilerSamplesResponse(batch=batch_to_proto(s.labels, piece)))
+                    # An empty answer must mean nothing is left: chunks
+                    # wholly before after_ts do not end the reading.
+                    if len(found) < 64 or out:
                         break
-            if not delivered and await self._all_terminal(trial_ids):
-                return
-            await self.notifier.wait()
+            return out
+
+        async for responses in follow(read, lambda: self._all_terminal(trial_ids), self.feed.profiler.wait):
+            for response in responses:
+                yield response
 
     async def _all_terminal(self, trial_ids) -> bool:
         for trial_id in trial_ids:

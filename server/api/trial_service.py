@@ -25,10 +25,11 @@ from ..domain.models import (
     TrialEvent,
     TrialState,
 )
+from ..services.change_feed import ChangeFeed
+from ..services.follow import follow
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
-from .notifier import KeyedNotifier
 
 TRIAL_STATES = convert.EnumMap(trial_pb2.TrialState, "TRIAL_STATE_", TrialState)
 EARLY_EXIT = convert.EnumMap(trial_pb2.TrialEarlyExitReason, "TRIAL_EARLY_EXIT_REASON_", EarlyExitReason)
@@ -215,11 +216,11 @@ def _require_id(value: int, field: str = "id") -> int:
 
 
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
-    def __init__(self, storage: Storage, clock):
+    def __init__(self, storage: Storage, clock, feed: ChangeFeed):
         self.storage = storage
         self.clock = clock
         # Wakes WatchTrialEvents streams when this server changed their trial.
-        self.changes = KeyedNotifier()
+        self.feed = feed
 
     def _out(self, trial: Trial, mask=None) -> trial_pb2.Trial:
         if mask is None or not mask.paths:
@@ -229,7 +230,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
 
     async def _change(self, trial_id: int, fn, key=None) -> trial_pb2.Trial:
         trial = await self.storage.change_trial(_require_id(trial_id), fn, key)
-        self.changes.notify(trial_id)
+        self.feed.trials.notify(trial_id)
         return self._out(trial)
 
     async def _transition(self, request, fn, method: str) -> trial_pb2.Trial:
@@ -292,7 +293,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         trial = await self.storage.delete_trial(
             _require_id(request.id), lambda t: lifecycle.ensure_deletable(t, request.force, request.etag)
         )
-        self.changes.notify(request.id)
+        self.feed.trials.notify(request.id)
         return self._out(trial)
 
     @rpc
@@ -393,18 +394,18 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     async def WatchTrialEvents(self, request, context):
         trial_id = _require_id(request.trial_id, "trial_id")
         cursor = request.after_sequence
-        while True:
+
+        async def read() -> list[TrialEvent]:
+            nonlocal cursor
             events = await self.storage.list_trial_events(trial_id, cursor, 500)
+            if events:
+                cursor = events[-1].sequence
+            return events
+
+        async def finished() -> bool:
+            return lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state)
+
+        async for events in follow(read, finished, lambda: self.feed.trials.wait(trial_id)):
             for e in events:
                 yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
-                cursor = e.sequence
-            if len(events) == 500:
-                continue
-            trial = await self.storage.get_trial(trial_id)
-            if lifecycle.is_terminal(trial.state):
-                # Catch events written between the read above and this check.
-                for e in await self.storage.list_trial_events(trial_id, cursor, 500):
-                    yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
-                return
-            await self.changes.wait(trial_id)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from trialplane.v1 import (
     trial_pb2,
     worker_pb2,
@@ -12,17 +10,17 @@ from trialplane.v1 import (
 )
 
 from ..domain import listing, validation, worker_lifecycle
-from ..domain.errors import NotFound, Unavailable, ViolationCollector, invalid
+from ..domain.errors import ViolationCollector, invalid
 from ..domain.models import Worker, WorkerState
+from ..services.change_feed import ChangeFeed
+from ..services.rendezvous import rendezvous
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
-from .notifier import KeyedNotifier
 
 WORKER_STATES = convert.EnumMap(worker_pb2.WorkerState, "WORKER_STATE_", WorkerState)
 UPDATABLE = {"tags", "address", "slots"}
 DEFAULT_RENDEZVOUS_TIMEOUT = 60.0
-RENDEZVOUS_POLL_SECONDS = 0.5
 
 
 def worker_to_proto(w: Worker) -> worker_pb2.Worker:
@@ -47,10 +45,10 @@ def _require_id(value: int, field: str = "id") -> int:
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, feed: ChangeFeed):
         self.storage = storage
         # Wakes rendezvous waiters of a trial when a worker joins or changes state.
-        self.joined = KeyedNotifier()
+        self.feed = feed
 
     @rpc
     async def RegisterWorker(self, request, context):
@@ -61,7 +59,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         )
         validation.validate_new_worker(worker)
         stored = await self.storage.register_worker(worker, key, worker_lifecycle.admit_registration)
-        self.joined.notify(stored.trial_id)
+        self.feed.workers.notify(stored.trial_id)
         return worker_to_proto(stored)
 
     @rpc
@@ -118,7 +116,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         worker = await self.storage.change_worker(
             _require_id(request.id), lambda w, now: worker_lifecycle.report_state(w, now, state)
         )
-        self.joined.notify(worker.trial_id)
+        self.feed.workers.notify(worker.trial_id)
         return worker_to_proto(worker)
 
     @rpc
@@ -131,28 +129,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             timeout = min(timeout, remaining)
-        deadline = time.monotonic() + timeout
-        while True:
-            trial = await self.storage.get_trial(request.trial_id)
-            workers = await self.storage.run_workers(trial.id, trial.trial_run_id)
-            me = next((w for w in workers if w.id == request.worker_id), None)
-            if me is None:
-                raise NotFound("worker", f"{request.worker_id} in run {trial.trial_run_id} of trial {trial.id}")
-            worker_lifecycle.check_rendezvous_caller(trial, me)
-            members = worker_lifecycle.rendezvous_members(trial, workers)
-            if len(members) == trial.resources.expected_workers:
-                return trial_pb2.RendezvousInfo(
-                    addresses=[w.address for w in members],
-                    rank=me.rank,
-                    slots=[w.slots for w in members],
-                    trial_run_id=trial.trial_run_id,
-                )
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Unavailable(
-                    f"{len(members)} of {trial.resources.expected_workers} ranks of run {trial.trial_run_id}"
-                    " have a live worker; retry later",
-                    reason="RENDEZVOUS_INCOMPLETE",
-                    metadata={"registered": len(members), "expected": trial.resources.expected_workers},
-                )
-            await self.joined.wait(trial.id, min(left, RENDEZVOUS_POLL_SECONDS))
+        met = await rendezvous(self.storage, self.feed, request.trial_id, request.worker_id, timeout)
+        return trial_pb2.RendezvousInfo(
+            addresses=[w.address for w in met.members],
+            rank=met.rank,
+            slots=[w.slots for w in met.members],
+            trial_run_id=met.trial_run_id,
+        )

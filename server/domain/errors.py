@@ -76,6 +76,31 @@ class FailedPrecondition(DomainError):
     reason = "ILLEGAL_TRANSITION"
 
 
+class StaleTrialRun(FailedPrecondition):
+    """A report names a run that is not the trial's current one."""
+
+    reason = "STALE_TRIAL_RUN"
+
+    def __init__(self, trial_id: int, current_run_id: int, reported_run_id: int):
+        super().__init__(
+            f"trial {trial_id} is on run {current_run_id}; the report is from run {reported_run_id}",
+            metadata={"trial_id": trial_id, "trial_run_id": current_run_id, "reported_run_id": reported_run_id},
+        )
+        self.trial_id = trial_id
+        self.reported_run_id = reported_run_id
+        self.current_run_id = current_run_id
+
+
+class TrialFinished(FailedPrecondition):
+    """A write that needs a live trial names one in a terminal state."""
+
+    reason = "ILLEGAL_TRANSITION"
+
+    def __init__(self, trial_id: int, state, takes: str = "no more reports"):
+        super().__init__(f"trial {trial_id} is {state.value} and takes {takes}",
+                         metadata={"trial_id": trial_id, "state": state})
+
+
 class Aborted(DomainError):
     """A concurrent change won; the client should re-read and decide again."""
 

@@ -30,16 +30,16 @@ class RequestKey:
 class RequestIdReused(FailedPrecondition):
     reason = "REQUEST_ID_REUSED"
 
-    def __init__(self, key: RequestKey):
-        where = f" of {key.parent}" if key.parent else ""
+    def __init__(self, request_id: str, method: str, parent: str = ""):
+        where = f" of {parent}" if parent else ""
         super().__init__(
-            f"request_id {key.request_id!r} was used for another {key.method} request{where};"
+            f"request_id {request_id!r} was used for another {method} request{where};"
             " send a new request_id for a new request",
-            metadata={"request_id": key.request_id, "method": key.method},
+            metadata={"request_id": request_id, "method": method},
         )
 
 def check_same_request(key: RequestKey, stored_digest: bytes | None) -> None:
     """Raises RequestIdReused unless the stored request is this one. Ids
     recorded before digests were kept (None) match any request."""
     if stored_digest is not None and bytes(stored_digest) != key.digest:
-        raise RequestIdReused(key)
+        raise RequestIdReused(key.request_id, key.method, key.parent)

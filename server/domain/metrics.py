@@ -20,12 +20,14 @@ import numpy as np
 
 from .errors import (
     DomainError,
-    FailedPrecondition,
     MetricConflict,
-    NotFound,
+    StaleTrialRun,
+    TrialFinished,
     ViolationCollector,
 )
-from .models import ObjectiveType, Study
+from .idempotency import RequestIdReused
+from .models import ObjectiveType, Study, TrialState
+from .trial_lifecycle import TERMINAL
 
 BLOCK_SIZE = 256
 RECENT = 100
@@ -82,6 +84,11 @@ class PointDraft:
     raw: str | None = None
 
 
+# The group whose reports are validations: they carry the searcher metric
+# and rank checkpoints.
+VALIDATION = "validation"
+
+
 @dataclass
 class ReportDraft:
     """One report of one step: every value a float (NaN and infinities allowed).
@@ -111,13 +118,15 @@ class ReportDraft:
         # Reports stored before digests were kept match any values.
         return stored_digest is None or bytes(stored_digest) == self.digest
 
-    def conflict_message(self) -> str:
-        return (f"step {self.steps} of group {self.group!r} of trial {self.trial_id} was reported with other values;"
-                " a step is reported once")
+    def conflict(self) -> MetricConflict:
+        return MetricConflict(
+            f"step {self.steps} of group {self.group!r} of trial {self.trial_id} was reported with other values;"
+            " a step is reported once",
+            {"trial_id": self.trial_id, "group": self.group, "step": self.steps},
+        )
 
-    def reused_message(self) -> str:
-        return (f"request_id {self.request_id!r} of trial {self.trial_id} named another report;"
-                " send a new request_id for a new report")
+    def request_id_reused(self) -> RequestIdReused:
+        return RequestIdReused(self.request_id, "ReportMetrics", f"trial {self.trial_id}")
 
 
 @dataclass
@@ -232,7 +241,7 @@ def log_validation(study: Study | None, trial_id: int, run: int, step: int, time
     if study is None or study.objective.metric_name not in parsed:
         return None
     wanted = {study.objective.metric_name, *study.objective.additional_metric_names}
-    return ReportDraft(trial_id, run, "validation", step, time, {k: v for k, v in parsed.items() if k in wanted})
+    return ReportDraft(trial_id, run, VALIDATION, step, time, {k: v for k, v in parsed.items() if k in wanted})
 
 
 @dataclass
@@ -311,8 +320,8 @@ class IngestBatch:
     point_index: list[tuple[str, int]] = field(default_factory=list)
     event_index: list[int] = field(default_factory=list)
     log_index: list[int] = field(default_factory=list)
-    # When set, one refused item refuses the whole batch: storage raises the
-    # refusal (see refusal()) inside its write transaction and stores nothing.
+    # When set, one refused item refuses the whole batch: storage raises its
+    # error inside its write transaction and stores nothing.
     all_or_nothing: bool = False
 
 
@@ -321,46 +330,34 @@ class IngestOutcome:
     added: int = 0
     duplicates: int = 0
     log_points: int = 0
-    # (list name, index, kind, message); kind is NOT_FOUND, TERMINAL, STALE_RUN,
-    # METRIC_CONFLICT or REQUEST_ID_REUSED.
-    errors: list[tuple[str, int, str, str]] = field(default_factory=list)
+    # (list name, index, why) of every item that was not stored.
+    errors: list[tuple[str, int, DomainError]] = field(default_factory=list)
     # Per report: True if stored now, False if it was a retry of a stored one.
     report_created: list[bool] = field(default_factory=list)
     trial_ids: set[int] = field(default_factory=set)
 
     def to_record(self) -> str:
         """What a retry of the same request answers, as JSON."""
+        errors = [(name, index, err.reason, err.message) for name, index, err in self.errors]
         return json.dumps({"added": self.added, "duplicates": self.duplicates, "log_points": self.log_points,
-                           "errors": self.errors, "report_created": self.report_created})
+                           "errors": errors, "report_created": self.report_created})
 
     @classmethod
     def from_record(cls, record: str) -> IngestOutcome:
         r = json.loads(record)
         return cls(added=r["added"], duplicates=r["duplicates"], log_points=r["log_points"],
-                   errors=[tuple(e) for e in r["errors"]], report_created=r["report_created"])
+                   errors=[(name, index, DomainError(message, reason=reason)) for name, index, reason, message in r["errors"]],
+                   report_created=r["report_created"])
 
 
-def target_problem(trial_id: int, state: str, current_run: int, run: int) -> tuple[str, str] | None:
-    """(kind, message) saying why a report to this trial is refused, or None."""
-    if state in ("CANCELED", "COMPLETED", "ERROR"):
-        return "TERMINAL", f"trial {trial_id} is {state} and takes no more reports"
+def target_problem(trial_id: int, state: str, current_run: int, run: int) -> DomainError | None:
+    """Why a report to this trial is refused, or None."""
+    trial_state = TrialState(state)
+    if trial_state in TERMINAL:
+        return TrialFinished(trial_id, trial_state)
     if run and run != current_run:
-        return "STALE_RUN", f"trial_run_id {run} is not the current run {current_run} of trial {trial_id}"
+        return StaleTrialRun(trial_id, current_run, run)
     return None
-
-
-def refusal(trial_id: int, kind: str, message: str) -> DomainError:
-    """The error for a refused item (kind as from target_problem, or NOT_FOUND)
-    of a call that is refused as a whole."""
-    if kind == "NOT_FOUND":
-        return NotFound("trial", trial_id)
-    if kind == "METRIC_CONFLICT":
-        return MetricConflict(message, {"trial_id": trial_id})
-    if kind == "REQUEST_ID_REUSED":
-        return FailedPrecondition(message, reason="REQUEST_ID_REUSED", metadata={"trial_id": trial_id})
-    if kind == "STALE_RUN":
-        return FailedPrecondition(message, reason="STALE_TRIAL_RUN", metadata={"trial_id": trial_id})
-    return FailedPrecondition(message, reason="ILLEGAL_TRANSITION", metadata={"trial_id": trial_id})
 
 
 CHUNK_POINTS = 512

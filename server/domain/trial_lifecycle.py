@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .errors import FailedPrecondition, invalid, require_etag
+from .errors import FailedPrecondition, StaleTrialRun, invalid, require_etag
 from .models import EarlyExitReason, Resources, Trial, TrialState
 
 S = TrialState
@@ -19,6 +19,8 @@ S = TrialState
 # Sub-states of an active trial, in the order a run goes through them.
 ACTIVE_ORDER = {S.QUEUED: 0, S.ACTIVE: 0, S.PULLING: 1, S.STARTING: 2, S.RUNNING: 3}
 ACTIVE = frozenset(ACTIVE_ORDER)
+# Active states in which the trial's workers run and must send heartbeats.
+WORKING = ACTIVE - {S.QUEUED}
 STOPPING = frozenset({S.STOPPING_CANCELED, S.STOPPING_KILLED, S.STOPPING_COMPLETED, S.STOPPING_ERROR})
 TERMINAL = frozenset({S.CANCELED, S.COMPLETED, S.ERROR})
 # Where each stopping state is headed.
@@ -102,21 +104,6 @@ class IllegalTransition(FailedPrecondition):
         self.allowed_states = allowed or []
 
 
-class StaleTrialRun(FailedPrecondition):
-    """A report names a run that is not the trial's current one."""
-
-    reason = "STALE_TRIAL_RUN"
-
-    def __init__(self, trial: Trial, reported_run_id: int):
-        super().__init__(
-            f"trial {trial.id} is on run {trial.trial_run_id}; the report is from run {reported_run_id}",
-            metadata={"trial_id": trial.id, "trial_run_id": trial.trial_run_id, "reported_run_id": reported_run_id},
-        )
-        self.trial_id = trial.id
-        self.reported_run_id = reported_run_id
-        self.current_run_id = trial.trial_run_id
-
-
 def _illegal(trial: Trial, dst: TrialState, action: str) -> IllegalTransition:
     return IllegalTransition(trial, dst, action)
 
@@ -127,7 +114,7 @@ def _check_etag(trial: Trial, etag: str) -> None:
 
 def _check_run(trial: Trial, trial_run_id: int) -> None:
     if trial_run_id and trial_run_id != trial.trial_run_id:
-        raise StaleTrialRun(trial, trial_run_id)
+        raise StaleTrialRun(trial.id, trial.trial_run_id, trial_run_id)
 
 
 def _move(trial: Trial, dst: TrialState, now: int, message: str, details: dict | None = None) -> EventDraft:

@@ -198,13 +198,15 @@ class Storage(abc.ABC):
         items that cannot be stored are listed in the outcome's errors. A
         request seen before stores nothing and returns its first outcome."""
 
-    async def report_metrics(self, report: m.ReportDraft) -> tuple[bool, tuple[str, str] | None]:
-        """Stores one report: (created, None), or (False, (kind, message))
-        when it is refused. A backend may acknowledge this faster than a batch."""
+    async def report_metrics(self, report: m.ReportDraft) -> bool:
+        """Stores one report; True when stored now, False for a retry of a
+        stored one. Raises NotFound, TrialFinished, StaleTrialRun,
+        MetricConflict or RequestIdReused when it is refused. A backend may
+        acknowledge this faster than a batch."""
         outcome = await self.ingest_metrics(m.IngestBatch(reports=[report], report_index=[0]))
         if outcome.errors:
-            return False, outcome.errors[0][2:]
-        return outcome.report_created[0], None
+            raise outcome.errors[0][2]
+        return outcome.report_created[0]
 
     @abc.abstractmethod
     async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None,

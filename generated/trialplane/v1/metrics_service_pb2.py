@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from trialplane.v1 import errors_pb2 as trialplane_dot_v1_dot_errors__pb2
 from trialplane.v1 import log_pb2 as trialplane_dot_v1_dot_log__pb2
 from trialplane.v1 import metrics_pb2 as trialplane_dot_v1_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trialplane/v1/metrics_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17trialplane/v1/log.proto\x1a\x1btrialplane/v1/metrics.proto\"y\n\x14ReportMetricsRequest\x12\x32\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.trialplane.v1.TrialMetricsB\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"(\n\x15ReportMetricsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"\xc9\x01\n\x10\x41\x64\x64\x45ventsRequest\x12:\n\x07reports\x18\x01 \x03(\x0b\x32#.trialplane.v1.ReportMetricsRequestB\x04\xe2\x41\x01\x01\x12\x33\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItemB\x04\xe2\x41\x01\x01\x12*\n\x04logs\x18\x03 \x03(\x0b\x32\x16.trialplane.v1.TaskLogB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"8\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\x11\x41\x64\x64\x45ventsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.trialplane.v1.ItemError\"d\n\x16ListMetricNamesRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x17ListMetricNamesResponse\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x02\n\x17GetMetricHistoryRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05names\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_step\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_step\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x15\n\x07\x62uckets\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12-\n\x04\x61xis\x18\x07 \x01(\x0e\x32\x19.trialplane.v1.MetricAxisB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x10include_archived\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xc2\x01\n\x0cMetricSeries\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\r\n\x05times\x18\x06 \x03(\x03\x12\x15\n\rtrial_run_ids\x18\x07 \x03(\x03\x12\x10\n\x08\x61rchived\x18\x08 \x03(\x08\x12,\n\x07\x62uckets\x18\t \x03(\x0b\x32\x1b.trialplane.v1.MetricBucket\"`\n\x18GetMetricHistoryResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"z\n\x17GetLatestMetricsRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"d\n\x18GetLatestMetricsResponse\x12/\n\tsummaries\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x13WatchMetricsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05names\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\nafter_step\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\r\n\x0b_after_step\"C\n\x14WatchMetricsResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\"\xad\x01\n\x16ListDebugEventsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x32\n\x05kinds\x18\x02 \x03(\x0e\x32\x1d.trialplane.v1.DebugEventKindB\x04\xe2\x41\x01\x01\x12\x14\n\x06metric\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x17ListDebugEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*v\n\nMetricAxis\x12\x1b\n\x17METRIC_AXIS_UNSPECIFIED\x10\x00\x12\x14\n\x10METRIC_AXIS_STEP\x10\x01\x12\x19\n\x15METRIC_AXIS_WALL_TIME\x10\x02\x12\x1a\n\x16METRIC_AXIS_EPOCH_TIME\x10\x03*\x86\x01\n\x0e\x44\x65\x62ugEventKind\x12 \n\x1c\x44\x45\x42UG_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x42UG_EVENT_KIND_VECTOR\x10\x01\x12\x19\n\x15\x44\x45\x42UG_EVENT_KIND_PLOT\x10\x02\x12\x1a\n\x16\x44\x45\x42UG_EVENT_KIND_IMAGE\x10\x03\x32\xa5\x05\n\x0eMetricsService\x12Z\n\rReportMetrics\x12#.trialplane.v1.ReportMetricsRequest\x1a$.trialplane.v1.ReportMetricsResponse\x12N\n\tAddEvents\x12\x1f.trialplane.v1.AddEventsRequest\x1a .trialplane.v1.AddEventsResponse\x12`\n\x0fListMetricNames\x12%.trialplane.v1.ListMetricNamesRequest\x1a&.trialplane.v1.ListMetricNamesResponse\x12\x63\n\x10GetMetricHistory\x12&.trialplane.v1.GetMetricHistoryRequest\x1a\'.trialplane.v1.GetMetricHistoryResponse\x12\x63\n\x10GetLatestMetrics\x12&.trialplane.v1.GetLatestMetricsRequest\x1a\'.trialplane.v1.GetLatestMetricsResponse\x12Y\n\x0cWatchMetrics\x12\".trialplane.v1.WatchMetricsRequest\x1a#.trialplane.v1.WatchMetricsResponse0\x01\x12`\n\x0fListDebugEvents\x12%.trialplane.v1.ListDebugEventsRequest\x1a&.trialplane.v1.ListDebugEventsResponseB\xa5\x01\n\x11\x64\x65v.trialplane.v1B\x13MetricsServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trialplane/v1/metrics_service.proto\x12\rtrialplane.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1atrialplane/v1/errors.proto\x1a\x17trialplane/v1/log.proto\x1a\x1btrialplane/v1/metrics.proto\"y\n\x14ReportMetricsRequest\x12\x32\n\x07metrics\x18\x01 \x01(\x0b\x32\x1b.trialplane.v1.TrialMetricsB\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"(\n\x15ReportMetricsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"\xc9\x01\n\x10\x41\x64\x64\x45ventsRequest\x12:\n\x07reports\x18\x01 \x03(\x0b\x32#.trialplane.v1.ReportMetricsRequestB\x04\xe2\x41\x01\x01\x12\x33\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItemB\x04\xe2\x41\x01\x01\x12*\n\x04logs\x18\x03 \x03(\x0b\x32\x16.trialplane.v1.TaskLogB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"j\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x30\n\x0c\x65rror_reason\x18\x04 \x01(\x0e\x32\x1a.trialplane.v1.ErrorReason\"L\n\x11\x41\x64\x64\x45ventsResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.trialplane.v1.ItemError\"d\n\x16ListMetricNamesRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x17ListMetricNamesResponse\x12-\n\x07metrics\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x02\n\x17GetMetricHistoryRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05names\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nstart_step\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x16\n\x08\x65nd_step\x18\x05 \x01(\x03\x42\x04\xe2\x41\x01\x01\x12\x15\n\x07\x62uckets\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12-\n\x04\x61xis\x18\x07 \x01(\x0e\x32\x19.trialplane.v1.MetricAxisB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x08 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\t \x01(\tB\x04\xe2\x41\x01\x01\x12\x1e\n\x10include_archived\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xc2\x01\n\x0cMetricSeries\x12\x10\n\x08trial_id\x18\x01 \x01(\x03\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\r\n\x05times\x18\x06 \x03(\x03\x12\x15\n\rtrial_run_ids\x18\x07 \x03(\x03\x12\x10\n\x08\x61rchived\x18\x08 \x03(\x08\x12,\n\x07\x62uckets\x18\t \x03(\x0b\x32\x1b.trialplane.v1.MetricBucket\"`\n\x18GetMetricHistoryResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"z\n\x17GetLatestMetricsRequest\x12\x17\n\ttrial_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05group\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"d\n\x18GetLatestMetricsResponse\x12/\n\tsummaries\x18\x01 \x03(\x0b\x32\x1c.trialplane.v1.MetricSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"p\n\x13WatchMetricsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05names\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\nafter_step\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x42\r\n\x0b_after_step\"C\n\x14WatchMetricsResponse\x12+\n\x06series\x18\x01 \x03(\x0b\x32\x1b.trialplane.v1.MetricSeries\"\xad\x01\n\x16ListDebugEventsRequest\x12\x16\n\x08trial_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x32\n\x05kinds\x18\x02 \x03(\x0e\x32\x1d.trialplane.v1.DebugEventKindB\x04\xe2\x41\x01\x01\x12\x14\n\x06metric\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"a\n\x17ListDebugEventsResponse\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.trialplane.v1.TrialEventItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*v\n\nMetricAxis\x12\x1b\n\x17METRIC_AXIS_UNSPECIFIED\x10\x00\x12\x14\n\x10METRIC_AXIS_STEP\x10\x01\x12\x19\n\x15METRIC_AXIS_WALL_TIME\x10\x02\x12\x1a\n\x16METRIC_AXIS_EPOCH_TIME\x10\x03*\x86\x01\n\x0e\x44\x65\x62ugEventKind\x12 \n\x1c\x44\x45\x42UG_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45\x42UG_EVENT_KIND_VECTOR\x10\x01\x12\x19\n\x15\x44\x45\x42UG_EVENT_KIND_PLOT\x10\x02\x12\x1a\n\x16\x44\x45\x42UG_EVENT_KIND_IMAGE\x10\x03\x32\xa5\x05\n\x0eMetricsService\x12Z\n\rReportMetrics\x12#.trialplane.v1.ReportMetricsRequest\x1a$.trialplane.v1.ReportMetricsResponse\x12N\n\tAddEvents\x12\x1f.trialplane.v1.AddEventsRequest\x1a .trialplane.v1.AddEventsResponse\x12`\n\x0fListMetricNames\x12%.trialplane.v1.ListMetricNamesRequest\x1a&.trialplane.v1.ListMetricNamesResponse\x12\x63\n\x10GetMetricHistory\x12&.trialplane.v1.GetMetricHistoryRequest\x1a\'.trialplane.v1.GetMetricHistoryResponse\x12\x63\n\x10GetLatestMetrics\x12&.trialplane.v1.GetLatestMetricsRequest\x1a\'.trialplane.v1.GetLatestMetricsResponse\x12Y\n\x0cWatchMetrics\x12\".trialplane.v1.WatchMetricsRequest\x1a#.trialplane.v1.WatchMetricsResponse0\x01\x12`\n\x0fListDebugEvents\x12%.trialplane.v1.ListDebugEventsRequest\x1a&.trialplane.v1.ListDebugEventsResponseB\xa5\x01\n\x11\x64\x65v.trialplane.v1B\x13MetricsServiceProtoP\x01ZBgithub.com/trialplane/trialplane/gen/go/trialplane/v1;trialplanev1\xa2\x02\x03TXX\xaa\x02\rTrialplane.V1\xca\x02\rTrialplane\\V1\xea\x02\x0eTrialplane::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -99,42 +100,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDEBUGEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTDEBUGEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
   _globals['_LISTDEBUGEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
-  _globals['_METRICAXIS']._serialized_start=2124
-  _globals['_METRICAXIS']._serialized_end=2242
-  _globals['_DEBUGEVENTKIND']._serialized_start=2245
-  _globals['_DEBUGEVENTKIND']._serialized_end=2379
-  _globals['_REPORTMETRICSREQUEST']._serialized_start=141
-  _globals['_REPORTMETRICSREQUEST']._serialized_end=262
-  _globals['_REPORTMETRICSRESPONSE']._serialized_start=264
-  _globals['_REPORTMETRICSRESPONSE']._serialized_end=304
-  _globals['_ADDEVENTSREQUEST']._serialized_start=307
-  _globals['_ADDEVENTSREQUEST']._serialized_end=508
-  _globals['_ITEMERROR']._serialized_start=510
-  _globals['_ITEMERROR']._serialized_end=566
-  _globals['_ADDEVENTSRESPONSE']._serialized_start=568
-  _globals['_ADDEVENTSRESPONSE']._serialized_end=644
-  _globals['_LISTMETRICNAMESREQUEST']._serialized_start=646
-  _globals['_LISTMETRICNAMESREQUEST']._serialized_end=746
-  _globals['_LISTMETRICNAMESRESPONSE']._serialized_start=748
-  _globals['_LISTMETRICNAMESRESPONSE']._serialized_end=845
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=848
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=1143
-  _globals['_METRICSERIES']._serialized_start=1146
-  _globals['_METRICSERIES']._serialized_end=1340
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=1342
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=1438
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1440
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1562
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1564
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1664
-  _globals['_WATCHMETRICSREQUEST']._serialized_start=1666
-  _globals['_WATCHMETRICSREQUEST']._serialized_end=1778
-  _globals['_WATCHMETRICSRESPONSE']._serialized_start=1780
-  _globals['_WATCHMETRICSRESPONSE']._serialized_end=1847
-  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_start=1850
-  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_end=2023
-  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_start=2025
-  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_end=2122
-  _globals['_METRICSSERVICE']._serialized_start=2382
-  _globals['_METRICSSERVICE']._serialized_end=3059
+  _globals['_METRICAXIS']._serialized_start=2202
+  _globals['_METRICAXIS']._serialized_end=2320
+  _globals['_DEBUGEVENTKIND']._serialized_start=2323
+  _globals['_DEBUGEVENTKIND']._serialized_end=2457
+  _globals['_REPORTMETRICSREQUEST']._serialized_start=169
+  _globals['_REPORTMETRICSREQUEST']._serialized_end=290
+  _globals['_REPORTMETRICSRESPONSE']._serialized_start=292
+  _globals['_REPORTMETRICSRESPONSE']._serialized_end=332
+  _globals['_ADDEVENTSREQUEST']._serialized_start=335
+  _globals['_ADDEVENTSREQUEST']._serialized_end=536
+  _globals['_ITEMERROR']._serialized_start=538
+  _globals['_ITEMERROR']._serialized_end=644
+  _globals['_ADDEVENTSRESPONSE']._serialized_start=646
+  _globals['_ADDEVENTSRESPONSE']._serialized_end=722
+  _globals['_LISTMETRICNAMESREQUEST']._serialized_start=724
+  _globals['_LISTMETRICNAMESREQUEST']._serialized_end=824
+  _globals['_LISTMETRICNAMESRESPONSE']._serialized_start=826
+  _globals['_LISTMETRICNAMESRESPONSE']._serialized_end=923
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=926
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=1221
+  _globals['_METRICSERIES']._serialized_start=1224
+  _globals['_METRICSERIES']._serialized_end=1418
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=1420
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=1516
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1518
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1640
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1642
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=1742
+  _globals['_WATCHMETRICSREQUEST']._serialized_start=1744
+  _globals['_WATCHMETRICSREQUEST']._serialized_end=1856
+  _globals['_WATCHMETRICSRESPONSE']._serialized_start=1858
+  _globals['_WATCHMETRICSRESPONSE']._serialized_end=1925
+  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_start=1928
+  _globals['_LISTDEBUGEVENTSREQUEST']._serialized_end=2101
+  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_start=2103
+  _globals['_LISTDEBUGEVENTSRESPONSE']._serialized_end=2200
+  _globals['_METRICSSERVICE']._serialized_start=2460
+  _globals['_METRICSSERVICE']._serialized_end=3137
 # @@protoc_insertion_point(module_scope)

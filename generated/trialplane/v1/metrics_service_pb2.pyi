@@ -1,4 +1,5 @@
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from trialplane.v1 import errors_pb2 as _errors_pb2
 from trialplane.v1 import log_pb2 as _log_pb2
 from trialplane.v1 import metrics_pb2 as _metrics_pb2
 from google.protobuf.internal import containers as _containers
@@ -61,14 +62,16 @@ class AddEventsRequest(_message.Message):
     def __init__(self, reports: _Optional[_Iterable[_Union[ReportMetricsRequest, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[_metrics_pb2.TrialEventItem, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_log_pb2.TaskLog, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ItemError(_message.Message):
-    __slots__ = ("index", "list", "reason")
+    __slots__ = ("index", "list", "reason", "error_reason")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     LIST_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     index: int
     list: str
     reason: str
-    def __init__(self, index: _Optional[int] = ..., list: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    error_reason: _errors_pb2.ErrorReason
+    def __init__(self, index: _Optional[int] = ..., list: _Optional[str] = ..., reason: _Optional[str] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ...) -> None: ...
 
 class AddEventsResponse(_message.Message):
     __slots__ = ("added", "errors")

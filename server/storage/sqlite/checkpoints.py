@@ -61,18 +61,18 @@ def save(conn: sqlite3.Connection, c: Checkpoint) -> None:
 def refresh_trial_totals(conn: sqlite3.Connection, trial_id: int) -> None:
     conn.execute(
         "UPDATE trials SET"
-        " checkpoint_size = (SELECT coalesce(sum(size_bytes), 0) FROM checkpoints WHERE trial_id = ?1 AND state != 'DELETED'),"
-        " checkpoint_count = (SELECT count(*) FROM checkpoints WHERE trial_id = ?1 AND state != 'DELETED')"
+        " checkpoint_size = (SELECT coalesce(sum(size_bytes), 0) FROM checkpoints WHERE trial_id = ?1 AND state != ?2),"
+        " checkpoint_count = (SELECT count(*) FROM checkpoints WHERE trial_id = ?1 AND state != ?2)"
         " WHERE id = ?1",
-        (trial_id,),
+        (trial_id, CheckpointState.DELETED.value),
     )
 
 
 def validation_at(conn: sqlite3.Connection, trial_id: int, steps: int) -> dict | None:
     row = conn.execute(
-        "SELECT body FROM metric_reports WHERE trial_id = ? AND group_name = 'validation' AND steps = ? AND archived = 0"
+        "SELECT body FROM metric_reports WHERE trial_id = ? AND group_name = ? AND steps = ? AND archived = 0"
         " ORDER BY trial_run_id DESC LIMIT 1",
-        (trial_id, steps),
+        (trial_id, m.VALIDATION, steps),
     ).fetchone()
     return None if row is None else json.loads(row[0])["metrics"]
 
@@ -92,9 +92,9 @@ def best_of_trials(conn: sqlite3.Connection, trial_ids: list[int]) -> dict[int, 
         marks = ", ".join("?" for _ in part)
         rows = conn.execute(
             f"SELECT * FROM (SELECT c.*, row_number() OVER (PARTITION BY trial_id ORDER BY objective, create_time) AS n"
-            f" FROM checkpoints c WHERE trial_id IN ({marks}) AND state = 'COMPLETED' AND objective IS NOT NULL)"
+            f" FROM checkpoints c WHERE trial_id IN ({marks}) AND state = ? AND objective IS NOT NULL)"
             f" WHERE n = 1",
-            part,
+            [*part, CheckpointState.COMPLETED.value],
         ).fetchall()
         for row in rows:
             out[row["trial_id"]] = workload(from_row(row))

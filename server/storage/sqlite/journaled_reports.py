@@ -98,9 +98,9 @@ def store_reports(conn: sqlite3.Connection, reports: list[m.ReportDraft], now: i
             store_reports(conn, [report], now)
         return
     conn.execute("RELEASE reports")
-    for _, index, _, message in outcome.errors:
+    for _, index, err in outcome.errors:
         log.warning("dropped acknowledged report of trial %d step %d: %s", reports[index].trial_id,
-                    reports[index].steps, message)
+                    reports[index].steps, err.message)
 
 
 def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:

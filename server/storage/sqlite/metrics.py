@@ -9,7 +9,7 @@ from array import array
 from collections import defaultdict
 
 from ...domain import metrics as m
-from ...domain.errors import NotFound
+from ...domain.errors import DomainError, NotFound
 from ...domain.models import Study
 from . import metric_chunks as chunks
 from .codec import dumps
@@ -42,10 +42,10 @@ class _Trials:
             ).fetchone()
         return self.rows[trial_id]
 
-    def problem(self, trial_id: int, run: int) -> tuple[str, str] | None:
+    def problem(self, trial_id: int, run: int) -> DomainError | None:
         row = self.get(trial_id)
         if row is None:
-            return "NOT_FOUND", f"trial {trial_id} not found"
+            return NotFound("trial", trial_id)
         return m.target_problem(trial_id, row["state"], row["trial_run_id"], run)
 
     def study(self, trial_id: int) -> Study | None:
@@ -234,7 +234,7 @@ def _note_validation(conn, trials: _Trials, report: m.ReportDraft, now: int) -> 
     )
 
 
-def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dict[int, tuple[str, str]]]:
+def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dict[int, DomainError]]:
     """ids of the reports not stored before, also among themselves, and the
     refusal of each that reuses a stored step with other values or a
     request_id of its trial for another report. A report matching a stored
@@ -262,15 +262,15 @@ def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dic
             if row is not None:
                 named[(r.trial_id, r.request_id)] = tuple(row)
     fresh: set[int] = set()
-    refused: dict[int, tuple[str, str]] = {}
+    refused: dict[int, DomainError] = {}
     for r in reports:
         stored = taken[(r.trial_id, r.group, r.trial_run_id)]
         earlier = named.get((r.trial_id, r.request_id)) if r.request_id else None
         if earlier is not None and (earlier[:3] != (r.group, r.trial_run_id, r.steps) or not r.same_values(earlier[3])):
-            refused[id(r)] = ("REQUEST_ID_REUSED", r.reused_message())
+            refused[id(r)] = r.request_id_reused()
         elif r.steps in stored:
             if not r.same_values(stored[r.steps]):
-                refused[id(r)] = ("METRIC_CONFLICT", r.conflict_message())
+                refused[id(r)] = r.conflict()
         elif earlier is None:
             stored[r.steps] = r.digest
             if r.request_id:
@@ -285,7 +285,7 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     one-point append. None when the general path must handle it (an error to
     report, a restarted run to roll back, a point not newer than its series,
     a validation report)."""
-    if report.group == "validation" or len(report.scalars) > 16:
+    if report.group == m.VALIDATION or len(report.scalars) > 16:
         return None
     row = conn.execute("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,)).fetchone()
     if row is None or m.target_problem(report.trial_id, row[0], row[1], report.trial_run_id):
@@ -327,7 +327,7 @@ def _refuse_as_a_whole(trials: _Trials, batch: m.IngestBatch) -> None:
     for report in batch.reports:
         problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
-            raise m.refusal(report.trial_id, *problem)
+            raise problem
     for items in (batch.points, batch.debug_events, batch.logs):
         for item in items:
             if trials.get(item.trial_id) is None:
@@ -351,13 +351,14 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     rebuild: set[int] = set()
 
     accepted = []
+    problem: DomainError | None
     for report, index in zip(batch.reports, batch.report_index):
         if admitted:
-            problem = None if trials.get(report.trial_id) else ("NOT_FOUND", f"trial {report.trial_id} not found")
+            problem = None if trials.get(report.trial_id) else NotFound("trial", report.trial_id)
         else:
             problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
-            out.errors.append(("reports", index, *problem))
+            out.errors.append(("reports", index, problem))
             out.report_created.append(False)
             continue
         report.trial_run_id = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
@@ -370,7 +371,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     rolled_back: dict[int, int] = {}
     for report, index in accepted:
         if id(report) in refusals:
-            out.errors.append(("reports", index, *refusals[id(report)]))
+            out.errors.append(("reports", index, refusals[id(report)]))
             out.report_created.append(False)
             continue
         if id(report) not in fresh:
@@ -385,10 +386,10 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         scalars = report.scalars
         # Values live in their series; validation reports keep them in the
         # report too: checkpoints are ranked by them.
-        body = dumps({"metrics": report.metrics}) if report.group == "validation" else "{}"
+        body = dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
         rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
                      report.request_id or None, report.digest))
-        if report.group == "validation":
+        if report.group == m.VALIDATION:
             _note_validation(conn, trials, report, now)
         runs_of[(report.trial_id, report.group, run, tuple(scalars))].append(report)
         out.report_created.append(True)
@@ -417,7 +418,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     for point, (list_name, index) in zip(batch.points, batch.point_index):
         problem = trials.problem(point.trial_id, point.trial_run_id)
         if problem:
-            out.errors.append((list_name, index, *problem))
+            out.errors.append((list_name, index, problem))
             continue
         run = point.trial_run_id or trials.get(point.trial_id)["trial_run_id"]
         event_points[series.id_for(point.trial_id, point.group, point.name)].add(
@@ -428,7 +429,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     for event, index in zip(batch.debug_events, batch.event_index):
         problem = trials.problem(event.trial_id, 0)
         if problem:
-            out.errors.append(("events", index, *problem))
+            out.errors.append(("events", index, problem))
             continue
         conn.execute(
             "INSERT INTO debug_events (trial_id, kind, metric, variant, iteration, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -441,7 +442,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     log_points: dict[int, list] = defaultdict(list)
     for line, index in zip(batch.logs, batch.log_index):
         if trials.get(line.trial_id) is None:
-            out.errors.append(("logs", index, "NOT_FOUND", f"trial {line.trial_id} not found"))
+            out.errors.append(("logs", index, NotFound("trial", line.trial_id)))
             continue
         time = line.time or now
         log_rows.append((line.trial_id, time, line.level, line.worker, line.stream, line.rank, line.message))

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from ...domain import checkpoints as checkpoint_rules
 from ...domain import listing
 from ...domain import metrics as m
-from ...domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from ...domain.errors import AlreadyExists, NotFound, TrialFinished
 from ...domain.idempotency import RequestKey
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, Worker
-from ...domain.trial_lifecycle import TERMINAL
+from ...domain.trial_lifecycle import TERMINAL, WORKING
+from ...domain.worker_lifecycle import LIVE
 from ..base import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
 from . import checkpoints, codec, journaled_reports, metrics, profiler, requests
 from .engine import Engine, inserted_id
@@ -387,13 +388,13 @@ class SqliteStorage(Storage):
             rows = conn.execute(
                 """
                 SELECT t.id FROM trials t
-                WHERE t.state IN ('ACTIVE', 'PULLING', 'STARTING', 'RUNNING')
+                WHERE t.state IN (SELECT value FROM json_each(?))
                   AND EXISTS (SELECT 1 FROM workers w WHERE w.trial_id = t.id AND w.trial_run_id = t.trial_run_id)
                   AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.trial_id = t.id AND w.trial_run_id = t.trial_run_id
                                   AND w.last_heartbeat > ?)
                 LIMIT ?
                 """,
-                (heard_after, limit),
+                (codec.dumps([s.value for s in WORKING]), heard_after, limit),
             ).fetchall()
             return [r[0] for r in rows]
 
@@ -416,12 +417,12 @@ class SqliteStorage(Storage):
             trial = self._trial(conn, worker.trial_id)
             admit(trial)
             worker.trial_run_id = trial.trial_run_id
-            # A rank is taken while a live worker holds it; a KILLED or ERROR
-            # worker's rank can be taken over by its replacement.
+            # A rank is taken while a live worker holds it; a dead worker's
+            # rank can be taken over by its replacement.
             taken = conn.execute(
                 "SELECT 1 FROM workers WHERE trial_id = ? AND trial_run_id = ? AND rank = ?"
-                " AND state NOT IN ('KILLED', 'ERROR')",
-                (worker.trial_id, worker.trial_run_id, worker.rank),
+                " AND state IN (SELECT value FROM json_each(?))",
+                (worker.trial_id, worker.trial_run_id, worker.rank, codec.dumps([s.value for s in LIVE])),
             ).fetchone()
             if taken:
                 raise AlreadyExists("worker rank", f"{worker.rank} in run {worker.trial_run_id} of trial {worker.trial_id}")
@@ -535,7 +536,7 @@ class SqliteStorage(Storage):
     async def report_metrics(self, report):
         created = self.reports.admit(report)
         if created is not None:
-            return created, None
+            return created
         with self.reports.stored_directly(report):
             return await super().report_metrics(report)
 
@@ -594,11 +595,7 @@ class SqliteStorage(Storage):
             trial = self._trial(conn, report.trial_id)
             if current is None:
                 if trial.state in TERMINAL:
-                    raise FailedPrecondition(
-                        f"trial {trial.id} is {trial.state.value}; it takes no new checkpoints",
-                        reason="ILLEGAL_TRANSITION",
-                        metadata={"trial_id": trial.id, "state": trial.state},
-                    )
+                    raise TrialFinished(trial.id, trial.state, "no new checkpoints")
                 report.trial_run_id = report.trial_run_id or trial.trial_run_id
             updated = checkpoint_rules.apply_report(current, report, self.clock())
             updated.validation_metrics = checkpoints.validation_at(conn, updated.trial_id, updated.steps_completed)

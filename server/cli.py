@@ -1,0 +1,90 @@
+"""`trialplane serve`: the server's own command, added to the `trialplane`
+command by the clients' CLI. Heavy imports wait until the server runs, so
+`trialplane --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .config import ServerConfig
+
+
+def add_serve_command(sub) -> None:
+    """The `serve` subcommand on the `trialplane` command's subparsers."""
+    d = ServerConfig()
+    p = sub.add_parser(
+        "serve",
+        help="run the control-plane server",
+        description="Run the trialplane gRPC server on an embedded SQLite database. "
+        "SIGTERM or Ctrl-C stops accepting calls, lets in-flight calls finish and closes the database.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default=d.host, help="address to listen on")
+    p.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one and prints it")
+    p.add_argument("--db", dest="db_path", default=d.db_path, help="SQLite database file (created if missing)")
+    p.add_argument(
+        "--shutdown-grace", type=float, default=d.shutdown_grace, help="seconds in-flight calls get after SIGTERM"
+    )
+    p.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=d.watchdog_interval,
+        help="seconds between sweeps for trials past their stop or runtime deadline; 0 disables",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=d.heartbeat_timeout,
+        help="seconds without any worker heartbeat after which an active trial with registered workers fails; 0 disables",
+    )
+    p.add_argument("--max-message-bytes", type=int, default=d.max_message_bytes, help="largest accepted message")
+    p.add_argument("--reader-threads", type=int, default=d.reader_threads, help="threads serving database reads")
+    p.add_argument(
+        "--max-buffered-samples",
+        type=int,
+        default=d.max_buffered_samples,
+        help="profiler samples all streams together hold before they are stored; past it streams wait",
+    )
+    p.add_argument(
+        "--retention-days",
+        "--profiler-retention-days",
+        dest="retention_days",
+        type=int,
+        default=d.retention_days,
+        help="days task log lines and profiler samples are kept for trials that set no log_retention_days"
+        " (--profiler-retention-days is the older name)",
+    )
+    p.add_argument(
+        "--retention-interval", type=float, default=d.retention_interval, help="seconds between retention sweeps; 0 disables"
+    )
+    p.add_argument("--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+
+
+def run_serve(args) -> int:
+    """Runs the server until SIGTERM or SIGINT; 1 when it cannot start."""
+    from .app import serve
+
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        db_path=args.db_path,
+        shutdown_grace=args.shutdown_grace,
+        watchdog_interval=args.watchdog_interval,
+        heartbeat_timeout=args.heartbeat_timeout,
+        max_message_bytes=args.max_message_bytes,
+        reader_threads=args.reader_threads,
+        retention_days=args.retention_days,
+        max_buffered_samples=args.max_buffered_samples,
+        retention_interval=args.retention_interval,
+        log_level=args.log_level,
+    )
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"trialplane: {exc}", file=sys.stderr)
+        return 1
+    return 0

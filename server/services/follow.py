@@ -1,0 +1,35 @@
+"""The one loop behind every Watch* stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def follow(
+    read: Callable[[], Awaitable[list[T]]],
+    finished: Callable[[], Awaitable[bool]],
+    wait: Callable[[], Awaitable[None]],
+) -> AsyncIterator[list[T]]:
+    """Yields what read() returns (it keeps its own cursor) until what is
+    followed has finished and nothing is left.
+
+    After an empty read, finished() is asked; once it says yes, reads go on
+    until one comes back empty, so what was stored between the last read and
+    the end is still delivered. Otherwise wait() until something may have
+    changed.
+    """
+    ending = False
+    while True:
+        batch = await read()
+        if batch:
+            yield batch
+            continue
+        if ending:
+            return
+        if await finished():
+            ending = True
+            continue
+        await wait()
