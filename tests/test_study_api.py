@@ -221,3 +221,8 @@ def test_a_study_and_a_trial_read_back_as_they_were_sent(client):
     with_gpu = client.trials.CreateTrial(ts.CreateTrialRequest(trial=trial_pb2.Trial(
         name="gpu", resources=trial_pb2.Resources(gpu=trial_pb2.GpuResources(type="a100", count=2)))))
     assert (with_gpu.resources.gpu.type, with_gpu.resources.gpu.count) == ("a100", 2)
+
+
+def test_delete_without_an_id_is_invalid_not_missing(client):
+    err = error_of(client.studies.DeleteStudy, ss.DeleteStudyRequest())
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["id"])

@@ -185,7 +185,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
         def check(study: Study) -> None:
             study_rules.check_deletable(study, request.force, request.etag)
 
-        return study_to_proto(await self.storage.delete_study(request.id, check))
+        return study_to_proto(await self.storage.delete_study(convert.require_id(request.id, "id", "study"), check))
 
     @rpc
     async def SuggestTrials(self, request, context):
