@@ -3,10 +3,10 @@ metadata, two-phase deletion, retention and the trial's best checkpoint."""
 
 import grpc
 import pytest
-from conftest import create_study, error_of
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
-from trial_helpers import S, new_trial, report, trial_in
+from support import create_study, error_of
+from support.trials import S, new_trial, report, trial_in
 from trialplane.v1 import (
     checkpoint_pb2 as cp,
 )

@@ -6,9 +6,9 @@ import time
 
 import grpc
 import pytest
-from conftest import Client, error_of, start_server
 from google.protobuf import timestamp_pb2
-from trial_helpers import S, new_trial, report
+from support import Client, error_of, start_server
+from support.trials import S, new_trial, report
 from trialplane.v1 import (
     log_pb2,
     log_service_pb2_grpc,

@@ -1,6 +1,6 @@
 """The watchdog fails an active trial whose registered workers went silent."""
 
-from trial_helpers import new_trial
+from support.trials import new_trial
 from trialplane.v1 import trial_pb2, worker_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 from trialplane.v1 import worker_service_pb2 as ws

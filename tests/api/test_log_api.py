@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from conftest import create_study, error_of
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from trial_helpers import S, new_trial, report, trial_in
+from support import create_study, error_of
+from support.trials import S, new_trial, report, trial_in
 from trialplane.v1 import (
     log_pb2,
     log_service_pb2_grpc,

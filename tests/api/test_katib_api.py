@@ -2,7 +2,7 @@
 
 Katib's metrics collectors and Python client must work against trialplane
 unchanged, so the client side here does not use trialplane's generated code:
-tests/katib_proto/katib_client.proto is an independent copy of Katib's
+tests/api/katib_proto/katib_client.proto is an independent copy of Katib's
 definitions, compiled at test time with grpc_tools.protoc into a descriptor
 set and loaded into a private descriptor pool (trialplane's own api_pb2 owns
 the api.v1.beta1 names in the default pool, as the server runs in-process).
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import error_of
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_tools import protoc
+from support import error_of
 from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import metrics_service_pb2_grpc, trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts
@@ -64,7 +64,7 @@ def instant(text: str) -> int:
 
 @pytest.fixture(scope="module")
 def katib(tmp_path_factory):
-    """Katib's messages and service from tests/katib_proto, in a private pool."""
+    """Katib's messages and service from tests/api/katib_proto, in a private pool."""
     out = tmp_path_factory.mktemp("katib_proto") / "katib_client.pb"
     rc = protoc.main(["grpc_tools.protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", "katib_client.proto"])
     assert rc == 0

@@ -8,9 +8,8 @@ import time
 import grpc
 import numpy as np
 import pytest
-from conftest import Client, ServerThread, error_of
-from test_server import ServerProcess
-from trial_helpers import S, new_trial, report
+from support import Client, ServerProcess, ServerThread, error_of
+from support.trials import S, new_trial, report
 from trialplane.server.config import ServerConfig
 from trialplane.server.storage.sqlite.store import SqliteStorage
 from trialplane.v1 import profiler_pb2 as pp

@@ -2,7 +2,6 @@
 
 import filecmp
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Client, error_of
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import ROOT, Client, ServerProcess, error_of, tool
 from trialplane.v1 import (
     trial_pb2,
     worker_pb2,
@@ -23,43 +22,6 @@ from trialplane.v1 import (
 from trialplane.v1 import (
     worker_service_pb2 as ws,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    path = BIN / name
-    return str(path) if path.exists() else (shutil.which(name) or pytest.fail(f"{name} is not installed"))
-
-
-class ServerProcess:
-    def __init__(self, db_path, *extra):
-        self.proc = subprocess.Popen(
-            [tool("trialplane"), "serve", "--port", "0", "--db", str(db_path), "--shutdown-grace", "5", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise AssertionError(f"server did not start: {line!r} {self.proc.stderr.read()}")
-        self.address = line.strip().rsplit(" ", 1)[1]
-
-    def terminate(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, err
-
-
-@pytest.fixture
-def process(db_path):
-    p = ServerProcess(db_path)
-    yield p
-    if p.proc.poll() is None:
-        p.proc.kill()
-        p.proc.wait()
 
 
 def test_serve_help_documents_every_flag():

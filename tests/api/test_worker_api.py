@@ -5,8 +5,8 @@ import threading
 
 import grpc
 import pytest
-from conftest import error_of
 from google.protobuf import duration_pb2, field_mask_pb2
+from support import error_of
 from trialplane.v1 import trial_pb2, worker_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 from trialplane.v1 import worker_service_pb2 as ws

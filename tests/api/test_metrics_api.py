@@ -5,10 +5,10 @@ import math
 import grpc
 import numpy as np
 import pytest
-from conftest import create_study, error_of
 from google.protobuf import struct_pb2
-from trial_helpers import S, new_trial
-from trial_helpers import report as report_state
+from support import create_study, error_of
+from support.trials import S, new_trial
+from support.trials import report as report_state
 from trialplane.v1 import (
     errors_pb2,
     metrics_service_pb2_grpc,

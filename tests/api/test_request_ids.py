@@ -3,8 +3,8 @@ answer and stores nothing twice; an id belongs to one method and one parent;
 the same id with another request is refused."""
 
 import grpc
-from conftest import create_study, error_of, make_study
-from trial_helpers import S, new_trial, report
+from support import create_study, error_of, make_study
+from support.trials import S, new_trial, report
 from trialplane.v1 import (
     log_pb2,
     log_service_pb2_grpc,

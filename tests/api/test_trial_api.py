@@ -5,9 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from conftest import Client, create_study, error_of, start_server
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
-from trial_helpers import S, new_trial, report
+from support import Client, create_study, error_of, start_server
+from support.trials import S, new_trial, report
 from trialplane.v1 import errors_pb2, trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 

@@ -6,8 +6,8 @@ server's own state machine code.
 
 import grpc
 import pytest
-from conftest import error_of
-from trial_helpers import ALL_STATES, S, name, report, trial_in
+from support import error_of
+from support.trials import ALL_STATES, S, name, report, trial_in
 from trialplane.v1 import errors_pb2, trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 

@@ -6,7 +6,7 @@ import pathlib
 
 from trialplane.v1 import errors_pb2
 
-SERVER = pathlib.Path(__file__).resolve().parent.parent / "server"
+SERVER = pathlib.Path(__file__).resolve().parents[2] / "server"
 REASONS = {name.removeprefix("ERROR_REASON_") for name in errors_pb2.ErrorReason.keys()}
 
 

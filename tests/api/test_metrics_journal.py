@@ -9,10 +9,9 @@ import time
 
 import grpc
 import pytest
-from conftest import Client, error_of, start_server
+from support import Client, ServerProcess, error_of, start_server
+from support.trials import S, report
 from test_metrics_api import history, req, running_trial, stub
-from test_server import ServerProcess
-from trial_helpers import S, report
 from trialplane.server.domain import metrics as m
 from trialplane.server.domain.models import Trial
 from trialplane.server.storage.sqlite.journal import (

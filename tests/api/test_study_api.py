@@ -2,8 +2,8 @@
 
 import grpc
 import pytest
-from conftest import create_study, error_of, make_study
 from google.protobuf import field_mask_pb2, timestamp_pb2
+from support import create_study, error_of, make_study
 from trialplane.v1 import study_pb2, trial_pb2
 from trialplane.v1 import study_service_pb2 as ss
 from trialplane.v1 import trial_service_pb2 as ts
