@@ -9,6 +9,7 @@ histories. NaN values are kept; min, max and means skip them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import marshal
@@ -105,13 +106,10 @@ class ReportDraft:
     metrics: dict[str, float]
     request_id: str = ""
 
-    @property
-    def scalars(self) -> dict[str, float]:
-        return self.metrics
-
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
-        """Identifies the values, to tell a retry from a conflicting report."""
+        """Identifies the values, to tell a retry from a conflicting report
+        (names sorted: clients may send a map in any order)."""
         return hashlib.blake2b(marshal.dumps(sorted(self.metrics.items())), digest_size=8).digest()
 
     def same_values(self, stored_digest: bytes | None) -> bool:
@@ -350,11 +348,14 @@ class IngestOutcome:
                    report_created=r["report_created"])
 
 
+_TERMINAL_NAMES = frozenset(s.value for s in TERMINAL)
+
+
 def target_problem(trial_id: int, state: str, current_run: int, run: int) -> DomainError | None:
-    """Why a report to this trial is refused, or None."""
-    trial_state = TrialState(state)
-    if trial_state in TERMINAL:
-        return TrialFinished(trial_id, trial_state)
+    """Why a report to this trial is refused, or None. state is the stored
+    name; checked as text, as every report of a batch asks."""
+    if state in _TERMINAL_NAMES:
+        return TrialFinished(trial_id, TrialState(state))
     if run and run != current_run:
         return StaleTrialRun(trial_id, current_run, run)
     return None

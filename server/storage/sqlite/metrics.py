@@ -285,7 +285,7 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     one-point append. None when the general path must handle it (an error to
     report, a restarted run to roll back, a point not newer than its series,
     a validation report)."""
-    if report.group == m.VALIDATION or len(report.scalars) > 16:
+    if report.group == m.VALIDATION or len(report.metrics) > 16:
         return None
     row = conn.execute("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,)).fetchone()
     if row is None or m.target_problem(report.trial_id, row[0], row[1], report.trial_run_id):
@@ -295,7 +295,7 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
         return None
     series = _Series(conn)
     loaded = []
-    for name, value in report.scalars.items():
+    for name, value in report.metrics.items():
         sid = series.id_for(report.trial_id, report.group, name)
         summary, ordinal, small = _load_summary(conn, sid)
         if report.steps <= summary.last_step:
@@ -383,7 +383,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         if run > rolled_back.get(report.trial_id, 1):
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
             rolled_back[report.trial_id] = run
-        scalars = report.scalars
+        scalars = report.metrics
         # Values live in their series; validation reports keep them in the
         # report too: checkpoints are ranked by them.
         body = dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
@@ -404,7 +404,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             pending.steps.extend(steps)
             pending.runs.extend(runs)
             pending.times.extend(times)
-            pending.values.extend([r.scalars[name] for r in reports])
+            pending.values.extend([r.metrics[name] for r in reports])
             pending.raws.extend([None] * len(reports))
     conn.executemany(
         "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
