@@ -6,11 +6,12 @@ import asyncio
 import random
 
 import pytest
-from trialplane.server.domain import listing
+from trialplane.server.domain import listing, study_rules
 from trialplane.server.domain import trial_lifecycle as lifecycle
+from trialplane.server.domain import worker_lifecycle
 from trialplane.server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
-from trialplane.server.domain.models import Study, Trial, TrialState, Worker
+from trialplane.server.domain.models import Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
 from trialplane.server.storage.sqlite.store import SqliteStorage
 
 
@@ -200,5 +201,200 @@ def test_concurrent_creates_are_all_kept(run):
         created = await asyncio.gather(*(s.create_trial(Trial(name=f"c{i}"), key("CreateTrial", f"r{i}"), lambda st: None) for i in range(300)))
         assert len({t.id for t in created}) == 300
         assert len(await list_all(s, listing.TrialFilter(), listing.Order(), 1000)) == 300
+
+    run(body)
+
+
+def running(report_steps: int = 0):
+    report = lifecycle.StateReport(state=TrialState.RUNNING, steps_completed=report_steps)
+    return lambda tr, now: lifecycle.report_state(tr, now, report)
+
+
+def test_studies_list_update_and_delete(run):
+    async def body(s):
+        a = await s.create_study(Study(name="alpha", owner="ann", tags=["x"]))
+        b = await s.create_study(Study(name="Beta", owner="bob", tags=["x", "y"]))
+        c = await s.create_study(Study(name="gamma", owner="ann"))
+        everything, after = await s.list_studies(listing.StudyFilter(), page())
+        assert [st.id for st in everything] == [a.id, b.id, c.id] and after is None
+        first, after = await s.list_studies(listing.StudyFilter(), page(2))
+        rest, end = await s.list_studies(listing.StudyFilter(), page(2, token_after=after))
+        assert [st.id for st in first + rest] == [a.id, b.id, c.id] and end is None
+        owned, _ = await s.list_studies(listing.StudyFilter(owner="ann"), page())
+        assert [st.id for st in owned] == [a.id, c.id]
+        tagged, _ = await s.list_studies(listing.StudyFilter(tags=["y"]), page())
+        assert [st.id for st in tagged] == [b.id]
+        named, _ = await s.list_studies(listing.StudyFilter(name_pattern=listing.check_ilike("beta")), page())
+        assert [st.id for st in named] == [b.id]
+        newest, _ = await s.list_studies(listing.StudyFilter(), page(order=listing.Order("name", True)))
+        assert [st.name for st in newest] == ["gamma", "alpha", "Beta"]
+
+        def finish(st):
+            st.description, st.state, st.tags = "done", StudyState.COMPLETED, ["z"]
+            return st
+
+        updated = await s.update_study(a.id, finish)
+        assert (updated.description, updated.state, updated.tags, updated.version) == ("done", StudyState.COMPLETED, ["z"], 2)
+        got = await s.get_study(a.id)
+        assert got.version == 2 and got.tags == ["z"] and got.update_time >= got.create_time
+        done, _ = await s.list_studies(listing.StudyFilter(states=[StudyState.COMPLETED.value]), page())
+        assert [st.id for st in done] == [a.id]
+        with pytest.raises(NotFound):
+            await s.update_study(a.id + 100, finish)
+
+        # A completed study takes no trials: admit runs inside the write.
+        with pytest.raises(FailedPrecondition):
+            await s.create_trial(Trial(study_id=a.id), None, study_rules.check_accepts_trials)
+        await s.create_trial(Trial(study_id=b.id), None, study_rules.check_accepts_trials)
+        with pytest.raises(FailedPrecondition):
+            await s.delete_study(b.id, lambda st: study_rules.check_deletable(st, force=False))
+        assert (await s.get_study(b.id)).trial_count == 1
+        deleted = await s.delete_study(b.id, lambda st: study_rules.check_deletable(st, force=True))
+        assert deleted.id == b.id
+        with pytest.raises(NotFound):
+            await s.get_study_by_name("Beta")
+        with pytest.raises(NotFound):
+            await s.delete_study(b.id, lambda st: None)
+
+    run(body)
+
+
+def test_trials_listed_by_filter_and_deleted_when_finished(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s", max_trials=2))
+        admit = study_rules.check_accepts_trials
+        t1 = await s.create_trial(Trial(study_id=study.id, name="one", tags=["a"]), key("CreateTrial", "c1", parent="s"), admit)
+        again = await s.create_trial(Trial(study_id=study.id, name="one", tags=["a"]), key("CreateTrial", "c1", parent="s"), admit)
+        assert again.id == t1.id
+        t2 = await s.create_trial(Trial(study_id=study.id), None, admit)
+        assert t2.name == f"trial-{t2.id}"
+        with pytest.raises(FailedPrecondition):  # max_trials
+            await s.create_trial(Trial(study_id=study.id), None, admit)
+        loose = await s.create_trial(Trial(name="loose"), None, lambda st: None)
+        with pytest.raises(NotFound):
+            await s.create_trial(Trial(study_id=study.id + 100), None, admit)
+
+        of_study, _ = await s.list_trials(listing.TrialFilter(study_id=study.id), page())
+        assert [t.id for t in of_study] == [t1.id, t2.id]
+        tagged, _ = await s.list_trials(listing.TrialFilter(tags=["a"]), page())
+        assert [t.id for t in tagged] == [t1.id]
+        await s.change_trial(t2.id, running(5))
+        busy, _ = await s.list_trials(listing.TrialFilter(states=[TrialState.RUNNING.value]), page())
+        assert [t.id for t in busy] == [t2.id] and busy[0].steps_completed == 5
+
+        with pytest.raises(FailedPrecondition):
+            await s.delete_trial(t2.id, lambda tr: lifecycle.ensure_deletable(tr, force=False))
+        assert (await s.get_trial(t2.id)).state == TrialState.RUNNING
+        await s.change_trial(t1.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
+        assert (await s.get_trial(t1.id)).state == TrialState.CANCELED
+        gone = await s.delete_trial(t1.id, lambda tr: lifecycle.ensure_deletable(tr, force=False))
+        assert gone.id == t1.id and gone.state == TrialState.CANCELED
+        with pytest.raises(NotFound):
+            await s.get_trial(t1.id)
+        with pytest.raises(NotFound):
+            await s.list_trial_events(t1.id, 0, 10)
+        assert (await s.get_study(study.id)).trial_count == 1
+        await s.delete_trial(loose.id, lambda tr: lifecycle.ensure_deletable(tr, force=True))
+        remaining = await list_all(s, listing.TrialFilter(), listing.Order(), 100)
+        assert [t.id for t in remaining] == [t2.id]
+
+    run(body)
+
+
+def test_trial_events_page_both_ways(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        for _ in range(3):
+            await s.change_trial(t.id, running())
+            await s.change_trial(t.id, lambda tr, now: lifecycle.pause(tr, now))
+            await s.change_trial(t.id, lambda tr, now: lifecycle.activate(tr, now))
+        events = await s.list_trial_events(t.id, 0, 100)
+        assert [e.sequence for e in events] == list(range(1, 10))
+        assert events[0].from_state == TrialState.QUEUED and events[-1].to_state == TrialState.QUEUED
+        assert all(e.trial_id == t.id and e.trial_run_id == 1 and e.time > 0 for e in events)
+        assert [e.sequence for e in await s.list_trial_events(t.id, 3, 2)] == [4, 5]
+        assert [e.sequence for e in await s.list_trial_events(t.id, 0, 3, descending=True)] == [9, 8, 7]
+        assert [e.sequence for e in await s.list_trial_events(t.id, 0, 3, descending=True, before_sequence=5)] == [4, 3, 2]
+        assert [e.sequence for e in await s.list_trial_events(t.id, 2, 10, before_sequence=5)] == [3, 4]
+        assert (await s.get_trial(t.id)).version == 10
+
+    run(body)
+
+
+def test_runtime_deadline_is_due(run):
+    async def body(s):
+        t = await s.create_trial(Trial(max_runtime_seconds=60), None, lambda st: None)
+        started = await s.change_trial(t.id, running())
+        assert started.runtime_deadline == started.start_time + 60_000_000
+        assert await s.trials_due(started.runtime_deadline - 1) == []
+        assert await s.trials_due(started.runtime_deadline) == [t.id]
+        expired = await s.change_trial(t.id, lambda tr, now: lifecycle.expire(tr, now + 60_000_000))
+        assert expired.state == TrialState.STOPPING_CANCELED and expired.runtime_deadline is None
+        assert await s.trials_due(expired.stop_deadline - 1) == []
+        assert await s.trials_due(expired.stop_deadline, limit=1) == [t.id]
+
+    run(body)
+
+
+def test_workers_register_change_list_and_go_silent(run):
+    async def body(s):
+        admit = worker_lifecycle.admit_registration
+        t = await s.create_trial(Trial(resources=Resources(worker_count=2)), None, lambda st: None)
+        other = await s.create_trial(Trial(), None, lambda st: None)
+        w0 = await s.register_worker(Worker(trial_id=t.id, type="gpu", rank=0, address="h0"), key("RegisterWorker", "w0"), admit)
+        again = await s.register_worker(Worker(trial_id=t.id, type="gpu", rank=0, address="h0"), key("RegisterWorker", "w0"), admit)
+        assert again.id == w0.id and w0.trial_run_id == 1 and w0.state == WorkerState.PENDING
+        with pytest.raises(RequestIdReused):
+            await s.register_worker(Worker(trial_id=t.id, rank=1), key("RegisterWorker", "w0", b"other"), admit)
+        with pytest.raises(AlreadyExists):  # rank 0 is held by a live worker
+            await s.register_worker(Worker(trial_id=t.id, rank=0), None, admit)
+        w1 = await s.register_worker(Worker(trial_id=t.id, type="gpu", rank=1, address="h1", tags=["b"]), None, admit)
+        wx = await s.register_worker(Worker(trial_id=other.id, rank=0), None, admit)
+        with pytest.raises(NotFound):
+            await s.register_worker(Worker(trial_id=other.id + 100), None, admit)
+        got = await s.get_worker(w1.id)
+        assert (got.address, got.rank, got.tags, got.trial_id) == ("h1", 1, ["b"], t.id)
+        assert got.last_heartbeat == got.create_time > 0
+        assert [w.id for w in await s.run_workers(t.id, 1)] == [w0.id, w1.id]
+        assert await s.run_workers(t.id, 2) == []
+        with pytest.raises(NotFound):
+            await s.run_workers(other.id + 100, 1)
+
+        started = await s.change_worker(w0.id, lambda w, now: worker_lifecycle.report_state(w, now, WorkerState.RUNNING))
+        assert started.state == WorkerState.RUNNING and started.last_heartbeat >= w0.last_heartbeat
+        with pytest.raises(FailedPrecondition):
+            await s.change_worker(w0.id, lambda w, now: worker_lifecycle.report_state(w, now, WorkerState.PENDING))
+        of_t, _ = await s.list_workers(listing.WorkerFilter(trial_id=t.id), page())
+        assert [w.id for w in of_t] == [w0.id, w1.id]
+        live, _ = await s.list_workers(listing.WorkerFilter(states=[WorkerState.RUNNING.value]), page())
+        assert [w.id for w in live] == [w0.id]
+        first, after = await s.list_workers(listing.WorkerFilter(), page(2))
+        rest, end = await s.list_workers(listing.WorkerFilter(), page(2, token_after=after))
+        assert [w.id for w in first + rest] == [w0.id, w1.id, wx.id] and end is None
+        with pytest.raises(NotFound):
+            await s.list_workers(listing.WorkerFilter(trial_id=other.id + 100), page())
+
+        # A queued trial is not watched; a running one whose workers are all
+        # quiet since a time is silent, and one heartbeat makes it heard.
+        quiet = max(started.last_heartbeat, w1.last_heartbeat)
+        assert await s.silent_trials(quiet) == []
+        await s.change_trial(t.id, running())
+        assert await s.silent_trials(quiet) == [t.id]
+        beat = await s.change_worker(w1.id, lambda w, now: worker_lifecycle.heartbeat(w, now))
+        assert beat.last_heartbeat > quiet
+        assert await s.silent_trials(quiet) == []
+        assert await s.silent_trials(beat.last_heartbeat) == [t.id]
+
+        removed = await s.delete_worker(w1.id)
+        assert removed.id == w1.id
+        with pytest.raises(NotFound):
+            await s.get_worker(w1.id)
+        with pytest.raises(NotFound):
+            await s.delete_worker(w1.id)
+        # Rank 1 is free again; a finished trial takes no workers.
+        await s.register_worker(Worker(trial_id=t.id, rank=1), None, admit)
+        await s.change_trial(other.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
+        with pytest.raises(FailedPrecondition):
+            await s.register_worker(Worker(trial_id=other.id, rank=1), None, admit)
 
     run(body)
