@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 
+import numpy as np
 import pytest
 from trialplane.server.domain import listing, study_rules
 from trialplane.server.domain import trial_lifecycle as lifecycle
+from trialplane.server.domain import metrics as m
 from trialplane.server.domain import worker_lifecycle
 from trialplane.server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
 from trialplane.server.domain.models import Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
+from trialplane.server.domain.profiler import Chunk, Labels, MetricType
+from trialplane.server.storage.base import IngestItem
 from trialplane.server.storage.sqlite.store import SqliteStorage
 
 
@@ -396,5 +400,115 @@ def test_workers_register_change_list_and_go_silent(run):
         await s.change_trial(other.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
         with pytest.raises(FailedPrecondition):
             await s.register_worker(Worker(trial_id=other.id, rank=1), None, admit)
+
+    run(body)
+
+
+T0 = 1_700_000_000_000_000  # microseconds, 2023
+DAY = 86_400_000_000
+
+
+def profiler_item(sequence: int, labels: Labels, values, first_batch: int, first_ts: int) -> IngestItem:
+    n = len(values)
+    chunk = Chunk(np.array(values, dtype=np.float64), np.arange(first_batch, first_batch + n, dtype=np.int64),
+                  np.arange(first_ts, first_ts + n * 1000, 1000, dtype=np.int64))
+    return IngestItem(sequence, labels, chunk.summary(), chunk.to_bytes())
+
+
+def test_profiler_streams_store_once_and_read_back(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        gpu = Labels(t.id, "gpu_util", "agent-1", "GPU-0", MetricType.SYSTEM)
+        cpu = Labels(t.id, "cpu_util", "agent-1", "", MetricType.SYSTEM)
+        first = await s.ingest_profiler("stream-1", [
+            profiler_item(1, gpu, [1.0, 5.0, 3.0], 0, T0),
+            profiler_item(2, gpu, [2.0, 9.0], 3, T0 + 3000),
+            profiler_item(3, cpu, [0.5], 0, T0),
+        ])
+        assert (first.acknowledged_sequence, first.stored_samples, first.duplicates, first.rejected) == (3, 6, 0, [])
+        assert await s.profiler_stream_position("stream-1") == 3
+        assert await s.profiler_stream_position("never-used") == 0
+        # A resend of stored sequences is a duplicate; a sequence skipped and
+        # sent after a later one was settled is rejected, never stored.
+        resent = await s.ingest_profiler("stream-1", [profiler_item(2, gpu, [2.0, 9.0], 3, T0 + 3000),
+                                                      profiler_item(5, gpu, [4.0], 5, T0 + 5000)])
+        assert (resent.acknowledged_sequence, resent.stored_samples, resent.duplicates) == (5, 1, 1)
+        late = await s.ingest_profiler("stream-1", [profiler_item(4, gpu, [7.0], 9, T0 + 9000)])
+        assert late.acknowledged_sequence == 5 and late.stored_samples == 0 and [r[0] for r in late.rejected] == [4]
+        unknown = await s.ingest_profiler("stream-1", [profiler_item(6, Labels(t.id + 100, "x"), [1.0], 0, T0)])
+        assert [r[0] for r in unknown.rejected] == [6] and unknown.acknowledged_sequence == 6
+
+        # Without a stream, a request key makes the resend safe.
+        k = key("ReportProfilerBatch", "p1")
+        once = await s.ingest_profiler("", [profiler_item(0, cpu, [0.25, 0.75], 1, T0 + 1000)], k)
+        twice = await s.ingest_profiler("", [profiler_item(0, cpu, [0.25, 0.75], 1, T0 + 1000)], k)
+        assert once.stored_samples == twice.stored_samples == 2
+        with pytest.raises(RequestIdReused):
+            await s.ingest_profiler("", [profiler_item(0, cpu, [1.0], 1, T0)], key("ReportProfilerBatch", "p1", b"other"))
+
+        series = await s.list_profiler_series(t.id)
+        assert [x.labels for x in series] == [cpu, gpu]
+        c, g = series
+        assert (c.sample_count, c.chunk_count, c.first_ts, c.last_ts, c.first_batch, c.last_batch) == (3, 2, T0, T0 + 2000, 0, 2)
+        assert (g.sample_count, g.chunk_count, g.first_ts, g.last_ts, g.first_batch, g.last_batch) == (6, 3, T0, T0 + 5000, 0, 5)
+        after_cpu = await s.list_profiler_series(t.id, after=(cpu.name, cpu.agent_id, cpu.gpu_uuid, cpu.metric_type.value))
+        assert [x.series_id for x in after_cpu] == [g.series_id]
+        assert [x.series_id for x in await s.list_profiler_series(t.id, limit=1)] == [c.series_id]
+        with pytest.raises(NotFound):
+            await s.list_profiler_series(t.id + 100)
+        assert (await s.find_profiler_series(gpu)).series_id == g.series_id
+        with pytest.raises(NotFound):
+            await s.find_profiler_series(Labels(t.id, "gpu_util", "agent-2", "GPU-0", MetricType.SYSTEM))
+
+        table = await s.profiler_summaries(g.series_id, T0, T0 + 10_000, 0, 100)
+        assert table.count.tolist() == [3, 2, 1] and table.vmax.tolist() == [5.0, 9.0, 4.0]
+        assert table.vmin.tolist() == [1.0, 2.0, 4.0] and table.vlast.tolist() == [3.0, 9.0, 4.0]
+        assert table.first_ts.tolist() == [T0, T0 + 3000, T0 + 5000]
+        ids = table.chunk_id.tolist()
+        # Ranges select overlapping chunks; the cursor continues after (first_ts, id).
+        assert (await s.profiler_summaries(g.series_id, T0 + 3500, T0 + 10_000, 0, 100)).chunk_id.tolist() == ids[1:]
+        assert (await s.profiler_summaries(g.series_id, T0, T0 + 10_000, 0, 2)).chunk_id.tolist() == ids[:1]
+        assert (await s.profiler_summaries(g.series_id, T0, T0 + 10_000, 0, 100, after=(T0, ids[0]))).chunk_id.tolist() == ids[1:]
+        chunks = await s.profiler_chunks(ids[:2])
+        assert sorted(chunks) == ids[:2]
+        assert chunks[ids[0]].values.tolist() == [1.0, 5.0, 3.0] and chunks[ids[1]].batches.tolist() == [3, 4]
+        assert chunks[ids[1]].timestamps.tolist() == [T0 + 3000, T0 + 4000]
+        assert await s.profiler_chunks([]) == {}
+        tail = await s.profiler_chunks_after(g.series_id, ids[0], 0, 10)
+        assert [cid for cid, _ in tail] == ids[1:] and tail[-1][1].values.tolist() == [4.0]
+        assert [cid for cid, _ in await s.profiler_chunks_after(g.series_id, 0, T0 + 4500, 10)] == ids[2:]
+        assert [cid for cid, _ in await s.profiler_chunks_after(g.series_id, 0, 0, 1)] == ids[:1]
+
+    run(body)
+
+
+def test_profiler_and_logs_expire_by_trial_retention(run):
+    async def body(s):
+        short = await s.create_trial(Trial(log_retention_days=1), None, lambda st: None)
+        default = await s.create_trial(Trial(), None, lambda st: None)
+        forever = await s.create_trial(Trial(log_retention_days=-1), None, lambda st: None)
+        for seq, t in enumerate((short, default, forever), start=1):
+            labels = Labels(t.id, "util")
+            await s.ingest_profiler("", [profiler_item(0, labels, [1.0], 0, T0), profiler_item(0, labels, [2.0], 1, T0 + 3 * DAY)])
+            await s.ingest_metrics(m.IngestBatch(
+                logs=[m.LogDraft(t.id, T0, "INFO", "w0", "stdout", 0, "old"),
+                      m.LogDraft(t.id, T0 + 3 * DAY, "INFO", "w0", "stdout", 0, "new")],
+                log_index=[0, 1]))
+        now = T0 + 3 * DAY + 1000
+        # short keeps 1 day; default keeps default_days (2); forever keeps all.
+        assert await s.delete_expired_profiler(now, 2, 1) == 1
+        assert await s.delete_expired_profiler(now, 2, 100) == 1
+        assert await s.delete_expired_profiler(now, 2, 100) == 0
+        counts = {t.id: [x.sample_count for x in await s.list_profiler_series(t.id)] for t in (short, default, forever)}
+        assert counts == {short.id: [1], default.id: [1], forever.id: [2]}
+        (kept,) = await s.list_profiler_series(short.id)
+        assert (kept.chunk_count, kept.first_ts, kept.first_batch) == (1, T0 + 3 * DAY, 1)
+        assert await s.delete_expired_logs(now, 2, 1) == 1
+        assert await s.delete_expired_logs(now, 2, 100) == 1
+        assert await s.delete_expired_logs(now, 2, 100) == 0
+        for t, expected in ((short, ["new"]), (default, ["new"]), (forever, ["old", "new"])):
+            assert [r["message"] for r in await s.list_logs(t.id, False, [], "", None, 100)] == expected
+        # default_days 0 or less keeps what trials do not limit themselves.
+        assert await s.delete_expired_logs(T0 + 100 * DAY, 0, 100) == 1  # only short's line
 
     run(body)
