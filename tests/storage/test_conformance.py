@@ -11,9 +11,16 @@ from trialplane.server.domain import listing, study_rules
 from trialplane.server.domain import trial_lifecycle as lifecycle
 from trialplane.server.domain import metrics as m
 from trialplane.server.domain import worker_lifecycle
-from trialplane.server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from trialplane.server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    MetricConflict,
+    NotFound,
+    StaleTrialRun,
+    TrialFinished,
+)
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
-from trialplane.server.domain.models import Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
+from trialplane.server.domain.models import MetricDefinition, Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
 from trialplane.server.storage.base import IngestItem
 from trialplane.server.storage.sqlite.store import SqliteStorage
@@ -510,5 +517,169 @@ def test_profiler_and_logs_expire_by_trial_retention(run):
             assert [r["message"] for r in await s.list_logs(t.id, False, [], "", None, 100)] == expected
         # default_days 0 or less keeps what trials do not limit themselves.
         assert await s.delete_expired_logs(T0 + 100 * DAY, 0, 100) == 1  # only short's line
+
+    run(body)
+
+
+def report(trial_id: int, step: int, values: dict, group: str = "training", run: int = 0, request_id: str = "") -> m.ReportDraft:
+    return m.ReportDraft(trial_id, run, group, step, T0 + step, values, request_id)
+
+
+def test_report_metrics_stores_once_and_refuses_what_it_must(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        assert await s.report_metrics(report(t.id, 1, {"loss": 0.5})) is True
+        assert await s.report_metrics(report(t.id, 1, {"loss": 0.5})) is False
+        with pytest.raises(MetricConflict):
+            await s.report_metrics(report(t.id, 1, {"loss": 0.4}))
+        assert await s.report_metrics(report(t.id, 2, {"loss": 0.25}, request_id="r2")) is True
+        assert await s.report_metrics(report(t.id, 2, {"loss": 0.25}, request_id="r2")) is False
+        with pytest.raises(RequestIdReused):
+            await s.report_metrics(report(t.id, 3, {"loss": 0.1}, request_id="r2"))
+        with pytest.raises(NotFound):
+            await s.report_metrics(report(t.id + 100, 1, {"loss": 0.5}))
+        with pytest.raises(StaleTrialRun):
+            await s.report_metrics(report(t.id, 3, {"loss": 0.5}, run=2))
+        (summary,) = await s.metric_summaries([t.id])
+        assert (summary["trial_id"], summary["group"], summary["name"]) == (t.id, "training", "loss")
+        assert (summary["summary"].count, summary["summary"].last, summary["summary"].vmin) == (2, 0.25, 0.25)
+        sid = await s.metric_series_id(t.id, "training", "loss")
+        points = await s.metric_points(sid, 0, 100, False, None, 100)
+        assert points.steps.tolist() == [1, 2] and points.values.tolist() == [0.5, 0.25] and points.runs.tolist() == [1, 1]
+        assert points.times.tolist() == [T0 + 1, T0 + 2]
+        await s.change_trial(t.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
+        with pytest.raises(TrialFinished):
+            await s.report_metrics(report(t.id, 9, {"loss": 0.5}))
+        assert len(await s.metric_points(sid, 0, 100, True, None, 100)) == 2
+
+    run(body)
+
+
+def test_ingest_batches_points_events_and_logs(run):
+    async def body(s):
+        t = await s.create_trial(Trial(metric_definitions=[MetricDefinition("acc", r"step (?P<step>\d+) acc=(?P<value>[0-9.]+)")]),
+                                 None, lambda st: None)
+        other = await s.create_trial(Trial(), None, lambda st: None)
+        batch = m.IngestBatch(
+            reports=[report(t.id, 1, {"loss": 1.0, "lr": 0.1}), report(t.id + 100, 1, {"loss": 1.0})],
+            report_index=[0, 1],
+            points=[m.PointDraft(t.id, "training", "grad", step, 0, T0 + step, float(step)) for step in range(3)],
+            point_index=[("points", i) for i in range(3)],
+            debug_events=[
+                m.DebugEventDraft(t.id, "PLOT", "confusion", "val", 1, T0, {"x": [1, 2]}),
+                m.DebugEventDraft(t.id, "IMAGE", "samples", "a", 2, T0 + 1, {"url": "s3://b/i.png"}),
+                m.DebugEventDraft(other.id, "VECTOR", "v", "", 0, T0, {}),
+            ],
+            event_index=[0, 1, 2],
+            logs=[m.LogDraft(t.id, T0 + i, level, worker, "stdout", rank, msg) for i, (level, worker, rank, msg) in enumerate([
+                ("INFO", "w0", 0, "start"), ("WARNING", "w1", 1, "slow"), ("INFO", "w0", 0, "step 7 acc=0.75"),
+                ("ERROR", "w1", 1, "boom")])],
+            log_index=[0, 1, 2, 3],
+        )
+        k = key("IngestMetrics", "b1")
+        outcome = await s.ingest_metrics(batch, k)
+        assert [(name, index, type(err)) for name, index, err in outcome.errors] == [("reports", 1, NotFound)]
+        # 1 report, 3 points, 3 debug events, 4 log lines.
+        assert (outcome.added, outcome.duplicates, outcome.log_points, outcome.report_created) == (11, 0, 1, [True, False])
+        again = await s.ingest_metrics(batch, k)
+        assert (again.added, again.log_points, again.report_created) == (11, 1, [True, False])
+        with pytest.raises(RequestIdReused):
+            await s.ingest_metrics(m.IngestBatch(), key("IngestMetrics", "b1", b"other"))
+        # Points are keyed by step and run: a resend without a key is a duplicate.
+        resent = await s.ingest_metrics(m.IngestBatch(points=batch.points[:2], point_index=batch.point_index[:2]))
+        assert (resent.added, resent.duplicates) == (0, 2)
+        # all_or_nothing: one refused item refuses the batch.
+        with pytest.raises(NotFound):
+            await s.ingest_metrics(m.IngestBatch(reports=[report(t.id, 5, {"loss": 0.1}), report(t.id + 100, 5, {"x": 1.0})],
+                                                 report_index=[0, 1], all_or_nothing=True))
+        assert await s.metric_series_id(t.id, "training", "nothing") is None
+
+        summaries = await s.metric_summaries([t.id])
+        assert [(x["group"], x["name"], x["summary"].count) for x in summaries] == [
+            ("logs", "acc", 1), ("training", "grad", 3), ("training", "loss", 1), ("training", "lr", 1)]
+        assert [x["name"] for x in await s.metric_summaries([t.id], "training", ["loss", "grad"])] == ["grad", "loss"]
+        assert [x["name"] for x in await s.metric_summaries([t.id], after=(t.id, "training", "grad"), limit=1)] == ["loss"]
+        with pytest.raises(NotFound):
+            await s.metric_summaries([t.id, t.id + 100])
+        acc = await s.metric_points(await s.metric_series_id(t.id, "logs", "acc"), 0, 100, False, None, 10)
+        assert acc.steps.tolist() == [7] and acc.values.tolist() == [0.75]
+        grad = await s.metric_series_id(t.id, "training", "grad")
+        assert (await s.metric_points(grad, 1, 2, False, None, 10)).steps.tolist() == [1, 2]
+        assert (await s.metric_points(grad, 0, 9, False, (0, 1), 1)).steps.tolist() == [1]
+
+        events = await s.debug_events(t.id, [], "", 0, 10)
+        assert [(e["kind"], e["metric"], e["variant"], e["iteration"], e["payload"]) for e in events] == [
+            ("PLOT", "confusion", "val", 1, {"x": [1, 2]}), ("IMAGE", "samples", "a", 2, {"url": "s3://b/i.png"})]
+        assert [e["metric"] for e in await s.debug_events(t.id, ["IMAGE"], "", 0, 10)] == ["samples"]
+        assert [e["metric"] for e in await s.debug_events(t.id, [], "confusion", 0, 10)] == ["confusion"]
+        assert [e["metric"] for e in await s.debug_events(t.id, [], "", events[0]["id"], 10)] == ["samples"]
+        assert len(await s.debug_events(t.id, [], "", 0, 1)) == 1
+        with pytest.raises(NotFound):
+            await s.debug_events(t.id + 100, [], "", 0, 10)
+
+        head = await s.list_logs(t.id, False, [], "", None, 10)
+        assert [(r["message"], r["level"], r["worker"], r["rank"], r["stream"]) for r in head][:2] == [
+            ("start", "INFO", "w0", 0, "stdout"), ("slow", "WARNING", "w1", 1, "stdout")]
+        assert [r["time"] for r in head] == [T0, T0 + 1, T0 + 2, T0 + 3]
+        tail = await s.list_logs(t.id, True, [], "", None, 2)
+        assert [r["message"] for r in tail] == ["boom", "step 7 acc=0.75"]
+        assert [r["message"] for r in await s.list_logs(t.id, True, [], "", tail[-1]["id"], 10)] == ["slow", "start"]
+        assert [r["message"] for r in await s.list_logs(t.id, False, [], "", head[1]["id"], 10)] == ["step 7 acc=0.75", "boom"]
+        assert [r["message"] for r in await s.list_logs(t.id, False, ["WARNING", "ERROR"], "", None, 10)] == ["slow", "boom"]
+        assert [r["message"] for r in await s.list_logs(t.id, False, [], "w0", None, 10)] == ["start", "step 7 acc=0.75"]
+        assert await s.list_logs(other.id, False, [], "", None, 10) == []
+        with pytest.raises(NotFound):
+            await s.list_logs(t.id + 100, False, [], "", None, 10)
+
+    run(body)
+
+
+def test_points_bucket_exactly_and_a_new_run_archives_what_it_replaces(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        for step in range(100):
+            await s.report_metrics(report(t.id, step, {"v": float(step)}))
+        sid = await s.metric_series_id(t.id, "training", "v")
+        buckets = await s.metric_buckets(sid, 0, 99, 4, False, False)
+        assert [(b.count, b.first_step, b.last_step, b.vmin, b.vmax, b.first, b.last) for b in buckets] == [
+            (25, 25 * i, 25 * i + 24, 25.0 * i, 25.0 * i + 24, 25.0 * i, 25.0 * i + 24) for i in range(4)]
+        by_time = await s.metric_buckets(sid, 0, 99, 2, True, False)
+        assert [(b.count, b.first_time, b.last_time) for b in by_time] == [(50, T0, T0 + 49), (50, T0 + 50, T0 + 99)]
+        assert sum(b.count for b in await s.metric_buckets(sid, 10, 19, 100, False, False)) == 10
+        page1 = await s.metric_points(sid, 0, 99, False, None, 60)
+        page2 = await s.metric_points(sid, 0, 99, False, (int(page1.steps[-1]), int(page1.runs[-1])), 60)
+        assert page1.steps.tolist() + page2.steps.tolist() == list(range(100))
+
+        # Run 2 reports step 50: what run 1 reported after it is archived.
+        await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now))
+        assert await s.report_metrics(report(t.id, 50, {"v": -1.0})) is True
+        live = await s.metric_points(sid, 0, 99, False, None, 1000)
+        assert live.steps.tolist() == [*range(51), 50] and live.runs.tolist() == [1] * 51 + [2]
+        everything = await s.metric_points(sid, 0, 99, True, None, 1000)
+        assert len(everything) == 101 and everything.archived.sum() == 49
+        assert sum(b.count for b in await s.metric_buckets(sid, 0, 99, 4, False, False)) == 52
+        assert sum(b.count for b in await s.metric_buckets(sid, 0, 99, 4, False, True)) == 101
+        (summary,) = await s.metric_summaries([t.id])
+        assert (summary["summary"].count, summary["summary"].vmax, summary["summary"].last) == (52, 50.0, -1.0)
+
+    run(body)
+
+
+def test_katib_observations_by_trial_name(run):
+    async def body(s):
+        t = await s.create_trial(Trial(name="katib-trial"), None, lambda st: None)
+        await s.report_observations("katib-trial", [("acc", T0 + 2, 0.5, "0.5"), ("loss", T0 + 1, None, "nan?"),
+                                                    ("acc", T0 + 3, 0.75, "0.75")])
+        await s.report_observations("no-such-trial", [("acc", T0, 1.0, "1")])
+        assert await s.get_observations("katib-trial", "", None, None) == [
+            ("loss", T0 + 1, "nan?"), ("acc", T0 + 2, "0.5"), ("acc", T0 + 3, "0.75")]
+        assert await s.get_observations("katib-trial", "acc", T0 + 3, None) == [("acc", T0 + 3, "0.75")]
+        assert await s.get_observations("katib-trial", "acc", None, T0 + 2) == [("acc", T0 + 2, "0.5")]
+        assert await s.get_observations("no-such-trial", "acc", None, None) == [("acc", T0, "1")]
+        assert [x["name"] for x in await s.metric_summaries([t.id], "katib")] == ["acc", "loss"]
+        assert await s.delete_observations("katib-trial") == 2
+        assert await s.get_observations("katib-trial", "", None, None) == []
+        assert await s.delete_observations("katib-trial") == 0
+        assert await s.get_observations("no-such-trial", "", None, None) == [("acc", T0, "1")]
 
     run(body)

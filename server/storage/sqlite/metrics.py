@@ -352,31 +352,30 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
 
     accepted = []
     problem: DomainError | None
-    for report, index in zip(batch.reports, batch.report_index):
+    # One flag per report, in the order of batch.reports.
+    out.report_created = [False] * len(batch.reports)
+    for position, (report, index) in enumerate(zip(batch.reports, batch.report_index)):
         if admitted:
             problem = None if trials.get(report.trial_id) else NotFound("trial", report.trial_id)
         else:
             problem = trials.problem(report.trial_id, report.trial_run_id)
         if problem:
             out.errors.append(("reports", index, problem))
-            out.report_created.append(False)
             continue
         report.trial_run_id = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
-        accepted.append((report, index))
-    fresh, refusals = _classify_reports(conn, [report for report, _ in accepted])
+        accepted.append((report, index, position))
+    fresh, refusals = _classify_reports(conn, [report for report, _, _ in accepted])
     rows = []
     # Reports of one trial, group and run with the same metric names (the
     # usual batch) become columns with one comprehension per metric.
     runs_of: dict[tuple, list[m.ReportDraft]] = defaultdict(list)
     rolled_back: dict[int, int] = {}
-    for report, index in accepted:
+    for report, index, position in accepted:
         if id(report) in refusals:
             out.errors.append(("reports", index, refusals[id(report)]))
-            out.report_created.append(False)
             continue
         if id(report) not in fresh:
             out.duplicates += 1
-            out.report_created.append(False)
             continue
         run = report.trial_run_id
         # Only the first report of a newer run rolls back the older runs.
@@ -392,7 +391,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         if report.group == m.VALIDATION:
             _note_validation(conn, trials, report, now)
         runs_of[(report.trial_id, report.group, run, tuple(scalars))].append(report)
-        out.report_created.append(True)
+        out.report_created[position] = True
         out.added += 1
         out.trial_ids.add(report.trial_id)
     for (trial_id, group, run, names), reports in runs_of.items():
