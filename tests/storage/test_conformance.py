@@ -19,8 +19,9 @@ from trialplane.server.domain.errors import (
     StaleTrialRun,
     TrialFinished,
 )
+from trialplane.server.domain.checkpoints import Checkpoint, CheckpointState
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
-from trialplane.server.domain.models import MetricDefinition, Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
+from trialplane.server.domain.models import MetricDefinition, Objective, ObjectiveType, Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
 from trialplane.server.storage.base import IngestItem
 from trialplane.server.storage.sqlite.store import SqliteStorage
@@ -681,5 +682,78 @@ def test_katib_observations_by_trial_name(run):
         assert await s.get_observations("katib-trial", "", None, None) == []
         assert await s.delete_observations("katib-trial") == 0
         assert await s.get_observations("no-such-trial", "", None, None) == [("acc", T0, "1")]
+
+    run(body)
+
+
+def test_checkpoints_report_list_delete_and_retain(run):
+    CS = CheckpointState
+
+    async def body(s):
+        study = await s.create_study(Study(name="ck", objective=Objective("loss", ObjectiveType.MINIMIZE)))
+        t = await s.create_trial(Trial(study_id=study.id), None, lambda st: None)
+        await s.change_trial(t.id, running())
+        for step, loss in ((10, 0.3), (20, 0.1), (30, 0.2)):
+            await s.report_metrics(report(t.id, step, {"loss": loss}, group=m.VALIDATION))
+        trial = await s.get_trial(t.id)
+        assert trial.searcher_metric_value == 0.1 and trial.summary_metrics["validation"]["loss"].count == 3
+
+        started = await s.report_checkpoint(Checkpoint("c10", t.id, CS.ACTIVE, steps_completed=10, resources={"a": 5}))
+        assert started.state == CS.ACTIVE and started.trial_run_id == 1 and started.end_time is None
+        with pytest.raises(FailedPrecondition):  # still being written
+            await s.delete_checkpoints(["c10"], False)
+        done = await s.report_checkpoint(Checkpoint("c10", t.id, CS.COMPLETED, resources={"a": 5, "b": 7}, storage_uri="s3://x/c10"))
+        assert (done.state, done.steps_completed, done.size_bytes, done.objective) == (CS.COMPLETED, 10, 12, 0.3)
+        assert done.validation_metrics == {"loss": 0.3} and done.end_time is not None
+        for uuid, step in (("c20", 20), ("c30", 30)):
+            await s.report_checkpoint(Checkpoint(uuid, t.id, CS.COMPLETED, steps_completed=step, resources={"a": 1}))
+        with pytest.raises(FailedPrecondition):  # COMPLETED -> ACTIVE
+            await s.report_checkpoint(Checkpoint("c20", t.id, CS.ACTIVE))
+        with pytest.raises(NotFound):
+            await s.report_checkpoint(Checkpoint("c99", t.id + 100, CS.COMPLETED))
+        got = await s.get_checkpoint("c20")
+        assert (got.trial_id, got.steps_completed, got.objective, got.resources) == (t.id, 20, 0.1, {"a": 1})
+        with pytest.raises(NotFound):
+            await s.get_checkpoint("nope")
+        trial = await s.get_trial(t.id)
+        assert (trial.checkpoint_count, trial.checkpoint_size) == (3, 14) and trial.best_checkpoint["uuid"] == "c20"
+
+        newest = await s.list_checkpoints({"trial_id": t.id}, "steps_completed", True, None, 2)
+        assert [c.uuid for c, _ in newest] == ["c30", "c20"]
+        rest = await s.list_checkpoints({"trial_id": t.id}, "steps_completed", True, newest[-1][1], 2)
+        assert [c.uuid for c, _ in rest] == ["c10"]
+        assert [c.uuid for c, _ in await s.list_checkpoints({"study_id": study.id, "min_steps": 15}, "create_time", False, None, 10)] == ["c20", "c30"]
+        assert [c.uuid for c, _ in await s.list_checkpoints({}, "metric:loss", False, None, 10)] == ["c20", "c30", "c10"]
+        assert await s.list_checkpoints({"trial_id": t.id, "states": [CS.DELETED.value]}, "create_time", False, None, 10) == []
+
+        tagged = await s.update_checkpoint_metadata("c10", {"note": "first"})
+        assert tagged.metadata == {"note": "first"} and (await s.get_checkpoint("c10")).metadata == {"note": "first"}
+        with pytest.raises(NotFound):
+            await s.update_checkpoint_metadata("nope", {})
+
+        # Keep the best (c20) and the latest (c30): c10 goes.
+        proposed = await s.apply_checkpoint_retention(study.id, 1, 1, True)
+        assert [c.uuid for c in proposed] == ["c10"] and (await s.get_checkpoint("c10")).state == CS.COMPLETED
+        marked = await s.apply_checkpoint_retention(study.id, 1, 1, False)
+        assert [(c.uuid, c.state) for c in marked] == [("c10", CS.PARTIALLY_DELETED)]
+        assert (await s.get_checkpoint("c10")).state == CS.PARTIALLY_DELETED
+        assert await s.apply_checkpoint_retention(study.id, 1, 1, False) == []
+        with pytest.raises(NotFound):
+            await s.apply_checkpoint_retention(study.id + 100, 1, 1, True)
+        with pytest.raises(FailedPrecondition):  # not marked yet
+            await s.delete_checkpoints(["c30"], True)
+        with pytest.raises(NotFound):
+            await s.delete_checkpoints(["c30", "nope"], False)
+        assert (await s.get_checkpoint("c30")).state == CS.COMPLETED
+        gone = await s.delete_checkpoints(["c10"], True)
+        assert [(c.uuid, c.state, c.resources) for c in gone] == [("c10", CS.DELETED, {})]
+        trial = await s.get_trial(t.id)
+        assert (trial.checkpoint_count, trial.checkpoint_size) == (2, 2)
+        assert [c.state for c in await s.delete_checkpoints(["c30"], False)] == [CS.PARTIALLY_DELETED]
+
+        finished = await s.create_trial(Trial(), None, lambda st: None)
+        await s.change_trial(finished.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
+        with pytest.raises(TrialFinished):
+            await s.report_checkpoint(Checkpoint("late", finished.id, CS.COMPLETED))
 
     run(body)
