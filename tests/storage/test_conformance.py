@@ -49,6 +49,35 @@ def run(request, tmp_path):
     loop.close()
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def replicas(request, tmp_path):
+    """Runs a coroutine function against two storages opened on one database,
+    standing in for two server replicas.
+
+    Each backend factory called twice with the same tmp_path names the same
+    database. For SQLite the first storage opened takes the report journal's
+    flock; the second finds it held (flock is per open file, so this holds
+    within one process as across processes) and stores every metric report
+    directly, as a second server process on the same file does. So `a` is
+    the replica that acknowledges reports from its journal and `b` the one
+    without; both share nothing but the database file. `a` is closed last,
+    as the journal's owner outlives the replica that joined it.
+    """
+    loop = asyncio.new_event_loop()
+    a = BACKENDS[request.param](tmp_path)
+    loop.run_until_complete(a.open())
+    b = BACKENDS[request.param](tmp_path)
+    loop.run_until_complete(b.open())
+
+    def call(fn):
+        return loop.run_until_complete(fn(a, b))
+
+    yield call
+    loop.run_until_complete(b.close())
+    loop.run_until_complete(a.close())
+    loop.close()
+
+
 def page(size=50, order=None, token_after=None):
     p = listing.Page(size=size, order=order or listing.Order(), fingerprint="")
     p.after = token_after
@@ -757,3 +786,147 @@ def test_checkpoints_report_list_delete_and_retain(run):
             await s.report_checkpoint(Checkpoint("late", finished.id, CS.COMPLETED))
 
     run(body)
+
+
+# --- two replicas on one database ---------------------------------------------
+
+
+def test_a_write_through_one_replica_is_read_through_the_other(replicas):
+    async def body(a, b):
+        study = await a.create_study(Study(name="shared", tags=["t"]))
+        assert (await b.get_study_by_name("shared")).id == study.id
+        t = await b.create_trial(Trial(study_id=study.id, name="x"), None, study_rules.check_accepts_trials)
+        assert (await a.get_study(study.id)).trial_count == 1
+        await a.change_trial(t.id, running(3))
+        assert (await b.get_trial(t.id)).state == TrialState.RUNNING
+        w = await b.register_worker(Worker(trial_id=t.id), None, worker_lifecycle.admit_registration)
+        assert [x.id for x in await a.run_workers(t.id, 1)] == [w.id]
+        # b stores reports directly: a sees them at once. a may acknowledge
+        # from its journal: once a has answered a read, b sees them too.
+        assert await b.report_metrics(report(t.id, 1, {"loss": 1.0})) is True
+        assert (await a.get_trial(t.id)).summary_metrics["training"]["loss"].count == 1
+        assert await a.report_metrics(report(t.id, 2, {"loss": 0.5})) is True
+        assert await a.metric_series_id(t.id, "training", "loss") is not None
+        (summary,) = await b.metric_summaries([t.id])
+        assert (summary["summary"].count, summary["summary"].last) == (2, 0.5)
+        # Either replica recognizes a retry of what the other stored.
+        assert await a.report_metrics(report(t.id, 1, {"loss": 1.0})) is False
+        assert await b.report_metrics(report(t.id, 2, {"loss": 0.5})) is False
+        with pytest.raises(MetricConflict):
+            await b.report_metrics(report(t.id, 2, {"loss": 0.4}))
+        with pytest.raises(MetricConflict):
+            await a.report_metrics(report(t.id, 1, {"loss": 0.4}))
+        await a.report_checkpoint(Checkpoint("c", t.id, CheckpointState.COMPLETED, steps_completed=2))
+        assert (await b.get_checkpoint("c")).steps_completed == 2
+        done = lifecycle.StateReport(state=TrialState.COMPLETED)
+        await b.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, done))
+        for replica in (a, b):
+            with pytest.raises(TrialFinished):
+                await replica.report_metrics(report(t.id, 3, {"loss": 0.1}))
+
+    replicas(body)
+
+
+def test_racing_transitions_through_two_replicas_have_one_winner(replicas):
+    async def body(a, b):
+        trials = [await a.create_trial(Trial(name=f"r{i}"), None, lambda st: None) for i in range(30)]
+        for t in trials:
+            await b.change_trial(t.id, running())
+        # Pause and early-completion exclude each other: from PAUSED no
+        # STOPPING_COMPLETED, from STOPPING_COMPLETED no pause.
+        finish = lifecycle.StateReport(state=TrialState.STOPPING_COMPLETED)
+        results = await asyncio.gather(*(
+            call
+            for i, t in enumerate(trials)
+            for call in (
+                (a if i % 2 else b).change_trial(t.id, lambda tr, now: lifecycle.pause(tr, now)),
+                (b if i % 2 else a).change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, finish)),
+            )
+        ), return_exceptions=True)
+        for i, t in enumerate(trials):
+            pause, stop = results[2 * i], results[2 * i + 1]
+            outcomes = [r for r in (pause, stop) if not isinstance(r, BaseException)]
+            assert len(outcomes) == 1, (pause, stop)
+            assert all(isinstance(r, FailedPrecondition) for r in (pause, stop) if isinstance(r, BaseException))
+            stored = await b.get_trial(t.id)
+            assert stored.state == outcomes[0].state and stored.version == 3
+            events = await a.list_trial_events(t.id, 0, 10)
+            assert [e.sequence for e in events] == [1, 2]
+            assert events[1].to_state == stored.state
+
+        # Many compatible transitions on one trial from both: every event
+        # numbered once, none lost.
+        t = await b.create_trial(Trial(), None, lambda st: None)
+        await a.change_trial(t.id, running())
+        steps = [lifecycle.StateReport(state=TrialState.RUNNING, steps_completed=n) for n in range(1, 41)]
+        await asyncio.gather(*(
+            (a if n % 2 else b).change_trial(t.id, lambda tr, now, r=r: lifecycle.report_state(tr, now, r))
+            for n, r in enumerate(steps)
+        ))
+        final = await a.get_trial(t.id)
+        assert final.steps_completed == 40 and final.version == 2 + 40
+        assert [e.sequence for e in await b.list_trial_events(t.id, 0, 100)] == [1]
+
+    replicas(body)
+
+
+def test_request_keys_hold_across_replicas(replicas):
+    async def body(a, b):
+        first = await a.create_study(Study(name="k"), key("CreateStudy", "s1"))
+        assert (await b.create_study(Study(name="k"), key("CreateStudy", "s1"))).id == first.id
+        with pytest.raises(RequestIdReused):
+            await b.create_study(Study(name="other"), key("CreateStudy", "s1", b"other"))
+        t = await b.create_trial(Trial(study_id=first.id), key("CreateTrial", "t1", parent="k"), lambda st: None)
+        assert (await a.create_trial(Trial(study_id=first.id), key("CreateTrial", "t1", parent="k"), lambda st: None)).id == t.id
+        assert (await a.get_study(first.id)).trial_count == 1
+        restarted = await a.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "x1"))
+        again = await b.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "x1"))
+        assert again.restarts == restarted.restarts == 1 and again.version == restarted.version
+        with pytest.raises(RequestIdReused):
+            await b.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now), key("RestartTrial", "x1", b"other"))
+        assert len(await b.list_trial_events(t.id, 0, 10)) == 1
+        w = await a.register_worker(Worker(trial_id=t.id), key("RegisterWorker", "w1"), lambda tr: None)
+        assert (await b.register_worker(Worker(trial_id=t.id), key("RegisterWorker", "w1"), lambda tr: None)).id == w.id
+        batch = m.IngestBatch(reports=[report(t.id, 1, {"x": 1.0})], report_index=[0])
+        stored = await b.ingest_metrics(batch, key("IngestMetrics", "i1"))
+        replay = await a.ingest_metrics(m.IngestBatch(reports=[report(t.id, 1, {"x": 1.0})], report_index=[0]), key("IngestMetrics", "i1"))
+        assert stored.report_created == replay.report_created == [True] and replay.added == 1
+        with pytest.raises(RequestIdReused):
+            await a.ingest_metrics(m.IngestBatch(), key("IngestMetrics", "i1", b"other"))
+        labels = Labels(t.id, "util")
+        p1 = await a.ingest_profiler("", [profiler_item(0, labels, [1.0, 2.0], 0, T0)], key("ReportProfilerBatch", "p1"))
+        p2 = await b.ingest_profiler("", [profiler_item(0, labels, [1.0, 2.0], 0, T0)], key("ReportProfilerBatch", "p1"))
+        assert p1.stored_samples == p2.stored_samples == 2
+        with pytest.raises(RequestIdReused):
+            await b.ingest_profiler("", [], key("ReportProfilerBatch", "p1", b"other"))
+        assert (await a.find_profiler_series(labels)).sample_count == 2
+        # Concurrent first uses of one key through both: one write, one answer.
+        created = await asyncio.gather(*(
+            s.create_trial(Trial(name="raced"), key("CreateTrial", "race"), lambda st: None) for s in (a, b, a, b)))
+        assert len({c.id for c in created}) == 1
+
+    replicas(body)
+
+
+def test_profiler_resends_across_replicas_are_duplicates(replicas):
+    async def body(a, b):
+        t = await a.create_trial(Trial(), None, lambda st: None)
+        labels = Labels(t.id, "gpu", "agent", "GPU-0", MetricType.SYSTEM)
+        sent = [profiler_item(seq, labels, [float(seq)] * 3, 3 * seq, T0 + 3000 * seq) for seq in range(1, 7)]
+        first = await a.ingest_profiler("s", sent[:3])
+        assert (first.acknowledged_sequence, first.stored_samples) == (3, 9)
+        # The stream reconnects to the other replica and resends from 2.
+        resent = await b.ingest_profiler("s", sent[1:5])
+        assert (resent.acknowledged_sequence, resent.stored_samples, resent.duplicates, resent.rejected) == (5, 6, 2, [])
+        assert await a.profiler_stream_position("s") == 5
+        # Both replicas get the same resend at once: stored once in all.
+        racing = await asyncio.gather(a.ingest_profiler("s", sent[3:]), b.ingest_profiler("s", sent[3:]))
+        # 4 and 5 are duplicates for both; 6 is stored by one and a duplicate for the other.
+        assert sum(r.stored_samples for r in racing) == 3 and sum(r.duplicates for r in racing) == 2 + 2 + 1
+        assert all(r.acknowledged_sequence == 6 for r in racing)
+        (series,) = await b.list_profiler_series(t.id)
+        assert (series.sample_count, series.chunk_count) == (18, 6)
+        table = await a.profiler_summaries(series.series_id, T0, T0 + 10**9, 0, 10**9)
+        assert table.first_batch.tolist() == [3, 6, 9, 12, 15, 18]
+
+    replicas(body)
