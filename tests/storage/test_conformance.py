@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -23,7 +26,7 @@ from trialplane.server.domain.checkpoints import Checkpoint, CheckpointState
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
 from trialplane.server.domain.models import MetricDefinition, Objective, ObjectiveType, Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
-from trialplane.server.storage.base import IngestItem
+from trialplane.server.storage.base import IngestItem, Storage
 from trialplane.server.storage.sqlite.store import SqliteStorage
 
 
@@ -930,3 +933,12 @@ def test_profiler_resends_across_replicas_are_duplicates(replicas):
         assert table.first_batch.tolist() == [3, 6, 9, 12, 15, 18]
 
     replicas(body)
+
+
+def test_every_storage_method_is_called_by_this_suite():
+    methods = set(Storage.__abstractmethods__) | {"report_metrics"}
+    assert len(methods) > 40
+    source = inspect.getsource(sys.modules[__name__])
+    # open and close are called by the fixtures.
+    missing = sorted(name for name in methods if not re.search(rf"\.{name}\(", source))
+    assert missing == [], f"storage methods without a conformance test: {missing}"
