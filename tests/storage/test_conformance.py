@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from trialplane.server.domain import listing, study_rules
-from trialplane.server.domain import trial_lifecycle as lifecycle
+from trialplane.server.domain import listing, study_rules, worker_lifecycle
 from trialplane.server.domain import metrics as m
-from trialplane.server.domain import worker_lifecycle
+from trialplane.server.domain import trial_lifecycle as lifecycle
+from trialplane.server.domain.checkpoints import Checkpoint, CheckpointState
 from trialplane.server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -22,9 +22,19 @@ from trialplane.server.domain.errors import (
     StaleTrialRun,
     TrialFinished,
 )
-from trialplane.server.domain.checkpoints import Checkpoint, CheckpointState
 from trialplane.server.domain.idempotency import RequestIdReused, RequestKey
-from trialplane.server.domain.models import MetricDefinition, Objective, ObjectiveType, Resources, Study, StudyState, Trial, TrialState, Worker, WorkerState
+from trialplane.server.domain.models import (
+    MetricDefinition,
+    Objective,
+    ObjectiveType,
+    Resources,
+    Study,
+    StudyState,
+    Trial,
+    TrialState,
+    Worker,
+    WorkerState,
+)
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
 from trialplane.server.storage.base import IngestItem, Storage
 from trialplane.server.storage.sqlite.store import SqliteStorage
@@ -527,7 +537,7 @@ def test_profiler_and_logs_expire_by_trial_retention(run):
         short = await s.create_trial(Trial(log_retention_days=1), None, lambda st: None)
         default = await s.create_trial(Trial(), None, lambda st: None)
         forever = await s.create_trial(Trial(log_retention_days=-1), None, lambda st: None)
-        for seq, t in enumerate((short, default, forever), start=1):
+        for t in (short, default, forever):
             labels = Labels(t.id, "util")
             await s.ingest_profiler("", [profiler_item(0, labels, [1.0], 0, T0), profiler_item(0, labels, [2.0], 1, T0 + 3 * DAY)])
             await s.ingest_metrics(m.IngestBatch(
