@@ -41,7 +41,8 @@ from .config import ServerConfig
 from .services.change_feed import ChangeFeed
 from .services.jobs import RetentionJob, Watchdog
 from .storage.base import Storage
-from .storage.sqlite.store import SqliteStorage, now_us
+from .storage.factory import open_storage
+from .storage.sqlite.store import now_us
 
 log = logging.getLogger("trialplane.server")
 
@@ -154,8 +155,9 @@ def _bind(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
 
 
 async def build_server(config: ServerConfig, storage: Storage | None = None) -> App:
+    # Chosen before binding: a database address that names nothing fails first.
+    storage = storage or open_storage(config.db_path, readers=config.reader_threads)
     server, port = _bind(config)
-    storage = storage or SqliteStorage(config.db_path, readers=config.reader_threads)
     try:
         await storage.open()
     except BaseException:

@@ -10,6 +10,7 @@ import logging
 import sys
 
 from .config import ServerConfig
+from .storage.factory import UnknownStorage
 
 
 def add_serve_command(sub) -> None:
@@ -24,7 +25,8 @@ def add_serve_command(sub) -> None:
     )
     p.add_argument("--host", default=d.host, help="address to listen on")
     p.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one and prints it")
-    p.add_argument("--db", dest="db_path", default=d.db_path, help="SQLite database file (created if missing)")
+    p.add_argument("--db", dest="db_path", default=d.db_path,
+                   help="database: a SQLite file (created if missing) or sqlite:///path")
     p.add_argument(
         "--shutdown-grace", type=float, default=d.shutdown_grace, help="seconds in-flight calls get after SIGTERM"
     )
@@ -84,6 +86,9 @@ def run_serve(args) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve(config))
+    except UnknownStorage as exc:
+        print(f"trialplane: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"trialplane: {exc}", file=sys.stderr)
         return 1

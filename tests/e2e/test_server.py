@@ -176,3 +176,17 @@ def test_bytes_that_are_no_message_are_malformed_requests_on_every_method(client
         assert method in err.message
     # The server keeps serving.
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
+
+
+def test_the_database_is_a_path_or_a_sqlite_address_and_nothing_else(tmp_path):
+    url = f"sqlite:///{tmp_path / 'by-url.db'}"
+    started = ServerProcess(url)
+    try:
+        assert (tmp_path / "by-url.db").exists()
+    finally:
+        assert started.terminate()[0] == 0
+    result = subprocess.run([tool("trialplane"), "serve", "--port", "0", "--db", "mysql://root@127.0.0.1/test"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("trialplane: unknown database 'mysql'") and "sqlite://" in line

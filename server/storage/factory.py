@@ -1,0 +1,41 @@
+"""open_storage(url): the storage a server runs on, chosen by its address.
+
+A plain path, `sqlite:///relative.db` or `sqlite:////absolute.db` is the
+embedded SQLite default. Any other
+scheme is refused with the schemes this build serves, before anything is
+created on disk.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .base import Storage
+
+SCHEMES = ("sqlite",)
+
+
+class UnknownStorage(ValueError):
+    """The database address names no storage this server has."""
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite address names, or None when it is not one."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        return None
+    # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute.db.
+    return parts.path[1:] or None
+
+
+def open_storage(url: str, readers: int = 4) -> Storage:
+    """The (not yet opened) storage for url."""
+    path = sqlite_path(url)
+    if path:
+        from .sqlite.store import SqliteStorage
+
+        return SqliteStorage(path, readers=readers)
+    scheme = urlsplit(url).scheme or url
+    raise UnknownStorage(f"unknown database {scheme!r}: use a file path or one of {', '.join(s + '://' for s in SCHEMES)}")

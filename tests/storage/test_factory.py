@@ -1,0 +1,26 @@
+"""open_storage: which storage a database address names."""
+
+import pytest
+from trialplane.server.storage.factory import UnknownStorage, open_storage, sqlite_path
+from trialplane.server.storage.sqlite.store import SqliteStorage
+
+
+@pytest.mark.parametrize("url, path", [
+    ("./trialplane.db", "./trialplane.db"),
+    ("/var/lib/trialplane/db", "/var/lib/trialplane/db"),
+    ("sqlite:///relative.db", "relative.db"),
+    ("sqlite:////absolute/x.db", "/absolute/x.db"),
+    ("sqlite://host/x.db", None),
+    ("sqlite://", None),
+    ("postgresql://user@127.0.0.1/test", None),
+])
+def test_sqlite_addresses(url, path):
+    assert sqlite_path(url) == path
+
+
+def test_open_storage_picks_sqlite_and_refuses_what_it_does_not_serve(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/a.db")
+    assert isinstance(storage, SqliteStorage) and storage.path == f"{tmp_path}/a.db"
+    with pytest.raises(UnknownStorage, match="unknown database 'redis'"):
+        open_storage("redis://127.0.0.1:6379/0")
+    assert list(tmp_path.iterdir()) == []
