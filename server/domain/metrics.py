@@ -84,6 +84,13 @@ class PointDraft:
     value: float
     raw: str | None = None
 
+    def conflict(self) -> MetricConflict:
+        return MetricConflict(
+            f"step {self.step} of {self.group}/{self.name} of trial {self.trial_id} was stored with another value;"
+            " a point is reported once",
+            {"trial_id": self.trial_id, "group": self.group, "step": self.step},
+        )
+
 
 # The group whose reports are validations: they carry the searcher metric
 # and rank checkpoints.

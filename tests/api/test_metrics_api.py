@@ -432,3 +432,23 @@ def test_watch_streams_send_their_headers_before_the_first_item(client):
     # Each call is open for 20 s with nothing to send: only headers sent at
     # once can have arrived.
     assert arrived == 3
+
+
+def test_a_scalar_event_at_a_stored_iteration_with_another_value_is_a_conflict(client):
+    trial = running_trial(client)
+
+    def scalar(iteration, value):
+        return mp.TrialEventItem(trial_id=trial.id, scalar=mp.ScalarEvent(metric="eval", variant="acc",
+                                                                           iteration=iteration, value=value))
+
+    first = stub(client).AddEvents(ms.AddEventsRequest(events=[scalar(1, 0.5), scalar(2, 0.6), scalar(2, 0.7)]))
+    assert first.added == 2
+    assert [(e.index, e.error_reason) for e in first.errors] == [(2, errors_pb2.ERROR_REASON_METRIC_CONFLICT)]
+    again = stub(client).AddEvents(ms.AddEventsRequest(events=[scalar(1, 0.5), scalar(1, 0.9), scalar(3, float("nan"))]))
+    assert again.added == 1
+    assert [(e.index, e.error_reason) for e in again.errors] == [(1, errors_pb2.ERROR_REASON_METRIC_CONFLICT)]
+    assert "step 1 of eval/acc" in again.errors[0].reason
+    nan_retry = stub(client).AddEvents(ms.AddEventsRequest(events=[scalar(3, float("nan"))]))
+    assert (nan_retry.added, list(nan_retry.errors)) == (0, [])
+    (series,) = history(client, [trial.id], ["acc"], group="eval").series
+    assert list(series.steps) == [1, 2, 3] and list(series.values)[:2] == [0.5, 0.6]

@@ -94,22 +94,36 @@ def overlapping(conn, series_id: int, start: int, end: int) -> list[tuple[int, m
     return [(r[0], _decode(r[1], r[2], r[3])) for r in rows]
 
 
-def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, small_chunks: int) -> tuple[int, int]:
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
+
+
+def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, small_chunks: int,
+           conflicts: list | None = None) -> tuple[int, int]:
     """Stores the points of cols not stored yet. Returns how many were new
-    and the series' count of small chunks afterwards."""
+    and the series' count of small chunks afterwards. With conflicts, the
+    (step, run) of every point dropped for a stored or earlier point at the
+    same (step, run) with another value is appended to it, as (step, run, value)."""
     cols = cols.sorted()
     if len(cols) > 1:
         # Duplicates inside the batch sit side by side once sorted (the sort
         # is stable): keep the first of each (step, run).
         repeated = (cols.steps[1:] == cols.steps[:-1]) & (cols.runs[1:] == cols.runs[:-1])
         if repeated.any():
+            if conflicts is not None:
+                for i in np.flatnonzero(repeated):
+                    if not _same(float(cols.values[i]), float(cols.values[i + 1])):
+                        conflicts.append((int(cols.steps[i + 1]), int(cols.runs[i + 1]), float(cols.values[i + 1])))
             cols = cols.select(np.concatenate(([True], ~repeated)))
     lo, hi = int(cols.steps[0]), int(cols.steps[-1])
     if lo <= summary.last_step or summary.count == 0:
         existing = overlapping(conn, series_id, lo, hi)
         if existing:
-            known = {(int(s), int(r)) for _, c in existing for s, r in zip(c.steps, c.runs)}
-            keep = np.fromiter(((int(s), int(r)) not in known for s, r in zip(cols.steps, cols.runs)), bool, len(cols))
+            known = {(int(s), int(r)): float(v) for _, c in existing for s, r, v in zip(c.steps, c.runs, c.values)}
+            keys = [(int(s), int(r)) for s, r in zip(cols.steps, cols.runs)]
+            keep = np.fromiter((k not in known for k in keys), bool, len(cols))
+            if conflicts is not None:
+                conflicts.extend((*k, v) for k, v in zip(keys, cols.values.tolist()) if k in known and not _same(known[k], v))
             cols = cols.select(keep)
     if not len(cols):
         return 0, small_chunks

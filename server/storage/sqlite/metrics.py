@@ -169,12 +169,13 @@ class PendingPoints:
         return m.PointColumns.build(self.steps, self.runs, self.times, self.values, self.raws)
 
 
-def append_points(conn, series_id: int, points: PendingPoints) -> int:
-    """Appends the points not stored yet; returns how many."""
+def append_points(conn, series_id: int, points: PendingPoints, conflicts: list | None = None) -> int:
+    """Appends the points not stored yet; returns how many. With conflicts,
+    collects the (step, run) of those dropped for another value."""
     if not len(points):
         return 0
     summary, ordinal, small = _load_summary(conn, series_id)
-    stored, small = chunks.append(conn, series_id, summary, points.columns(), small)
+    stored, small = chunks.append(conn, series_id, summary, points.columns(), small, conflicts)
     if stored:
         _store_summary(conn, series_id, summary, ordinal + stored, small)
     return stored
@@ -414,15 +415,17 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     # Points from reports are new (their report was); event points may be
     # retries, so they are counted by what append_points actually stored.
     event_points: dict[int, PendingPoints] = defaultdict(PendingPoints)
+    # (series, step, run, value) -> where the point came from, to name a conflict.
+    event_origin: dict[tuple, tuple[str, int, m.PointDraft]] = {}
     for point, (list_name, index) in zip(batch.points, batch.point_index):
         problem = trials.problem(point.trial_id, point.trial_run_id)
         if problem:
             out.errors.append((list_name, index, problem))
             continue
         run = point.trial_run_id or trials.get(point.trial_id)["trial_run_id"]
-        event_points[series.id_for(point.trial_id, point.group, point.name)].add(
-            point.step, run, point.time or now, point.value, point.raw
-        )
+        sid = series.id_for(point.trial_id, point.group, point.name)
+        event_points[sid].add(point.step, run, point.time or now, point.value, point.raw)
+        event_origin.setdefault((sid, point.step, run, float(point.value).hex()), (list_name, index, point))
         out.trial_ids.add(point.trial_id)
 
     for event, index in zip(batch.debug_events, batch.event_index):
@@ -477,9 +480,13 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
     for sid, points in by_series.items():
         append_points(conn, sid, points)
     for sid, points in event_points.items():
-        stored = append_points(conn, sid, points)
+        conflicts: list = []
+        stored = append_points(conn, sid, points, conflicts)
         out.added += stored
-        out.duplicates += len(points) - stored
+        out.duplicates += len(points) - stored - len(conflicts)
+        for step, run, value in conflicts:
+            list_name, index, point = event_origin[(sid, step, run, value.hex())]
+            out.errors.append((list_name, index, point.conflict()))
     for sid in rebuild:
         rebuild_series(conn, sid)
     return out
