@@ -21,6 +21,7 @@ from .errors import rpc
 WORKER_STATES = convert.EnumMap(worker_pb2.WorkerState, "WORKER_STATE_", WorkerState)
 UPDATABLE = {"tags", "address", "slots"}
 DEFAULT_RENDEZVOUS_TIMEOUT = 60.0
+MAX_STATE_MESSAGE = 4096
 
 
 def worker_to_proto(w: Worker) -> worker_pb2.Worker:
@@ -37,6 +38,7 @@ def worker_to_proto(w: Worker) -> worker_pb2.Worker:
         slots=w.slots,
         create_time=convert.timestamp(w.create_time),
         update_time=convert.timestamp(w.update_time),
+        state_message=w.state_message,
     )
 
 
@@ -113,8 +115,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     @rpc
     async def ReportWorkerState(self, request, context):
         state = WORKER_STATES.to_domain(request.state, "state", required=True)
+        if len(request.message) > MAX_STATE_MESSAGE:
+            raise invalid("message", f"must be at most {MAX_STATE_MESSAGE} characters")
         worker = await self.storage.change_worker(
-            _require_id(request.id), lambda w, now: worker_lifecycle.report_state(w, now, state)
+            _require_id(request.id), lambda w, now: worker_lifecycle.report_state(w, now, state, request.message)
         )
         self.feed.workers.notify(worker.trial_id)
         return worker_to_proto(worker)

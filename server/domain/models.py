@@ -235,6 +235,8 @@ class Worker:
     id: int = 0
     trial_run_id: int = 0
     state: WorkerState = WorkerState.PENDING
+    # What the report that set the state said.
+    state_message: str = ""
     last_heartbeat: int | None = None
     create_time: int = 0
     update_time: int = 0

@@ -25,7 +25,7 @@ def admit_registration(trial: Trial) -> None:
         )
 
 
-def report_state(worker: Worker, now: int, state: WorkerState) -> Worker:
+def report_state(worker: Worker, now: int, state: WorkerState, message: str = "") -> Worker:
     w = copy.deepcopy(worker)
     if state == w.state:
         return w
@@ -36,6 +36,7 @@ def report_state(worker: Worker, now: int, state: WorkerState) -> Worker:
             metadata={"worker_id": w.id, "from_state": w.state, "to_state": state},
         )
     w.state = state
+    w.state_message = message
     w.last_heartbeat = now
     return w
 

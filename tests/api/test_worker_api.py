@@ -695,3 +695,15 @@ def test_rendezvous_rank_indexes_the_callers_own_entry(client):
         assert info.rank == w.rank
         assert info.addresses[info.rank] == w.address
         assert info.slots[info.rank] == w.slots
+
+
+def test_a_state_report_keeps_its_message(client):
+    trial = create_trial(client)
+    worker = register(client, trial.id)
+    report(client, worker.id, W.WORKER_STATE_RUNNING, "started")
+    client.workers.ReportWorkerState(ws.ReportWorkerStateRequest(
+        id=worker.id, state=W.WORKER_STATE_ERROR, message="exit code 137"))
+    assert get_worker(client, worker.id).state_message == "exit code 137"
+    err = error_of(client.workers.ReportWorkerState,
+                   ws.ReportWorkerStateRequest(id=worker.id, state=W.WORKER_STATE_ERROR, message="x" * 4097))
+    assert list(err.violations) == ["message"]

@@ -27,7 +27,7 @@ WORKER_STATE_KILLED: WorkerState
 WORKER_STATE_ERROR: WorkerState
 
 class Worker(_message.Message):
-    __slots__ = ("id", "trial_id", "trial_run_id", "type", "state", "tags", "last_heartbeat_time", "address", "rank", "slots", "create_time", "update_time")
+    __slots__ = ("id", "trial_id", "trial_run_id", "type", "state", "tags", "last_heartbeat_time", "address", "rank", "slots", "create_time", "update_time", "state_message")
     ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class Worker(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     id: int
     trial_id: int
     trial_run_id: int
@@ -52,4 +53,5 @@ class Worker(_message.Message):
     slots: int
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., trial_id: _Optional[int] = ..., trial_run_id: _Optional[int] = ..., type: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., address: _Optional[str] = ..., rank: _Optional[int] = ..., slots: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    state_message: str
+    def __init__(self, id: _Optional[int] = ..., trial_id: _Optional[int] = ..., trial_run_id: _Optional[int] = ..., type: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., address: _Optional[str] = ..., rank: _Optional[int] = ..., slots: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_message: _Optional[str] = ...) -> None: ...

@@ -301,6 +301,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX task_logs_trial_time ON task_logs (trial_id, time);
         """,
     ),
+    (
+        7,
+        "the message of a worker's last state report",
+        """
+        ALTER TABLE workers ADD COLUMN state_message TEXT NOT NULL DEFAULT '';
+        """,
+    ),
 ]
 
 
