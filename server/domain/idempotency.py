@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from .errors import FailedPrecondition
 
-MAX_REQUEST_ID = 128
 
 @dataclass(frozen=True)
 class RequestKey:
@@ -27,6 +26,7 @@ class RequestKey:
     def scope(self) -> str:
         return f"{self.method}/{self.parent}" if self.parent else self.method
 
+
 class RequestIdReused(FailedPrecondition):
     reason = "REQUEST_ID_REUSED"
 
@@ -37,6 +37,7 @@ class RequestIdReused(FailedPrecondition):
             " send a new request_id for a new request",
             metadata={"request_id": request_id, "method": method},
         )
+
 
 def check_same_request(key: RequestKey, stored_digest: bytes | None) -> None:
     """Raises RequestIdReused unless the stored request is this one. Ids

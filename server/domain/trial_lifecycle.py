@@ -104,10 +104,6 @@ class IllegalTransition(FailedPrecondition):
         self.allowed_states = allowed or []
 
 
-def _illegal(trial: Trial, dst: TrialState, action: str) -> IllegalTransition:
-    return IllegalTransition(trial, dst, action)
-
-
 def _check_etag(trial: Trial, etag: str) -> None:
     require_etag("trial", trial.id, trial.version, etag)
 
@@ -170,7 +166,7 @@ def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = 
     if t.state in ACTIVE:
         ev = _stopping(t, S.STOPPING_CANCELED, now, grace, message or "stop requested", {"grace_period_seconds": grace})
         return Change(t, [ev])
-    raise _illegal(trial, S.STOPPING_CANCELED, "stop")
+    raise IllegalTransition(trial, S.STOPPING_CANCELED, "stop")
 
 
 def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
@@ -182,7 +178,7 @@ def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change
         return Change(t, [_move(t, S.CANCELED, now, message or "killed before it ran")])
     if t.state in ACTIVE or t.state == S.STOPPING_CANCELED:
         return Change(t, [_stopping(t, S.STOPPING_KILLED, now, KILL_GRACE_SECONDS, message or "kill requested")])
-    raise _illegal(trial, S.STOPPING_KILLED, "kill")
+    raise IllegalTransition(trial, S.STOPPING_KILLED, "kill")
 
 
 def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
@@ -192,7 +188,7 @@ def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Chang
         return Change(t)
     if t.state in ACTIVE:
         return Change(t, [_move(t, S.PAUSED, now, message or "paused")])
-    raise _illegal(trial, S.PAUSED, "pause")
+    raise IllegalTransition(trial, S.PAUSED, "pause")
 
 
 def activate(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
@@ -202,13 +198,13 @@ def activate(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Ch
         return Change(t)
     if t.state == S.PAUSED:
         return Change(t, [_move(t, S.QUEUED, now, message or "activated")])
-    raise _illegal(trial, S.QUEUED, "activate")
+    raise IllegalTransition(trial, S.QUEUED, "activate")
 
 
 def restart(trial: Trial, now: int, *, resources: Resources | None = None, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
     if trial.state in TERMINAL:
-        raise _illegal(trial, S.QUEUED, "restart")
+        raise IllegalTransition(trial, S.QUEUED, "restart")
     t = copy.deepcopy(trial)
     details = {"previous_trial_run_id": t.trial_run_id}
     if resources is not None:
@@ -273,7 +269,7 @@ def report_early_exit(trial: Trial, now: int, reason: EarlyExitReason, trial_run
     if t.state == S.STOPPING_COMPLETED and t.early_exit_reason == reason:
         return Change(t)
     if t.state not in ACTIVE:
-        raise _illegal(trial, S.STOPPING_COMPLETED, "early-exit")
+        raise IllegalTransition(trial, S.STOPPING_COMPLETED, "early-exit")
     t.early_exit_reason = reason
     ev = _stopping(t, S.STOPPING_COMPLETED, now, SHUTDOWN_GRACE_SECONDS, f"early exit: {reason.value}", {"early_exit_reason": reason.value})
     return Change(t, [ev])
