@@ -8,11 +8,11 @@ import string
 from trialplane.v1 import log_pb2, log_service_pb2_grpc
 from trialplane.v1 import log_service_pb2 as ls
 
-from ..domain import listing, trial_lifecycle
+from ..domain import listing
 from ..domain import metrics as m
 from ..domain.errors import ResourceExhausted, invalid
 from ..services.change_feed import ChangeFeed
-from ..services.follow import follow
+from ..services.follow import follow, trials_ended
 from ..storage.base import Storage
 from . import convert
 from .budget import FIELD, RESERVE, SCALAR, Room, text
@@ -132,10 +132,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                 cursor = rows[-1]["id"]
             return rows
 
-        async def finished() -> bool:
-            return trial_lifecycle.is_terminal((await self.storage.get_trial(request.trial_id)).state)
-
-        async for rows in follow(read, finished, self.feed.metrics.wait):
+        async for rows in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics.wait):
             yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
 
     @rpc

@@ -7,11 +7,11 @@ import json
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2_grpc
 from trialplane.v1 import metrics_service_pb2 as ms
 
-from ..domain import listing, trial_lifecycle
+from ..domain import listing
 from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..services.change_feed import ChangeFeed
-from ..services.follow import follow
+from ..services.follow import follow, trials_ended
 from ..storage.base import Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
@@ -328,12 +328,9 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                     out.append(series)
             return out
 
-        async for batch in follow(read, lambda: self._finished(request.trial_id), self.feed.metrics.wait):
+        async for batch in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics.wait):
             for series in batch:
                 yield ms.WatchMetricsResponse(series=[series])
-
-    async def _finished(self, trial_id: int) -> bool:
-        return trial_lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state)
 
     @rpc
     async def ListDebugEvents(self, request, context):

@@ -29,7 +29,7 @@ from ..domain.profiler import (
     downsample_table,
 )
 from ..services.change_feed import ChangeFeed, Signal
-from ..services.follow import follow
+from ..services.follow import follow, trials_ended
 from ..storage.base import IngestItem, SeriesInfo, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, Room
@@ -495,15 +495,9 @@ class ProfilerServicer:
                         break
             return out
 
-        async for responses in follow(read, lambda: self._all_terminal(trial_ids), self.feed.profiler.wait):
+        async for responses in follow(read, trials_ended(self.storage, trial_ids), self.feed.profiler.wait):
             for response in responses:
                 yield response
-
-    async def _all_terminal(self, trial_ids) -> bool:
-        for trial_id in trial_ids:
-            if not trial_lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state):
-                return False
-        return True
 
 
 def add_profiler_service(servicer: ProfilerServicer, server) -> None:

@@ -26,7 +26,7 @@ from ..domain.models import (
     TrialState,
 )
 from ..services.change_feed import ChangeFeed
-from ..services.follow import follow
+from ..services.follow import follow, trials_ended
 from ..storage.base import Storage
 from . import convert
 from .errors import rpc
@@ -402,10 +402,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
                 cursor = events[-1].sequence
             return events
 
-        async def finished() -> bool:
-            return lifecycle.is_terminal((await self.storage.get_trial(trial_id)).state)
-
-        async for events in follow(read, finished, lambda: self.feed.trials.wait(trial_id)):
+        async for events in follow(read, trials_ended(self.storage, [trial_id]), lambda: self.feed.trials.wait(trial_id)):
             for e in events:
                 yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from ..domain import trial_lifecycle
+from ..storage.base import Storage
+
 T = TypeVar("T")
+
+
+def trials_ended(storage: Storage, trial_ids: Iterable[int]) -> Callable[[], Awaitable[bool]]:
+    """The finished() of a follow that lasts while any of the trials is live."""
+    ids = list(trial_ids)
+
+    async def ended() -> bool:
+        for trial_id in ids:
+            if not trial_lifecycle.is_terminal((await storage.get_trial(trial_id)).state):
+                return False
+        return True
+
+    return ended
 
 
 async def follow(
