@@ -54,7 +54,7 @@ CACHE_SECONDS = 0.1
 
 _TRIAL = "SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?"
 _HIGHEST_STEP = "SELECT max(steps) FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
-_STORED_STEP = "SELECT 1, digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ? AND steps = ?"
+_STORED_STEP = "SELECT digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ? AND steps = ?"
 _STORED_REQUEST = "SELECT group_name, trial_run_id, steps, digest FROM metric_reports WHERE trial_id = ? AND request_id = ?"
 
 
@@ -175,7 +175,8 @@ class JournaledReports:
         key = (report.trial_id, report.group, run, report.steps)
         if key in self._keys or (report.request_id and (report.trial_id, report.request_id) in self._request_ids):
             # A retry of a journaled report, or a conflict the direct way refuses.
-            return self._retry_of(report, key, self._keys.get(key), self._request_ids.get((report.trial_id, report.request_id)))
+            step = (self._keys[key],) if key in self._keys else None
+            return self._retry_of(report, key, step, self._request_ids.get((report.trial_id, report.request_id)))
         if self._direct and (key[:2] + key[3:] in self._direct or report.request_id in self._direct):
             # The same report is being stored the direct way: so is this
             # retry, which then finds it stored.
@@ -190,7 +191,7 @@ class JournaledReports:
             step = self.engine.query_one(_STORED_STEP, key)
             named = self.engine.query_one(_STORED_REQUEST, (report.trial_id, report.request_id)) if report.request_id else None
             if step is not None or named is not None:
-                return self._retry_of(report, key, None if step is None else (step[1] or b"legacy"), named)
+                return self._retry_of(report, key, step, named)
         report.trial_run_id = run
         report.report_time = report.report_time or self.clock()
         try:
@@ -216,15 +217,17 @@ class JournaledReports:
         return True
 
     @staticmethod
-    def _retry_of(report: m.ReportDraft, key: tuple, step_digest: bytes | None, named: tuple | None) -> bool | None:
+    def _retry_of(report: m.ReportDraft, key: tuple, step: tuple | None, named: tuple | None) -> bool | None:
         """False for a retry of the stored or journaled report; None (the
         direct way, which refuses it) when the step or the request_id was
-        used with other values."""
+        used with other values. step is (digest,) of the report at this
+        step, named (group, run, step, digest) of the one with this
+        request_id; None when there is none."""
+        if step is None and named is None:
+            return None
         if named is not None and (tuple(named[:3]) != key[1:] or not report.same_values(named[3])):
             return None
-        if step_digest is not None and step_digest != b"legacy" and not report.same_values(step_digest):
-            return None
-        if named is None and step_digest is None:
+        if step is not None and not report.same_values(step[0]):
             return None
         return False
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from ...domain.idempotency import RequestKey, check_same_request
+
+
+class Recorded(Protocol):
+    def to_record(self) -> str: ...
+
+
+R = TypeVar("R", bound=Recorded)
 
 
 def recall(conn: sqlite3.Connection, key: RequestKey | None) -> str | None:
@@ -27,3 +36,16 @@ def remember(conn: sqlite3.Connection, key: RequestKey | None, result: str, now:
             "INSERT INTO request_ids (scope, request_id, digest, result, create_time) VALUES (?, ?, ?, ?, ?)",
             (key.scope, key.request_id, key.digest, result, now),
         )
+
+
+def once(conn: sqlite3.Connection, key: RequestKey | None, now: int, write: Callable[[], R],
+         from_record: Callable[[str], R]) -> R:
+    """write()'s result, recorded under key; for a key seen before, the
+    recorded first result instead, and write() is not run."""
+    earlier = recall(conn, key)
+    if earlier is not None:
+        return from_record(earlier)
+    result = write()
+    if key is not None:
+        remember(conn, key, result.to_record(), now)
+    return result

@@ -317,8 +317,8 @@ class SqliteStorage(Storage):
             if requests.recall(conn, key) is not None:
                 return current
             now = self.clock()
-            requests.remember(conn, key, str(trial_id), now)
             result = change(current, now)
+            requests.remember(conn, key, str(trial_id), now)
             updated = result.trial
             updated.update_time = now
             updated.version = current.version + 1
@@ -495,13 +495,9 @@ class SqliteStorage(Storage):
 
     async def ingest_profiler(self, stream_id: str, items: list[IngestItem], key: RequestKey | None = None) -> IngestResult:
         def write(conn):
-            earlier = requests.recall(conn, key)
-            if earlier is not None:
-                return IngestResult.from_record(earlier)
             now = self.clock()
-            result = profiler.ingest(conn, stream_id, items, now)
-            requests.remember(conn, key, result.to_record(), now)
-            return result
+            return requests.once(conn, key, now, lambda: profiler.ingest(conn, stream_id, items, now),
+                                 IngestResult.from_record)
 
         return await self._write(write)
 
@@ -542,17 +538,10 @@ class SqliteStorage(Storage):
 
     async def ingest_metrics(self, batch, key=None):
         small = len(batch.reports) + len(batch.points) + len(batch.debug_events) + len(batch.logs) <= 4
-        if key is None:
-            return await self._write(lambda conn: metrics.ingest(conn, batch, self.clock()), small)
 
         def write(conn):
-            earlier = requests.recall(conn, key)
-            if earlier is not None:
-                return m.IngestOutcome.from_record(earlier)
             now = self.clock()
-            outcome = metrics.ingest(conn, batch, now)
-            requests.remember(conn, key, outcome.to_record(), now)
-            return outcome
+            return requests.once(conn, key, now, lambda: metrics.ingest(conn, batch, now), m.IngestOutcome.from_record)
 
         return await self._write(write, small)
 
