@@ -95,6 +95,8 @@ class PointDraft:
 # The group whose reports are validations: they carry the searcher metric
 # and rank checkpoints.
 VALIDATION = "validation"
+# The group of the points that metric definitions parse from log lines.
+LOGS = "logs"
 
 
 @dataclass

@@ -66,10 +66,10 @@ class _Trials:
         if trial_id not in self.steps:
             (steps_completed,) = self.conn.execute("SELECT steps_completed FROM trials WHERE id = ?", (trial_id,)).fetchone()
             (series_step,) = self.conn.execute(
-                "SELECT max(last_step) FROM metric_series WHERE trial_id = ? AND group_name != 'logs'", (trial_id,)
+                "SELECT max(last_step) FROM metric_series WHERE trial_id = ? AND group_name != ?", (trial_id, m.LOGS)
             ).fetchone()
-            highest = max(steps_completed or 0, series_step if series_step is not None else -1)
-            self.steps[trial_id] = highest if (steps_completed or series_step is not None) else None
+            reported = steps_completed or series_step is not None
+            self.steps[trial_id] = max(steps_completed, series_step or 0) if reported else None
         return self.steps[trial_id]
 
     def log_rules(self, trial_id: int) -> list:
@@ -383,7 +383,6 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         if run > rolled_back.get(report.trial_id, 1):
             rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
             rolled_back[report.trial_id] = run
-        scalars = report.metrics
         # Values live in their series; validation reports keep them in the
         # report too: checkpoints are ranked by them.
         body = dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
@@ -391,7 +390,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
                      report.request_id or None, report.digest))
         if report.group == m.VALIDATION:
             _note_validation(conn, trials, report, now)
-        runs_of[(report.trial_id, report.group, run, tuple(scalars))].append(report)
+        runs_of[(report.trial_id, report.group, run, tuple(report.metrics))].append(report)
         out.report_created[position] = True
         out.added += 1
         out.trial_ids.add(report.trial_id)
@@ -458,7 +457,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         if line_step is None:
             line_step = trials.last_step(line.trial_id)
         for name, value, step in parsed:
-            sid = series.id_for(line.trial_id, "logs", name)
+            sid = series.id_for(line.trial_id, m.LOGS, name)
             log_points[sid].append((line_step if step is None else step, run, time, value))
         validation = m.log_validation(trials.study(line.trial_id), line.trial_id, run, line_step or 0, time,
                                       {name: value for name, value, _ in parsed})
