@@ -36,6 +36,18 @@ def dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
 
 
+DAY_US = 86_400_000_000
+
+
+def expired(column: str) -> str:
+    """The condition that column (a time in microseconds) of a row of trial
+    `t` is past the trial's retention: its log_retention_days, 0 for the
+    server default, less than 0 for forever. Named parameters :now,
+    :default_days and :day_us."""
+    days = "coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), :default_days)"
+    return f"{days} > 0 AND {column} < :now - {days} * :day_us"
+
+
 def _enum(cls, value):
     return cls(value) if value else None
 

@@ -12,7 +12,7 @@ from ...domain import metrics as m
 from ...domain.errors import DomainError, NotFound
 from ...domain.models import Study
 from . import metric_chunks as chunks
-from .codec import dumps
+from .codec import DAY_US, dumps, expired
 from .engine import inserted_id
 
 
@@ -604,18 +604,11 @@ def list_logs(conn, trial_id: int, from_tail: bool, levels: list[str], worker: s
 def delete_expired_logs(conn, now: int, default_days: int, limit: int) -> int:
     """Deletes up to limit task log lines older than the retention of their
     trial (its log_retention_days, 0 for default_days, -1 or less: forever)."""
-    day_us = 86_400_000_000
     # Trials first, then a range of the (trial_id, time) index per trial: a
     # sweep costs one index seek per trial plus the lines it deletes.
     rows = conn.execute(
-        """
-        SELECT l.id FROM trials t
-        CROSS JOIN task_logs l ON l.trial_id = t.id
-        WHERE coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) > 0
-          AND l.time < ? - coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) * ?
-        LIMIT ?
-        """,
-        (default_days, now, default_days, day_us, limit),
+        f"SELECT l.id FROM trials t CROSS JOIN task_logs l ON l.trial_id = t.id WHERE {expired('l.time')} LIMIT :limit",
+        {"default_days": default_days, "now": now, "day_us": DAY_US, "limit": limit},
     ).fetchall()
     if rows:
         conn.executemany("DELETE FROM task_logs WHERE id = ?", rows)

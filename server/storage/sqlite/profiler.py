@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ...domain.errors import NotFound
 from ...domain.profiler import Chunk, ChunkSummary, Labels, MetricType, SummaryTable
 from ..base import IngestItem, IngestResult, SeriesInfo
+from .codec import DAY_US, expired
 
 _SUMMARY_COLS = "id, count, first_ts, last_ts, first_batch, last_batch, vmin, vmax, vlast"
 
@@ -206,23 +207,16 @@ def chunks_after(conn: sqlite3.Connection, series_id: int, after_id: int, after_
     return [(cid, Chunk.from_bytes(data, count)) for cid, count, data in rows]
 
 
-
 def delete_expired(conn: sqlite3.Connection, now: int, default_days: int, limit: int) -> int:
     """Deletes up to limit chunks whose newest sample is older than the
     retention of their trial, and keeps the series summaries right."""
-    day_us = 86_400_000_000
     # CROSS JOIN keeps SQLite on this order: series first, so the sweep costs
     # nothing without profiler data, however many trials there are.
     rows = conn.execute(
-        """
-        SELECT c.id, c.series_id, c.count FROM profiler_series s
-        CROSS JOIN trials t ON t.id = s.trial_id
-        CROSS JOIN profiler_chunks c ON c.series_id = s.id
-        WHERE coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) > 0
-          AND c.last_ts < ? - coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), ?) * ?
-        LIMIT ?
-        """,
-        (default_days, now, default_days, day_us, limit),
+        "SELECT c.id, c.series_id, c.count FROM profiler_series s"
+        " CROSS JOIN trials t ON t.id = s.trial_id"
+        f" CROSS JOIN profiler_chunks c ON c.series_id = s.id WHERE {expired('c.last_ts')} LIMIT :limit",
+        {"default_days": default_days, "now": now, "day_us": DAY_US, "limit": limit},
     ).fetchall()
     if not rows:
         return 0
