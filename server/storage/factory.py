@@ -38,4 +38,6 @@ def open_storage(url: str, readers: int = 4) -> Storage:
 
         return SqliteStorage(path, readers=readers)
     scheme = urlsplit(url).scheme or url
+    if scheme == "sqlite":
+        raise UnknownStorage(f"{url!r} names no file: write sqlite:///relative.db or sqlite:////absolute/path.db")
     raise UnknownStorage(f"unknown database {scheme!r}: use a file path or one of {', '.join(s + '://' for s in SCHEMES)}")

@@ -23,4 +23,6 @@ def test_open_storage_picks_sqlite_and_refuses_what_it_does_not_serve(tmp_path):
     assert isinstance(storage, SqliteStorage) and storage.path == f"{tmp_path}/a.db"
     with pytest.raises(UnknownStorage, match="unknown database 'redis'"):
         open_storage("redis://127.0.0.1:6379/0")
+    with pytest.raises(UnknownStorage, match="names no file: write sqlite:///relative.db"):
+        open_storage("sqlite://db-host/x.db")
     assert list(tmp_path.iterdir()) == []
