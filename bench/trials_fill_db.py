@@ -16,7 +16,7 @@ import asyncio
 
 from trialplane.server.api.trial_service import trial_from_proto
 from trialplane.server.domain import validation
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.sqlite.storage import SqliteStorage
 from trialplane.v1 import trial_pb2
 
 BATCH = 256

@@ -38,11 +38,11 @@ from .api.study_service import StudyServicer
 from .api.trial_service import TrialServicer
 from .api.worker_service import WorkerServicer
 from .config import ServerConfig
+from .domain.clock import now_us
 from .services.change_feed import ChangeFeed
 from .services.jobs import RetentionJob, Watchdog
-from .storage.base import Storage
 from .storage.factory import open_storage
-from .storage.sqlite.store import now_us
+from .storage.interface import Storage
 
 log = logging.getLogger("trialplane.server")
 

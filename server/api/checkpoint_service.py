@@ -9,7 +9,7 @@ from ..domain import checkpoints as rules
 from ..domain import listing
 from ..domain.checkpoints import Checkpoint, CheckpointState
 from ..domain.errors import invalid
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
 

@@ -9,7 +9,7 @@ import re
 from trialplane.katib.v1beta1 import api_pb2, api_pb2_grpc
 
 from ..domain.errors import InvalidArgument, ViolationCollector, invalid
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from .errors import rpc
 
 MAX_OBSERVATIONS = 100_000

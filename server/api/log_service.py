@@ -13,7 +13,7 @@ from ..domain import metrics as m
 from ..domain.errors import ResourceExhausted, invalid
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .budget import FIELD, RESERVE, SCALAR, Room, text
 from .errors import rpc

@@ -12,7 +12,7 @@ from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
 from .errors import error_reason, rpc

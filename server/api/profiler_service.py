@@ -30,7 +30,7 @@ from ..domain.profiler import (
 )
 from ..services.change_feed import ChangeFeed, Signal
 from ..services.follow import follow, trials_ended
-from ..storage.base import IngestItem, SeriesInfo, Storage
+from ..storage.interface import IngestItem, SeriesInfo, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc

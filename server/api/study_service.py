@@ -19,7 +19,7 @@ from ..domain.models import (
     Study,
     StudyState,
 )
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
 

@@ -27,7 +27,7 @@ from ..domain.models import (
 )
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
 

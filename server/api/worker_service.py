@@ -14,7 +14,7 @@ from ..domain.errors import ViolationCollector, invalid
 from ..domain.models import Worker, WorkerState
 from ..services.change_feed import ChangeFeed
 from ..services.rendezvous import rendezvous
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
 

@@ -6,7 +6,9 @@ import copy
 import enum
 from dataclasses import dataclass, field
 
-from .errors import FailedPrecondition, ViolationCollector
+from .errors import FailedPrecondition, TrialFinished, ViolationCollector
+from .models import Trial
+from .trial_lifecycle import is_terminal
 
 MAX_UUID = 128
 MAX_FILES = 100_000
@@ -77,10 +79,15 @@ def validate_report(c: Checkpoint) -> None:
     v.raise_if_any()
 
 
-def apply_report(current: Checkpoint | None, report: Checkpoint, now: int) -> Checkpoint:
-    """The checkpoint after a report; the first report creates it."""
+def apply_report(current: Checkpoint | None, report: Checkpoint, trial: Trial, now: int) -> Checkpoint:
+    """The checkpoint after a report of trial's; the first report creates
+    it, in the trial's current run unless it names one, and only while the
+    trial has not ended."""
     if current is None:
+        if is_terminal(trial.state):
+            raise TrialFinished(trial.id, trial.state, "no new checkpoints")
         c = copy.deepcopy(report)
+        c.trial_run_id = c.trial_run_id or trial.trial_run_id
         c.create_time = c.update_time = now
         if c.state != C.ACTIVE:
             c.end_time = now

@@ -15,6 +15,7 @@ import json
 import marshal
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -199,10 +200,22 @@ def bucket_points(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: 
     """Exact buckets of equal width over the x values (steps or times)."""
     if xs.size == 0:
         return []
-    order = np.lexsort((steps, xs))
+    lo, hi = int(xs.min()), int(xs.max())
+    return [b for _, b in _keyed_buckets(steps, times, values, xs, lo, _width(lo, hi, n))]
+
+
+def _width(lo: int, hi: int, n: int) -> int:
+    return max(1, -(-(hi - lo + 1) // n))
+
+
+def _keyed_buckets(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: np.ndarray, lo: int,
+                   width: int) -> list[tuple[int, Block]]:
+    """(bucket number, bucket) of the points, buckets [lo + k * width, lo + (k + 1) * width)."""
+    if xs.size == 0:
+        return []
+    # Points come mostly in order already, where a stable sort is cheap.
+    order = np.argsort(xs, kind="stable") if xs is steps else np.lexsort((steps, xs))
     xs, steps, times, values = xs[order], steps[order], times[order], values[order]
-    lo, hi = int(xs[0]), int(xs[-1])
-    width = max(1, -(-(hi - lo + 1) // n))
     index = (xs - lo) // width
     cuts = np.flatnonzero(np.diff(index)) + 1
     starts = np.concatenate(([0], cuts))
@@ -210,23 +223,41 @@ def bucket_points(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: 
     mins = np.fmin.reduceat(values, starts)
     maxs = np.fmax.reduceat(values, starts)
     return [
-        Block(int(b - a + 1), int(steps[a]), int(steps[b]), int(times[a]), int(times[b]),
-              float(values[a]), float(values[b]), float(lo_), float(hi_))
+        (int(index[a]), Block(int(b - a + 1), int(steps[a]), int(steps[b]), int(times[a]), int(times[b]),
+                              float(values[a]), float(values[b]), float(lo_), float(hi_)))
         for a, b, lo_, hi_ in zip(starts, ends, mins, maxs)
     ]
 
 
-def bucket_blocks(blocks: list[Block], key, n: int) -> list[Block]:
-    """Groups whole blocks into at most n buckets by the x value of their
-    first point; each bucket's aggregates stay exact."""
-    if not blocks:
+def bucket_chunks(chunks: list[tuple[int, Block]], loose: PointColumns,
+                  load: Callable[[list[int]], PointColumns], n: int) -> list[Block]:
+    """The exact buckets of equal step width that bucket_points gives, from
+    (chunk id, aggregates of its live points) and loose live points. A chunk
+    inside one bucket adds its aggregates; load(chunk ids) reads the live
+    points of those that cross a bucket boundary, which are bucketed one by
+    one with the loose points."""
+    firsts = [b.first_step for _, b in chunks if b.count]
+    lasts = [b.last_step for _, b in chunks if b.count]
+    if len(loose):
+        firsts.append(int(loose.steps.min()))
+        lasts.append(int(loose.steps.max()))
+    if not firsts:
         return []
-    xs = [key(b) for b in blocks]
-    lo, hi = min(xs), max(xs)
-    width = max(1, -(-(hi - lo + 1) // n))
+    lo = min(firsts)
+    width = _width(lo, max(lasts), n)
     out: dict[int, Block] = {}
-    for x, b in zip(xs, blocks):
-        out.setdefault((x - lo) // width, Block()).merge(b)
+    crossing = []
+    for chunk_id, b in chunks:
+        if not b.count:
+            continue
+        k = (b.first_step - lo) // width
+        if k == (b.last_step - lo) // width:
+            out.setdefault(k, Block()).merge(b)
+        else:
+            crossing.append(chunk_id)
+    points = PointColumns.concat([loose, load(crossing)]) if crossing else loose
+    for k, b in _keyed_buckets(points.steps, points.times, points.values, points.steps, lo, width):
+        out.setdefault(k, Block()).merge(b)
     return [out[k] for k in sorted(out)]
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from ..domain import trial_lifecycle
-from ..storage.base import Storage
+from ..storage.interface import Storage
 
 T = TypeVar("T")
 

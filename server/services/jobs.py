@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from ..domain import trial_lifecycle
 from ..domain.errors import DomainError
-from ..storage.base import Storage, TrialChange
+from ..storage.interface import Storage, TrialChange
 from .change_feed import ChangeFeed
 
 log = logging.getLogger("trialplane.server")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..domain import worker_lifecycle
 from ..domain.errors import NotFound, Unavailable
 from ..domain.models import Worker
-from ..storage.base import Storage
+from ..storage.interface import Storage
 from .change_feed import ChangeFeed
 
 # A waiter looks again at least this often: workers another server process

@@ -8,9 +8,11 @@ created on disk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from .base import Storage
+from ..domain.clock import now_us
+from .interface import Storage
 
 SCHEMES = ("sqlite",)
 
@@ -30,13 +32,17 @@ def sqlite_path(url: str) -> str | None:
     return parts.path[1:] or None
 
 
-def open_storage(url: str, readers: int = 4) -> Storage:
-    """The (not yet opened) storage for url."""
+def open_storage(url: str, readers: int = 4, clock: Callable[[], int] | None = None, journal: bool = True) -> Storage:
+    """The (not yet opened) storage for url. clock: microseconds since the
+    epoch, for tests. journal: single metric reports are acknowledged from
+    a write-behind journal beside a SQLite file."""
     path = sqlite_path(url)
     if path:
-        from .sqlite.store import SqliteStorage
+        from .journaled import JournaledStorage
+        from .sqlite.storage import SqliteStorage
 
-        return SqliteStorage(path, readers=readers)
+        storage = SqliteStorage(path, clock=clock or now_us, readers=readers)
+        return JournaledStorage(storage, f"{storage.path}-reports") if journal else storage
     scheme = urlsplit(url).scheme or url
     if scheme == "sqlite":
         raise UnknownStorage(f"{url!r} names no file: write sqlite:///relative.db or sqlite:////absolute/path.db")

@@ -14,14 +14,14 @@ from support.trials import S, report
 from test_metrics_api import history, req, running_trial, stub
 from trialplane.server.domain import metrics as m
 from trialplane.server.domain.models import Trial
-from trialplane.server.storage.sqlite.journal import (
+from trialplane.server.storage.factory import open_storage
+from trialplane.server.storage.journal import (
     HEADER,
     Journal,
     JournalBusy,
     JournalFull,
 )
-from trialplane.server.storage.sqlite.journaled_reports import encode
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.journaled import encode
 from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import trial_service_pb2 as ts
 
@@ -184,7 +184,7 @@ def test_reports_wait_out_a_full_database_and_none_is_lost(db_path):
         s = stub(client)
         assert s.ReportMetrics(req(trial.id, 1, loss=1.0)).created
         history(client, [trial.id], ["loss"])  # stored
-        writer = server.app.storage.engine.writer_connection
+        writer = server.app.storage.inner.engine.writer_connection
 
         async def cap(limit=None):
             (pages,) = writer.execute("PRAGMA page_count").fetchone()
@@ -218,7 +218,7 @@ def test_reports_wait_out_a_full_database_and_none_is_lost(db_path):
 
 def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
     async def scenario():
-        storage = SqliteStorage(str(tmp_path / "race.db"))
+        storage = open_storage(str(tmp_path / "race.db"))
         await storage.open()
         try:
             trial = await storage.create_trial(Trial(name="race"), None, lambda study: None)

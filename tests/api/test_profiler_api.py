@@ -11,7 +11,7 @@ import pytest
 from support import Client, ServerProcess, ServerThread, error_of
 from support.trials import S, new_trial, report
 from trialplane.server.config import ServerConfig
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.sqlite.storage import SqliteStorage
 from trialplane.v1 import profiler_pb2 as pp
 from trialplane.v1 import profiler_service_pb2 as ps
 from trialplane.v1 import profiler_service_pb2_grpc

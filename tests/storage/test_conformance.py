@@ -36,15 +36,21 @@ from trialplane.server.domain.models import (
     WorkerState,
 )
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
-from trialplane.server.storage.base import IngestItem, Storage
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.factory import open_storage
+from trialplane.server.storage.interface import IngestItem, Storage
 
 
 def sqlite_backend(tmp_path):
-    return SqliteStorage(str(tmp_path / "conformance.db"))
+    return open_storage(str(tmp_path / "conformance.db"), journal=False)
 
 
-BACKENDS = {"sqlite": sqlite_backend}
+def journaled_sqlite_backend(tmp_path):
+    """What `trialplane serve` runs on by default: SQLite behind the report journal."""
+    return open_storage(str(tmp_path / "conformance.db"))
+
+
+# Each factory, called twice with the same tmp_path, names the same database.
+BACKENDS = {"sqlite": sqlite_backend, "sqlite-journaled": journaled_sqlite_backend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -68,8 +74,7 @@ def replicas(request, tmp_path):
     standing in for two server replicas.
 
     Each backend factory called twice with the same tmp_path names the same
-    database. For SQLite the first storage opened takes the report journal's
-    flock; the second finds it held (flock is per open file, so this holds
+    database. With the journal, the first storage opened takes its flock; the second finds it held (flock is per open file, so this holds
     within one process as across processes) and stores every metric report
     directly, as a second server process on the same file does. So `a` is
     the replica that acknowledges reports from its journal and `b` the one

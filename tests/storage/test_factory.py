@@ -2,7 +2,8 @@
 
 import pytest
 from trialplane.server.storage.factory import UnknownStorage, open_storage, sqlite_path
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.journaled import JournaledStorage
+from trialplane.server.storage.sqlite.storage import SqliteStorage
 
 
 @pytest.mark.parametrize("url, path", [
@@ -20,7 +21,11 @@ def test_sqlite_addresses(url, path):
 
 def test_open_storage_picks_sqlite_and_refuses_what_it_does_not_serve(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/a.db")
-    assert isinstance(storage, SqliteStorage) and storage.path == f"{tmp_path}/a.db"
+    # The embedded default: SQLite behind the write-behind report journal, beside the file.
+    assert isinstance(storage, JournaledStorage) and storage.journal_path == f"{tmp_path}/a.db-reports"
+    assert isinstance(storage.inner, SqliteStorage) and storage.inner.path == f"{tmp_path}/a.db"
+    bare = open_storage(f"{tmp_path}/b.db", journal=False)
+    assert isinstance(bare, SqliteStorage) and bare.path == f"{tmp_path}/b.db"
     with pytest.raises(UnknownStorage, match="unknown database 'redis'"):
         open_storage("redis://127.0.0.1:6379/0")
     with pytest.raises(UnknownStorage, match="names no file: write sqlite:///relative.db"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from trialplane.server.app import App, build_server
 from trialplane.server.config import ServerConfig
-from trialplane.server.storage.sqlite.store import SqliteStorage
+from trialplane.server.storage.factory import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -79,7 +79,7 @@ class FakeClock:
 
 def start_server(db_path, clock=None, **overrides) -> ServerThread:
     config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, **overrides)
-    storage = SqliteStorage(str(db_path), clock=clock) if clock is not None else None
+    storage = open_storage(str(db_path), clock=clock) if clock is not None else None
     return ServerThread(config, storage).start()
 
 

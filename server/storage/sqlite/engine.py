@@ -23,13 +23,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ...domain.errors import Unavailable
+from ..core.statements import Args, Tx
+from .statements import SqliteTx
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 MAX_GROUP = 512
 
-WriteFn = Callable[[sqlite3.Connection], Any]
+WriteFn = Callable[[Tx], Any]
 
 
 def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
@@ -46,18 +48,12 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def inserted_id(cur: sqlite3.Cursor) -> int:
-    """The rowid an INSERT on cur just made."""
-    if cur.lastrowid is None:
-        raise sqlite3.InterfaceError("the statement inserted no row")
-    return cur.lastrowid
-
-
 class Engine:
     def __init__(self, path: str, readers: int = 4):
         self.path = path
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer_conn = connect(path)
+        self._writer_tx = SqliteTx(self._writer_conn)
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
@@ -117,7 +113,7 @@ class Engine:
         if self._closed or self._submitted != self._finished or not self._write_lock.acquire(blocking=False):
             return None
         try:
-            return self._transaction(self._writer_conn, fns)
+            return self._transaction(self._writer_tx, fns)
         except Unavailable as exc:
             return [(False, exc)] * len(fns)
         except Exception as exc:  # noqa: BLE001 - the callers hear of it through their outcomes
@@ -165,7 +161,7 @@ class Engine:
                 target.set_result(result)
 
     def _write_loop(self) -> None:
-        conn = self._writer_conn
+        tx = self._writer_tx
         while True:
             item = self._queue.get()
             if item is None:
@@ -187,7 +183,7 @@ class Engine:
             if batch:
                 try:
                     with self._write_lock:
-                        self._run_group(conn, batch)
+                        self._run_group(tx, batch)
                 except Exception:  # noqa: BLE001 - the writer must outlive any one write
                     log.exception("write group failed")
                     for _, fut in batch:
@@ -208,10 +204,11 @@ class Engine:
             if item is not None and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(Unavailable("the database closed"))
 
-    def _transaction(self, conn: sqlite3.Connection, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
+    def _transaction(self, tx: SqliteTx, fns: list[WriteFn]) -> list[tuple[bool, Any]]:
         """Runs each fn in its own savepoint of one transaction and commits.
         Returns (ok, result or exception) per fn; Unavailable when the
         transaction itself could not begin or commit."""
+        conn = tx.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -221,7 +218,7 @@ class Engine:
         for fn in fns:
             conn.execute("SAVEPOINT w")
             try:
-                result = fn(conn)
+                result = fn(tx)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 try:
                     conn.execute("ROLLBACK TO w")
@@ -256,9 +253,9 @@ class Engine:
             except sqlite3.Error:
                 pass
 
-    def _run_group(self, conn: sqlite3.Connection, batch: list) -> None:
+    def _run_group(self, tx: SqliteTx, batch: list) -> None:
         try:
-            outcomes = self._transaction(conn, [fn for fn, _ in batch])
+            outcomes = self._transaction(tx, [fn for fn, _ in batch])
         except Unavailable as exc:
             for _, fut in batch:
                 fut.set_exception(exc)
@@ -271,31 +268,31 @@ class Engine:
 
     # --- reads -------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _reader(self) -> SqliteTx:
+        tx = getattr(self._local, "tx", None)
+        if tx is None:
             conn = connect(self.path, read_only=True)
-            self._local.conn = conn
+            tx = self._local.tx = SqliteTx(conn)
             with self._reader_lock:
                 self._reader_conns.append(conn)
-        return conn
+        return tx
 
-    def _read_in_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _read_in_thread(self, fn: Callable[[Tx], Any]) -> Any:
         """Runs fn on the calling thread's read-only connection."""
-        conn = self._reader()
-        conn.execute("BEGIN")
+        tx = self._reader()
+        tx.conn.execute("BEGIN")
         try:
-            return fn(conn)
+            return fn(tx)
         finally:
-            conn.execute("COMMIT")
+            tx.conn.execute("COMMIT")
 
-    def query_one(self, sql: str, params: tuple) -> Any:
+    def query_one(self, sql: str, params: Args = ()) -> sqlite3.Row | None:
         """One row of one statement, on the calling thread's read-only connection."""
         if self._closed:
             raise Unavailable("the database is closed")
-        return self._reader().execute(sql, params).fetchone()
+        return self._reader().one(sql, params)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], Any], small: bool = False) -> Any:
+    async def read(self, fn: Callable[[Tx], Any], small: bool = False) -> Any:
         """Runs fn in a read transaction on a read-only connection.
 
         small: a lookup of a few rows, run on the event loop's own connection;

@@ -308,6 +308,41 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE workers ADD COLUMN state_message TEXT NOT NULL DEFAULT '';
         """,
     ),
+    (
+        8,
+        "columns for what queries read out of JSON bodies (a trial's log retention, a checkpoint's validation)"
+        " and an id that orders checkpoints",
+        """
+        ALTER TABLE trials ADD COLUMN log_retention_days INTEGER NOT NULL DEFAULT 0;
+        UPDATE trials SET log_retention_days = coalesce(json_extract(body, '$.log_retention_days'), 0);
+        CREATE TABLE checkpoints_keyed (
+            id INTEGER PRIMARY KEY,
+            uuid TEXT NOT NULL UNIQUE,
+            trial_id INTEGER NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            trial_run_id INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            steps_completed INTEGER NOT NULL,
+            storage_uri TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            create_time INTEGER NOT NULL,
+            update_time INTEGER NOT NULL,
+            end_time INTEGER,
+            objective REAL,
+            validation_metrics TEXT,
+            body TEXT NOT NULL
+        );
+        INSERT INTO checkpoints_keyed
+            SELECT rowid, uuid, trial_id, trial_run_id, state, steps_completed, storage_uri, size_bytes, create_time,
+                   update_time, end_time, objective, json_extract(body, '$.validation_metrics'),
+                   json_remove(body, '$.validation_metrics')
+            FROM checkpoints ORDER BY rowid;
+        DROP TABLE checkpoints;
+        ALTER TABLE checkpoints_keyed RENAME TO checkpoints;
+        CREATE INDEX checkpoints_trial ON checkpoints (trial_id, create_time);
+        CREATE INDEX checkpoints_create_time ON checkpoints (create_time, id);
+        CREATE INDEX checkpoints_trial_steps ON checkpoints (trial_id, steps_completed);
+        """,
+    ),
 ]
 
 

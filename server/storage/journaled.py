@@ -1,21 +1,24 @@
-"""Single metric reports acknowledged from a journal and stored in batches.
+"""A write-behind journal for single metric reports, wrapped around a storage.
 
 A one-point ReportMetrics is what a training loop sends most. Storing it is a
-SQLite transaction of its own (about 150 us here); checking it and appending
-it to a journal file costs a fraction of that. So a report that needs nothing
+transaction of its own (about 150 us on SQLite here); checking it and
+appending it to a journal file costs a fraction of that. So a report that needs nothing
 but storing (its trial exists and runs, it is not a retry, it does not start
 a new run) is checked on the event loop, written to the journal and
 acknowledged. Every 100 ms the waiting reports are stored in one transaction,
-in the order they came, on the event loop itself when the writer thread is
-idle (one transaction of a few hundred cheap statements there costs less
-than handing the GIL to and fro for each of them), and the journal is
-emptied whenever all of them are stored.
+in the order they came, and the journal is emptied whenever all of them are
+stored.
 
 Reads wait until every report acknowledged before they began is stored, and
 writes queue behind them, so a client always reads what it wrote. At start-up
 whatever the journal holds is stored before the server answers; storing is
 idempotent (a report is keyed by trial, group, run and step, or by its
 request_id), so reports stored just before a crash are not stored twice.
+
+The journal is a file on the server's disk, so it is only safe where one
+server process owns the database: the embedded SQLite default. A second
+process on the same file cannot lock the journal and stores every report
+before answering.
 """
 
 from __future__ import annotations
@@ -26,16 +29,15 @@ import contextlib
 import logging
 import marshal
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any, Protocol
 
-from ...domain import metrics as m
-from ...domain.errors import Unavailable
-from . import metrics
-from .engine import Engine
-from .journal import Journal, JournalFull
+from ..domain import metrics as m
+from ..domain.errors import Unavailable
+from .interface import Storage
+from .journal import Journal, JournalBusy, JournalFull
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,23 @@ STORE_BATCH = 2048
 # reports within that time. Refreshing costs two queries per series.
 CACHE_SECONDS = 0.1
 
-_TRIAL = "SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?"
-_HIGHEST_STEP = "SELECT max(steps) FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
-_STORED_STEP = "SELECT digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ? AND steps = ?"
-_STORED_REQUEST = "SELECT group_name, trial_run_id, steps, digest FROM metric_reports WHERE trial_id = ? AND request_id = ?"
+
+
+class ReportSink(Protocol):
+    """What the wrapped storage offers the journal: lookups answered at once
+    on the event loop, and a store of admitted reports."""
+
+    clock: Callable[[], int]
+
+    def report_facts(self, trial_id: int) -> tuple[str, int, int] | None: ...
+
+    def highest_step(self, trial_id: int, group: str, run: int) -> int | None: ...
+
+    def stored_report(self, trial_id: int, group: str, run: int, step: int) -> tuple[bytes | None] | None: ...
+
+    def named_report(self, trial_id: int, request_id: str) -> tuple[str, int, int, bytes | None] | None: ...
+
+    def store_admitted(self, take: Callable[[], list[m.ReportDraft]]) -> Future: ...
 
 
 def encode(report: m.ReportDraft) -> bytes:
@@ -75,37 +90,9 @@ def decode(payload: bytes) -> m.ReportDraft:
                          metrics=values, request_id=request_id)
 
 
-def store_reports(conn: sqlite3.Connection, reports: list[m.ReportDraft], now: int) -> None:
-    """Stores acknowledged reports; one that cannot be stored (its trial was
-    deleted meanwhile) is logged and does not hold back the others. A
-    failure of the database itself (disk full, I/O) is raised: the whole
-    batch is then kept and stored again later."""
-    if not reports:
-        return
-    conn.execute("SAVEPOINT reports")
-    try:
-        outcome = metrics.ingest(conn, m.IngestBatch(reports=reports, report_index=list(range(len(reports)))), now,
-                                 admitted=True)
-    except sqlite3.OperationalError:
-        raise
-    except Exception:  # noqa: BLE001 - retried one by one below
-        conn.execute("ROLLBACK TO reports")
-        conn.execute("RELEASE reports")
-        if len(reports) == 1:
-            log.exception("dropped acknowledged report that cannot be stored: %r", reports[0])
-            return
-        for report in reports:
-            store_reports(conn, [report], now)
-        return
-    conn.execute("RELEASE reports")
-    for _, index, err in outcome.errors:
-        log.warning("dropped acknowledged report of trial %d step %d: %s", reports[index].trial_id,
-                    reports[index].steps, err.message)
-
-
-def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:
-    """Stores what a previous process acknowledged but had not stored; runs
-    before the writer thread starts. Returns how many reports it held."""
+def read_journal(journal: Journal, now: int) -> list[m.ReportDraft]:
+    """The reports a previous process acknowledged and had not stored; a
+    journal with unreadable records is kept beside it for inspection."""
     reports, unreadable = [], 0
     for payload in journal.records():
         try:
@@ -117,19 +104,13 @@ def replay(conn: sqlite3.Connection, journal: Journal, now: int) -> int:
         kept = f"{journal.path}.unreadable-{now}"
         shutil.copyfile(journal.path, kept)
         log.error("journal %s: %d records could not be read; the file is kept as %s", journal.path, unreadable, kept)
-    if reports:
-        conn.execute("BEGIN IMMEDIATE")
-        store_reports(conn, reports, now)
-        conn.execute("COMMIT")
-        log.info("stored %d metric reports from the journal of the previous run", len(reports))
-    journal.reset()
-    return len(reports)
+    return reports
 
 
 class JournaledReports:
-    def __init__(self, engine: Engine, journal: Journal | None, clock: Callable[[], int]):
+    def __init__(self, sink: ReportSink, journal: Journal | None, clock: Callable[[], int]):
         """journal None: every report takes the direct way."""
-        self.engine = engine
+        self.sink = sink
         self.journal = journal
         self.clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,7 +156,7 @@ class JournaledReports:
         key = (report.trial_id, report.group, run, report.steps)
         if key in self._keys or (report.request_id and (report.trial_id, report.request_id) in self._request_ids):
             # A retry of a journaled report, or a conflict the direct way refuses.
-            step = (self._keys[key],) if key in self._keys else None
+            step: tuple[bytes | None] | None = (self._keys[key],) if key in self._keys else None
             return self._retry_of(report, key, step, self._request_ids.get((report.trial_id, report.request_id)))
         if self._direct and (key[:2] + key[3:] in self._direct or report.request_id in self._direct):
             # The same report is being stored the direct way: so is this
@@ -184,12 +165,12 @@ class JournaledReports:
         series = key[:3]
         highest = self._highest.get(series)
         if highest is None:
-            (highest,) = self.engine.query_one(_HIGHEST_STEP, series)
+            highest = self.sink.highest_step(*series)
             highest = -1 if highest is None else highest
         # A step past every stored one is new unless its request_id was used.
         if report.request_id or report.steps <= highest:
-            step = self.engine.query_one(_STORED_STEP, key)
-            named = self.engine.query_one(_STORED_REQUEST, (report.trial_id, report.request_id)) if report.request_id else None
+            step = self.sink.stored_report(*key)
+            named = self.sink.named_report(report.trial_id, report.request_id) if report.request_id else None
             if step is not None or named is not None:
                 return self._retry_of(report, key, step, named)
         report.trial_run_id = run
@@ -243,10 +224,9 @@ class JournaledReports:
             self._direct += collections.Counter()
 
     def _load_trial_facts(self, trial_id: int) -> tuple | None:
-        row = self.engine.query_one(_TRIAL, (trial_id,))
-        if row is None:
-            return None
-        self._trials[trial_id] = facts = tuple(row)
+        facts = self.sink.report_facts(trial_id)
+        if facts is not None:
+            self._trials[trial_id] = facts
         return facts
 
     def forget(self) -> None:
@@ -269,20 +249,21 @@ class JournaledReports:
         loop = self._loop = self._loop or asyncio.get_running_loop()
         self._store_queued = True
         taken: list[tuple[int, m.ReportDraft]] = []
-        future = self.engine.write_now(lambda conn: self._store_waiting(conn, taken))
+        future = self.sink.store_admitted(lambda: self._take_waiting(taken))
         if future.done():
             self._stored(future, taken)
         else:
             future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._stored, f, taken))
 
-    def _store_waiting(self, conn: sqlite3.Connection, taken: list) -> None:
-        """Stores every report waiting now (on the loop or the writer thread)."""
+    def _take_waiting(self, taken: list) -> list[m.ReportDraft]:
+        """Every report waiting now, for the store that runs now (on the loop
+        or the backend's writer thread)."""
         # Cleared before taking: a report the loop adds after this line is
         # either taken below or finds the flag down and queues another store.
         self._store_queued = False
         while self._waiting:
             taken.append(self._waiting.popleft())
-        store_reports(conn, [report for _, report in taken], self.clock())
+        return [report for _, report in taken]
 
     def _stored(self, future: Future, taken: list) -> None:
         # Only reports that were journaled are stored here, on the loop that queued them.
@@ -340,3 +321,227 @@ class JournaledReports:
                       len(self._unstored))
         if self.journal is not None:
             self.journal.close()
+
+
+class JournaledStorage(Storage):
+    """A storage whose single metric reports are acknowledged from a journal.
+
+    Every other write first hands the waiting reports to the store and waits
+    for them while that store fails, and reads wait until the reports
+    acknowledged before them are stored: a client reads what it wrote, and
+    writes keep the order they were made in."""
+
+    reports: JournaledReports
+
+    def __init__(self, inner: Any, journal_path: str):
+        """inner: a Storage that is also a ReportSink."""
+        self.inner: Storage = inner
+        self.sink: ReportSink = inner
+        self.clock = self.sink.clock
+        self.journal_path = journal_path
+        self._opened = False
+
+    async def open(self) -> None:
+        await self.inner.open()
+        try:
+            journal = await self._open_journal()
+        except BaseException:
+            await self.inner.close()
+            raise
+        self.reports = JournaledReports(self.sink, journal, self.sink.clock)
+        self._opened = True
+
+    async def _open_journal(self) -> Journal | None:
+        """The journal, after storing what it still holds; None when another
+        process has it."""
+        try:
+            journal = Journal(self.journal_path)
+        except JournalBusy as exc:
+            log.warning("%s: this server stores every metric report before answering", exc)
+            return None
+        try:
+            reports = read_journal(journal, self.sink.clock())
+            if reports:
+                await asyncio.wrap_future(self.sink.store_admitted(lambda: reports))
+                log.info("stored %d metric reports from the journal of the previous run", len(reports))
+            journal.reset()
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.reports.close()
+        await self.inner.close()
+
+    async def _write(self, call):
+        # Journaled reports are stored first, and what the journal cached
+        # about trials is dropped before and after: the write may change it.
+        try:
+            self.reports.flush()
+            if self.reports.failing:
+                await self.reports.settled()
+        except BaseException:
+            call.close()
+            raise
+        self.reports.forget()
+        try:
+            return await call
+        finally:
+            self.reports.forget()
+
+    async def _read(self, call):
+        if self.reports.pending:
+            try:
+                await self.reports.settled()
+            except BaseException:
+                call.close()
+                raise
+        return await call
+
+    async def report_metrics(self, report):
+        created = self.reports.admit(report)
+        if created is not None:
+            return created
+        with self.reports.stored_directly(report):
+            return await self._write(self.inner.report_metrics(report))
+
+    # Everything else passes through: writes behind the waiting reports,
+    # reads after them.
+
+    async def create_study(self, *args, **kwargs):
+        return await self._write(self.inner.create_study(*args, **kwargs))
+
+    async def get_study(self, *args, **kwargs):
+        return await self._read(self.inner.get_study(*args, **kwargs))
+
+    async def get_study_by_name(self, *args, **kwargs):
+        return await self._read(self.inner.get_study_by_name(*args, **kwargs))
+
+    async def list_studies(self, *args, **kwargs):
+        return await self._read(self.inner.list_studies(*args, **kwargs))
+
+    async def update_study(self, *args, **kwargs):
+        return await self._write(self.inner.update_study(*args, **kwargs))
+
+    async def delete_study(self, *args, **kwargs):
+        return await self._write(self.inner.delete_study(*args, **kwargs))
+
+    async def create_trial(self, *args, **kwargs):
+        return await self._write(self.inner.create_trial(*args, **kwargs))
+
+    async def get_trial(self, *args, **kwargs):
+        return await self._read(self.inner.get_trial(*args, **kwargs))
+
+    async def list_trials(self, *args, **kwargs):
+        return await self._read(self.inner.list_trials(*args, **kwargs))
+
+    async def change_trial(self, *args, **kwargs):
+        return await self._write(self.inner.change_trial(*args, **kwargs))
+
+    async def delete_trial(self, *args, **kwargs):
+        return await self._write(self.inner.delete_trial(*args, **kwargs))
+
+    async def list_trial_events(self, *args, **kwargs):
+        return await self._read(self.inner.list_trial_events(*args, **kwargs))
+
+    async def trials_due(self, *args, **kwargs):
+        return await self._read(self.inner.trials_due(*args, **kwargs))
+
+    async def silent_trials(self, *args, **kwargs):
+        return await self._read(self.inner.silent_trials(*args, **kwargs))
+
+    async def register_worker(self, *args, **kwargs):
+        return await self._write(self.inner.register_worker(*args, **kwargs))
+
+    async def get_worker(self, *args, **kwargs):
+        return await self._read(self.inner.get_worker(*args, **kwargs))
+
+    async def list_workers(self, *args, **kwargs):
+        return await self._read(self.inner.list_workers(*args, **kwargs))
+
+    async def run_workers(self, *args, **kwargs):
+        return await self._read(self.inner.run_workers(*args, **kwargs))
+
+    async def change_worker(self, *args, **kwargs):
+        return await self._write(self.inner.change_worker(*args, **kwargs))
+
+    async def delete_worker(self, *args, **kwargs):
+        return await self._write(self.inner.delete_worker(*args, **kwargs))
+
+    async def ingest_profiler(self, *args, **kwargs):
+        return await self._write(self.inner.ingest_profiler(*args, **kwargs))
+
+    async def profiler_stream_position(self, *args, **kwargs):
+        return await self._read(self.inner.profiler_stream_position(*args, **kwargs))
+
+    async def list_profiler_series(self, *args, **kwargs):
+        return await self._read(self.inner.list_profiler_series(*args, **kwargs))
+
+    async def find_profiler_series(self, *args, **kwargs):
+        return await self._read(self.inner.find_profiler_series(*args, **kwargs))
+
+    async def profiler_summaries(self, *args, **kwargs):
+        return await self._read(self.inner.profiler_summaries(*args, **kwargs))
+
+    async def profiler_chunks(self, *args, **kwargs):
+        return await self._read(self.inner.profiler_chunks(*args, **kwargs))
+
+    async def profiler_chunks_after(self, *args, **kwargs):
+        return await self._read(self.inner.profiler_chunks_after(*args, **kwargs))
+
+    async def delete_expired_profiler(self, *args, **kwargs):
+        return await self._write(self.inner.delete_expired_profiler(*args, **kwargs))
+
+    async def delete_expired_logs(self, *args, **kwargs):
+        return await self._write(self.inner.delete_expired_logs(*args, **kwargs))
+
+    async def ingest_metrics(self, *args, **kwargs):
+        return await self._write(self.inner.ingest_metrics(*args, **kwargs))
+
+    async def metric_summaries(self, *args, **kwargs):
+        return await self._read(self.inner.metric_summaries(*args, **kwargs))
+
+    async def metric_series_id(self, *args, **kwargs):
+        return await self._read(self.inner.metric_series_id(*args, **kwargs))
+
+    async def metric_points(self, *args, **kwargs):
+        return await self._read(self.inner.metric_points(*args, **kwargs))
+
+    async def metric_buckets(self, *args, **kwargs):
+        return await self._read(self.inner.metric_buckets(*args, **kwargs))
+
+    async def debug_events(self, *args, **kwargs):
+        return await self._read(self.inner.debug_events(*args, **kwargs))
+
+    async def list_logs(self, *args, **kwargs):
+        return await self._read(self.inner.list_logs(*args, **kwargs))
+
+    async def report_observations(self, *args, **kwargs):
+        return await self._write(self.inner.report_observations(*args, **kwargs))
+
+    async def get_observations(self, *args, **kwargs):
+        return await self._read(self.inner.get_observations(*args, **kwargs))
+
+    async def delete_observations(self, *args, **kwargs):
+        return await self._write(self.inner.delete_observations(*args, **kwargs))
+
+    async def report_checkpoint(self, *args, **kwargs):
+        return await self._write(self.inner.report_checkpoint(*args, **kwargs))
+
+    async def get_checkpoint(self, *args, **kwargs):
+        return await self._read(self.inner.get_checkpoint(*args, **kwargs))
+
+    async def list_checkpoints(self, *args, **kwargs):
+        return await self._read(self.inner.list_checkpoints(*args, **kwargs))
+
+    async def update_checkpoint_metadata(self, *args, **kwargs):
+        return await self._write(self.inner.update_checkpoint_metadata(*args, **kwargs))
+
+    async def delete_checkpoints(self, *args, **kwargs):
+        return await self._write(self.inner.delete_checkpoints(*args, **kwargs))
+
+    async def apply_checkpoint_retention(self, *args, **kwargs):
+        return await self._write(self.inner.apply_checkpoint_retention(*args, **kwargs))

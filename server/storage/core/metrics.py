@@ -1,19 +1,24 @@
-"""Metric reports, points, series summaries and blocks in SQLite."""
+"""Metric reports, points, series summaries and blocks: the ingest and its reads."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sqlite3
 from array import array
 from collections import defaultdict
 
 from ...domain import metrics as m
+from ...domain import retention
 from ...domain.errors import DomainError, NotFound
 from ...domain.models import Study
+from . import checkpoints
 from . import metric_chunks as chunks
-from .codec import DAY_US, dumps, expired
-from .engine import inserted_id
+from .query import row_limit
+from .records import dumps, study_from_row
+from .statements import Row, Tx
+
+log = logging.getLogger(__name__)
 
 
 def nan_to_null(x: float | None):
@@ -27,19 +32,22 @@ def null_to_nan(x) -> float:
 class _Trials:
     """Trial facts an ingest needs, loaded once per transaction."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self.rows: dict[int, sqlite3.Row | None] = {}
+    def __init__(self, tx: Tx):
+        self.tx = tx
+        self.rows: dict[int, Row | None] = {}
         self.studies: dict[int, Study | None] = {}
         self.rules: dict[int, list] = {}
         self.steps: dict[int, int | None] = {}
 
     def get(self, trial_id: int):
         if trial_id not in self.rows:
-            self.rows[trial_id] = self.conn.execute(
-                "SELECT id, study_id, state, trial_run_id, searcher_metric_value FROM trials WHERE id = ?",
+            # Locked: the trial's state decides what is stored, and the
+            # ingest may update its validation.
+            self.rows[trial_id] = self.tx.one(
+                "SELECT id, study_id, state, trial_run_id, searcher_metric_value FROM trials WHERE id = ?"
+                + self.tx.dialect.for_update,
                 (trial_id,),
-            ).fetchone()
+            )
         return self.rows[trial_id]
 
     def problem(self, trial_id: int, run: int) -> DomainError | None:
@@ -54,9 +62,7 @@ class _Trials:
             return None
         sid = row["study_id"]
         if sid not in self.studies:
-            from .codec import study_from_row
-
-            srow = self.conn.execute("SELECT * FROM studies WHERE id = ?", (sid,)).fetchone()
+            srow = self.tx.one("SELECT * FROM studies WHERE id = ?", (sid,))
             self.studies[sid] = study_from_row(srow) if srow else None
         return self.studies[sid]
 
@@ -64,10 +70,10 @@ class _Trials:
         """The highest step the trial reported (state reports or metrics
         other than those parsed from logs), None before the first."""
         if trial_id not in self.steps:
-            (steps_completed,) = self.conn.execute("SELECT steps_completed FROM trials WHERE id = ?", (trial_id,)).fetchone()
-            (series_step,) = self.conn.execute(
+            steps_completed = self.tx.value("SELECT steps_completed FROM trials WHERE id = ?", (trial_id,))
+            series_step = self.tx.value(
                 "SELECT max(last_step) FROM metric_series WHERE trial_id = ? AND group_name != ?", (trial_id, m.LOGS)
-            ).fetchone()
+            )
             reported = steps_completed or series_step is not None
             self.steps[trial_id] = max(steps_completed, series_step or 0) if reported else None
         return self.steps[trial_id]
@@ -82,7 +88,7 @@ class _Trials:
             if row is not None:
                 from ...domain.models import MetricDefinition
 
-                (body,) = self.conn.execute("SELECT body FROM trials WHERE id = ?", (trial_id,)).fetchone()
+                body = self.tx.value("SELECT body FROM trials WHERE id = ?", (trial_id,))
                 definitions.extend(MetricDefinition(**d) for d in json.loads(body).get("metric_definitions", []))
             self.rules[trial_id] = m.compile_rules(definitions)
         return self.rules[trial_id]
@@ -91,40 +97,44 @@ class _Trials:
 class _Series:
     """Get-or-create of series ids, cached per transaction."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, tx: Tx):
+        self.tx = tx
         self.ids: dict[tuple, int] = {}
 
     def id_for(self, trial_id: int | None, group: str, name: str, trial_key: str | None = None) -> int:
         key = (trial_id, trial_key, group, name)
         if key in self.ids:
             return self.ids[key]
-        if trial_id is not None:
-            row = self.conn.execute(
-                "SELECT id FROM metric_series WHERE trial_id = ? AND group_name = ? AND name = ?", (trial_id, group, name)
-            ).fetchone()
-        else:
-            row = self.conn.execute(
-                "SELECT id FROM metric_series WHERE trial_key = ? AND group_name = ? AND name = ?", (trial_key, group, name)
-            ).fetchone()
+        row = self._find(trial_id, trial_key, group, name)
         if row is None:
-            cur = self.conn.execute(
-                "INSERT INTO metric_series (trial_id, trial_key, group_name, name) VALUES (?, ?, ?, ?)",
+            # Another process may create the same series meanwhile: the
+            # unique index settles it and both use the one row.
+            self.tx.run(
+                "INSERT INTO metric_series (trial_id, trial_key, group_name, name) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (trial_id, trial_key, group, name),
             )
-            series_id = inserted_id(cur)
-        else:
-            series_id = row[0]
-        self.ids[key] = series_id
+            row = self._find(trial_id, trial_key, group, name)
+            assert row is not None
+        self.ids[key] = series_id = row[0]
         return series_id
 
+    def _find(self, trial_id: int | None, trial_key: str | None, group: str, name: str) -> Row | None:
+        if trial_id is not None:
+            return self.tx.one(
+                "SELECT id FROM metric_series WHERE trial_id = ? AND group_name = ? AND name = ?", (trial_id, group, name)
+            )
+        return self.tx.one(
+            "SELECT id FROM metric_series WHERE trial_key = ? AND group_name = ? AND name = ?", (trial_key, group, name)
+        )
 
-def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int, int]:
-    row = conn.execute(
+
+def _load_summary(tx, series_id: int) -> tuple[m.SeriesSummary, int, int]:
+    row = tx.one(
         "SELECT count, finite_count, total, vmin, vmax, last, last_step, last_time, recent, next_ordinal, small_chunks"
         " FROM metric_series WHERE id = ?",
         (series_id,),
-    ).fetchone()
+    )
     recent = array("d")
     recent.frombytes(row[8])
     s = m.SeriesSummary(
@@ -134,8 +144,8 @@ def _load_summary(conn, series_id: int) -> tuple[m.SeriesSummary, int, int]:
     return s, row[9], row[10]
 
 
-def _store_summary(conn, series_id: int, s: m.SeriesSummary, next_ordinal: int, small_chunks: int) -> None:
-    conn.execute(
+def _store_summary(tx, series_id: int, s: m.SeriesSummary, next_ordinal: int, small_chunks: int) -> None:
+    tx.run(
         "UPDATE metric_series SET count = ?, finite_count = ?, total = ?, vmin = ?, vmax = ?, last = ?, last_step = ?,"
         " last_time = ?, recent = ?, next_ordinal = ?, small_chunks = ? WHERE id = ?",
         (s.count, s.finite_count, nan_to_null(s.total), nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.last),
@@ -169,36 +179,36 @@ class PendingPoints:
         return m.PointColumns.build(self.steps, self.runs, self.times, self.values, self.raws)
 
 
-def append_points(conn, series_id: int, points: PendingPoints, conflicts: list | None = None) -> int:
+def append_points(tx, series_id: int, points: PendingPoints, conflicts: list | None = None) -> int:
     """Appends the points not stored yet; returns how many. With conflicts,
     collects the (step, run) of those dropped for another value."""
     if not len(points):
         return 0
-    summary, ordinal, small = _load_summary(conn, series_id)
-    stored, small = chunks.append(conn, series_id, summary, points.columns(), small, conflicts)
+    summary, ordinal, small = _load_summary(tx, series_id)
+    stored, small = chunks.append(tx, series_id, summary, points.columns(), small, conflicts)
     if stored:
-        _store_summary(conn, series_id, summary, ordinal + stored, small)
+        _store_summary(tx, series_id, summary, ordinal + stored, small)
     return stored
 
 
-def rebuild_series(conn, series_id: int) -> None:
+def rebuild_series(tx, series_id: int) -> None:
     """Recomputes a series' summary from its live points (after a rollback)."""
-    _, ordinal, small = _load_summary(conn, series_id)
-    _store_summary(conn, series_id, chunks.rebuild_summary(conn, series_id), ordinal, small)
+    _, ordinal, small = _load_summary(tx, series_id)
+    _store_summary(tx, series_id, chunks.rebuild_summary(tx, series_id), ordinal, small)
 
 
-def _rollback(conn, trial_id: int, run: int, step: int) -> list[int]:
+def _rollback(tx, trial_id: int, run: int, step: int) -> list[int]:
     """On the first report of a newer run, archives what older runs reported
     past its step; returns the series touched."""
-    (seen_run,) = conn.execute("SELECT metrics_run FROM trials WHERE id = ?", (trial_id,)).fetchone()
+    seen_run = tx.value("SELECT metrics_run FROM trials WHERE id = ?", (trial_id,))
     if run <= seen_run:
         return []
-    conn.execute("UPDATE trials SET metrics_run = ? WHERE id = ?", (run, trial_id))
+    tx.run("UPDATE trials SET metrics_run = ? WHERE id = ?", (run, trial_id))
     touched = [
-        sid for (sid,) in conn.execute("SELECT id FROM metric_series WHERE trial_id = ?", (trial_id,)).fetchall()
-        if chunks.archive_after(conn, sid, run, step)
+        sid for (sid,) in tx.all("SELECT id FROM metric_series WHERE trial_id = ?", (trial_id,))
+        if chunks.archive_after(tx, sid, run, step)
     ]
-    conn.execute(
+    tx.run(
         "UPDATE metric_reports SET archived = 1 WHERE trial_id = ? AND steps > ? AND trial_run_id < ?",
         (trial_id, step, run),
     )
@@ -213,29 +223,28 @@ def _workload(report: m.ReportDraft, now: int) -> dict:
     }
 
 
-def _note_validation(conn, trials: _Trials, report: m.ReportDraft, now: int) -> None:
+def _note_validation(tx, trials: _Trials, report: m.ReportDraft, now: int) -> None:
     row = trials.get(report.trial_id)
     workload = dumps(_workload(report, now))
     signed = m.signed_objective(trials.study(report.trial_id), report.metrics)
     best = row["searcher_metric_value"]
     if signed is not None and (best is None or signed < best):
-        conn.execute(
+        tx.run(
             "UPDATE trials SET latest_validation = ?, best_validation = ?, searcher_metric_value = ? WHERE id = ?",
             (workload, workload, signed, report.trial_id),
         )
         trials.rows.pop(report.trial_id, None)
     else:
-        conn.execute("UPDATE trials SET latest_validation = ? WHERE id = ?", (workload, report.trial_id))
+        tx.run("UPDATE trials SET latest_validation = ? WHERE id = ?", (workload, report.trial_id))
     # Checkpoints at this step carry the newest validation of it, whether
     # they were reported before or after it.
-    conn.execute(
-        "UPDATE checkpoints SET objective = ?, body = json_set(body, '$.validation_metrics', json(?))"
-        " WHERE trial_id = ? AND steps_completed = ?",
-        (signed, dumps(report.metrics), report.trial_id, report.steps),
-    )
+    for checkpoint in checkpoints.at_step(tx, report.trial_id, report.steps):
+        checkpoint.validation_metrics = report.metrics
+        checkpoint.objective = signed
+        checkpoints.save(tx, checkpoint, totals=False)
 
 
-def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dict[int, DomainError]]:
+def _classify_reports(tx, reports: list[m.ReportDraft]) -> tuple[set[int], dict[int, DomainError]]:
     """ids of the reports not stored before, also among themselves, and the
     refusal of each that reuses a stored step with other values or a
     request_id of its trial for another report. A report matching a stored
@@ -247,19 +256,19 @@ def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dic
         by_key[(r.trial_id, r.group, r.trial_run_id)].append(r)
     for (trial_id, group, run), items in by_key.items():
         steps = [r.steps for r in items]
-        taken[(trial_id, group, run)] = dict(conn.execute(
+        taken[(trial_id, group, run)] = dict(tx.all(
             "SELECT steps, digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
             " AND steps BETWEEN ? AND ?",
             (trial_id, group, run, min(steps), max(steps)),
-        ).fetchall())
+        ))
     # (trial, request_id) -> (group, run, step, digest) of the report it named.
     named: dict[tuple, tuple] = {}
     for r in reports:
         if r.request_id and (r.trial_id, r.request_id) not in named:
-            row = conn.execute(
+            row = tx.one(
                 "SELECT group_name, trial_run_id, steps, digest FROM metric_reports WHERE trial_id = ? AND request_id = ?",
                 (r.trial_id, r.request_id),
-            ).fetchone()
+            )
             if row is not None:
                 named[(r.trial_id, r.request_id)] = tuple(row)
     fresh: set[int] = set()
@@ -280,7 +289,7 @@ def _classify_reports(conn, reports: list[m.ReportDraft]) -> tuple[set[int], dic
     return fresh, refused
 
 
-def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome | None:
+def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome | None:
     """The common single report of a running trial, in the fewest statements:
     the report row's unique keys do the deduplication and each metric is a
     one-point append. None when the general path must handle it (an error to
@@ -288,35 +297,34 @@ def _ingest_one_report(conn, report: m.ReportDraft, now: int) -> m.IngestOutcome
     a validation report)."""
     if report.group == m.VALIDATION or len(report.metrics) > 16:
         return None
-    row = conn.execute("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,)).fetchone()
+    row = tx.one("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,))
     if row is None or m.target_problem(report.trial_id, row[0], row[1], report.trial_run_id):
         return None
     run = report.trial_run_id or row[1]
     if run > row[2]:
         return None
-    series = _Series(conn)
+    series = _Series(tx)
     loaded = []
     for name, value in report.metrics.items():
         sid = series.id_for(report.trial_id, report.group, name)
-        summary, ordinal, small = _load_summary(conn, sid)
+        summary, ordinal, small = _load_summary(tx, sid)
         if report.steps <= summary.last_step:
             return None
         loaded.append((sid, value, summary, ordinal, small))
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO metric_reports"
-        " (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
-        " VALUES (?, ?, ?, ?, ?, '{}', ?, ?)",
+    inserted = tx.run(
+        "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
+        " VALUES (?, ?, ?, ?, ?, '{}', ?, ?) ON CONFLICT DO NOTHING",
         (report.trial_id, run, report.group, report.steps, report.report_time or now, report.request_id or None,
          report.digest),
     )
-    if cur.rowcount == 0:
+    if not inserted:
         # A retry or a conflict: the general path tells which.
         return None
     out = m.IngestOutcome(trial_ids={report.trial_id})
     time = report.report_time or now
     for sid, value, summary, ordinal, small in loaded:
-        small = chunks.append_one(conn, sid, summary, report.steps, run, time, value, small)
-        _store_summary(conn, sid, summary, ordinal + 1, small)
+        small = chunks.append_one(tx, sid, summary, report.steps, run, time, value, small)
+        _store_summary(tx, sid, summary, ordinal + 1, small)
     out.added = 1
     out.report_created.append(True)
     return out
@@ -335,19 +343,19 @@ def _refuse_as_a_whole(trials: _Trials, batch: m.IngestBatch) -> None:
                 raise NotFound("trial", item.trial_id)
 
 
-def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
+def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
     """Stores a batch; items that cannot be stored are listed in the
     outcome's errors. admitted: the reports were checked and acknowledged
     already, so only a trial deleted since then refuses them."""
     if batch.all_or_nothing:
-        _refuse_as_a_whole(_Trials(conn), batch)
+        _refuse_as_a_whole(_Trials(tx), batch)
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
-        fast = _ingest_one_report(conn, batch.reports[0], now)
+        fast = _ingest_one_report(tx, batch.reports[0], now)
         if fast is not None:
             return fast
     out = m.IngestOutcome()
-    trials = _Trials(conn)
-    series = _Series(conn)
+    trials = _Trials(tx)
+    series = _Series(tx)
     by_series: dict[int, PendingPoints] = defaultdict(PendingPoints)
     rebuild: set[int] = set()
 
@@ -365,7 +373,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             continue
         report.trial_run_id = report.trial_run_id or trials.get(report.trial_id)["trial_run_id"]
         accepted.append((report, index, position))
-    fresh, refusals = _classify_reports(conn, [report for report, _, _ in accepted])
+    fresh, refusals = _classify_reports(tx, [report for report, _, _ in accepted])
     rows = []
     # Reports of one trial, group and run with the same metric names (the
     # usual batch) become columns with one comprehension per metric.
@@ -381,7 +389,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         run = report.trial_run_id
         # Only the first report of a newer run rolls back the older runs.
         if run > rolled_back.get(report.trial_id, 1):
-            rebuild.update(_rollback(conn, report.trial_id, run, report.steps))
+            rebuild.update(_rollback(tx, report.trial_id, run, report.steps))
             rolled_back[report.trial_id] = run
         # Values live in their series; validation reports keep them in the
         # report too: checkpoints are ranked by them.
@@ -389,7 +397,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
                      report.request_id or None, report.digest))
         if report.group == m.VALIDATION:
-            _note_validation(conn, trials, report, now)
+            _note_validation(tx, trials, report, now)
         runs_of[(report.trial_id, report.group, run, tuple(report.metrics))].append(report)
         out.report_created[position] = True
         out.added += 1
@@ -405,7 +413,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
             pending.times.extend(times)
             pending.values.extend([r.metrics[name] for r in reports])
             pending.raws.extend([None] * len(reports))
-    conn.executemany(
+    tx.run_many(
         "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
@@ -432,7 +440,7 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         if problem:
             out.errors.append(("events", index, problem))
             continue
-        conn.execute(
+        tx.run(
             "INSERT INTO debug_events (trial_id, kind, metric, variant, iteration, time, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event.trial_id, event.kind, event.metric, event.variant, event.iteration, event.time or now, dumps(event.payload)),
         )
@@ -462,32 +470,32 @@ def ingest(conn: sqlite3.Connection, batch: m.IngestBatch, now: int, admitted: b
         validation = m.log_validation(trials.study(line.trial_id), line.trial_id, run, line_step or 0, time,
                                       {name: value for name, value, _ in parsed})
         if validation is not None:
-            _note_validation(conn, trials, validation, now)
-    conn.executemany(
+            _note_validation(tx, trials, validation, now)
+    tx.run_many(
         "INSERT INTO task_logs (trial_id, time, level, worker, stream, rank, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
         log_rows,
     )
     for sid, found in log_points.items():
         if any(step is None for step, *_ in found):
             # A trial that reported no step yet: points count up per series.
-            (next_ordinal,) = conn.execute("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,)).fetchone()
+            next_ordinal = tx.value("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,))
             found = [(next_ordinal + i if step is None else step, run, t, v) for i, (step, run, t, v) in enumerate(found)]
         for step, run, t, v in found:
             by_series[sid].add(step, run, t, v)
         out.log_points += len(found)
 
     for sid, points in by_series.items():
-        append_points(conn, sid, points)
+        append_points(tx, sid, points)
     for sid, points in event_points.items():
         conflicts: list = []
-        stored = append_points(conn, sid, points, conflicts)
+        stored = append_points(tx, sid, points, conflicts)
         out.added += stored
         out.duplicates += len(points) - stored - len(conflicts)
         for step, run, value in conflicts:
             list_name, index, point = event_origin[(sid, step, run, value.hex())]
             out.errors.append((list_name, index, point.conflict()))
     for sid in rebuild:
-        rebuild_series(conn, sid)
+        rebuild_series(tx, sid)
     return out
 
 
@@ -509,10 +517,10 @@ def summary_from_row(row) -> dict:
     return {"series_id": row["id"], "trial_id": row["trial_id"] or 0, "group": row["group_name"], "name": row["name"], "summary": s}
 
 
-def series_summaries(conn, trial_ids: list[int], group: str = "", names: list[str] | None = None,
+def series_summaries(tx, trial_ids: list[int], group: str = "", names: list[str] | None = None,
                      after: tuple | None = None, limit: int = -1) -> list[dict]:
     for trial_id in trial_ids:
-        if conn.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is None:
+        if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
             raise NotFound("trial", trial_id)
     marks = ", ".join("?" for _ in trial_ids)
     sql = f"SELECT {SUMMARY_COLUMNS} FROM metric_series WHERE trial_id IN ({marks})"
@@ -527,36 +535,36 @@ def series_summaries(conn, trial_ids: list[int], group: str = "", names: list[st
         sql += " AND (trial_id, group_name, name) > (?, ?, ?)"
         args.extend(after)
     sql += " ORDER BY trial_id, group_name, name LIMIT ?"
-    args.append(limit)
-    return [summary_from_row(r) for r in conn.execute(sql, args)]
+    args.append(row_limit(limit))
+    return [summary_from_row(r) for r in tx.all(sql, args)]
 
 
-def summaries_by_trial(conn, trial_ids: list[int]) -> dict[int, list[dict]]:
+def summaries_by_trial(tx, trial_ids: list[int]) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = defaultdict(list)
     for i in range(0, len(trial_ids), 500):
         part = trial_ids[i:i + 500]
         marks = ", ".join("?" for _ in part)
-        for row in conn.execute(
+        for row in tx.all(
             f"SELECT {SUMMARY_COLUMNS} FROM metric_series WHERE trial_id IN ({marks}) ORDER BY group_name, name", part
         ):
             out[row["trial_id"]].append(summary_from_row(row))
     return out
 
 
-def raw_points(conn, series_id: int, start_step: int, end_step: int, include_archived: bool,
+def raw_points(tx, series_id: int, start_step: int, end_step: int, include_archived: bool,
                after: tuple[int, int] | None, limit: int) -> m.PointColumns:
-    return chunks.read(conn, series_id, start_step, end_step, include_archived, after, limit)
+    return chunks.read(tx, series_id, start_step, end_step, include_archived, after, limit)
 
 
-def find_series(conn, trial_id: int, group: str, name: str) -> int | None:
-    row = conn.execute(
+def find_series(tx, trial_id: int, group: str, name: str) -> int | None:
+    row = tx.one(
         "SELECT id FROM metric_series WHERE trial_id = ? AND group_name = ? AND name = ?", (trial_id, group, name)
-    ).fetchone()
+    )
     return row[0] if row else None
 
 
-def debug_events(conn, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[dict]:
-    if conn.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is None:
+def debug_events(tx, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[dict]:
+    if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
         raise NotFound("trial", trial_id)
     sql = "SELECT id, kind, metric, variant, iteration, time, payload FROM debug_events WHERE trial_id = ? AND id > ?"
     args: list = [trial_id, after_id]
@@ -570,17 +578,17 @@ def debug_events(conn, trial_id: int, kinds: list[str], metric: str, after_id: i
     args.append(limit)
     return [
         {"id": r[0], "kind": r[1], "metric": r[2], "variant": r[3], "iteration": r[4], "time": r[5], "payload": json.loads(r[6])}
-        for r in conn.execute(sql, args)
+        for r in tx.all(sql, args)
     ]
 
 
-def downsample(conn, series_id: int, start_step: int, end_step: int, n: int, by_time: bool,
+def downsample(tx, series_id: int, start_step: int, end_step: int, n: int, by_time: bool,
                include_archived: bool) -> list[m.Block]:
-    return chunks.downsample(conn, series_id, start_step, end_step, n, by_time, include_archived)
+    return chunks.downsample(tx, series_id, start_step, end_step, n, by_time, include_archived)
 
 
-def list_logs(conn, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None, limit: int):
-    if conn.execute("SELECT 1 FROM trials WHERE id = ?", (trial_id,)).fetchone() is None:
+def list_logs(tx, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None, limit: int):
+    if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
         raise NotFound("trial", trial_id)
     sql = "SELECT id, time, level, worker, stream, rank, message FROM task_logs WHERE trial_id = ?"
     args: list = [trial_id]
@@ -597,46 +605,55 @@ def list_logs(conn, trial_id: int, from_tail: bool, levels: list[str], worker: s
     args.append(limit)
     return [
         {"id": r[0], "time": r[1], "level": r[2], "worker": r[3], "stream": r[4], "rank": r[5], "message": r[6]}
-        for r in conn.execute(sql, args)
+        for r in tx.all(sql, args)
     ]
 
 
-def delete_expired_logs(conn, now: int, default_days: int, limit: int) -> int:
+def delete_expired_logs(tx: Tx, now: int, default_days: int, limit: int) -> int:
     """Deletes up to limit task log lines older than the retention of their
-    trial (its log_retention_days, 0 for default_days, -1 or less: forever)."""
-    # Trials first, then a range of the (trial_id, time) index per trial: a
-    # sweep costs one index seek per trial plus the lines it deletes.
-    rows = conn.execute(
-        f"SELECT l.id FROM trials t CROSS JOIN task_logs l ON l.trial_id = t.id WHERE {expired('l.time')} LIMIT :limit",
-        {"default_days": default_days, "now": now, "day_us": DAY_US, "limit": limit},
-    ).fetchall()
-    if rows:
-        conn.executemany("DELETE FROM task_logs WHERE id = ?", rows)
-    return len(rows)
+    trial; one seek of the (trial_id, time) index per trial."""
+    ids: list[tuple] = []
+    for trial_id, cutoff in expiring_trials(tx, now, default_days):
+        ids.extend(tx.tuples(
+            "SELECT id FROM task_logs WHERE trial_id = ? AND time < ? LIMIT ?", (trial_id, cutoff, limit - len(ids))
+        ))
+        if len(ids) >= limit:
+            break
+    tx.run_many("DELETE FROM task_logs WHERE id = ?", ids)
+    return len(ids)
+
+
+def expiring_trials(tx: Tx, now: int, default_days: int, candidates: str = "") -> list[tuple[int, int]]:
+    """(trial id, cutoff time) of every trial whose lines and samples expire
+    at all; candidates: a query of the trial ids to consider, else all."""
+    where = f" WHERE id IN ({candidates})" if candidates else ""
+    rows = tx.tuples(f"SELECT id, log_retention_days FROM trials{where}")
+    found = [(trial_id, retention.cutoff(days, default_days, now)) for trial_id, days in rows]
+    return [(trial_id, cutoff) for trial_id, cutoff in found if cutoff is not None]
 
 
 KATIB_GROUP = "katib"
 
 
-def report_observations(conn, trial_name: str, observations: list[tuple[str, int, float | None, str]]) -> None:
+def report_observations(tx, trial_name: str, observations: list[tuple[str, int, float | None, str]]) -> None:
     """Katib observation logs become points of group "katib". A trial with
     that name links them to it; an unknown name keeps them under the name."""
-    row = conn.execute("SELECT id FROM trials WHERE name = ? ORDER BY id DESC LIMIT 1", (trial_name,)).fetchone()
+    row = tx.one("SELECT id FROM trials WHERE name = ? ORDER BY id DESC LIMIT 1", (trial_name,))
     trial_id = row[0] if row else None
-    series = _Series(conn)
+    series = _Series(tx)
     grouped: dict[int, list] = defaultdict(list)
     for name, time, value, raw in observations:
         sid = series.id_for(trial_id, KATIB_GROUP, name, None if trial_id else trial_name)
         grouped[sid].append((time, value, raw))
     for sid, found in grouped.items():
-        (next_ordinal,) = conn.execute("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,)).fetchone()
+        next_ordinal = tx.value("SELECT next_ordinal FROM metric_series WHERE id = ?", (sid,))
         points = PendingPoints()
         for i, (time, value, raw) in enumerate(found):
             points.add(next_ordinal + i, 0, time, math.nan if value is None else value, raw)
-        append_points(conn, sid, points)
+        append_points(tx, sid, points)
 
 
-def _katib_series(conn, trial_name: str, metric_name: str) -> list[tuple[int, str]]:
+def _katib_series(tx, trial_name: str, metric_name: str) -> list[tuple[int, str]]:
     sql = (
         "SELECT s.id, s.name FROM metric_series s LEFT JOIN trials t ON t.id = s.trial_id"
         " WHERE s.group_name = ? AND (s.trial_key = ? OR t.name = ?)"
@@ -645,16 +662,16 @@ def _katib_series(conn, trial_name: str, metric_name: str) -> list[tuple[int, st
     if metric_name:
         sql += " AND s.name = ?"
         args.append(metric_name)
-    return conn.execute(sql + " ORDER BY s.id", args).fetchall()
+    return tx.all(sql + " ORDER BY s.id", args)
 
 
-def get_observations(conn, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]:
+def get_observations(tx, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]:
     """(name, time, value as sent) ordered by time."""
     out = []
     lo = -(2**62) if start is None else start
     hi = 2**62 if end is None else end
-    for sid, name in _katib_series(conn, trial_name, metric_name):
-        cols = chunks.read(conn, sid, -(2**62), 2**62, True, None, 2**62)
+    for sid, name in _katib_series(tx, trial_name, metric_name):
+        cols = chunks.read(tx, sid, -(2**62), 2**62, True, None, 2**62)
         raws = cols.raws or [None] * len(cols)
         for time, value, raw in zip(cols.times.tolist(), cols.values.tolist(), raws):
             if lo <= time <= hi:
@@ -663,7 +680,33 @@ def get_observations(conn, trial_name: str, metric_name: str, start: int | None,
     return out
 
 
-def delete_observations(conn, trial_name: str) -> int:
-    ids = [sid for sid, _ in _katib_series(conn, trial_name, "")]
-    conn.executemany("DELETE FROM metric_series WHERE id = ?", [(i,) for i in ids])
+def delete_observations(tx, trial_name: str) -> int:
+    ids = [sid for sid, _ in _katib_series(tx, trial_name, "")]
+    tx.run_many("DELETE FROM metric_series WHERE id = ?", [(i,) for i in ids])
     return len(ids)
+
+
+def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int) -> None:
+    """Stores reports that were checked and acknowledged already (from a
+    journal). One that cannot be stored (its trial was deleted meanwhile) is
+    logged and does not hold back the others. A failure of the database
+    itself (disk full, I/O) is raised: the whole batch is then kept and
+    stored again later."""
+    if not reports:
+        return
+    try:
+        with tx.savepoint():
+            outcome = ingest(tx, m.IngestBatch(reports=reports, report_index=list(range(len(reports)))), now,
+                             admitted=True)
+    except tx.failures:
+        raise
+    except Exception:  # noqa: BLE001 - retried one by one below
+        if len(reports) == 1:
+            log.exception("dropped acknowledged report that cannot be stored: %r", reports[0])
+            return
+        for report in reports:
+            store_admitted(tx, [report], now)
+        return
+    for _, index, err in outcome.errors:
+        log.warning("dropped acknowledged report of trial %d step %d: %s", reports[index].trial_id,
+                    reports[index].steps, err.message)

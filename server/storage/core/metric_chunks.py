@@ -17,6 +17,7 @@ import struct
 import numpy as np
 
 from ...domain import metrics as m
+from .query import marks
 
 _STATS = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax, total, finite_count"
 
@@ -43,19 +44,19 @@ def _decode(count: int, data: bytes, raws: str | None) -> m.PointColumns:
     return m.PointColumns.from_bytes(data, count, json.loads(raws) if raws else None)
 
 
-def _write_chunk(conn, series_id: int, cols: m.PointColumns, chunk_id: int | None = None) -> None:
+def _write_chunk(tx, series_id: int, cols: m.PointColumns, chunk_id: int | None = None) -> None:
     stats = m.ChunkStats.of(cols)
     span = (int(cols.steps.min()), int(cols.steps.max())) if len(cols) else (0, 0)
     values = (series_id, span[0], span[1], len(cols), *_stats_values(stats), cols.to_bytes(),
               json.dumps(cols.raws) if cols.raws is not None else None)
     if chunk_id is None:
-        conn.execute(
+        tx.run(
             f"INSERT INTO metric_chunks (series_id, min_step, max_step, count, {_STATS}, data, raws)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             values,
         )
     else:
-        conn.execute(
+        tx.run(
             f"UPDATE metric_chunks SET series_id = ?, min_step = ?, max_step = ?, count = ?,"
             f" {', '.join(c + ' = ?' for c in _STATS.split(', '))}, data = ?, raws = ? WHERE id = ?",
             (*values, chunk_id),
@@ -65,7 +66,7 @@ def _write_chunk(conn, series_id: int, cols: m.PointColumns, chunk_id: int | Non
 _ONE_POINT = struct.Struct("<qqqd?")
 
 
-def append_one(conn, series_id: int, summary: m.SeriesSummary, step: int, run: int, time: int, value: float,
+def append_one(tx, series_id: int, summary: m.SeriesSummary, step: int, run: int, time: int, value: float,
                small_chunks: int) -> int:
     """Appends a single point newer than everything in the series (the
     caller checked step > summary.last_step) as a small chunk, without
@@ -73,24 +74,24 @@ def append_one(conn, series_id: int, summary: m.SeriesSummary, step: int, run: i
     summary.add(step, time, value)
     finite = not math.isnan(value)
     stats = m.ChunkStats(1, step, step, time, time, value, value, value, value, value if finite else 0.0, int(finite))
-    conn.execute(
+    tx.run(
         f"INSERT INTO metric_chunks (series_id, min_step, max_step, count, {_STATS}, data, raws)"
         " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
         (series_id, step, step, *_stats_values(stats), _ONE_POINT.pack(step, run, time, value, False)),
     )
     small_chunks += 1
     if small_chunks >= m.COMPACT_AFTER:
-        compact(conn, series_id)
+        compact(tx, series_id)
         small_chunks = 0
     return small_chunks
 
 
-def overlapping(conn, series_id: int, start: int, end: int) -> list[tuple[int, m.PointColumns]]:
-    rows = conn.execute(
+def overlapping(tx, series_id: int, start: int, end: int) -> list[tuple[int, m.PointColumns]]:
+    rows = tx.all(
         "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
         " ORDER BY min_step, id",
         (series_id, end, start),
-    ).fetchall()
+    )
     return [(r[0], _decode(r[1], r[2], r[3])) for r in rows]
 
 
@@ -98,7 +99,7 @@ def _same(a: float, b: float) -> bool:
     return a == b or (a != a and b != b)
 
 
-def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, small_chunks: int,
+def append(tx, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, small_chunks: int,
            conflicts: list | None = None) -> tuple[int, int]:
     """Stores the points of cols not stored yet. Returns how many were new
     and the series' count of small chunks afterwards. With conflicts, the
@@ -117,7 +118,7 @@ def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns,
             cols = cols.select(np.concatenate(([True], ~repeated)))
     lo, hi = int(cols.steps[0]), int(cols.steps[-1])
     if lo <= summary.last_step or summary.count == 0:
-        existing = overlapping(conn, series_id, lo, hi)
+        existing = overlapping(tx, series_id, lo, hi)
         if existing:
             known = {(int(s), int(r)): float(v) for _, c in existing for s, r, v in zip(c.steps, c.runs, c.values)}
             keys = [(int(s), int(r)) for s, r in zip(cols.steps, cols.runs)]
@@ -130,49 +131,49 @@ def append(conn, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns,
     m.add_to_summary(summary, cols.live())
     if len(cols) >= m.SMALL_APPEND:
         for lo in range(0, len(cols), m.CHUNK_POINTS):
-            _write_chunk(conn, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
+            _write_chunk(tx, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
         return len(cols), small_chunks
-    _write_chunk(conn, series_id, cols)
+    _write_chunk(tx, series_id, cols)
     small_chunks += 1
     if small_chunks >= m.COMPACT_AFTER:
-        compact(conn, series_id)
+        compact(tx, series_id)
         small_chunks = 0
     return len(cols), small_chunks
 
 
-def compact(conn, series_id: int) -> None:
+def compact(tx, series_id: int) -> None:
     """Merges a series' small chunks into full ones."""
-    rows = conn.execute(
+    rows = tx.all(
         "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND count < ? ORDER BY id",
         (series_id, m.SMALL_APPEND),
-    ).fetchall()
+    )
     if len(rows) < 2:
         return
     merged = m.PointColumns.concat([_decode(r[1], r[2], r[3]) for r in rows]).sorted()
-    conn.executemany("DELETE FROM metric_chunks WHERE id = ?", [(r[0],) for r in rows])
+    tx.run_many("DELETE FROM metric_chunks WHERE id = ?", [(r[0],) for r in rows])
     for lo in range(0, len(merged), m.CHUNK_POINTS):
-        _write_chunk(conn, series_id, merged.select(slice(lo, lo + m.CHUNK_POINTS)))
+        _write_chunk(tx, series_id, merged.select(slice(lo, lo + m.CHUNK_POINTS)))
 
 
-def archive_after(conn, series_id: int, run: int, step: int) -> bool:
+def archive_after(tx, series_id: int, run: int, step: int) -> bool:
     """Marks points of runs before `run` past `step` archived; True if any were."""
     changed = False
-    rows = conn.execute(
+    rows = tx.all(
         "SELECT id, count, data, raws FROM metric_chunks WHERE series_id = ? AND max_step > ?", (series_id, step)
-    ).fetchall()
+    )
     for chunk_id, count, data, raws in rows:
         cols = _decode(count, data, raws)
         hit = (cols.steps > step) & (cols.runs < run) & ~cols.archived
         if hit.any():
             cols = m.PointColumns(cols.steps, cols.runs, cols.times, cols.values, cols.archived | hit, cols.raws)
-            _write_chunk(conn, series_id, cols, chunk_id)
+            _write_chunk(tx, series_id, cols, chunk_id)
             changed = True
     return changed
 
 
-def rebuild_summary(conn, series_id: int) -> m.SeriesSummary:
+def rebuild_summary(tx, series_id: int) -> m.SeriesSummary:
     """The summary of a series recomputed from its live points."""
-    parts = [c.live() for _, c in overlapping(conn, series_id, -(2**62), 2**62)]
+    parts = [c.live() for _, c in overlapping(tx, series_id, -(2**62), 2**62)]
     live = m.PointColumns.concat(parts).sorted()
     summary = m.SeriesSummary()
     m.add_to_summary(summary, live)
@@ -180,14 +181,14 @@ def rebuild_summary(conn, series_id: int) -> m.SeriesSummary:
     return summary
 
 
-def read(conn, series_id: int, start: int, end: int, include_archived: bool, after: tuple | None,
+def read(tx, series_id: int, start: int, end: int, include_archived: bool, after: tuple | None,
          limit: int) -> m.PointColumns:
     """Points with start <= step <= end (after the (step, run) cursor), sorted, at most limit."""
     if after is not None:
         start = max(start, after[0])
     out: list[m.PointColumns] = []
     total = 0
-    rows = conn.execute(
+    rows = tx.tuples(
         "SELECT id, count, data, raws, min_step FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
         " ORDER BY min_step, id",
         (series_id, end, start),
@@ -214,41 +215,42 @@ def read(conn, series_id: int, start: int, end: int, include_archived: bool, aft
     return merged.select(slice(0, limit)) if len(merged) > limit else merged
 
 
-def stats(conn, series_id: int, start: int, end: int) -> list[tuple[int, m.ChunkStats, int, int]]:
+def stats(tx, series_id: int, start: int, end: int) -> list[tuple[int, m.ChunkStats, int, int]]:
     """(chunk id, live stats, min_step, max_step) of chunks overlapping the range."""
-    rows = conn.execute(
+    rows = tx.all(
         f"SELECT id, {_STATS}, min_step, max_step FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
         " ORDER BY min_step, id",
         (series_id, end, start),
-    ).fetchall()
+    )
     return [(r[0], _stats_from(r, 1), r[12], r[13]) for r in rows]
 
 
-def chunk(conn, chunk_id: int) -> m.PointColumns:
-    count, data, raws = conn.execute("SELECT count, data, raws FROM metric_chunks WHERE id = ?", (chunk_id,)).fetchone()
-    return _decode(count, data, raws)
+def live_points(tx, chunk_ids: list[int]) -> m.PointColumns:
+    """The live points of the chunks, in no particular order."""
+    parts: list[m.PointColumns] = []
+    for i in range(0, len(chunk_ids), 500):
+        part = chunk_ids[i:i + 500]
+        rows = tx.tuples(f"SELECT count, data, raws FROM metric_chunks WHERE id IN ({marks(part)})", part)
+        parts.extend(_decode(count, data, raws).live() for count, data, raws in rows)
+    return m.PointColumns.concat(parts)
 
 
-def downsample(conn, series_id: int, start: int, end: int, n: int, by_time: bool, include_archived: bool) -> list[m.Block]:
-    """At most n exact buckets. With at least n chunks in range, whole chunks
-    are grouped by their aggregates (only chunks cut by the range are
-    decoded); otherwise the points themselves are bucketed."""
-
-    def from_points(cols: m.PointColumns) -> list[m.Block]:
+def downsample(tx, series_id: int, start: int, end: int, n: int, by_time: bool, include_archived: bool) -> list[m.Block]:
+    """At most n exact buckets of equal width. By step with at least n
+    chunks in range, chunks inside one bucket count by their aggregates and
+    only the others are decoded; otherwise the points themselves are
+    bucketed."""
+    found = stats(tx, series_id, start, end)
+    if include_archived or by_time or len(found) < n:
+        cols = read(tx, series_id, start, end, include_archived, None, 2**62)
         return m.bucket_points(cols.steps, cols.times, cols.values, cols.times if by_time else cols.steps, n)
-
-    found = stats(conn, series_id, start, end)
-    if include_archived or len(found) < n:
-        return from_points(read(conn, series_id, start, end, include_archived, None, 2**62))
-    parts: list[m.Block] = []
+    whole: list[tuple[int, m.Block]] = []
+    cut: list[int] = []
     for chunk_id, s, lo, hi in found:
         if lo >= start and hi <= end:
-            if s.count:
-                parts.append(s)
-            continue
-        cols = chunk(conn, chunk_id)
-        cut = cols.select((cols.steps >= start) & (cols.steps <= end) & ~cols.archived).sorted()
-        if len(cut):
-            parts.append(m.ChunkStats.of(cut))
-    key = (lambda b: b.first_time) if by_time else (lambda b: b.first_step)
-    return m.bucket_blocks(parts, key, n)
+            whole.append((chunk_id, s))
+        else:
+            cut.append(chunk_id)
+    loose = live_points(tx, cut)
+    loose = loose.select((loose.steps >= start) & (loose.steps <= end))
+    return m.bucket_chunks(whole, loose, lambda ids: live_points(tx, ids), n)

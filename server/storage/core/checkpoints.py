@@ -1,14 +1,14 @@
-"""Checkpoints in SQLite; trial totals follow every change."""
+"""Checkpoint rows; the trial's checkpoint totals follow every change."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from ...domain import metrics as m
 from ...domain.checkpoints import Checkpoint, CheckpointState
 from ...domain.errors import NotFound
-from .codec import dumps
+from .records import dumps
+from .statements import Tx
 
 
 def to_row(c: Checkpoint) -> dict:
@@ -24,7 +24,8 @@ def to_row(c: Checkpoint) -> dict:
         "update_time": c.update_time,
         "end_time": c.end_time,
         "objective": c.objective,
-        "body": dumps({"resources": c.resources, "metadata": c.metadata, "validation_metrics": c.validation_metrics}),
+        "validation_metrics": None if c.validation_metrics is None else dumps(c.validation_metrics),
+        "body": dumps({"resources": c.resources, "metadata": c.metadata}),
     }
 
 
@@ -34,46 +35,61 @@ def from_row(row) -> Checkpoint:
         uuid=row["uuid"], trial_id=row["trial_id"], trial_run_id=row["trial_run_id"], state=CheckpointState(row["state"]),
         steps_completed=row["steps_completed"], storage_uri=row["storage_uri"], create_time=row["create_time"],
         update_time=row["update_time"], end_time=row["end_time"], objective=row["objective"],
-        resources=body["resources"], metadata=body["metadata"], validation_metrics=body["validation_metrics"],
+        resources=body["resources"], metadata=body["metadata"], validation_metrics=None if row["validation_metrics"] is None else json.loads(row["validation_metrics"]),
     )
 
 
-def get(conn: sqlite3.Connection, uuid: str) -> Checkpoint | None:
-    row = conn.execute("SELECT * FROM checkpoints WHERE uuid = ?", (uuid,)).fetchone()
+def get(tx: Tx, uuid: str) -> Checkpoint | None:
+    row = tx.one("SELECT * FROM checkpoints WHERE uuid = ?", (uuid,))
     return None if row is None else from_row(row)
 
 
-def require(conn: sqlite3.Connection, uuid: str) -> Checkpoint:
-    c = get(conn, uuid)
+def require(tx: Tx, uuid: str) -> Checkpoint:
+    c = get(tx, uuid)
     if c is None:
         raise NotFound("checkpoint", uuid)
     return c
 
 
-def save(conn: sqlite3.Connection, c: Checkpoint) -> None:
+_COLUMNS = ("uuid", "trial_id", "trial_run_id", "state", "steps_completed", "storage_uri", "size_bytes", "create_time",
+            "update_time", "end_time", "objective", "validation_metrics", "body")
+_SAVE = (
+    f"INSERT INTO checkpoints ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+    f" ON CONFLICT (uuid) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
+)
+
+
+def save(tx: Tx, c: Checkpoint, totals: bool = True) -> None:
+    """Inserts or replaces the checkpoint; totals: refresh its trial's
+    checkpoint count and size (a change of size or state)."""
     row = to_row(c)
-    cols = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
-    conn.execute(f"INSERT OR REPLACE INTO checkpoints ({cols}) VALUES ({marks})", tuple(row.values()))
-    refresh_trial_totals(conn, c.trial_id)
+    tx.run(_SAVE, [row[col] for col in _COLUMNS])
+    if totals:
+        refresh_trial_totals(tx, c.trial_id)
 
 
-def refresh_trial_totals(conn: sqlite3.Connection, trial_id: int) -> None:
-    conn.execute(
+def refresh_trial_totals(tx: Tx, trial_id: int) -> None:
+    deleted = CheckpointState.DELETED.value
+    tx.run(
         "UPDATE trials SET"
-        " checkpoint_size = (SELECT coalesce(sum(size_bytes), 0) FROM checkpoints WHERE trial_id = ?1 AND state != ?2),"
-        " checkpoint_count = (SELECT count(*) FROM checkpoints WHERE trial_id = ?1 AND state != ?2)"
-        " WHERE id = ?1",
-        (trial_id, CheckpointState.DELETED.value),
+        " checkpoint_size = (SELECT coalesce(sum(size_bytes), 0) FROM checkpoints WHERE trial_id = ? AND state != ?),"
+        " checkpoint_count = (SELECT count(*) FROM checkpoints WHERE trial_id = ? AND state != ?)"
+        " WHERE id = ?",
+        (trial_id, deleted, trial_id, deleted, trial_id),
     )
 
 
-def validation_at(conn: sqlite3.Connection, trial_id: int, steps: int) -> dict | None:
-    row = conn.execute(
+def at_step(tx: Tx, trial_id: int, steps: int) -> list[Checkpoint]:
+    rows = tx.all("SELECT * FROM checkpoints WHERE trial_id = ? AND steps_completed = ?", (trial_id, steps))
+    return [from_row(r) for r in rows]
+
+
+def validation_at(tx: Tx, trial_id: int, steps: int) -> dict | None:
+    row = tx.one(
         "SELECT body FROM metric_reports WHERE trial_id = ? AND group_name = ? AND steps = ? AND archived = 0"
         " ORDER BY trial_run_id DESC LIMIT 1",
         (trial_id, m.VALIDATION, steps),
-    ).fetchone()
+    )
     return None if row is None else json.loads(row[0])["metrics"]
 
 
@@ -84,18 +100,18 @@ def workload(c: Checkpoint) -> dict:
     }
 
 
-def best_of_trials(conn: sqlite3.Connection, trial_ids: list[int]) -> dict[int, dict]:
+def best_of_trials(tx: Tx, trial_ids: list[int]) -> dict[int, dict]:
     """The best completed checkpoint (by signed objective) of each trial that has one."""
     out: dict[int, dict] = {}
     for i in range(0, len(trial_ids), 500):
         part = trial_ids[i:i + 500]
         marks = ", ".join("?" for _ in part)
-        rows = conn.execute(
+        rows = tx.all(
             f"SELECT * FROM (SELECT c.*, row_number() OVER (PARTITION BY trial_id ORDER BY objective, create_time) AS n"
             f" FROM checkpoints c WHERE trial_id IN ({marks}) AND state = ? AND objective IS NOT NULL)"
             f" WHERE n = 1",
             [*part, CheckpointState.COMPLETED.value],
-        ).fetchall()
+        )
         for row in rows:
             out[row["trial_id"]] = workload(from_row(row))
     return out
@@ -105,17 +121,17 @@ def signed(study, metrics: dict | None) -> float | None:
     return None if metrics is None else m.signed_objective(study, metrics)
 
 
-def of_study(conn: sqlite3.Connection, study_id: int) -> list[Checkpoint]:
-    rows = conn.execute(
+def of_study(tx: Tx, study_id: int) -> list[Checkpoint]:
+    rows = tx.all(
         "SELECT c.* FROM checkpoints c JOIN trials t ON t.id = c.trial_id WHERE t.study_id = ?", (study_id,)
-    ).fetchall()
+    )
     return [from_row(r) for r in rows]
 
 
 _ORDER_SQL = {"create_time": "c.create_time", "steps_completed": "c.steps_completed"}
 
 
-def list_page(conn: sqlite3.Connection, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int):
+def list_page(tx: Tx, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int):
     clauses, args = [], []
     join = ""
     if flt.get("study_id"):
@@ -141,7 +157,7 @@ def list_page(conn: sqlite3.Connection, flt: dict, order_field: str, descending:
         clauses.append("c.create_time < ?")
         args.append(flt["created_before"])
     if order_field.startswith("metric:"):
-        col = "json_extract(c.body, '$.validation_metrics.\"' || ? || '\"')"
+        col = tx.dialect.json_number("c.validation_metrics", "?")
         col_args = [order_field[len("metric:"):]]
         clauses.append(f"{col} IS NOT NULL")
         args.extend(col_args)
@@ -149,12 +165,12 @@ def list_page(conn: sqlite3.Connection, flt: dict, order_field: str, descending:
         col, col_args = _ORDER_SQL[order_field], []
     direction = "DESC" if descending else "ASC"
     if after is not None:
-        clauses.append(f"({col}, c.rowid) {'<' if descending else '>'} (?, ?)")
+        clauses.append(f"({col}, c.id) {'<' if descending else '>'} (?, ?)")
         args.extend([*col_args, *after])
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = (
-        f"SELECT c.*, c.rowid AS row_key, {col} AS sort_value FROM checkpoints c {join} {where}"
-        f" ORDER BY {col} {direction}, c.rowid {direction} LIMIT ?"
+        f"SELECT c.*, {col} AS sort_value FROM checkpoints c {join} {where}"
+        f" ORDER BY {col} {direction}, c.id {direction} LIMIT ?"
     )
-    rows = conn.execute(sql, [*col_args, *args, *col_args, limit]).fetchall()
-    return [(from_row(r), (r["sort_value"], r["row_key"])) for r in rows]
+    rows = tx.all(sql, [*col_args, *args, *col_args, limit])
+    return [(from_row(r), (r["sort_value"], r["id"])) for r in rows]

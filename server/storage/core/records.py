@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict
 
 from ...domain.listing import fold
@@ -29,23 +28,12 @@ from ...domain.models import (
     Worker,
     WorkerState,
 )
+from .statements import Row
 
 
 def dumps(value) -> str:
     # allow_nan keeps NaN/Infinity round-tripping through Python's json.
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
-
-
-DAY_US = 86_400_000_000
-
-
-def expired(column: str) -> str:
-    """The condition that column (a time in microseconds) of a row of trial
-    `t` is past the trial's retention: its log_retention_days, 0 for the
-    server default, less than 0 for forever. Named parameters :now,
-    :default_days and :day_us."""
-    days = "coalesce(nullif(json_extract(t.body, '$.log_retention_days'), 0), :default_days)"
-    return f"{days} > 0 AND {column} < :now - {days} * :day_us"
 
 
 def _enum(cls, value):
@@ -98,7 +86,7 @@ def study_row(s: Study) -> dict:
     }
 
 
-def study_from_row(row: sqlite3.Row) -> Study:
+def study_from_row(row: Row) -> Study:
     b = json.loads(row["body"])
     obj = b["objective"]
     return Study(
@@ -175,6 +163,7 @@ def trial_row(t: Trial) -> dict:
         "start_time": t.start_time,
         "end_time": t.end_time,
         "stop_deadline": t.stop_deadline,
+        "log_retention_days": t.log_retention_days,
         "runtime_deadline": t.runtime_deadline,
         "version": t.version,
         "searcher_metric_value": t.searcher_metric_value,
@@ -190,7 +179,7 @@ def _json_or_none(text):
     return None if text is None else json.loads(text)
 
 
-def trial_from_row(row: sqlite3.Row) -> Trial:
+def trial_from_row(row: Row) -> Trial:
     b = json.loads(row["body"])
     src = b["source_info"]
     return Trial(
@@ -234,7 +223,7 @@ def trial_from_row(row: sqlite3.Row) -> Trial:
     )
 
 
-def event_from_row(row: sqlite3.Row) -> TrialEvent:
+def event_from_row(row: Row) -> TrialEvent:
     return TrialEvent(
         trial_id=row["trial_id"],
         sequence=row["sequence"],
@@ -266,7 +255,7 @@ def worker_row(w: Worker) -> dict:
     }
 
 
-def worker_from_row(row: sqlite3.Row) -> Worker:
+def worker_from_row(row: Row) -> Worker:
     return Worker(
         id=row["id"],
         trial_id=row["trial_id"],
