@@ -3,17 +3,15 @@
 Usage: .venv/bin/python bench/metrics_bench.py [--runs N]
 
 Prints a table of medians (with min and max) of N runs; every row names its
-workload. The raw SQLite insert and the empty gRPC handler are measured in the
-same run as the limits the service is compared with.
+workload. The raw SQLite insert and the empty gRPC handler (bench/support.py
+MetricsService) are measured in the same run as the limits the service is
+compared with.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -22,8 +20,15 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from common import ServerProcess, print_table, row
 from google.protobuf import field_mask_pb2, struct_pb2
+from support import (
+    QUIET,
+    Row,
+    ServerProcess,
+    print_table,
+    start_ceiling,
+    start_trialplane,
+)
 from trialplane.v1 import (
     metrics_pb2 as mp,
 )
@@ -44,8 +49,6 @@ from trialplane.v1 import (
     trial_service_pb2 as ts,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 METRICS_PER_REPORT = 10
 REPORTS_PER_CALL = 5000
 CALLS_PER_RUN = 8
@@ -53,42 +56,6 @@ CALLS_PER_RUN = 8
 # trialplane alternate so that both see the same machine load.
 ONE_POINT_CALLS = 1600
 REPORT_METHOD = "/trialplane.v1.MetricsService/ReportMetrics"
-
-
-# --- processes ---------------------------------------------------------------
-
-class EmptyServer:
-    """The same method path answered by a handler that does nothing."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--empty-server"], stdout=subprocess.PIPE, text=True)
-        self.address = self.proc.stdout.readline().strip()
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-def run_empty_server() -> None:
-    async def main():
-        server = grpc.aio.server()
-
-        async def report(request, context):
-            return ms.ReportMetricsResponse(created=True)
-
-        handler = grpc.unary_unary_rpc_method_handler(
-            report, request_deserializer=ms.ReportMetricsRequest.FromString,
-            response_serializer=ms.ReportMetricsResponse.SerializeToString,
-        )
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("trialplane.v1.MetricsService", {"ReportMetrics": handler}),)
-        )
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        print(f"127.0.0.1:{port}", flush=True)
-        await server.wait_for_termination()
-
-    asyncio.run(main())
 
 
 # --- workloads ---------------------------------------------------------------
@@ -244,18 +211,14 @@ def study_of_1000(address: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--empty-server", action="store_true")
     args = parser.parse_args()
-    if args.empty_server:
-        run_empty_server()
-        return
     results: dict[str, list[float]] = {k: [] for k in (
         "raw", "batched", "empty1", "report1", "empty8", "report8")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        server = ServerProcess(tmp / "bench.db")
-        empty = EmptyServer()
         try:
+            server = start_trialplane(tmp / "bench.db", args=QUIET)
+            empty = start_ceiling("MetricsService")
             with grpc.insecure_channel(server.address) as ch:
                 one = [new_trial(ch, f"one-{i}") for i in range(8)]
             for _ in range(args.runs):
@@ -271,28 +234,27 @@ def main() -> None:
             downsample_trial = fill_series(server.address, 1_000_000)
             study_id = study_of_1000(server.address)
             queries = query_times(server.address, history_trial, downsample_trial, study_id)
-        finally:
             server.stop()
             empty.stop()
+        finally:
+            ServerProcess.stop_all()
     # Each burst against trialplane is paired with the burst against the empty
     # handler just before it.
-    ratio1 = [r / e for r, e in zip(results["report1"], results["empty1"])]
-    ratio8 = [r / e for r, e in zip(results["report8"], results["empty8"])]
+    share = "as share of the empty handler"
     shape = f"{REPORTS_PER_CALL} reports x {METRICS_PER_REPORT} metrics per call"
     print_table([
-        row("raw SQLite insert, narrow indexed rows", results["raw"], "rows/s", "same points, executemany, WAL"),
-        row("batched ingest, AddEvents", results["batched"], "points/s", shape),
-        row("empty unary handler, 1 client", results["empty1"], "calls/s", "the transport limit"),
-        row("ReportMetrics one point, 1 client", results["report1"], "calls/s", "journaled on return, stored in batches"),
-        row("  as share of the empty handler", [100 * r for r in ratio1], "%", ""),
-        row("empty unary handler, 8 clients", results["empty8"], "calls/s", "8 threads, a channel each"),
-        row("ReportMetrics one point, 8 clients", results["report8"], "calls/s", ""),
-        row("  as share of the empty handler", [100 * r for r in ratio8], "%", ""),
-        row("full history, 100,000 points", queries["history"], "ms", "one GetMetricHistory call"),
-        row("1,000-bucket downsample of 1,000,000", queries["downsample"], "ms", "first/last/min/max per bucket"),
-        row("ListTrials page of 50 of 1,000", queries["listing"], "ms", "study filter, order by metric, whole trials"),
-        row("ListTrials page of 100 of 1,000", queries["masked"], "ms", "same, read_mask id,name,state,summary"),
-    ], args.runs, "metrics_bench.py")
+        Row("raw SQLite insert, narrow indexed rows", "rows/s", "same points, executemany, WAL", results["raw"]),
+        Row("batched ingest, AddEvents", "points/s", shape, results["batched"]),
+        Row("ReportMetrics one point, 1 client", "calls/s", "journaled on return, stored in batches", results["report1"],
+            ceiling=Row("empty unary handler, 1 client", "calls/s", "the transport limit", results["empty1"]), ratio=share),
+        Row("ReportMetrics one point, 8 clients", "calls/s", "", results["report8"],
+            ceiling=Row("empty unary handler, 8 clients", "calls/s", "8 threads, a channel each", results["empty8"]), ratio=share),
+        Row("full history, 100,000 points", "ms", "one GetMetricHistory call", queries["history"]),
+        Row("1,000-bucket downsample of 1,000,000", "ms", "first/last/min/max per bucket", queries["downsample"]),
+        Row("ListTrials page of 50 of 1,000", "ms", "study filter, order by metric, whole trials", queries["listing"]),
+        Row("ListTrials page of 100 of 1,000", "ms", "same, read_mask id,name,state,summary", queries["masked"]),
+    ])
+    print(f"\n{args.runs} runs each; reproduce with: make bench (or .venv/bin/python bench/metrics_bench.py --runs {args.runs})\n")
 
 
 if __name__ == "__main__":

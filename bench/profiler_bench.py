@@ -8,8 +8,9 @@ this order, so that neighbouring rows see the same machine:
 * the raw narrow-row SQLite insert rate (one row per sample, indexed on
   (series_id, ts), WAL, synchronous=NORMAL, 100k-row transactions);
 * StreamProfilerMetrics from one sender process against a counting-only gRPC
-  server (the transport ceiling), then against trialplane, for 5,000- and
-  1,000-sample batches; the same with four sender processes;
+  server (the transport ceiling: bench/support.py ProfilerService), then
+  against trialplane, for 5,000- and 1,000-sample batches; the same with four
+  sender processes;
 * trialplane's peak RSS (polled every 50 ms) and CPU during its ingest rows.
 
 A rate is samples / seconds from the first send to the final acknowledgement
@@ -23,40 +24,46 @@ Finally one 10,000,000-sample series is ingested as 2,000 chunks of 5,000 and
 another as 10,000 chunks of 1,000, and GetProfilerSamples(buckets=1000) over
 the whole series is timed 20 times from a warm client.
 
-Internal modes (started by the bench itself): --ceiling-server, --client.
+Internal mode (started by the bench itself): --client.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import resource
 import shlex
-import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 import psutil
+from support import (
+    CEILING_ACK_EVERY,
+    QUIET,
+    ROOT,
+    PeakRss,
+    Row,
+    ServerProcess,
+    cpu_seconds,
+    median,
+    print_table,
+    remove_db,
+    start_ceiling,
+    start_trialplane,
+)
 from trialplane.v1 import profiler_pb2 as pp
 from trialplane.v1 import profiler_service_pb2 as ps
 from trialplane.v1 import profiler_service_pb2_grpc, trial_pb2, trial_service_pb2_grpc
 from trialplane.v1 import trial_service_pb2 as ts
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
-BIN = Path(sys.executable).parent
-SERVICE = "trialplane.v1.ProfilerService"
-METHOD = f"/{SERVICE}/StreamProfilerMetrics"
+METHOD = "/trialplane.v1.ProfilerService/StreamProfilerMetrics"
 SAMPLES_PER_RUN = 20_000_000   # per ingest row and run, split evenly over the senders
 DOWNSAMPLE_SAMPLES = 10_000_000
 DOWNSAMPLE_CALLS = 20
@@ -65,7 +72,6 @@ SMALL_BATCH_SHARE = 4          # the 1,000-sample rows send SAMPLES_PER_RUN / 4,
 BATCH_BASE = 20_000            # batches[i] = 20,000 + i: 3-byte varints, like a running trial's batch counter
 RAW_SQLITE_ROWS = 1_000_000
 RAW_SQLITE_TXN = 100_000
-CEILING_ACK_EVERY = 10         # the counting server acknowledges every 10th message and the last one
 RSS_POLL_S = 0.05
 HOUR_US = 3_600_000_000
 
@@ -143,67 +149,6 @@ def self_check() -> None:
     assert len(mine) == len(want.SerializeToString())
 
 
-def ceiling_sequence(raw: bytes) -> int:
-    """The sequence number from the header at the front of a message."""
-    pos = 0
-    while pos < len(raw):
-        key = raw[pos]
-        pos += 1
-        if key == 0x0A:  # stream_id
-            length = 0
-            shift = 0
-            while True:
-                b = raw[pos]
-                pos += 1
-                length |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
-            pos += length
-        elif key == 0x10:  # sequence
-            value = shift = 0
-            while True:
-                b = raw[pos]
-                pos += 1
-                value |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    return value
-        else:
-            break
-    return ps.StreamProfilerMetricsRequest.FromString(raw).sequence
-
-
-# --- the counting-only server (a subprocess: --ceiling-server) ----------------------------------
-
-def run_ceiling_server() -> None:
-    async def main():
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
-
-        async def stream(request_iterator, context):
-            messages = nbytes = last = 0
-            async for raw in request_iterator:
-                messages += 1
-                nbytes += len(raw)
-                last = ceiling_sequence(raw)
-                if messages % CEILING_ACK_EVERY == 0:
-                    yield ps.StreamProfilerMetricsResponse(acknowledged_sequence=last)
-            yield ps.StreamProfilerMetricsResponse(acknowledged_sequence=last)
-
-        handler = grpc.stream_stream_rpc_method_handler(
-            stream, request_deserializer=lambda b: b,
-            response_serializer=ps.StreamProfilerMetricsResponse.SerializeToString,
-        )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"StreamProfilerMetrics": handler}),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        print(f"ceiling listening on 127.0.0.1:{port}", flush=True)
-        await server.wait_for_termination()
-
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    asyncio.run(main())
-
-
 # --- one sender (a subprocess: --client) --------------------------------------------------------
 
 def run_client(address: str, stream_id: str, trial_id: int, samples: int, batch: int, distinct: bool) -> None:
@@ -258,47 +203,6 @@ def run_client(address: str, stream_id: str, trial_id: int, samples: int, batch:
     }), flush=True)
 
 
-# --- processes seen from the bench --------------------------------------------------------------
-
-class Proc:
-    """A subprocess whose first stdout line carries its address."""
-
-    def __init__(self, argv: list[str], marker: str):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     cwd=str(ROOT))
-        line = self.proc.stdout.readline()
-        if marker not in line:
-            self.stop()
-            raise RuntimeError(f"{argv[:3]} did not start: {line!r}")
-        self.address = line.strip().rsplit(" ", 1)[1]
-        self.pid = self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-
-def trialplane_server(db: Path) -> Proc:
-    return Proc([str(BIN / "trialplane"), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
-                 "--retention-interval", "0", "--log-level", "WARNING"], "trialplane listening on")
-
-
-def ceiling_server() -> Proc:
-    return Proc([sys.executable, str(SCRIPT), "--ceiling-server"], "ceiling listening on")
-
-
-def _cpu(p: psutil.Process) -> float:
-    c = p.cpu_times()
-    return c.user + c.system
-
-
 def _other_processes(exclude: set[int]) -> dict[int, tuple[float, float]]:
     """CPU seconds of every user-space process outside the bench, by pid (with its start time)."""
     out = {}
@@ -306,7 +210,7 @@ def _other_processes(exclude: set[int]) -> dict[int, tuple[float, float]]:
         try:
             if p.pid in exclude or p.ppid() in (0, 2):  # 2: kthreadd, the parent of kernel threads
                 continue
-            out[p.pid] = (p.create_time(), _cpu(p))
+            out[p.pid] = (p.create_time(), cpu_seconds(p))
         except psutil.Error:
             continue
     return out
@@ -320,17 +224,7 @@ class Watch:
     def __init__(self, pid: int):
         self.proc = psutil.Process(pid)
         self.me = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(RSS_POLL_S)
+        self.rss = PeakRss(pid, RSS_POLL_S)
 
     def _threads(self) -> dict[int, float]:
         return {t.id: t.user_time + t.system_time for t in self.proc.threads()}
@@ -339,19 +233,18 @@ class Watch:
         return {self.me.pid, self.proc.pid} | {c.pid for c in self.me.children(recursive=True)}
 
     def start(self) -> None:
-        self.peak = self.proc.memory_info().rss
-        self.cpu0, self.me0, self.threads0 = _cpu(self.proc), _cpu(self.me), self._threads()
+        self.cpu0, self.me0, self.threads0 = cpu_seconds(self.proc), cpu_seconds(self.me), self._threads()
         self.others0 = _other_processes(self._exclude())
         self.machine0 = psutil.cpu_times()
         self.t0 = time.monotonic()
-        self._thread.start()
+        self.rss.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.rss.stop()
+        self.peak = self.rss.peak
         self.seconds = time.monotonic() - self.t0
-        self.cpu = _cpu(self.proc) - self.cpu0
-        self.bench_cpu = _cpu(self.me) - self.me0
+        self.cpu = cpu_seconds(self.proc) - self.cpu0
+        self.bench_cpu = cpu_seconds(self.me) - self.me0
         t1 = self._threads()
         delta = {k: v - self.threads0.get(k, 0.0) for k, v in t1.items()}
         self.main_thread = delta.pop(self.proc.pid, 0.0)
@@ -440,8 +333,7 @@ def raw_sqlite_rate(path: Path) -> float:
         elapsed = time.perf_counter() - start
     finally:
         conn.close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
+    remove_db(path)
     return RAW_SQLITE_ROWS / elapsed
 
 
@@ -466,41 +358,14 @@ def downsample_ms(address: str, trial_id: int, expected: int) -> tuple[list[floa
     return out, len(got)
 
 
-# --- the table ----------------------------------------------------------------------------------
-
-def row(name: str, samples: list[float], unit: str, note: str = "") -> tuple:
-    return (name, statistics.median(samples), min(samples), max(samples), unit, note)
-
-
-def fmt(x: float) -> str:
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:,.1f}"
-
-
-def print_table(rows: list[tuple]) -> None:
-    head = ("measurement", "median", "min", "max", "unit", "note")
-    cells = [head] + [(r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), r[4], r[5]) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(5)]
-    for i, c in enumerate(cells):
-        left = [str(x).ljust(w) if j in (0, 4) else str(x).rjust(w) for j, (x, w) in enumerate(zip(c[:5], widths))]
-        print(" | ".join(left + [c[5]]).rstrip())
-        if i == 0:
-            print("-+-".join("-" * w for w in widths) + "-+-" + "-" * 4)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=SAMPLES_PER_RUN, help="samples per ingest row and run")
-    parser.add_argument("--ceiling-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=5, metavar=("ADDRESS", "STREAM_ID", "TRIAL", "SAMPLES", "BATCH"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.ceiling_server:
-        run_ceiling_server()
-        return
     if args.client:
         address, stream_id, trial, samples, batch = args.client
         run_client(address, stream_id, int(trial), int(samples), int(batch), args.distinct)
@@ -524,12 +389,12 @@ def main() -> None:
     disturbed: dict[str, float] = {}  # row -> the most CPU other processes took during it, in cores
     with tempfile.TemporaryDirectory(prefix="profiler-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        for run in range(args.runs):
-            put("raw", raw_sqlite_rate(tmp / "raw.db"))
-            db = tmp / f"p{run}.db"
-            server = trialplane_server(db)
-            ceiling = ceiling_server()
-            try:
+        try:
+            for run in range(args.runs):
+                put("raw", raw_sqlite_rate(tmp / "raw.db"))
+                db = tmp / f"p{run}.db"
+                server = start_trialplane(db, args=QUIET)
+                ceiling = start_ceiling("ProfilerService")
                 trials = create_trials(server.address, 4, f"bench-run{run}")
                 for key, (_, streams, batch, samples) in shapes.items():
                     # The ceiling first, then trialplane: neighbours see the same machine.
@@ -549,27 +414,24 @@ def main() -> None:
                             name = f"{'ceiling' if who == 'ceil' else 'trialplane'} {shapes[key][0]}, run {run + 1}"
                             disturbed[name] = w.others / w.seconds
                         info[f"{who}{key}"] = got
-            finally:
                 server.stop()
                 ceiling.stop()
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(db) + suffix).unlink(missing_ok=True)
+                remove_db(db)
 
-        # Downsampling: one fresh server, two 10M-sample series with consecutive timestamps.
-        db = tmp / "downsample.db"
-        server = trialplane_server(db)
-        try:
+            # Downsampling: one fresh server, two 10M-sample series with consecutive timestamps.
+            server = start_trialplane(tmp / "downsample.db", args=QUIET)
             big = create_trials(server.address, 2, "bench-downsample")
             down = {}
             for trial_id, batch in zip(big, (5000, 1000)):
                 got = stream_run(server.address, [trial_id], 1, DOWNSAMPLE_SAMPLES, batch, f"down{batch}", distinct=True)
                 down[batch] = (*downsample_ms(server.address, trial_id, DOWNSAMPLE_SAMPLES), got["rate"])
-        finally:
             server.stop()
+        finally:
+            ServerProcess.stop_all()
     elapsed = time.perf_counter() - began
 
     def med(name: str, fmt_: str = "{:.0f}") -> str:
-        return fmt_.format(statistics.median(m[name]))
+        return fmt_.format(median(m[name]))
 
     def workload(key: str) -> str:
         _, streams, batch, _ = shapes[key]
@@ -578,37 +440,37 @@ def main() -> None:
         return f"{streams} sender process{'es' if streams > 1 else ''}, {each}, {batch:,}/batch, {g['message_bytes']:,} B/message"
 
     rows = [
-        row("raw SQLite insert, 1 row per sample", m["raw"], "samples/s",
+        Row("raw SQLite insert, 1 row per sample", "samples/s",
             f"{RAW_SQLITE_ROWS:,} rows (series_id, ts, batch, value), index (series_id, ts), WAL, "
-            f"synchronous=NORMAL, executemany, {RAW_SQLITE_TXN:,} rows/transaction, in the bench process"),
+            f"synchronous=NORMAL, executemany, {RAW_SQLITE_TXN:,} rows/transaction, in the bench process", m["raw"]),
     ]
     for key, (label, *_rest) in shapes.items():
-        share = [100 * a / b for a, b in zip(m[f"tp{key}"], m[f"ceil{key}"])]
+        ceiling = Row(f"gRPC ceiling, {label}", "samples/s",
+                      f"counting-only grpc.aio server, ack every {CEILING_ACK_EVERY} messages and at the end; {workload(key)}",
+                      m[f"ceil{key}"])
         rows += [
-            row(f"gRPC ceiling, {label}", m[f"ceil{key}"], "samples/s",
-                f"counting-only grpc.aio server, ack every {CEILING_ACK_EVERY} messages and at the end; {workload(key)}"),
-            row(f"trialplane durable ingest, {label}", m[f"tp{key}"], "samples/s",
-                f"until the ack of the last sequence; {workload(key)}; {med(f'tpperack{key}', '{:.1f}')} messages/ack"),
-            row("  trialplane as % of the ceiling", share, "%", "each run against its own ceiling"),
-            row("  trialplane server CPU", m[f"tpcpu{key}"], "% of 1 core",
+            Row(f"trialplane durable ingest, {label}", "samples/s",
+                f"until the ack of the last sequence; {workload(key)}; {med(f'tpperack{key}', '{:.1f}')} messages/ack",
+                m[f"tp{key}"], ceiling=ceiling, ratio="trialplane as % of the ceiling"),
+            Row("  trialplane server CPU", "% of 1 core",
                 f"main (event loop) thread {med(f'tpmain{key}')}%, busiest other thread {med(f'tpother{key}')}%; "
                 f"senders {med(f'tpsenders{key}')}%; machine busy {med(f'tpbusy{key}', '{:.2f}')} of "
-                f"{psutil.cpu_count()} cores; other processes {med(f'tpothers{key}')}%"),
-            row("  ceiling server CPU", m[f"ceilcpu{key}"], "% of 1 core",
+                f"{psutil.cpu_count()} cores; other processes {med(f'tpothers{key}')}%", m[f"tpcpu{key}"]),
+            Row("  ceiling server CPU", "% of 1 core",
                 f"senders {med(f'ceilsenders{key}')}%; machine busy {med(f'ceilbusy{key}', '{:.2f}')} of "
-                f"{psutil.cpu_count()} cores; other processes {med(f'ceilothers{key}')}%"),
+                f"{psutil.cpu_count()} cores; other processes {med(f'ceilothers{key}')}%", m[f"ceilcpu{key}"]),
         ]
     rows += [
-        row("trialplane peak RSS, 1 stream", m["tprss1x5k"], "MB", "during the 1-stream 5k row; psutil every 50 ms; 10^6 B"),
-        row("trialplane peak RSS, 4 streams", m["tprss4x5k"], "MB", "during the 4-stream 5k row; psutil every 50 ms; 10^6 B"),
+        Row("trialplane peak RSS, 1 stream", "MB", "during the 1-stream 5k row; psutil every 50 ms; 10^6 B", m["tprss1x5k"]),
+        Row("trialplane peak RSS, 4 streams", "MB", "during the 4-stream 5k row; psutil every 50 ms; 10^6 B", m["tprss4x5k"]),
     ]
     for batch, chunks in ((5000, 2000), (1000, 10000)):
         times, buckets, rate = down[batch]
-        rows.append(row(
-            f"downsample {DOWNSAMPLE_SAMPLES:,} samples, {chunks:,} chunks", times, "ms",
+        rows.append(Row(
+            f"downsample {DOWNSAMPLE_SAMPLES:,} samples, {chunks:,} chunks", "ms",
             f"GetProfilerSamples buckets={BUCKETS} over the whole series, {DOWNSAMPLE_CALLS} calls, warm client; "
             f"{buckets} buckets, counts sum to {DOWNSAMPLE_SAMPLES:,}; {chunks:,} x {batch:,}-sample batches "
-            f"(ingested at {rate / 1e6:.1f}M samples/s)",
+            f"(ingested at {rate / 1e6:.1f}M samples/s)", times,
         ))
     print_table(rows)
     print(f"\nIngest rows: median, min and max of {args.runs} runs, each on a fresh server and database; "
@@ -623,6 +485,7 @@ def main() -> None:
     if args.samples != SAMPLES_PER_RUN:
         cmd += ["--samples", str(args.samples)]
     print(f"Reproduce: cd {shlex.quote(str(ROOT))} && {shlex.join(cmd)}")
+
 
 if __name__ == "__main__":
     main()

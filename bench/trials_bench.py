@@ -17,245 +17,54 @@ import os
 import platform
 import random
 import re
-import select
 import shlex
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import (
+    BENCH,
+    ROOT,
+    START_TIMEOUT,
+    PeakRss,
+    ServerProcess,
+    Table,
+    cpu_seconds,
+    median,
+    percentile,
+    remove_db,
+    start_ceiling,
+    start_trialplane,
+)
 from trialplane.v1 import trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
-TRIALPLANE = ROOT / ".venv" / "bin" / "trialplane"
-if not TRIALPLANE.exists():  # a venv somewhere else: use the one running us
-    TRIALPLANE = Path(sys.executable).parent / "trialplane"
-
 CREATE = "/trialplane.v1.TrialService/CreateTrial"
 GET = "/trialplane.v1.TrialService/GetTrial"
+SERVICE = "TrialService"
+CEILING = f"bench/support.py {SERVICE}"  # the empty-handler ceiling
 # Each client thread gets its own channel; a local subchannel pool makes that
 # its own TCP connection too (grpc core otherwise shares one between channels
 # with the same target and arguments).
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 CALL_TIMEOUT = 30.0
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
 WARMUP_CALLS = 25
 LIST_PAGE = 100
 LIST_ORDER = "create_time desc"
 LIST_PATTERN = "bench%"
 
 
-# --- processes -----------------------------------------------------------------
+# --- load ---------------------------------------------------------------------------
 
 
-class Spawned:
-    """A server subprocess this script started; stopped by its own PID only."""
-
-    alive: list[Spawned] = []
-
-    def __init__(self, argv: list[str], log_path: Path, ready_prefix: str):
-        self.argv = argv
-        self.log_path = log_path
-        self.ready_prefix = ready_prefix
-        self._log = open(log_path, "ab")
-        self.began = time.perf_counter()
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, bufsize=0
-        )
-        Spawned.alive.append(self)
-        self.address = ""
-        self.listening_after = 0.0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_listening(self, timeout: float = START_TIMEOUT) -> str:
-        """Reads the 'listening on HOST:PORT' line from stdout; returns HOST:PORT."""
-        deadline = time.monotonic() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no listening line from {self.argv[0]} within {timeout:.0f}s; see {self.log_path}")
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(
-                        f"{Path(self.argv[0]).name} exited with {self.proc.wait()} before listening:\n{self.log_tail()}"
-                    )
-                buf += chunk
-        line = buf.split(b"\n", 1)[0].decode().strip()
-        if not line.startswith(self.ready_prefix):
-            raise RuntimeError(f"unexpected first line {line!r} from {self.argv[0]}")
-        self.listening_after = time.perf_counter() - self.began
-        self.address = line.rsplit(" ", 1)[1]
-        return self.address
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def vm_hwm_bytes(self) -> int | None:
-        """The kernel's resident-set high-water mark for the process (Linux)."""
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> float:
-        """SIGTERM, then seconds until the process exited. Kills it and raises
-        when it does not exit in time or exits non-zero."""
-        begin = time.perf_counter()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise TimeoutError(f"{Path(self.argv[0]).name} (pid {self.pid}) ignored SIGTERM for {timeout:.0f}s") from None
-        elapsed = time.perf_counter() - begin
-        self._close()
-        if code != 0:
-            raise RuntimeError(f"{Path(self.argv[0]).name} exited with {code}:\n{self.log_tail()}")
-        return elapsed
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._close()
-
-    def _close(self) -> None:
-        if self in Spawned.alive:
-            Spawned.alive.remove(self)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self._log.close()
-
-    @classmethod
-    def stop_all(cls) -> None:
-        """Cleanup path: SIGTERM what is left, SIGKILL what does not go."""
-        for s in list(cls.alive):
-            try:
-                if s.proc.poll() is None:
-                    s.proc.send_signal(signal.SIGTERM)
-                    s.proc.wait(10)
-            except (subprocess.TimeoutExpired, OSError):
-                pass
-            s.kill()
-
-
-def trialplane_argv(db: Path) -> list[str]:
-    return [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0"]
-
-
-def ceiling_argv() -> list[str]:
-    return [sys.executable, str(BENCH / "trials_ceiling_server.py"), "--port", "0"]
-
-
-def health_check(address: str, timeout: float = START_TIMEOUT) -> None:
-    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as ch:
-        reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
-    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-        raise RuntimeError(f"health at {address} says {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
-
-
-def start_trialplane(db: Path, logs: Path) -> tuple[Spawned, float]:
-    """Spawns `trialplane serve`; returns it and seconds from spawn to SERVING."""
-    server = Spawned(trialplane_argv(db), logs / "trialplane.log", "trialplane listening on ")
-    address = server.wait_listening()
-    health_check(address)
-    return server, time.perf_counter() - server.began
-
-
-def start_ceiling(logs: Path) -> Spawned:
-    server = Spawned(ceiling_argv(), logs / "ceiling.log", "ceiling listening on ")
-    server.wait_listening()
-    with grpc.insecure_channel(server.address) as ch:
-        wait_ready(ch, server)
-    return server
-
-
-class PeakRss:
-    """Samples a process's RSS with psutil every `interval` seconds."""
-
-    def __init__(self, pid: int, interval: float = 0.01):
-        self.process = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        try:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-        except psutil.Error:
-            pass
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> PeakRss:
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-
-# --- load ------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
-
-
-def wait_ready(channel: grpc.Channel, server: Spawned, timeout: float = START_TIMEOUT) -> None:
-    """Waits for the channel to connect, giving up at once if the server died."""
-    deadline = time.monotonic() + timeout
-    future = grpc.channel_ready_future(channel)
-    while True:
-        try:
-            future.result(timeout=0.5)
-            return
-        except grpc.FutureTimeoutError:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{Path(server.argv[0]).name} (pid {server.pid}) exited with {server.proc.returncode}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not connect to {server.address} within {timeout:.0f}s") from None
-
-
-def drive(server: Spawned, method: str, request_type, work: list[list], warmup: list[list]) -> tuple[float, float]:
+def drive(server: ServerProcess, method: str, request_type, work: list[list], warmup: list[list]) -> tuple[float, float]:
     """Runs len(work) client threads, each with its own channel, calling `method`
     with its list of requests back to back. Returns calls per second, counted
     from the moment all threads finished their warm-up calls, and the CPU time
@@ -265,7 +74,7 @@ def drive(server: Spawned, method: str, request_type, work: list[list], warmup: 
     channels = [grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS) for _ in range(n)]
     try:
         for ch in channels:
-            wait_ready(ch, server)
+            server.wait_connected(ch)
         calls = [
             ch.unary_unary(method, request_serializer=request_type.SerializeToString,
                            response_deserializer=trial_pb2.Trial.FromString)
@@ -352,9 +161,8 @@ def fill_database(db: Path, count: int, logs: Path) -> str:
         pass
     print(f"  bench/trials_fill_db.py failed, filling through CreateTrial instead:\n{log.read_text(errors='replace')[-2000:]}",
           flush=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    server, _ = start_trialplane(db, logs)
+    remove_db(db)
+    server = start_trialplane(db, logs / "trialplane.log")
     per = count // 8
     fill = create_requests("bench", 8, per * 8)
     if count - per * 8:
@@ -364,11 +172,11 @@ def fill_database(db: Path, count: int, logs: Path) -> str:
     return "CreateTrial over gRPC, 8 clients"
 
 
-def walk_list(server: Spawned) -> tuple[list[float], float, int]:
+def walk_list(server: ServerProcess) -> tuple[list[float], float, int]:
     """Pages through every trial matching LIST_PATTERN, newest first. Returns
     per-page latencies (s), total seconds and the number of rows seen."""
     with grpc.insecure_channel(server.address, options=CHANNEL_OPTIONS) as ch:
-        wait_ready(ch, server)
+        server.wait_connected(ch)
         list_trials = ch.unary_unary(
             "/trialplane.v1.TrialService/ListTrials",
             request_serializer=ts.ListTrialsRequest.SerializeToString,
@@ -392,63 +200,6 @@ def walk_list(server: Spawned) -> tuple[list[float], float, int]:
             if not token:
                 break
         return latencies, time.perf_counter() - begin, rows
-
-
-# --- results ---------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    name: str
-    unit: str
-    note: str = ""
-    samples: list[float] = field(default_factory=list)
-
-
-class Results:
-    def __init__(self) -> None:
-        self.rows: dict[str, Row] = {}
-
-    def define(self, key: str, name: str, unit: str, note: str = "") -> None:
-        self.rows[key] = Row(name, unit, note)
-
-    def add(self, key: str, value: float) -> None:
-        self.rows[key].samples.append(value)
-
-    def note(self, key: str, text: str) -> None:
-        self.rows[key].note = text
-
-    def samples(self, key: str) -> list[float]:
-        return self.rows[key].samples
-
-
-def fmt(v: float) -> str:
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def print_table(results: Results) -> None:
-    header = ("measurement", "median", "min", "max", "unit", "note")
-    cells = [header]
-    for r in results.rows.values():
-        if r.samples:
-            s = r.samples
-            cells.append((r.name, fmt(statistics.median(s)), fmt(min(s)), fmt(max(s)), r.unit, r.note))
-        else:
-            cells.append((r.name, "-", "-", "-", r.unit, "not measured"))
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    right = {1, 2, 3}
-    for i, c in enumerate(cells):
-        line = "  ".join(x.rjust(w) if j in right else x.ljust(w) for j, (x, w) in enumerate(zip(c, widths)))
-        print(line.rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def scan_logs(logs: Path) -> list[str]:
@@ -491,7 +242,7 @@ def environment() -> str:
 # --- the benchmark ---------------------------------------------------------------
 
 
-def bench(args, tmp: Path, results: Results) -> None:
+def bench(args, tmp: Path, results: Table) -> None:
     R = results
     runs = args.runs
     R.define("start_new", "start-up, new database", "ms", "spawn -> health Check SERVING")
@@ -500,24 +251,25 @@ def bench(args, tmp: Path, results: Results) -> None:
     R.define("stop_10k", f"shutdown, {args.db_trials:,}-trial database", "ms", "SIGTERM -> exit, idle server")
     R.define("stop_load", "shutdown after the CreateTrial runs", "ms", "SIGTERM -> exit")
     cpu_note = "server process user+sys CPU / calls"
-    R.define("c1", "CreateTrial, 1 client", "trials/s", f"{args.create_1:,} per run, name + 2 tags, study_id 0")
-    R.define("c1_ceil", "  empty handler, 1 client", "calls/s", "same requests, bench/trials_ceiling_server.py")
-    R.define("c1_ratio", "  trialplane / ceiling, 1 client", "%", "per run, then median")
+    ratio = "trialplane / ceiling, {} client{}"
+    R.define("c1", "CreateTrial, 1 client", "trials/s", f"{args.create_1:,} per run, name + 2 tags, study_id 0",
+             ratio=ratio.format(1, ""))
+    R.define("c1_ceil", "empty handler, 1 client", "calls/s", f"same requests, {CEILING}", ceiling_of="c1")
     R.define("c1_cpu", "  trialplane server CPU per call, 1 client", "us", cpu_note)
     R.define("c1_ceil_cpu", "  ceiling server CPU per call, 1 client", "us", cpu_note)
-    R.define("c8", "CreateTrial, 8 clients", "trials/s", f"{args.create_8:,} per run, a channel per thread")
-    R.define("c8_ceil", "  empty handler, 8 clients", "calls/s", "same requests, bench/trials_ceiling_server.py")
-    R.define("c8_ratio", "  trialplane / ceiling, 8 clients", "%", "per run, then median")
+    R.define("c8", "CreateTrial, 8 clients", "trials/s", f"{args.create_8:,} per run, a channel per thread",
+             ratio=ratio.format(8, "s"))
+    R.define("c8_ceil", "empty handler, 8 clients", "calls/s", f"same requests, {CEILING}", ceiling_of="c8")
     R.define("c8_cpu", "  trialplane server CPU per call, 8 clients", "us", cpu_note)
     R.define("c8_ceil_cpu", "  ceiling server CPU per call, 8 clients", "us", cpu_note)
     R.define("rss", "trialplane peak RSS, CreateTrial runs", "MiB", "psutil every 10 ms")
     R.define("rss_ceil", "ceiling server peak RSS", "MiB", "psutil every 10 ms; one process over all runs")
     for clients, count in ((1, args.get_1), (8, args.get_8)):
         key, s = f"g{clients}", "s" if clients > 1 else ""
-        R.define(key, f"GetTrial, {clients} client{s}", "calls/s", f"{count:,} per run, random ids")
+        R.define(key, f"GetTrial, {clients} client{s}", "calls/s", f"{count:,} per run, random ids", ratio=ratio.format(clients, s))
         if args.get_ceiling:
-            R.define(key + "_ceil", f"  empty handler, {clients} client{s}", "calls/s", "GetTrial path, trials_ceiling_server.py")
-            R.define(key + "_ratio", f"  trialplane / ceiling, {clients} client{s}", "%", "per run, then median")
+            R.define(key + "_ceil", f"empty handler, {clients} client{s}", "calls/s", f"GetTrial path, {CEILING}",
+                     ceiling_of=key)
         R.define(key + "_cpu", f"  trialplane server CPU per call, {clients} client{s}", "us", cpu_note)
         if args.get_ceiling:
             R.define(key + "_ceil_cpu", f"  ceiling server CPU per call, {clients} client{s}", "us", cpu_note)
@@ -531,7 +283,7 @@ def bench(args, tmp: Path, results: Results) -> None:
     # An unmeasured start first, so that no run pays for a cold page cache.
     warm_dir = tmp / "warm-up"
     warm_dir.mkdir()
-    server, _ = start_trialplane(warm_dir / "x.db", logs)
+    server = start_trialplane(warm_dir / "x.db", logs / "trialplane.log")
     server.stop()
 
     # A database of db_trials standalone trials named bench-*, for restarts and reads.
@@ -555,25 +307,25 @@ def bench(args, tmp: Path, results: Results) -> None:
     for i in range(runs):
         d = tmp / f"fresh-{i}"
         d.mkdir()
-        server, seconds = start_trialplane(d / "x.db", logs)
+        server = start_trialplane(d / "x.db", logs / "trialplane.log")
         listening.append(server.listening_after)
-        R.add("start_new", seconds * 1000)
+        R.add("start_new", server.ready_after * 1000)
         R.add("stop_new", server.stop() * 1000)
-        server, seconds = start_trialplane(db, logs)
-        R.add("start_10k", seconds * 1000)
+        server = start_trialplane(db, logs / "trialplane.log")
+        R.add("start_10k", server.ready_after * 1000)
         R.add("stop_10k", server.stop() * 1000)
-    R.note("start_new", f"spawn -> health Check SERVING; listening line after {statistics.median(listening) * 1000:.0f} ms")
+    R.note("start_new", f"spawn -> health Check SERVING; listening line after {median(listening) * 1000:.0f} ms")
     print(f"  start-up/shutdown done ({runs} runs each)", flush=True)
 
     # 2./3. CreateTrial beside the empty-handler ceiling, interleaved per run;
     # trialplane gets a fresh database each run, the ceiling runs throughout.
-    ceiling = start_ceiling(logs)
+    ceiling = start_ceiling(SERVICE, logs / "ceiling.log")
     hwm = []
     with PeakRss(ceiling.pid) as ceiling_rss:
         for i in range(runs):
             d = tmp / f"create-{i}"
             d.mkdir()
-            server, _ = start_trialplane(d / "x.db", logs)
+            server = start_trialplane(d / "x.db", logs / "trialplane.log")
             with PeakRss(server.pid) as rss:
                 for clients, total, key in ((1, args.create_1, "c1"), (8, args.create_8, "c8")):
                     work = create_requests(f"r{i}-{clients}", clients, total)
@@ -581,12 +333,10 @@ def bench(args, tmp: Path, results: Results) -> None:
                     targets = [(server, key), (ceiling, key + "_ceil")]
                     if i % 2:  # alternate which goes first
                         targets.reverse()
-                    rate = {}
                     for target, k in targets:
-                        rate[k], cpu = drive(target, CREATE, ts.CreateTrialRequest, work, warm)
-                        R.add(k, rate[k])
+                        rate, cpu = drive(target, CREATE, ts.CreateTrialRequest, work, warm)
+                        R.add(k, rate)
                         R.add(k + "_cpu", cpu)
-                    R.add(key + "_ratio", 100 * rate[key] / rate[key + "_ceil"])
             R.add("rss", rss.peak / mib)
             h = server.vm_hwm_bytes()
             if h:
@@ -598,11 +348,11 @@ def bench(args, tmp: Path, results: Results) -> None:
     created = args.create_1 + args.create_8 + WARMUP_CALLS * 9
     R.note("stop_load", f"SIGTERM -> exit, database with {created:,} new trials")
     if hwm:
-        R.note("rss", f"psutil every 10 ms; kernel VmHWM median {statistics.median(hwm):.1f} MiB")
+        R.note("rss", f"psutil every 10 ms; kernel VmHWM median {median(hwm):.1f} MiB")
 
     # 5. GetTrial (beside the ceiling) and ListTrials over that database.
-    server, _ = start_trialplane(db, logs)
-    ceiling = start_ceiling(logs) if args.get_ceiling else None
+    server = start_trialplane(db, logs / "trialplane.log")
+    ceiling = start_ceiling(SERVICE, logs / "ceiling.log") if args.get_ceiling else None
     page_ms = []
     for i in range(runs):
         for clients, total, key in ((1, args.get_1, "g1"), (8, args.get_8, "g8")):
@@ -613,26 +363,22 @@ def bench(args, tmp: Path, results: Results) -> None:
                 targets.append((ceiling, key + "_ceil"))
             if i % 2:
                 targets.reverse()
-            rate = {}
             for target, k in targets:
-                rate[k], cpu = drive(target, GET, ts.GetTrialRequest, work, warm)
-                R.add(k, rate[k])
+                rate, cpu = drive(target, GET, ts.GetTrialRequest, work, warm)
+                R.add(k, rate)
                 R.add(k + "_cpu", cpu)
-            if ceiling is not None:
-                R.add(key + "_ratio", 100 * rate[key] / rate[key + "_ceil"])
         latencies, seconds, rows = walk_list(server)
         if rows != args.db_trials:
             raise RuntimeError(f"ListTrials returned {rows} rows, expected {args.db_trials}")
         R.add("lp", len(latencies) / seconds)
-        R.add("lp_ms", statistics.median(latencies) * 1000)
+        R.add("lp_ms", median(latencies) * 1000)
         page_ms += [x * 1000 for x in latencies]
         print(f"  GetTrial/ListTrials run {i + 1}/{runs} done", flush=True)
     if ceiling is not None:
         ceiling.stop()
     server.stop()
-    page_ms.sort()
     R.note("lp", f"{len(page_ms) // runs} pages of all {args.db_trials:,} rows per run, page token followed")
-    R.note("lp_ms", f"over all pages: p90 {page_ms[int(0.9 * (len(page_ms) - 1))]:.1f} ms, max {page_ms[-1]:.1f} ms")
+    R.note("lp_ms", f"over all pages: p90 {percentile(page_ms, 90):.1f} ms, max {max(page_ms):.1f} ms")
 
 
 def main() -> int:
@@ -666,7 +412,7 @@ def main() -> int:
     )
     print(f"trialplane benchmark: {environment()}", flush=True)
     print(f"load average before: {load()}", flush=True)
-    results = Results()
+    results = Table()
     began = time.perf_counter()
     failed: BaseException | None = None
     tmp_dir = tempfile.TemporaryDirectory(prefix="trialplane-bench-")
@@ -675,12 +421,12 @@ def main() -> int:
     except BaseException as exc:  # noqa: BLE001 - reported below, after cleanup
         failed = exc
         traceback.print_exc()
-        for s in Spawned.alive:
+        for s in ServerProcess.alive:
             tail = s.log_tail()
             if tail:
                 print(f"--- last lines of {s.log_path.name} (pid {s.pid}) ---\n{tail}", file=sys.stderr)
     finally:
-        Spawned.stop_all()
+        ServerProcess.stop_all()
         try:
             log_notes = scan_logs(Path(tmp_dir.name) / "logs")
             if args.keep_logs:
@@ -691,7 +437,7 @@ def main() -> int:
         finally:
             tmp_dir.cleanup()
     print()
-    print_table(results)
+    results.print()
     print(f"\nmedian, min and max of {args.runs} runs each; the whole benchmark took {time.perf_counter() - began:.0f}s")
     for line in log_notes:
         print(line)

@@ -1,12 +1,13 @@
 """Fills a trialplane database with standalone trials for bench/trials_bench.py, fast.
 
 Runs what TrialService.CreateTrial runs (trial_from_proto, the same admit
-check, SqliteStorage.create_trial) without the gRPC round trip, many at a time
-so the storage engine commits them in groups. The rows are the ones CreateTrial
-would write: names "<prefix>-c<client>-<n>" and tags ["bench", "client-<k>"].
+check, create_trial on the storage open_storage(path) returns) without the
+gRPC round trip, many at a time so the storage engine commits them in groups.
+The rows are the ones CreateTrial would write: names "<prefix>-c<client>-<n>"
+and tags ["bench", "client-<k>"].
 
 Usage: .venv/bin/python bench/trials_fill_db.py --db PATH --count N [--prefix bench]
-Prints the number of trials in the database when done.
+Prints the number of trials in the database when done, counted with Storage.list_trials.
 """
 
 from __future__ import annotations
@@ -15,15 +16,27 @@ import argparse
 import asyncio
 
 from trialplane.server.api.trial_service import trial_from_proto
-from trialplane.server.domain import validation
-from trialplane.server.storage.sqlite.storage import SqliteStorage
+from trialplane.server.domain import listing, validation
+from trialplane.server.storage.factory import open_storage
 from trialplane.v1 import trial_pb2
 
 BATCH = 256
 
 
+async def count_trials(storage) -> int:
+    """Every trial, paged through list_trials by id."""
+    flt = listing.TrialFilter()
+    page = listing.make_page("", listing.MAX_PAGE_SIZE, listing.Order(), vars(flt))
+    total = 0
+    while True:
+        trials, page.after = await storage.list_trials(flt, page)
+        total += len(trials)
+        if page.after is None:
+            return total
+
+
 async def fill(db: str, count: int, prefix: str, clients: int = 8) -> int:
-    storage = SqliteStorage(db)
+    storage = open_storage(db)
     await storage.open()
     try:
         protos = [
@@ -37,7 +50,7 @@ async def fill(db: str, count: int, prefix: str, clients: int = 8) -> int:
                 trial = trial_from_proto(p)
                 calls.append(storage.create_trial(trial, None, lambda study, t=trial: validation.validate_new_trial(t, study)))
             await asyncio.gather(*calls)
-        return await storage.engine.read(lambda conn: conn.execute("SELECT count(*) FROM trials").fetchone()[0])
+        return await count_trials(storage)
     finally:
         await storage.close()
 
