@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from trialplane.v1 import checkpoint_pb2, checkpoint_service_pb2_grpc
 from trialplane.v1 import checkpoint_service_pb2 as cs
 
@@ -9,7 +11,7 @@ from ..domain import checkpoints as rules
 from ..domain import listing
 from ..domain.checkpoints import Checkpoint, CheckpointState
 from ..domain.errors import invalid
-from ..storage.interface import Storage
+from ..storage.interface import CheckpointFilter, Storage
 from . import convert
 from .errors import rpc
 
@@ -65,21 +67,20 @@ class CheckpointServicer(checkpoint_service_pb2_grpc.CheckpointServiceServicer):
             raise invalid("trial_id", "trial_id and study_id must not be negative")
         if request.max_steps and request.min_steps > request.max_steps:
             raise invalid("min_steps", "must not exceed max_steps")
-        flt = {
-            "trial_id": request.trial_id,
-            "study_id": request.study_id,
-            "states": [s.value for s in STATES.to_domain_list(request.states, "states")],
-            "min_steps": request.min_steps or None,
-            "max_steps": request.max_steps or None,
-            "created_after": convert.optional_timestamp_us(request, "created_after", "created_after"),
-            "created_before": convert.optional_timestamp_us(request, "created_before", "created_before"),
-        }
-        order = _order(request.order_by)
-        size = listing.page_size(request.page_size)
-        page = listing.make_page(request.page_token, size, order, flt)
-        rows = await self.storage.list_checkpoints(flt, order.field, order.descending, page.after, size + 1)
-        token = listing.encode_token(page, rows[size - 1][1]) if len(rows) > size else ""
-        return cs.ListCheckpointsResponse(checkpoints=[checkpoint_to_proto(c) for c, _ in rows[:size]], next_page_token=token)
+        flt = CheckpointFilter(
+            trial_id=request.trial_id,
+            study_id=request.study_id,
+            states=[s.value for s in STATES.to_domain_list(request.states, "states")],
+            min_steps=request.min_steps or None,
+            max_steps=request.max_steps or None,
+            created_after=convert.optional_timestamp_us(request, "created_after", "created_after"),
+            created_before=convert.optional_timestamp_us(request, "created_before", "created_before"),
+        )
+        page = listing.make_page(request.page_token, listing.page_size(request.page_size), _order(request.order_by),
+                                 dataclasses.asdict(flt))
+        found = await self.storage.list_checkpoints(flt, page)
+        token = listing.encode_token(page, found.after) if found.after else ""
+        return cs.ListCheckpointsResponse(checkpoints=[checkpoint_to_proto(c) for c in found.items], next_page_token=token)
 
     @rpc
     async def UpdateCheckpoint(self, request, context):

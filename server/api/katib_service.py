@@ -91,8 +91,8 @@ class KatibDBManagerServicer(api_pb2_grpc.DBManagerServicer):
         return api_pb2.GetObservationLogReply(
             observation_log=api_pb2.ObservationLog(
                 metric_logs=[
-                    api_pb2.MetricLog(time_stamp=format_time(time), metric=api_pb2.Metric(name=name, value=raw))
-                    for name, time, raw in rows
+                    api_pb2.MetricLog(time_stamp=format_time(o.time), metric=api_pb2.Metric(name=o.name, value=o.value))
+                    for o in rows
                 ]
             )
         )

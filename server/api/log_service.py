@@ -13,7 +13,7 @@ from ..domain import metrics as m
 from ..domain.errors import ResourceExhausted, invalid
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
-from ..storage.interface import Storage
+from ..storage.interface import LogLine, Storage
 from . import convert
 from .budget import FIELD, RESERVE, SCALAR, Room, text
 from .errors import rpc
@@ -27,18 +27,18 @@ DOWNLOAD_CHUNK = 64 * 1024
 LOG_BYTES = FIELD + SCALAR + SCALAR + FIELD + 2 * SCALAR + SCALAR + SCALAR
 
 
-def log_to_proto(trial_id: int, r: dict) -> log_pb2.TaskLog:
+def log_to_proto(trial_id: int, r: LogLine) -> log_pb2.TaskLog:
     return log_pb2.TaskLog(
-        trial_id=trial_id, id=r["id"], time=convert.timestamp(r["time"]), level=LEVEL_NUMBERS.get(r["level"], 0),
-        worker=r["worker"], stream=r["stream"], rank=r["rank"], message=r["message"],
+        trial_id=trial_id, id=r.id, time=convert.timestamp(r.time), level=LEVEL_NUMBERS.get(r.level, 0),
+        worker=r.worker, stream=r.stream, rank=r.rank, message=r.message,
     )
 
 
-def log_bytes(r: dict) -> int:
-    return LOG_BYTES + text(r["worker"]) + text(r["stream"]) + text(r["message"])
+def log_bytes(r: LogLine) -> int:
+    return LOG_BYTES + text(r.worker) + text(r.stream) + text(r.message)
 
 
-def fitting(rows: list[dict], limit: int, most: int) -> int:
+def fitting(rows: list[LogLine], limit: int, most: int) -> int:
     """How many of the first rows (at most most, one at least) fit in one answer."""
     room = Room(limit)
     for count, r in enumerate(rows[:most]):
@@ -60,7 +60,7 @@ def check_format(fmt: str) -> str:
         raise invalid("format", f"unknown fields {sorted(unknown) or ['(positional)']}; use {sorted(FORMAT_FIELDS)}")
     # Conversions and format specs only fail when applied: try them on a
     # sample line with the real field types before streaming anything.
-    sample = {"id": 1, "time": 0, "level": "INFO", "worker": "w", "stream": "stdout", "rank": 0, "message": "m"}
+    sample = LogLine(id=1, time=0, level="INFO", worker="w", stream="stdout", rank=0, message="m")
     try:
         render(fmt, 1, sample)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
@@ -68,11 +68,11 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def render(fmt: str, trial_id: int, r: dict) -> str:
-    asctime = dt.datetime.fromtimestamp(r["time"] / 1e6, dt.timezone.utc).isoformat(timespec="milliseconds")
+def render(fmt: str, trial_id: int, r: LogLine) -> str:
+    asctime = dt.datetime.fromtimestamp(r.time / 1e6, dt.timezone.utc).isoformat(timespec="milliseconds")
     return fmt.format(
-        asctime=asctime, worker=r["worker"], level=r["level"], stream=r["stream"], rank=r["rank"],
-        msg=r["message"], trial_id=trial_id, id=r["id"],
+        asctime=asctime, worker=r.worker, level=r.level, stream=r.stream, rank=r.rank,
+        msg=r.message, trial_id=trial_id, id=r.id,
     )
 
 
@@ -116,7 +116,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         after = page.after[1] if page.after else None
         rows = await self.storage.list_logs(request.trial_id, request.from_tail, levels, request.worker, after, size + 1)
         size = fitting(rows, self.max_response_bytes, size)
-        token = listing.encode_token(page, (rows[size - 1]["id"], rows[size - 1]["id"])) if len(rows) > size else ""
+        token = listing.encode_token(page, (rows[size - 1].id, rows[size - 1].id)) if len(rows) > size else ""
         return ls.ListLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows[:size]], next_page_token=token)
 
     @rpc
@@ -124,12 +124,12 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         convert.require_id(request.trial_id, "trial_id", "trial")
         cursor = request.after_id
 
-        async def read() -> list[dict]:
+        async def read() -> list[LogLine]:
             nonlocal cursor
             rows = await self.storage.list_logs(request.trial_id, False, [], "", cursor, 1000)
             rows = rows[:fitting(rows, self.max_response_bytes, len(rows))]
             if rows:
-                cursor = rows[-1]["id"]
+                cursor = rows[-1].id
             return rows
 
         async for rows in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics.wait):
@@ -152,6 +152,6 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                     del buffer[:chunk_size]
             if len(rows) < 5000:
                 break
-            cursor = rows[-1]["id"]
+            cursor = rows[-1].id
         if buffer:
             yield ls.DownloadLogsResponse(chunk=bytes(buffer))

@@ -12,7 +12,7 @@ from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
-from ..storage.interface import Storage
+from ..storage.interface import DebugEvent, MetricSeriesSummary, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
 from .errors import error_reason, rpc
@@ -128,8 +128,8 @@ def log_draft(line: log_pb2.TaskLog, path: str) -> m.LogDraft:
                       line.rank, line.message)
 
 
-def summary_to_proto(s: dict) -> metrics_pb2.MetricSummary:
-    return convert.summary_to_proto(s["trial_id"], s["group"], s["name"], s["summary"])
+def summary_to_proto(s: MetricSeriesSummary) -> metrics_pb2.MetricSummary:
+    return convert.summary_to_proto(s.trial_id, s.group, s.name, s.summary)
 
 
 def columns(series: ms.MetricSeries, cols: m.PointColumns) -> None:
@@ -215,7 +215,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         size = listing.page_size(request.page_size, SUMMARY_PAGE, SUMMARY_PAGE_MAX)
         page, after = listing.tuple_page(request.page_token, size, {"t": trial_ids, "g": group}, (int, str, str))
         rows = await self.storage.metric_summaries(trial_ids, group, after=after, limit=size + 1)
-        token = listing.next_tuple_token(page, rows, lambda s: (s["trial_id"], s["group"], s["name"]))
+        token = listing.next_tuple_token(page, rows, lambda s: (s.trial_id, s.group, s.name))
         return [summary_to_proto(s) for s in rows[:size]], token
 
     @rpc
@@ -314,15 +314,15 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         async def read() -> list[ms.MetricSeries]:
             out = []
             for s in await self.storage.metric_summaries([request.trial_id]):
-                if names and s["name"] not in names:
+                if names and s.name not in names:
                     continue
-                sid = s["series_id"]
+                sid = s.series_id
                 room = Room(self.max_response_bytes)
-                room.take(SERIES_BYTES + text(s["group"]) + text(s["name"]))
+                room.take(SERIES_BYTES + text(s.group) + text(s.name))
                 cols = await self.storage.metric_points(
                     sid, 0, INT64_MAX, False, cursors.get(sid, start), room.count(POINT_BYTES, 10_000))
                 if len(cols):
-                    series = ms.MetricSeries(trial_id=request.trial_id, group=s["group"], name=s["name"])
+                    series = ms.MetricSeries(trial_id=request.trial_id, group=s.group, name=s.name)
                     columns(series, cols)
                     cursors[sid] = (int(cols.steps[-1]), int(cols.runs[-1]))
                     out.append(series)
@@ -344,17 +344,17 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         page = listing.make_page(request.page_token, size, listing.Order(), {"t": request.trial_id, "k": kinds, "m": request.metric})
         after_id = page.after[1] if page.after else 0
         rows = await self.storage.debug_events(request.trial_id, kinds, request.metric, after_id, size + 1)
-        token = listing.encode_token(page, (rows[size - 1]["id"], rows[size - 1]["id"])) if len(rows) > size else ""
+        token = listing.encode_token(page, (rows[size - 1].id, rows[size - 1].id)) if len(rows) > size else ""
         return ms.ListDebugEventsResponse(events=[self._event(request.trial_id, r) for r in rows[:size]], next_page_token=token)
 
     @staticmethod
-    def _event(trial_id: int, r: dict) -> metrics_pb2.TrialEventItem:
-        item = metrics_pb2.TrialEventItem(trial_id=trial_id, time=convert.timestamp(r["time"]))
-        common = {"metric": r["metric"], "variant": r["variant"], "iteration": r["iteration"]}
-        if r["kind"] == "VECTOR":
-            item.vector.CopyFrom(metrics_pb2.VectorEvent(values=r["payload"]["values"], **common))
-        elif r["kind"] == "PLOT":
-            item.plot.CopyFrom(metrics_pb2.PlotEvent(plot_json=json.dumps(r["payload"]["plot"]), **common))
+    def _event(trial_id: int, r: DebugEvent) -> metrics_pb2.TrialEventItem:
+        item = metrics_pb2.TrialEventItem(trial_id=trial_id, time=convert.timestamp(r.time))
+        common = {"metric": r.metric, "variant": r.variant, "iteration": r.iteration}
+        if r.kind == "VECTOR":
+            item.vector.CopyFrom(metrics_pb2.VectorEvent(values=r.payload["values"], **common))
+        elif r.kind == "PLOT":
+            item.plot.CopyFrom(metrics_pb2.PlotEvent(plot_json=json.dumps(r.payload["plot"]), **common))
         else:
-            item.image.CopyFrom(metrics_pb2.ImageEvent(url=r["payload"]["url"], key=r["payload"]["key"], **common))
+            item.image.CopyFrom(metrics_pb2.ImageEvent(url=r.payload["url"], key=r.payload["key"], **common))
         return item

@@ -1,9 +1,21 @@
-"""The storage interface every backend implements.
+"""The storage interface every backend implements: one abstract class per
+aggregate, and Storage, which is all of them.
 
 Methods that change data take domain functions and run them inside the
 backend's write transaction, so the checks they make (legal transition, etag,
-study capacity) and the write they allow are atomic. Every implementation must
-pass tests/test_storage_conformance.py.
+study capacity) and the write they allow are atomic.
+
+Conventions every method keeps:
+- Errors are domain errors (server/domain/errors.py): NotFound for an
+  unknown id or name it is given, RequestIdReused for a request key used for
+  another request; other refusals are named on the method.
+- Listings are keyset pages: `after` is the key of the last row already
+  returned (None for the first page) and rows come in key order. Listings a
+  caller orders take a listing.Page (order, size, after) and return Paged;
+  the others take `after` and a limit (-1: every row) and return a list.
+- Results are domain objects or the records below, never rows.
+
+Every implementation passes tests/storage/test_conformance.py.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ import abc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 from ..domain import metrics as m
 from ..domain.checkpoints import Checkpoint
@@ -21,6 +34,7 @@ from ..domain.models import Study, Trial, TrialEvent, Worker
 from ..domain.profiler import Chunk, ChunkSummary, Labels, SummaryTable
 from ..domain.trial_lifecycle import Change
 
+T = TypeVar("T")
 Now = int
 StudyCheck = Callable[[Study], None]
 TrialChange = Callable[[Trial, Now], Change]
@@ -53,6 +67,67 @@ class IngestResult:
         return cls(ack, [tuple(r) for r in rejected], stored, duplicates)
 
 
+@dataclass(slots=True)
+class MetricSeriesSummary:
+    """One metric series of a trial (or of a Katib trial name) and its summary."""
+
+    series_id: int
+    trial_id: int
+    group: str
+    name: str
+    summary: m.SeriesSummary
+
+
+@dataclass(slots=True)
+class DebugEvent:
+    id: int
+    kind: str
+    metric: str
+    variant: str
+    iteration: int
+    time: int
+    payload: dict
+
+
+@dataclass(slots=True)
+class LogLine:
+    id: int
+    time: int
+    level: str
+    worker: str
+    stream: str
+    rank: int
+    message: str
+
+
+@dataclass(slots=True)
+class Observation:
+    """A Katib observation: metric name, time, and the value as it was sent."""
+
+    name: str
+    time: int
+    value: str
+
+
+@dataclass
+class CheckpointFilter:
+    trial_id: int = 0
+    study_id: int = 0
+    states: list[str] = field(default_factory=list)
+    min_steps: int | None = None
+    max_steps: int | None = None
+    created_after: int | None = None
+    created_before: int | None = None
+
+
+class Paged(NamedTuple, Generic[T]):
+    """A page of a listing a caller orders, and the key of its last row to
+    continue after; after is None on the last page."""
+
+    items: list[T]
+    after: tuple | None
+
+
 @dataclass
 class SeriesInfo:
     series_id: int
@@ -65,14 +140,9 @@ class SeriesInfo:
     last_batch: int | None
 
 
-class Storage(abc.ABC):
-    @abc.abstractmethod
-    async def open(self) -> None: ...
+class StudyStore(abc.ABC):
+    """Studies."""
 
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    # Studies
     @abc.abstractmethod
     async def create_study(self, study: Study, key: RequestKey | None = None) -> Study:
         """Inserts a study; a request seen before returns the study it created
@@ -85,8 +155,7 @@ class Storage(abc.ABC):
     async def get_study_by_name(self, name: str) -> Study: ...
 
     @abc.abstractmethod
-    async def list_studies(self, flt: StudyFilter, page: Page) -> tuple[list[Study], tuple | None]:
-        """Returns a page of studies and the sort key to continue after, or None at the end."""
+    async def list_studies(self, flt: StudyFilter, page: Page) -> Paged[Study]: ...
 
     @abc.abstractmethod
     async def update_study(self, study_id: int, apply: Callable[[Study], Study]) -> Study: ...
@@ -94,7 +163,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def delete_study(self, study_id: int, check: StudyCheck) -> Study: ...
 
-    # Trials
+
+class TrialStore(abc.ABC):
+    """Trials and their event history; the watchdog's queries."""
+
     @abc.abstractmethod
     async def create_trial(self, trial: Trial, key: RequestKey | None, admit: Callable[[Study | None], None]) -> Trial:
         """Inserts a trial after admit(study) accepted it, in one transaction;
@@ -104,7 +176,9 @@ class Storage(abc.ABC):
     async def get_trial(self, trial_id: int) -> Trial: ...
 
     @abc.abstractmethod
-    async def list_trials(self, flt: TrialFilter, page: Page) -> tuple[list[Trial], tuple | None]: ...
+    async def list_trials(self, flt: TrialFilter, page: Page) -> Paged[Trial]:
+        """Trials with their metric summaries and best checkpoint; page.order.field
+        may name a metric aggregate (listing.metric_order)."""
 
     @abc.abstractmethod
     async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
@@ -128,7 +202,10 @@ class Storage(abc.ABC):
         """Ids of active trials whose current run has workers, none of which
         sent a heartbeat after heard_after."""
 
-    # Workers
+
+class WorkerStore(abc.ABC):
+    """The workers of a trial's runs."""
+
     @abc.abstractmethod
     async def register_worker(self, worker: Worker, key: RequestKey | None, admit: Callable[[Trial], None]) -> Worker:
         """Inserts a worker after admit(trial); a request seen before returns
@@ -138,7 +215,7 @@ class Storage(abc.ABC):
     async def get_worker(self, worker_id: int) -> Worker: ...
 
     @abc.abstractmethod
-    async def list_workers(self, flt: WorkerFilter, page: Page) -> tuple[list[Worker], tuple | None]: ...
+    async def list_workers(self, flt: WorkerFilter, page: Page) -> Paged[Worker]: ...
 
     @abc.abstractmethod
     async def run_workers(self, trial_id: int, trial_run_id: int) -> list[Worker]:
@@ -151,7 +228,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def delete_worker(self, worker_id: int) -> Worker: ...
 
-    # Profiler samples
+
+class ProfilerStore(abc.ABC):
+    """Profiler series, their chunks and the position of each ingest stream."""
+
     @abc.abstractmethod
     async def ingest_profiler(self, stream_id: str, items: list[IngestItem], key: RequestKey | None = None) -> IngestResult:
         """Stores batches atomically. With a stream_id, a sequence at or below
@@ -187,11 +267,10 @@ class Storage(abc.ABC):
     async def delete_expired_profiler(self, now: int, default_days: int, limit: int) -> int:
         """Deletes up to limit profiler chunks older than their trial's retention; returns how many."""
 
-    @abc.abstractmethod
-    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
-        """Deletes up to limit task log lines older than their trial's retention; returns how many."""
 
-    # Metrics, debug events and logs
+class MetricStore(abc.ABC):
+    """Metric reports and points, debug events and task logs."""
+
     @abc.abstractmethod
     async def ingest_metrics(self, batch: m.IngestBatch, key: RequestKey | None = None) -> m.IngestOutcome:
         """Stores reports, points, debug events and logs in one transaction;
@@ -210,7 +289,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def metric_summaries(self, trial_ids: list[int], group: str = "", names: list[str] | None = None,
-                               after: tuple | None = None, limit: int = -1) -> list[dict]:
+                               after: tuple | None = None, limit: int = -1) -> list[MetricSeriesSummary]:
         """Summaries ordered by (trial_id, group, name), after that key, at
         most limit (-1: all); NotFound for an unknown trial."""
 
@@ -229,24 +308,40 @@ class Storage(abc.ABC):
     ) -> list[m.Block]: ...
 
     @abc.abstractmethod
-    async def debug_events(self, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[dict]: ...
+    async def debug_events(self, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int
+                           ) -> list[DebugEvent]:
+        """Events after after_id in id order; NotFound for an unknown trial."""
 
     @abc.abstractmethod
     async def list_logs(self, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None,
-                        limit: int) -> list[dict]: ...
+                        limit: int) -> list[LogLine]:
+        """Lines after the after_id cursor in id order (from_tail: before it,
+        newest first); NotFound for an unknown trial."""
 
-    # Katib observation logs, keyed by trial name
+    @abc.abstractmethod
+    async def delete_expired_logs(self, now: int, default_days: int, limit: int) -> int:
+        """Deletes up to limit task log lines older than their trial's retention; returns how many."""
+
+
+class ObservationStore(abc.ABC):
+    """Katib observation logs, keyed by trial name."""
+
     @abc.abstractmethod
     async def report_observations(self, trial_name: str, observations: list[tuple[str, int, float | None, str]]) -> None:
         """(metric name, time, numeric value or None, value as sent)."""
 
     @abc.abstractmethod
-    async def get_observations(self, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]: ...
+    async def get_observations(self, trial_name: str, metric_name: str, start: int | None, end: int | None
+                               ) -> list[Observation]:
+        """Ordered by time; an empty metric_name: every metric."""
 
     @abc.abstractmethod
     async def delete_observations(self, trial_name: str) -> int: ...
 
-    # Checkpoints
+
+class CheckpointStore(abc.ABC):
+    """Checkpoints and their retention."""
+
     @abc.abstractmethod
     async def report_checkpoint(self, report: Checkpoint) -> Checkpoint: ...
 
@@ -254,8 +349,9 @@ class Storage(abc.ABC):
     async def get_checkpoint(self, uuid: str) -> Checkpoint: ...
 
     @abc.abstractmethod
-    async def list_checkpoints(self, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int
-                               ) -> list[tuple[Checkpoint, tuple]]: ...
+    async def list_checkpoints(self, flt: CheckpointFilter, page: Page) -> Paged[Checkpoint]:
+        """page.order.field: create_time, steps_completed or "metric:<name>"
+        of the validation metrics (checkpoints without it are left out)."""
 
     @abc.abstractmethod
     async def update_checkpoint_metadata(self, uuid: str, metadata: dict) -> Checkpoint: ...
@@ -266,3 +362,13 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def apply_checkpoint_retention(self, study_id: int, keep_best: int, keep_latest: int, dry_run: bool
                                          ) -> list[Checkpoint]: ...
+
+
+class Storage(StudyStore, TrialStore, WorkerStore, ProfilerStore, MetricStore, ObservationStore, CheckpointStore):
+    """Everything a server stores, opened once at start-up and closed at shutdown."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

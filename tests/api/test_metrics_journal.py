@@ -233,7 +233,7 @@ def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
                                            storage.report_metrics(loss_report(trial.id, 10)))
             assert sorted(results) == [False, True]
             summaries = await storage.metric_summaries([trial.id], "training")
-            assert [(s["name"], s["summary"].count) for s in summaries] == [("loss", 3)]
+            assert [(s.name, s.summary.count) for s in summaries] == [("loss", 3)]
         finally:
             await storage.close()
 

@@ -37,7 +37,12 @@ from trialplane.server.domain.models import (
 )
 from trialplane.server.domain.profiler import Chunk, Labels, MetricType
 from trialplane.server.storage.factory import open_storage
-from trialplane.server.storage.interface import IngestItem, Storage
+from trialplane.server.storage.interface import (
+    CheckpointFilter,
+    IngestItem,
+    Observation,
+    Storage,
+)
 
 
 def sqlite_backend(tmp_path):
@@ -562,7 +567,7 @@ def test_profiler_and_logs_expire_by_trial_retention(run):
         assert await s.delete_expired_logs(now, 2, 100) == 1
         assert await s.delete_expired_logs(now, 2, 100) == 0
         for t, expected in ((short, ["new"]), (default, ["new"]), (forever, ["old", "new"])):
-            assert [r["message"] for r in await s.list_logs(t.id, False, [], "", None, 100)] == expected
+            assert [r.message for r in await s.list_logs(t.id, False, [], "", None, 100)] == expected
         # default_days 0 or less keeps what trials do not limit themselves.
         assert await s.delete_expired_logs(T0 + 100 * DAY, 0, 100) == 1  # only short's line
 
@@ -589,8 +594,8 @@ def test_report_metrics_stores_once_and_refuses_what_it_must(run):
         with pytest.raises(StaleTrialRun):
             await s.report_metrics(report(t.id, 3, {"loss": 0.5}, run=2))
         (summary,) = await s.metric_summaries([t.id])
-        assert (summary["trial_id"], summary["group"], summary["name"]) == (t.id, "training", "loss")
-        assert (summary["summary"].count, summary["summary"].last, summary["summary"].vmin) == (2, 0.25, 0.25)
+        assert (summary.trial_id, summary.group, summary.name) == (t.id, "training", "loss")
+        assert (summary.summary.count, summary.summary.last, summary.summary.vmin) == (2, 0.25, 0.25)
         sid = await s.metric_series_id(t.id, "training", "loss")
         points = await s.metric_points(sid, 0, 100, False, None, 100)
         assert points.steps.tolist() == [1, 2] and points.values.tolist() == [0.5, 0.25] and points.runs.tolist() == [1, 1]
@@ -643,10 +648,10 @@ def test_ingest_batches_points_events_and_logs(run):
         assert await s.metric_series_id(t.id, "training", "nothing") is None
 
         summaries = await s.metric_summaries([t.id])
-        assert [(x["group"], x["name"], x["summary"].count) for x in summaries] == [
+        assert [(x.group, x.name, x.summary.count) for x in summaries] == [
             ("logs", "acc", 1), ("training", "grad", 3), ("training", "loss", 1), ("training", "lr", 1)]
-        assert [x["name"] for x in await s.metric_summaries([t.id], "training", ["loss", "grad"])] == ["grad", "loss"]
-        assert [x["name"] for x in await s.metric_summaries([t.id], after=(t.id, "training", "grad"), limit=1)] == ["loss"]
+        assert [x.name for x in await s.metric_summaries([t.id], "training", ["loss", "grad"])] == ["grad", "loss"]
+        assert [x.name for x in await s.metric_summaries([t.id], after=(t.id, "training", "grad"), limit=1)] == ["loss"]
         with pytest.raises(NotFound):
             await s.metric_summaries([t.id, t.id + 100])
         acc = await s.metric_points(await s.metric_series_id(t.id, "logs", "acc"), 0, 100, False, None, 10)
@@ -656,25 +661,25 @@ def test_ingest_batches_points_events_and_logs(run):
         assert (await s.metric_points(grad, 0, 9, False, (0, 1), 1)).steps.tolist() == [1]
 
         events = await s.debug_events(t.id, [], "", 0, 10)
-        assert [(e["kind"], e["metric"], e["variant"], e["iteration"], e["payload"]) for e in events] == [
+        assert [(e.kind, e.metric, e.variant, e.iteration, e.payload) for e in events] == [
             ("PLOT", "confusion", "val", 1, {"x": [1, 2]}), ("IMAGE", "samples", "a", 2, {"url": "s3://b/i.png"})]
-        assert [e["metric"] for e in await s.debug_events(t.id, ["IMAGE"], "", 0, 10)] == ["samples"]
-        assert [e["metric"] for e in await s.debug_events(t.id, [], "confusion", 0, 10)] == ["confusion"]
-        assert [e["metric"] for e in await s.debug_events(t.id, [], "", events[0]["id"], 10)] == ["samples"]
+        assert [e.metric for e in await s.debug_events(t.id, ["IMAGE"], "", 0, 10)] == ["samples"]
+        assert [e.metric for e in await s.debug_events(t.id, [], "confusion", 0, 10)] == ["confusion"]
+        assert [e.metric for e in await s.debug_events(t.id, [], "", events[0].id, 10)] == ["samples"]
         assert len(await s.debug_events(t.id, [], "", 0, 1)) == 1
         with pytest.raises(NotFound):
             await s.debug_events(t.id + 100, [], "", 0, 10)
 
         head = await s.list_logs(t.id, False, [], "", None, 10)
-        assert [(r["message"], r["level"], r["worker"], r["rank"], r["stream"]) for r in head][:2] == [
+        assert [(r.message, r.level, r.worker, r.rank, r.stream) for r in head][:2] == [
             ("start", "INFO", "w0", 0, "stdout"), ("slow", "WARNING", "w1", 1, "stdout")]
-        assert [r["time"] for r in head] == [T0, T0 + 1, T0 + 2, T0 + 3]
+        assert [r.time for r in head] == [T0, T0 + 1, T0 + 2, T0 + 3]
         tail = await s.list_logs(t.id, True, [], "", None, 2)
-        assert [r["message"] for r in tail] == ["boom", "step 7 acc=0.75"]
-        assert [r["message"] for r in await s.list_logs(t.id, True, [], "", tail[-1]["id"], 10)] == ["slow", "start"]
-        assert [r["message"] for r in await s.list_logs(t.id, False, [], "", head[1]["id"], 10)] == ["step 7 acc=0.75", "boom"]
-        assert [r["message"] for r in await s.list_logs(t.id, False, ["WARNING", "ERROR"], "", None, 10)] == ["slow", "boom"]
-        assert [r["message"] for r in await s.list_logs(t.id, False, [], "w0", None, 10)] == ["start", "step 7 acc=0.75"]
+        assert [r.message for r in tail] == ["boom", "step 7 acc=0.75"]
+        assert [r.message for r in await s.list_logs(t.id, True, [], "", tail[-1].id, 10)] == ["slow", "start"]
+        assert [r.message for r in await s.list_logs(t.id, False, [], "", head[1].id, 10)] == ["step 7 acc=0.75", "boom"]
+        assert [r.message for r in await s.list_logs(t.id, False, ["WARNING", "ERROR"], "", None, 10)] == ["slow", "boom"]
+        assert [r.message for r in await s.list_logs(t.id, False, [], "w0", None, 10)] == ["start", "step 7 acc=0.75"]
         assert await s.list_logs(other.id, False, [], "", None, 10) == []
         with pytest.raises(NotFound):
             await s.list_logs(t.id + 100, False, [], "", None, 10)
@@ -708,7 +713,7 @@ def test_points_bucket_exactly_and_a_new_run_archives_what_it_replaces(run):
         assert sum(b.count for b in await s.metric_buckets(sid, 0, 99, 4, False, False)) == 52
         assert sum(b.count for b in await s.metric_buckets(sid, 0, 99, 4, False, True)) == 101
         (summary,) = await s.metric_summaries([t.id])
-        assert (summary["summary"].count, summary["summary"].vmax, summary["summary"].last) == (52, 50.0, -1.0)
+        assert (summary.summary.count, summary.summary.vmax, summary.summary.last) == (52, 50.0, -1.0)
 
     run(body)
 
@@ -720,15 +725,15 @@ def test_katib_observations_by_trial_name(run):
                                                     ("acc", T0 + 3, 0.75, "0.75")])
         await s.report_observations("no-such-trial", [("acc", T0, 1.0, "1")])
         assert await s.get_observations("katib-trial", "", None, None) == [
-            ("loss", T0 + 1, "nan?"), ("acc", T0 + 2, "0.5"), ("acc", T0 + 3, "0.75")]
-        assert await s.get_observations("katib-trial", "acc", T0 + 3, None) == [("acc", T0 + 3, "0.75")]
-        assert await s.get_observations("katib-trial", "acc", None, T0 + 2) == [("acc", T0 + 2, "0.5")]
-        assert await s.get_observations("no-such-trial", "acc", None, None) == [("acc", T0, "1")]
-        assert [x["name"] for x in await s.metric_summaries([t.id], "katib")] == ["acc", "loss"]
+            Observation("loss", T0 + 1, "nan?"), Observation("acc", T0 + 2, "0.5"), Observation("acc", T0 + 3, "0.75")]
+        assert await s.get_observations("katib-trial", "acc", T0 + 3, None) == [Observation("acc", T0 + 3, "0.75")]
+        assert await s.get_observations("katib-trial", "acc", None, T0 + 2) == [Observation("acc", T0 + 2, "0.5")]
+        assert await s.get_observations("no-such-trial", "acc", None, None) == [Observation("acc", T0, "1")]
+        assert [x.name for x in await s.metric_summaries([t.id], "katib")] == ["acc", "loss"]
         assert await s.delete_observations("katib-trial") == 2
         assert await s.get_observations("katib-trial", "", None, None) == []
         assert await s.delete_observations("katib-trial") == 0
-        assert await s.get_observations("no-such-trial", "", None, None) == [("acc", T0, "1")]
+        assert await s.get_observations("no-such-trial", "", None, None) == [Observation("acc", T0, "1")]
 
     run(body)
 
@@ -765,13 +770,17 @@ def test_checkpoints_report_list_delete_and_retain(run):
         trial = await s.get_trial(t.id)
         assert (trial.checkpoint_count, trial.checkpoint_size) == (3, 14) and trial.best_checkpoint["uuid"] == "c20"
 
-        newest = await s.list_checkpoints({"trial_id": t.id}, "steps_completed", True, None, 2)
-        assert [c.uuid for c, _ in newest] == ["c30", "c20"]
-        rest = await s.list_checkpoints({"trial_id": t.id}, "steps_completed", True, newest[-1][1], 2)
-        assert [c.uuid for c, _ in rest] == ["c10"]
-        assert [c.uuid for c, _ in await s.list_checkpoints({"study_id": study.id, "min_steps": 15}, "create_time", False, None, 10)] == ["c20", "c30"]
-        assert [c.uuid for c, _ in await s.list_checkpoints({}, "metric:loss", False, None, 10)] == ["c20", "c30", "c10"]
-        assert await s.list_checkpoints({"trial_id": t.id, "states": [CS.DELETED.value]}, "create_time", False, None, 10) == []
+        by_steps = listing.Order("steps_completed", True)
+        newest = await s.list_checkpoints(CheckpointFilter(trial_id=t.id), page(2, by_steps))
+        assert [c.uuid for c in newest.items] == ["c30", "c20"]
+        rest = await s.list_checkpoints(CheckpointFilter(trial_id=t.id), page(2, by_steps, newest.after))
+        assert [c.uuid for c in rest.items] == ["c10"] and rest.after is None
+        in_study = await s.list_checkpoints(CheckpointFilter(study_id=study.id, min_steps=15), page(10, listing.Order("create_time")))
+        assert [c.uuid for c in in_study.items] == ["c20", "c30"]
+        by_loss = await s.list_checkpoints(CheckpointFilter(), page(10, listing.Order("metric:loss")))
+        assert [c.uuid for c in by_loss.items] == ["c20", "c30", "c10"]
+        deleted = await s.list_checkpoints(CheckpointFilter(trial_id=t.id, states=[CS.DELETED.value]), page(10, listing.Order("create_time")))
+        assert deleted.items == []
 
         tagged = await s.update_checkpoint_metadata("c10", {"note": "first"})
         assert tagged.metadata == {"note": "first"} and (await s.get_checkpoint("c10")).metadata == {"note": "first"}
@@ -826,7 +835,7 @@ def test_a_write_through_one_replica_is_read_through_the_other(replicas):
         assert await a.report_metrics(report(t.id, 2, {"loss": 0.5})) is True
         assert await a.metric_series_id(t.id, "training", "loss") is not None
         (summary,) = await b.metric_summaries([t.id])
-        assert (summary["summary"].count, summary["summary"].last) == (2, 0.5)
+        assert (summary.summary.count, summary.summary.last) == (2, 0.5)
         # Either replica recognizes a retry of what the other stored.
         assert await a.report_metrics(report(t.id, 1, {"loss": 1.0})) is False
         assert await b.report_metrics(report(t.id, 2, {"loss": 0.5})) is False

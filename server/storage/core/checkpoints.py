@@ -7,6 +7,9 @@ import json
 from ...domain import metrics as m
 from ...domain.checkpoints import Checkpoint, CheckpointState
 from ...domain.errors import NotFound
+from ...domain.listing import Page
+from ..interface import CheckpointFilter, Paged
+from .query import Query, keyset, marks, page_of
 from .records import dumps
 from .statements import Tx
 
@@ -105,10 +108,9 @@ def best_of_trials(tx: Tx, trial_ids: list[int]) -> dict[int, dict]:
     out: dict[int, dict] = {}
     for i in range(0, len(trial_ids), 500):
         part = trial_ids[i:i + 500]
-        marks = ", ".join("?" for _ in part)
         rows = tx.all(
             f"SELECT * FROM (SELECT c.*, row_number() OVER (PARTITION BY trial_id ORDER BY objective, create_time) AS n"
-            f" FROM checkpoints c WHERE trial_id IN ({marks}) AND state = ? AND objective IS NOT NULL)"
+            f" FROM checkpoints c WHERE trial_id IN ({marks(part)}) AND state = ? AND objective IS NOT NULL) AS ranked"
             f" WHERE n = 1",
             [*part, CheckpointState.COMPLETED.value],
         )
@@ -129,48 +131,37 @@ def of_study(tx: Tx, study_id: int) -> list[Checkpoint]:
 
 
 _ORDER_SQL = {"create_time": "c.create_time", "steps_completed": "c.steps_completed"}
+METRIC_ORDER = "metric:"
 
 
-def list_page(tx: Tx, flt: dict, order_field: str, descending: bool, after: tuple | None, limit: int):
-    clauses, args = [], []
+def list_page(tx: Tx, flt: CheckpointFilter, page: Page) -> Paged[Checkpoint]:
+    """A page ordered by creation, steps or a validation metric
+    (page.order.field "metric:<name>"; checkpoints without it are left out)."""
+    q = Query()
     join = ""
-    if flt.get("study_id"):
+    if flt.study_id:
         join = "JOIN trials t ON t.id = c.trial_id"
-        clauses.append("t.study_id = ?")
-        args.append(flt["study_id"])
-    if flt.get("trial_id"):
-        clauses.append("c.trial_id = ?")
-        args.append(flt["trial_id"])
-    if flt.get("states"):
-        clauses.append(f"c.state IN ({', '.join('?' for _ in flt['states'])})")
-        args.extend(flt["states"])
-    if flt.get("min_steps") is not None:
-        clauses.append("c.steps_completed >= ?")
-        args.append(flt["min_steps"])
-    if flt.get("max_steps") is not None:
-        clauses.append("c.steps_completed <= ?")
-        args.append(flt["max_steps"])
-    if flt.get("created_after") is not None:
-        clauses.append("c.create_time > ?")
-        args.append(flt["created_after"])
-    if flt.get("created_before") is not None:
-        clauses.append("c.create_time < ?")
-        args.append(flt["created_before"])
-    if order_field.startswith("metric:"):
-        col = tx.dialect.json_number("c.validation_metrics", "?")
-        col_args = [order_field[len("metric:"):]]
-        clauses.append(f"{col} IS NOT NULL")
-        args.extend(col_args)
+        q.add("t.study_id = ?", flt.study_id)
+    if flt.trial_id:
+        q.add("c.trial_id = ?", flt.trial_id)
+    q.one_of("c.state", flt.states)
+    if flt.min_steps is not None:
+        q.add("c.steps_completed >= ?", flt.min_steps)
+    if flt.max_steps is not None:
+        q.add("c.steps_completed <= ?", flt.max_steps)
+    if flt.created_after is not None:
+        q.add("c.create_time > ?", flt.created_after)
+    if flt.created_before is not None:
+        q.add("c.create_time < ?", flt.created_before)
+    field = page.order.field
+    if field.startswith(METRIC_ORDER):
+        column, column_args = tx.dialect.json_number("c.validation_metrics", "?"), [field[len(METRIC_ORDER):]]
     else:
-        col, col_args = _ORDER_SQL[order_field], []
-    direction = "DESC" if descending else "ASC"
-    if after is not None:
-        clauses.append(f"({col}, c.id) {'<' if descending else '>'} (?, ?)")
-        args.extend([*col_args, *after])
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-    sql = (
-        f"SELECT c.*, {col} AS sort_value FROM checkpoints c {join} {where}"
-        f" ORDER BY {col} {direction}, c.id {direction} LIMIT ?"
-    )
-    rows = tx.all(sql, [*col_args, *args, *col_args, limit])
-    return [(from_row(r), (r["sort_value"], r["id"])) for r in rows]
+        column, column_args = _ORDER_SQL[field], []
+    ranked = f"SELECT c.*, {column} AS sort_value FROM checkpoints c {join} {q.where()}"
+    outer = Query()
+    outer.add("c.sort_value IS NOT NULL")
+    order = keyset(outer, page, "c", "c.sort_value")
+    rows = tx.all(f"SELECT * FROM ({ranked}) AS c {outer.where()} {order} LIMIT ?",
+                  [*column_args, *q.args, *outer.args, page.size + 1])
+    return Paged(*page_of(rows, page, from_row))

@@ -12,6 +12,7 @@ from ...domain import metrics as m
 from ...domain import retention
 from ...domain.errors import DomainError, NotFound
 from ...domain.models import Study
+from ..interface import DebugEvent, LogLine, MetricSeriesSummary, Observation
 from . import checkpoints
 from . import metric_chunks as chunks
 from .query import row_limit
@@ -506,7 +507,7 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summary_from_row(row) -> dict:
+def summary_from_row(row) -> MetricSeriesSummary:
     recent = array("d")
     recent.frombytes(row["recent"])
     s = m.SeriesSummary(
@@ -514,11 +515,11 @@ def summary_from_row(row) -> dict:
         vmax=null_to_nan(row["vmax"]), last=null_to_nan(row["last"]), last_step=row["last_step"],
         last_time=row["last_time"], recent=list(recent),
     )
-    return {"series_id": row["id"], "trial_id": row["trial_id"] or 0, "group": row["group_name"], "name": row["name"], "summary": s}
+    return MetricSeriesSummary(row["id"], row["trial_id"] or 0, row["group_name"], row["name"], s)
 
 
 def series_summaries(tx, trial_ids: list[int], group: str = "", names: list[str] | None = None,
-                     after: tuple | None = None, limit: int = -1) -> list[dict]:
+                     after: tuple | None = None, limit: int = -1) -> list[MetricSeriesSummary]:
     for trial_id in trial_ids:
         if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
             raise NotFound("trial", trial_id)
@@ -539,8 +540,8 @@ def series_summaries(tx, trial_ids: list[int], group: str = "", names: list[str]
     return [summary_from_row(r) for r in tx.all(sql, args)]
 
 
-def summaries_by_trial(tx, trial_ids: list[int]) -> dict[int, list[dict]]:
-    out: dict[int, list[dict]] = defaultdict(list)
+def summaries_by_trial(tx, trial_ids: list[int]) -> dict[int, list[MetricSeriesSummary]]:
+    out: dict[int, list[MetricSeriesSummary]] = defaultdict(list)
     for i in range(0, len(trial_ids), 500):
         part = trial_ids[i:i + 500]
         marks = ", ".join("?" for _ in part)
@@ -563,7 +564,7 @@ def find_series(tx, trial_id: int, group: str, name: str) -> int | None:
     return row[0] if row else None
 
 
-def debug_events(tx, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[dict]:
+def debug_events(tx, trial_id: int, kinds: list[str], metric: str, after_id: int, limit: int) -> list[DebugEvent]:
     if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
         raise NotFound("trial", trial_id)
     sql = "SELECT id, kind, metric, variant, iteration, time, payload FROM debug_events WHERE trial_id = ? AND id > ?"
@@ -576,10 +577,7 @@ def debug_events(tx, trial_id: int, kinds: list[str], metric: str, after_id: int
         args.append(metric)
     sql += " ORDER BY id LIMIT ?"
     args.append(limit)
-    return [
-        {"id": r[0], "kind": r[1], "metric": r[2], "variant": r[3], "iteration": r[4], "time": r[5], "payload": json.loads(r[6])}
-        for r in tx.all(sql, args)
-    ]
+    return [DebugEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in tx.tuples(sql, args)]
 
 
 def downsample(tx, series_id: int, start_step: int, end_step: int, n: int, by_time: bool,
@@ -587,7 +585,8 @@ def downsample(tx, series_id: int, start_step: int, end_step: int, n: int, by_ti
     return chunks.downsample(tx, series_id, start_step, end_step, n, by_time, include_archived)
 
 
-def list_logs(tx, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None, limit: int):
+def list_logs(tx, trial_id: int, from_tail: bool, levels: list[str], worker: str, after_id: int | None,
+              limit: int) -> list[LogLine]:
     if tx.one("SELECT 1 FROM trials WHERE id = ?", (trial_id,)) is None:
         raise NotFound("trial", trial_id)
     sql = "SELECT id, time, level, worker, stream, rank, message FROM task_logs WHERE trial_id = ?"
@@ -603,10 +602,7 @@ def list_logs(tx, trial_id: int, from_tail: bool, levels: list[str], worker: str
         args.append(after_id)
     sql += f" ORDER BY id {'DESC' if from_tail else 'ASC'} LIMIT ?"
     args.append(limit)
-    return [
-        {"id": r[0], "time": r[1], "level": r[2], "worker": r[3], "stream": r[4], "rank": r[5], "message": r[6]}
-        for r in tx.all(sql, args)
-    ]
+    return [LogLine(*r) for r in tx.tuples(sql, args)]
 
 
 def delete_expired_logs(tx: Tx, now: int, default_days: int, limit: int) -> int:
@@ -665,8 +661,8 @@ def _katib_series(tx, trial_name: str, metric_name: str) -> list[tuple[int, str]
     return tx.all(sql + " ORDER BY s.id", args)
 
 
-def get_observations(tx, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[tuple]:
-    """(name, time, value as sent) ordered by time."""
+def get_observations(tx, trial_name: str, metric_name: str, start: int | None, end: int | None) -> list[Observation]:
+    """Ordered by time."""
     out = []
     lo = -(2**62) if start is None else start
     hi = 2**62 if end is None else end
@@ -675,8 +671,8 @@ def get_observations(tx, trial_name: str, metric_name: str, start: int | None, e
         raws = cols.raws or [None] * len(cols)
         for time, value, raw in zip(cols.times.tolist(), cols.values.tolist(), raws):
             if lo <= time <= hi:
-                out.append((name, time, raw if raw is not None else repr(value)))
-    out.sort(key=lambda o: o[1])
+                out.append(Observation(name, time, raw if raw is not None else repr(value)))
+    out.sort(key=lambda o: o.time)
     return out
 
 

@@ -21,7 +21,14 @@ from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ...domain.models import Study, Trial, Worker
 from ...domain.trial_lifecycle import WORKING
 from ...domain.worker_lifecycle import LIVE
-from ..interface import IngestItem, IngestResult, Storage, StudyCheck, TrialChange
+from ..interface import (
+    IngestItem,
+    IngestResult,
+    Paged,
+    Storage,
+    StudyCheck,
+    TrialChange,
+)
 from . import checkpoints, metrics, profiler, records, requests
 from .query import Query, keyset, marks, page_of
 from .statements import Database, Tx
@@ -160,7 +167,7 @@ class SqlStorage(Storage):
                 f"SELECT *, studies.{page.order.field} AS sort_value FROM studies {q.where()} {order} LIMIT ?",
                 (*q.args, page.size + 1),
             )
-            return page_of(rows, page, records.study_from_row)
+            return Paged(*page_of(rows, page, records.study_from_row))
 
         return await self._read(read)
 
@@ -195,7 +202,7 @@ class SqlStorage(Storage):
         for t in trials:
             summary: dict = {}
             for s in by_trial.get(t.id, []):
-                summary.setdefault(s["group"], {})[s["name"]] = s["summary"]
+                summary.setdefault(s.group, {})[s.name] = s.summary
             t.summary_metrics = summary
             t.best_checkpoint = best.get(t.id)
 
@@ -253,9 +260,9 @@ class SqlStorage(Storage):
                 f"SELECT trials.*, {col} AS sort_value FROM trials {join} {q.where()} {order} LIMIT ?",
                 (*q.args, page.size + 1),
             )
-            trials, last = page_of(rows, page, records.trial_from_row)
-            self._attach_summaries(tx, trials)
-            return trials, last
+            found = Paged(*page_of(rows, page, records.trial_from_row))
+            self._attach_summaries(tx, found.items)
+            return found
 
         return await self._read(read)
 
@@ -401,7 +408,7 @@ class SqlStorage(Storage):
                 f"SELECT *, workers.{page.order.field} AS sort_value FROM workers {q.where()} {order} LIMIT ?",
                 (*q.args, page.size + 1),
             )
-            return page_of(rows, page, records.worker_from_row)
+            return Paged(*page_of(rows, page, records.worker_from_row))
 
         return await self._read(read)
 
@@ -535,8 +542,8 @@ class SqlStorage(Storage):
     async def get_checkpoint(self, uuid):
         return await self._read(lambda tx: checkpoints.require(tx, uuid), small=True)
 
-    async def list_checkpoints(self, flt, order_field, descending, after, limit):
-        return await self._read(lambda tx: checkpoints.list_page(tx, flt, order_field, descending, after, limit))
+    async def list_checkpoints(self, flt, page):
+        return await self._read(lambda tx: checkpoints.list_page(tx, flt, page))
 
     async def update_checkpoint_metadata(self, uuid, metadata):
         def write(tx):
