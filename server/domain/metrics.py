@@ -201,64 +201,131 @@ def bucket_points(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: 
     if xs.size == 0:
         return []
     lo, hi = int(xs.min()), int(xs.max())
-    return [b for _, b in _keyed_buckets(steps, times, values, xs, lo, _width(lo, hi, n))]
+    table = _point_buckets(steps, times, values, xs, lo, _width(lo, hi, n))
+    return table.blocks()
 
 
 def _width(lo: int, hi: int, n: int) -> int:
     return max(1, -(-(hi - lo + 1) // n))
 
 
-def _keyed_buckets(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: np.ndarray, lo: int,
-                   width: int) -> list[tuple[int, Block]]:
-    """(bucket number, bucket) of the points, buckets [lo + k * width, lo + (k + 1) * width)."""
-    if xs.size == 0:
-        return []
-    # Points come mostly in order already, where a stable sort is cheap.
-    order = np.argsort(xs, kind="stable") if xs is steps else np.lexsort((steps, xs))
-    xs, steps, times, values = xs[order], steps[order], times[order], values[order]
+@dataclass
+class BlockColumns:
+    """Many blocks as columns; key: the bucket of each (unique when they are buckets)."""
+
+    count: np.ndarray
+    first_step: np.ndarray
+    last_step: np.ndarray
+    first_time: np.ndarray
+    last_time: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    key: np.ndarray | None = None
+
+    @classmethod
+    def of_rows(cls, rows: list[tuple]) -> BlockColumns:
+        """From (count, first_step, last_step, first_time, last_time, first, last, vmin, vmax) rows;
+        NULL values read as NaN."""
+        if not rows:
+            z = np.zeros(0, dtype=np.int64)
+            f = np.zeros(0)
+            return cls(z, z, z, z, z, f, f, f, f)
+        ints = np.array([r[:5] for r in rows], dtype=np.int64)
+        floats = np.array([r[5:9] for r in rows], dtype=float)
+        return cls(ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3], ints[:, 4],
+                   floats[:, 0], floats[:, 1], floats[:, 2], floats[:, 3])
+
+    def select(self, index) -> BlockColumns:
+        return BlockColumns(self.count[index], self.first_step[index], self.last_step[index], self.first_time[index],
+                            self.last_time[index], self.first[index], self.last[index], self.vmin[index],
+                            self.vmax[index], None if self.key is None else self.key[index])
+
+    def blocks(self) -> list[Block]:
+        return [
+            Block(int(c), int(fs), int(ls), int(ft), int(lt), float(f), float(la), float(lo), float(hi))
+            for c, fs, ls, ft, lt, f, la, lo, hi in zip(
+                self.count.tolist(), self.first_step.tolist(), self.last_step.tolist(), self.first_time.tolist(),
+                self.last_time.tolist(), self.first.tolist(), self.last.tolist(), self.vmin.tolist(),
+                self.vmax.tolist())
+        ]
+
+
+def _point_buckets(steps: np.ndarray, times: np.ndarray, values: np.ndarray, xs: np.ndarray, lo: int,
+                   width: int) -> BlockColumns:
+    """The points' buckets [lo + k * width, lo + (k + 1) * width), keyed by k."""
+    if xs.size > 1 and not bool(np.all(xs[1:] >= xs[:-1])):
+        order = np.argsort(xs, kind="stable") if xs is steps else np.lexsort((steps, xs))
+        xs, steps, times, values = xs[order], steps[order], times[order], values[order]
     index = (xs - lo) // width
-    cuts = np.flatnonzero(np.diff(index)) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [xs.size])) - 1
-    mins = np.fmin.reduceat(values, starts)
-    maxs = np.fmax.reduceat(values, starts)
-    return [
-        (int(index[a]), Block(int(b - a + 1), int(steps[a]), int(steps[b]), int(times[a]), int(times[b]),
-                              float(values[a]), float(values[b]), float(lo_), float(hi_)))
-        for a, b, lo_, hi_ in zip(starts, ends, mins, maxs)
-    ]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+    ends = np.concatenate((starts[1:], [xs.size])) - 1
+    return BlockColumns(ends - starts + 1, steps[starts], steps[ends], times[starts], times[ends], values[starts],
+                        values[ends], np.fmin.reduceat(values, starts), np.fmax.reduceat(values, starts),
+                        index[starts])
 
 
-def bucket_chunks(chunks: list[tuple[int, Block]], loose: PointColumns,
+def _grouped_blocks(blocks: BlockColumns, key: np.ndarray) -> BlockColumns:
+    """Blocks merged per key, as Block.merge would merge them."""
+    by_first = np.lexsort((blocks.first_step, key))
+    by_last = np.lexsort((blocks.last_step, key))
+    keys = key[by_first]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
+    ends = np.concatenate((starts[1:], [keys.size])) - 1
+    a, z = by_first[starts], by_last[ends]
+    ordered = blocks.select(by_first)
+    return BlockColumns(np.add.reduceat(ordered.count, starts), blocks.first_step[a], blocks.last_step[z],
+                        blocks.first_time[a], blocks.last_time[z], blocks.first[a], blocks.last[z],
+                        np.fmin.reduceat(ordered.vmin, starts), np.fmax.reduceat(ordered.vmax, starts), keys[starts])
+
+
+def _combined(tables: list[BlockColumns], size: int) -> list[Block]:
+    """One bucket per key of any table, each the merge of that key's blocks."""
+    out = BlockColumns(np.zeros(size, dtype=np.int64), *(np.zeros(size, dtype=np.int64) for _ in range(4)),
+                       *(np.full(size, math.nan) for _ in range(4)))
+    for t in tables:
+        k = t.key
+        empty = out.count[k] == 0
+        first = empty | (t.first_step < out.first_step[k])
+        last = empty | (t.last_step >= out.last_step[k])
+        for name, take in (("first_step", first), ("first_time", first), ("first", first),
+                           ("last_step", last), ("last_time", last), ("last", last)):
+            column = getattr(out, name)
+            column[k] = np.where(take, getattr(t, name), column[k])
+        out.vmin[k] = np.fmin(out.vmin[k], t.vmin)
+        out.vmax[k] = np.fmax(out.vmax[k], t.vmax)
+        out.count[k] += t.count
+    return out.select(out.count > 0).blocks()
+
+
+def bucket_chunks(chunks: BlockColumns, chunk_ids: np.ndarray, loose: PointColumns,
                   load: Callable[[list[int]], PointColumns], n: int) -> list[Block]:
     """The exact buckets of equal step width that bucket_points gives, from
-    (chunk id, aggregates of its live points) and loose live points. A chunk
-    inside one bucket adds its aggregates; load(chunk ids) reads the live
-    points of those that cross a bucket boundary, which are bucketed one by
-    one with the loose points."""
-    firsts = [b.first_step for _, b in chunks if b.count]
-    lasts = [b.last_step for _, b in chunks if b.count]
+    the aggregates of chunks' live points and from loose live points. A
+    chunk inside one bucket counts by its aggregates; load(chunk ids) reads
+    the live points of those across a bucket boundary, which are bucketed
+    one by one with the loose points."""
+    live = chunks.count > 0
+    firsts = [int(chunks.first_step[live].min())] if live.any() else []
+    lasts = [int(chunks.last_step[live].max())] if live.any() else []
     if len(loose):
         firsts.append(int(loose.steps.min()))
         lasts.append(int(loose.steps.max()))
     if not firsts:
         return []
-    lo = min(firsts)
-    width = _width(lo, max(lasts), n)
-    out: dict[int, Block] = {}
-    crossing = []
-    for chunk_id, b in chunks:
-        if not b.count:
-            continue
-        k = (b.first_step - lo) // width
-        if k == (b.last_step - lo) // width:
-            out.setdefault(k, Block()).merge(b)
-        else:
-            crossing.append(chunk_id)
+    lo, hi = min(firsts), max(lasts)
+    width = _width(lo, hi, n)
+    k_first = (chunks.first_step - lo) // width
+    inside = live & (k_first == (chunks.last_step - lo) // width)
+    crossing = chunk_ids[live & ~inside].tolist()
     points = PointColumns.concat([loose, load(crossing)]) if crossing else loose
-    for k, b in _keyed_buckets(points.steps, points.times, points.values, points.steps, lo, width):
-        out.setdefault(k, Block()).merge(b)
-    return [out[k] for k in sorted(out)]
+    tables = []
+    if inside.any():
+        tables.append(_grouped_blocks(chunks.select(inside), k_first[inside]))
+    if len(points):
+        tables.append(_point_buckets(points.steps, points.times, points.values, points.steps, lo, width))
+    return _combined(tables, (hi - lo) // width + 1)
 
 
 def signed_objective(study: Study | None, metrics: dict) -> float | None:

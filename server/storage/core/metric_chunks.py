@@ -20,6 +20,8 @@ from ...domain import metrics as m
 from .query import marks
 
 _STATS = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax, total, finite_count"
+# A chunk's live points as a Block, in BlockColumns.of_rows order.
+_BLOCK = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax"
 
 
 def _null(x: float):
@@ -215,24 +217,23 @@ def read(tx, series_id: int, start: int, end: int, include_archived: bool, after
     return merged.select(slice(0, limit)) if len(merged) > limit else merged
 
 
-def stats(tx, series_id: int, start: int, end: int) -> list[tuple[int, m.ChunkStats, int, int]]:
-    """(chunk id, live stats, min_step, max_step) of chunks overlapping the range."""
-    rows = tx.all(
-        f"SELECT id, {_STATS}, min_step, max_step FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
-        " ORDER BY min_step, id",
-        (series_id, end, start),
-    )
-    return [(r[0], _stats_from(r, 1), r[12], r[13]) for r in rows]
-
-
 def live_points(tx, chunk_ids: list[int]) -> m.PointColumns:
-    """The live points of the chunks, in no particular order."""
-    parts: list[m.PointColumns] = []
+    """The steps, times and values of the chunks' live points, in no
+    particular order (runs and raw strings are left out: bucketing does
+    not read them)."""
+    steps, times, values = [], [], []
     for i in range(0, len(chunk_ids), 500):
         part = chunk_ids[i:i + 500]
-        rows = tx.tuples(f"SELECT count, data, raws FROM metric_chunks WHERE id IN ({marks(part)})", part)
-        parts.extend(_decode(count, data, raws).live() for count, data, raws in rows)
-    return m.PointColumns.concat(parts)
+        for count, data in tx.tuples(f"SELECT count, data FROM metric_chunks WHERE id IN ({marks(part)})", part):
+            cols = m.PointColumns.from_bytes(data, count).live()
+            steps.append(cols.steps)
+            times.append(cols.times)
+            values.append(cols.values)
+    if not steps:
+        return m.PointColumns.empty()
+    total = sum(len(s) for s in steps)
+    return m.PointColumns(np.concatenate(steps), np.zeros(total, dtype=np.int64), np.concatenate(times),
+                          np.concatenate(values), np.zeros(total, dtype=bool))
 
 
 def downsample(tx, series_id: int, start: int, end: int, n: int, by_time: bool, include_archived: bool) -> list[m.Block]:
@@ -240,17 +241,18 @@ def downsample(tx, series_id: int, start: int, end: int, n: int, by_time: bool, 
     chunks in range, chunks inside one bucket count by their aggregates and
     only the others are decoded; otherwise the points themselves are
     bucketed."""
-    found = stats(tx, series_id, start, end)
-    if include_archived or by_time or len(found) < n:
+    rows = tx.tuples(
+        f"SELECT id, min_step, max_step, {_BLOCK} FROM metric_chunks WHERE series_id = ? AND min_step <= ? AND max_step >= ?"
+        " ORDER BY min_step, id",
+        (series_id, end, start),
+    )
+    if include_archived or by_time or len(rows) < n:
         cols = read(tx, series_id, start, end, include_archived, None, 2**62)
         return m.bucket_points(cols.steps, cols.times, cols.values, cols.times if by_time else cols.steps, n)
-    whole: list[tuple[int, m.Block]] = []
-    cut: list[int] = []
-    for chunk_id, s, lo, hi in found:
-        if lo >= start and hi <= end:
-            whole.append((chunk_id, s))
-        else:
-            cut.append(chunk_id)
-    loose = live_points(tx, cut)
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    spans = np.array([r[1:3] for r in rows], dtype=np.int64)
+    whole = (spans[:, 0] >= start) & (spans[:, 1] <= end)
+    loose = live_points(tx, ids[~whole].tolist())
     loose = loose.select((loose.steps >= start) & (loose.steps <= end))
-    return m.bucket_chunks(whole, loose, lambda ids: live_points(tx, ids), n)
+    chunks = m.BlockColumns.of_rows([r[3:] for r in rows]).select(whole)
+    return m.bucket_chunks(chunks, ids[whole], loose, lambda chunk_ids: live_points(tx, chunk_ids), n)

@@ -29,6 +29,7 @@ from .statements import SqliteTx
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+MMAP_BYTES = 1 << 30
 MAX_GROUP = 512
 
 WriteFn = Callable[[Tx], Any]
@@ -43,6 +44,9 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # Pages are read through a memory map instead of a read() per page:
+    # reads of long series touch thousands of overflow pages.
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.row_factory = sqlite3.Row
     return conn
