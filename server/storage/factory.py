@@ -1,9 +1,10 @@
 """open_storage(url): the storage a server runs on, chosen by its address.
 
 A plain path, `sqlite:///relative.db` or `sqlite:////absolute.db` is the
-embedded SQLite default. Any other
-scheme is refused with the schemes this build serves, before anything is
-created on disk.
+embedded SQLite default. `postgresql://user@host:5432/db` (a libpq URL; add
+`?options=-csearch_path%3Dname` for another schema) is PostgreSQL, which
+several server replicas can share. Any other scheme is refused with the
+schemes this build serves, before anything is created on disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit
 from ..domain.clock import now_us
 from .interface import Storage
 
-SCHEMES = ("sqlite",)
+SCHEMES = ("sqlite", "postgresql")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class UnknownStorage(ValueError):
@@ -44,6 +46,12 @@ def open_storage(url: str, readers: int = 4, clock: Callable[[], int] | None = N
         storage = SqliteStorage(path, clock=clock or now_us, readers=readers)
         return JournaledStorage(storage, f"{storage.path}-reports") if journal else storage
     scheme = urlsplit(url).scheme or url
+    if scheme in POSTGRES_SCHEMES:
+        from .postgres.storage import PostgresStorage
+
+        # No journal: an acknowledged write is committed in PostgreSQL, and
+        # replicas keep nothing on their own disks.
+        return PostgresStorage(url, clock=clock or now_us, pool_size=readers * 2)
     if scheme == "sqlite":
         raise UnknownStorage(f"{url!r} names no file: write sqlite:///relative.db or sqlite:////absolute/path.db")
     raise UnknownStorage(f"unknown database {scheme!r}: use a file path or one of {', '.join(s + '://' for s in SCHEMES)}")

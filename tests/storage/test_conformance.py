@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from support import postgres
 from trialplane.server.domain import listing, study_rules, worker_lifecycle
 from trialplane.server.domain import metrics as m
 from trialplane.server.domain import trial_lifecycle as lifecycle
@@ -54,8 +55,21 @@ def journaled_sqlite_backend(tmp_path):
     return open_storage(str(tmp_path / "conformance.db"))
 
 
-# Each factory, called twice with the same tmp_path, names the same database.
+def postgres_backend(tmp_path):
+    return open_storage(postgres.url_with_schema(postgres.schema_for(str(tmp_path))))
+
+
+def drop_postgres(tmp_path):
+    postgres.drop_schema(postgres.schema_for(str(tmp_path)))
+
+
+# Each factory, called twice with the same tmp_path, names the same database;
+# a cleanup, if any, removes it after the test.
 BACKENDS = {"sqlite": sqlite_backend, "sqlite-journaled": journaled_sqlite_backend}
+CLEANUPS = {}
+if postgres.DSN:
+    BACKENDS["postgres"] = postgres_backend
+    CLEANUPS["postgres"] = drop_postgres
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -71,6 +85,8 @@ def run(request, tmp_path):
     yield call
     loop.run_until_complete(storage.close())
     loop.close()
+    if request.param in CLEANUPS:
+        CLEANUPS[request.param](tmp_path)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -78,13 +94,13 @@ def replicas(request, tmp_path):
     """Runs a coroutine function against two storages opened on one database,
     standing in for two server replicas.
 
-    Each backend factory called twice with the same tmp_path names the same
-    database. With the journal, the first storage opened takes its flock; the second finds it held (flock is per open file, so this holds
-    within one process as across processes) and stores every metric report
-    directly, as a second server process on the same file does. So `a` is
-    the replica that acknowledges reports from its journal and `b` the one
-    without; both share nothing but the database file. `a` is closed last,
-    as the journal's owner outlives the replica that joined it.
+    With the journal, the first storage opened takes its flock; the second
+    finds it held (flock is per open file, so this holds within one process
+    as across processes) and stores every metric report directly, as a
+    second server process on the same file does. So `a` is the replica that
+    acknowledges reports from its journal and `b` the one without; both
+    share nothing but the database. `a` is closed last, as the journal's
+    owner outlives the replica that joined it.
     """
     loop = asyncio.new_event_loop()
     a = BACKENDS[request.param](tmp_path)
@@ -99,6 +115,8 @@ def replicas(request, tmp_path):
     loop.run_until_complete(b.close())
     loop.run_until_complete(a.close())
     loop.close()
+    if request.param in CLEANUPS:
+        CLEANUPS[request.param](tmp_path)
 
 
 def page(size=50, order=None, token_after=None):

@@ -3,6 +3,7 @@
 import pytest
 from trialplane.server.storage.factory import UnknownStorage, open_storage, sqlite_path
 from trialplane.server.storage.journaled import JournaledStorage
+from trialplane.server.storage.postgres.storage import PostgresStorage
 from trialplane.server.storage.sqlite.storage import SqliteStorage
 
 
@@ -26,6 +27,9 @@ def test_open_storage_picks_sqlite_and_refuses_what_it_does_not_serve(tmp_path):
     assert isinstance(storage.inner, SqliteStorage) and storage.inner.path == f"{tmp_path}/a.db"
     bare = open_storage(f"{tmp_path}/b.db", journal=False)
     assert isinstance(bare, SqliteStorage) and bare.path == f"{tmp_path}/b.db"
+    # PostgreSQL never gets the journal: replicas keep nothing on their own disks.
+    shared = open_storage("postgresql://user@127.0.0.1:5432/test")
+    assert isinstance(shared, PostgresStorage) and shared.dsn == "postgresql://user@127.0.0.1:5432/test"
     with pytest.raises(UnknownStorage, match="unknown database 'redis'"):
         open_storage("redis://127.0.0.1:6379/0")
     with pytest.raises(UnknownStorage, match="names no file: write sqlite:///relative.db"):

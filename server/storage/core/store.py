@@ -284,17 +284,14 @@ class SqlStorage(Storage):
                 last = tx.value(
                     "SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,)
                 )
-                for i, ev in enumerate(result.events):
-                    _insert(tx, "trial_events", {
-                        "trial_id": trial_id,
-                        "sequence": last + i + 1,
-                        "time": now,
-                        "from_state": ev.from_state.value,
-                        "to_state": ev.to_state.value,
-                        "trial_run_id": ev.trial_run_id,
-                        "message": ev.message,
-                        "details": records.dumps(ev.details),
-                    })
+                # The trial's row is locked, so the sequence stays gapless
+                # whichever replica appends.
+                tx.run_many(
+                    "INSERT INTO trial_events (trial_id, sequence, time, from_state, to_state, trial_run_id, message,"
+                    " details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(trial_id, last + i + 1, now, ev.from_state.value, ev.to_state.value, ev.trial_run_id, ev.message,
+                      records.dumps(ev.details)) for i, ev in enumerate(result.events)],
+                )
             return self._trial(tx, trial_id)
 
         return await self._write(write, small=True)

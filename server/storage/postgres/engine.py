@@ -1,0 +1,101 @@
+"""PostgreSQL transactions for the storage core: a connection pool and the
+threads that run transaction scripts on it.
+
+The core's scripts are plain functions of a transaction, so each runs on a
+thread of this engine with a pooled connection: BEGIN, the script, COMMIT,
+and only then is the caller answered, so an answered write is committed in
+PostgreSQL and a replica keeps nothing of it on its own disk. Database
+connections are pool_size per replica, however many clients call it.
+
+Two replicas deciding on the same rows take turns on row locks; when
+PostgreSQL still aborts one of them (a deadlock, a serialization failure,
+a unique key another transaction took first) the whole script runs again on
+fresh rows, which then see the winner's commit. A script that keeps losing
+answers Aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ...domain.errors import Aborted, Unavailable
+from ..core.statements import Args, Row, Tx
+from .migrations import migrate
+from .statements import PostgresTx
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ATTEMPTS = 5
+CONNECT_SECONDS = 10.0
+# Lost races are retried; nothing else is.
+RETRIED = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors.UniqueViolation)
+
+
+class PostgresEngine:
+    def __init__(self, dsn: str, pool_size: int = 8, schema: str | None = None):
+        options = {"autocommit": True}
+        if schema:
+            options["options"] = f"-c search_path={schema}"  # type: ignore[assignment]
+        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, kwargs=options, open=False,
+                                   timeout=CONNECT_SECONDS, name="trialplane")
+        self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="postgres")
+        self._closed = False
+
+    def open(self) -> list[int]:
+        """Connects and migrates; returns the migrations applied now."""
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_SECONDS)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        with self.pool.connection() as conn:
+            return migrate(conn)
+
+    def _run(self, fn: Callable[[Tx], T], read_only: bool) -> T:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.pool.connection() as conn:
+                    with conn.transaction():
+                        if read_only:
+                            conn.execute("SET TRANSACTION READ ONLY")
+                        return fn(PostgresTx(conn))
+            except RETRIED as exc:
+                if attempt == ATTEMPTS:
+                    raise Aborted(f"the write lost to concurrent changes {ATTEMPTS} times: {exc}") from exc
+                log.debug("retrying a transaction that lost a race: %s", exc)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                raise Unavailable(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def write(self, fn: Callable[[Tx], T], small: bool = False) -> T:
+        if self._closed:
+            raise Unavailable("the database is closing")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, False)
+
+    async def read(self, fn: Callable[[Tx], T], small: bool = False) -> T:
+        if self._closed:
+            raise Unavailable("the database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, True)
+
+    def write_now(self, fn: Callable[[Tx], Any]) -> Future:
+        return self._threads.submit(self._run, fn, False)
+
+    def query_one(self, sql: str, args: Args = ()) -> Row | None:
+        return self._run(lambda tx: tx.one(sql, args), True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._threads.shutdown(wait=True)
+        self.pool.close()
