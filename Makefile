@@ -23,8 +23,15 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/trialplane serve --host $(HOST) --port $(PORT) --db $(DB)
 
+# With TRIALPLANE_TEST_POSTGRES_DSN (as .ci/run sets it) the storage suite
+# covers PostgreSQL too, and the API and end-to-end suites run a second time
+# with their servers on PostgreSQL.
 test: $(STAMP)
 	$(PY) -m pytest
+	@if [ -n "$$TRIALPLANE_TEST_POSTGRES_DSN" ]; then \
+		echo "API and end-to-end suites on PostgreSQL"; \
+		TRIALPLANE_TEST_BACKEND=postgres $(PY) -m pytest tests/api tests/e2e; \
+	fi
 
 # buf checks protoc-built images, so google/api imports resolve offline
 # (scripts/buf_check.py says why). buf breaking compares with HEAD when

@@ -4,7 +4,23 @@ clients of it, and a clock tests can move forward."""
 from __future__ import annotations
 
 import pytest
-from support import Client, FakeClock, ServerProcess, start_server
+from support import Client, FakeClock, ServerProcess, postgres, start_server
+
+
+def pytest_collection_modifyitems(config, items):
+    """With TRIALPLANE_TEST_BACKEND=postgres, tests of SQLite's own files
+    (marked sqlite_only) are left to the SQLite run."""
+    if postgres.BACKEND == "postgres":
+        kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_postgres_schemas():
+    yield
+    for schema in sorted(postgres.made):
+        postgres.drop_schema(schema)
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ from trialplane.server.storage.journaled import encode
 from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import trial_service_pb2 as ts
 
+# The journal is a file beside a SQLite database.
+pytestmark = pytest.mark.sqlite_only
+
 
 def loss_report(trial_id, step, run=0, report_time=0) -> m.ReportDraft:
     return m.ReportDraft(trial_id=trial_id, trial_run_id=run, group="training", steps=step, report_time=report_time,

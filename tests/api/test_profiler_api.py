@@ -543,6 +543,7 @@ class _GatedStorage(SqliteStorage):
         return await super().ingest_profiler(stream_id, items)
 
 
+@pytest.mark.sqlite_only
 def test_streams_wait_once_all_together_hold_the_server_wide_limit(db_path):
     limit, per_batch, streams, batches = 1000, 600, 3, 5
     config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0,
@@ -588,6 +589,7 @@ async def _open(storage: _GatedStorage) -> bool:
     return True
 
 
+@pytest.mark.sqlite_only
 def test_a_cancelled_stream_gives_its_share_of_the_limit_back(db_path):
     config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, max_buffered_samples=1000)
     storage = _GatedStorage(str(db_path))

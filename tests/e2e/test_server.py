@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import ROOT, Client, ServerProcess, error_of, tool
+from support import ROOT, Client, ServerProcess, error_of, postgres, tool
 from trialplane.v1 import (
     trial_pb2,
     worker_pb2,
@@ -80,7 +80,9 @@ def test_sigterm_drains_in_flight_calls_and_keeps_data(db_path, process):
     # The in-flight call was answered (cancelled by the drain or completed), not left hanging.
     assert started.wait(5)
     client.channel.close()
-    assert not Path(str(db_path) + "-wal").exists() or Path(str(db_path) + "-wal").stat().st_size == 0
+    if postgres.BACKEND == "sqlite":
+        # Checkpointed at shutdown: the database is one file again.
+        assert not Path(str(db_path) + "-wal").exists() or Path(str(db_path) + "-wal").stat().st_size == 0
 
     again = ServerProcess(db_path)
     try:
@@ -178,7 +180,7 @@ def test_bytes_that_are_no_message_are_malformed_requests_on_every_method(client
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
 
 
-def test_the_database_is_a_path_or_a_sqlite_address_and_nothing_else(tmp_path):
+def test_the_database_is_an_address_this_build_serves(tmp_path):
     url = f"sqlite:///{tmp_path / 'by-url.db'}"
     started = ServerProcess(url)
     try:

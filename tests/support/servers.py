@@ -17,6 +17,8 @@ from trialplane.server.app import App, build_server
 from trialplane.server.config import ServerConfig
 from trialplane.server.storage.factory import open_storage
 
+from .postgres import database_url
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
 
@@ -78,15 +80,16 @@ class FakeClock:
 
 
 def start_server(db_path, clock=None, **overrides) -> ServerThread:
-    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, **overrides)
-    storage = open_storage(str(db_path), clock=clock) if clock is not None else None
+    url = database_url(db_path)
+    config = ServerConfig(port=0, db_path=url, watchdog_interval=0, retention_interval=0, **overrides)
+    storage = open_storage(url, clock=clock) if clock is not None else None
     return ServerThread(config, storage).start()
 
 
 class ServerProcess:
     def __init__(self, db_path, *extra):
         self.proc = subprocess.Popen(
-            [tool("trialplane"), "serve", "--port", "0", "--db", str(db_path), "--shutdown-grace", "5", *extra],
+            [tool("trialplane"), "serve", "--port", "0", "--db", database_url(db_path), "--shutdown-grace", "5", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
