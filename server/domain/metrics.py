@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -209,6 +210,14 @@ def _width(lo: int, hi: int, n: int) -> int:
     return max(1, -(-(hi - lo + 1) // n))
 
 
+class StepsTimesValues(NamedTuple):
+    """Points as bucketing reads them."""
+
+    steps: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+
 @dataclass
 class BlockColumns:
     """Many blocks as columns; key: the bucket of each (unique when they are buckets)."""
@@ -299,17 +308,24 @@ def _combined(tables: list[BlockColumns], size: int) -> list[Block]:
     return out.select(out.count > 0).blocks()
 
 
-def bucket_chunks(chunks: BlockColumns, chunk_ids: np.ndarray, loose: PointColumns,
-                  load: Callable[[list[int]], PointColumns], n: int) -> list[Block]:
-    """The exact buckets of equal step width that bucket_points gives, from
-    the aggregates of chunks' live points and from loose live points. A
-    chunk inside one bucket counts by its aggregates; load(chunk ids) reads
-    the live points of those across a bucket boundary, which are bucketed
-    one by one with the loose points."""
+# Reading the points of chunks that cross bucket edges costs about as much
+# per point as a raw read; past this many, chunks stay whole.
+EXACT_EDGE_POINTS = 65_536
+
+
+def bucket_chunks(chunks: BlockColumns, chunk_ids: np.ndarray, loose: StepsTimesValues,
+                  load: Callable[[list[int]], StepsTimesValues], n: int) -> list[Block]:
+    """At most n buckets over the step range, each exact over the points it
+    holds, from the aggregates of chunks' live points and from loose live
+    points. A chunk inside one bucket counts by its aggregates. Chunks
+    across a bucket edge are read (load(chunk ids)) and split at the edge,
+    which makes the buckets equal in width, unless they hold more than
+    EXACT_EDGE_POINTS points: then each stays whole in the bucket where it
+    starts, and edges move by up to one chunk."""
     live = chunks.count > 0
     firsts = [int(chunks.first_step[live].min())] if live.any() else []
     lasts = [int(chunks.last_step[live].max())] if live.any() else []
-    if len(loose):
+    if loose.steps.size:
         firsts.append(int(loose.steps.min()))
         lasts.append(int(loose.steps.max()))
     if not firsts:
@@ -318,12 +334,17 @@ def bucket_chunks(chunks: BlockColumns, chunk_ids: np.ndarray, loose: PointColum
     width = _width(lo, hi, n)
     k_first = (chunks.first_step - lo) // width
     inside = live & (k_first == (chunks.last_step - lo) // width)
-    crossing = chunk_ids[live & ~inside].tolist()
-    points = PointColumns.concat([loose, load(crossing)]) if crossing else loose
+    crossing = live & ~inside
+    points = loose
+    if int(chunks.count[crossing].sum()) > EXACT_EDGE_POINTS:
+        inside = live
+    elif crossing.any():
+        more = load(chunk_ids[crossing].tolist())
+        points = StepsTimesValues(*(np.concatenate(pair) for pair in zip(loose, more)))
     tables = []
     if inside.any():
         tables.append(_grouped_blocks(chunks.select(inside), k_first[inside]))
-    if len(points):
+    if points.steps.size:
         tables.append(_point_buckets(points.steps, points.times, points.values, points.steps, lo, width))
     return _combined(tables, (hi - lo) // width + 1)
 
@@ -535,6 +556,27 @@ class PointColumns:
         return (self.steps.astype("<i8").tobytes() + self.runs.astype("<i8").tobytes()
                 + self.times.astype("<i8").tobytes() + self.values.astype("<f8").tobytes()
                 + self.archived.astype(np.uint8).tobytes())
+
+    @staticmethod
+    def live_steps_times_values(chunks: list[tuple[int, bytes]]) -> StepsTimesValues:
+        """The steps, times and values of the live points of encoded chunks
+        ((count, bytes) each), read in place: what bucketing needs, at a few
+        array views per chunk."""
+        steps, times, values = [], [], []
+        for n, data in chunks:
+            s = np.frombuffer(data, "<i8", n)
+            t = np.frombuffer(data, "<i8", n, 16 * n)
+            v = np.frombuffer(data, "<f8", n, 24 * n)
+            archived = np.frombuffer(data, np.uint8, n, 32 * n)
+            if archived.any():
+                live = archived == 0
+                s, t, v = s[live], t[live], v[live]
+            steps.append(s)
+            times.append(t)
+            values.append(v)
+        if not steps:
+            return StepsTimesValues(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+        return StepsTimesValues(np.concatenate(steps), np.concatenate(times), np.concatenate(values))
 
     @classmethod
     def from_bytes(cls, data: bytes, n: int, raws: list | None = None) -> PointColumns:

@@ -217,23 +217,13 @@ def read(tx, series_id: int, start: int, end: int, include_archived: bool, after
     return merged.select(slice(0, limit)) if len(merged) > limit else merged
 
 
-def live_points(tx, chunk_ids: list[int]) -> m.PointColumns:
-    """The steps, times and values of the chunks' live points, in no
-    particular order (runs and raw strings are left out: bucketing does
-    not read them)."""
-    steps, times, values = [], [], []
+def live_points(tx, chunk_ids: list[int]) -> m.StepsTimesValues:
+    """The steps, times and values of the chunks' live points, in no particular order."""
+    rows: list[tuple] = []
     for i in range(0, len(chunk_ids), 500):
         part = chunk_ids[i:i + 500]
-        for count, data in tx.tuples(f"SELECT count, data FROM metric_chunks WHERE id IN ({marks(part)})", part):
-            cols = m.PointColumns.from_bytes(data, count).live()
-            steps.append(cols.steps)
-            times.append(cols.times)
-            values.append(cols.values)
-    if not steps:
-        return m.PointColumns.empty()
-    total = sum(len(s) for s in steps)
-    return m.PointColumns(np.concatenate(steps), np.zeros(total, dtype=np.int64), np.concatenate(times),
-                          np.concatenate(values), np.zeros(total, dtype=bool))
+        rows.extend(tx.tuples(f"SELECT count, data FROM metric_chunks WHERE id IN ({marks(part)})", part))
+    return m.PointColumns.live_steps_times_values(rows)
 
 
 def downsample(tx, series_id: int, start: int, end: int, n: int, by_time: bool, include_archived: bool) -> list[m.Block]:
@@ -253,6 +243,7 @@ def downsample(tx, series_id: int, start: int, end: int, n: int, by_time: bool, 
     spans = np.array([r[1:3] for r in rows], dtype=np.int64)
     whole = (spans[:, 0] >= start) & (spans[:, 1] <= end)
     loose = live_points(tx, ids[~whole].tolist())
-    loose = loose.select((loose.steps >= start) & (loose.steps <= end))
+    inside = (loose.steps >= start) & (loose.steps <= end)
+    loose = m.StepsTimesValues(loose.steps[inside], loose.times[inside], loose.values[inside])
     chunks = m.BlockColumns.of_rows([r[3:] for r in rows]).select(whole)
     return m.bucket_chunks(chunks, ids[whole], loose, lambda chunk_ids: live_points(tx, chunk_ids), n)
