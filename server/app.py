@@ -69,11 +69,14 @@ class App:
     retention: RetentionJob
     config: ServerConfig
     profiler: ProfilerServicer | None = None
+    feed: ChangeFeed | None = None
     _tasks: list | None = None
 
     async def start(self) -> None:
         await self.server.start()
         self._tasks = []
+        if self.feed is not None and self.feed.relay is not None:
+            self._tasks.append(asyncio.create_task(self.feed.relay_forever()))
         if self.config.watchdog_interval > 0:
             self._tasks.append(asyncio.create_task(self.watchdog.run(self.config.watchdog_interval)))
         if self.config.retention_interval > 0:
@@ -84,6 +87,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         for task in self._tasks or []:
             task.cancel()
+        await self.watchdog.release()
+        await self.retention.release()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
         await self.storage.close()
         log.info("trialplane stopped")
@@ -164,7 +169,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
         await server.stop(None)
         raise
     clock = getattr(storage, "clock", now_us)
-    feed = ChangeFeed()
+    feed = ChangeFeed(storage.change_relay())
     trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, feed, config.max_message_bytes), handlers)
@@ -184,7 +189,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(reflection_names), handlers)
     retention = RetentionJob(storage, config.retention_days, clock)
     watchdog = Watchdog(storage, feed, clock, config.heartbeat_timeout)
-    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler)
+    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler, feed)
 
 
 async def serve(config: ServerConfig) -> None:

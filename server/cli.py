@@ -26,7 +26,8 @@ def add_serve_command(sub) -> None:
     p.add_argument("--host", default=d.host, help="address to listen on")
     p.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one and prints it")
     p.add_argument("--db", dest="db_path", default=d.db_path,
-                   help="database: a SQLite file (created if missing) or sqlite:///path")
+                   help="database: a SQLite file (created if missing), sqlite:///path, or postgresql://user@host/db"
+                        " (several replicas may share one)")
     p.add_argument(
         "--shutdown-grace", type=float, default=d.shutdown_grace, help="seconds in-flight calls get after SIGTERM"
     )

@@ -1,6 +1,9 @@
 """Background jobs: the watchdog that ends trials nobody finishes, and the
 retention sweep. Each runs in the server's event loop, sweeping every
-interval; a failed sweep is logged and tried again at the next one."""
+interval; a failed sweep is logged and tried again at the next one. Where
+several server processes share a database, a job sweeps only in the process
+that holds its lease (Storage.job_lease), and another takes over when that
+one is gone."""
 
 from __future__ import annotations
 
@@ -16,12 +19,47 @@ from .change_feed import ChangeFeed
 log = logging.getLogger("trialplane.server")
 
 
-class Watchdog:
+class Job:
+    """A sweep repeated every interval, in the one process holding its lease."""
+
+    name = ""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.lease = storage.job_lease(self.name)
+        # Sweeps this process ran (a test's view of which replica works).
+        self.sweeps = 0
+
+    async def sweep(self) -> int:
+        raise NotImplementedError
+
+    async def run(self, interval: float) -> None:
+        """Sweeps, then every interval again."""
+        while True:
+            try:
+                if self.lease is None or await self.lease.held():
+                    self.sweeps += 1
+                    await self.sweep()
+            except Exception:  # noqa: BLE001 - keep sweeping
+                log.exception("%s sweep failed", self.name)
+            await asyncio.sleep(interval)
+
+    async def release(self) -> None:
+        if self.lease is not None:
+            try:
+                await self.lease.release()
+            except Exception:  # noqa: BLE001 - the lease ends with the process anyway
+                log.exception("releasing the %s lease failed", self.name)
+
+
+class Watchdog(Job):
     """Ends trials that outlived a stop deadline or their max runtime, and
     fails active trials whose workers all went silent."""
 
+    name = "watchdog"
+
     def __init__(self, storage: Storage, feed: ChangeFeed, clock: Callable[[], int], heartbeat_timeout: float = 0.0):
-        self.storage = storage
+        super().__init__(storage)
         self.feed = feed
         self.clock = clock
         self.heartbeat_timeout = heartbeat_timeout
@@ -46,24 +84,17 @@ class Watchdog:
             changed += 1
         return changed
 
-    async def run(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except Exception:  # noqa: BLE001 - keep watching
-                log.exception("watchdog sweep failed")
 
-
-class RetentionJob:
+class RetentionJob(Job):
     """Deletes profiler samples and task log lines older than their trial's
     log_retention_days, in transactions of at most BATCH rows so that
     ingestion keeps flowing between them."""
 
     BATCH = 2000
+    name = "retention"
 
     def __init__(self, storage: Storage, default_days: int, clock: Callable[[], int]):
-        self.storage = storage
+        super().__init__(storage)
         self.default_days = default_days
         self.clock = clock
         self.last_counts: dict[str, int] = {}
@@ -83,13 +114,7 @@ class RetentionJob:
             "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
             "log lines": await self._drain(self.storage.delete_expired_logs),
         }
-        return sum(self.last_counts.values())
-
-    async def run(self, interval: float) -> None:
-        while True:
-            try:
-                if await self.sweep():
-                    log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))
-            except Exception:  # noqa: BLE001 - try again next time
-                log.exception("retention sweep failed")
-            await asyncio.sleep(interval)
+        deleted = sum(self.last_counts.values())
+        if deleted:
+            log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))
+        return deleted

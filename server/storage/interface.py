@@ -364,8 +364,45 @@ class CheckpointStore(abc.ABC):
                                          ) -> list[Checkpoint]: ...
 
 
+class ChangeRelay(abc.ABC):
+    """Tells other server processes on the same database what changed, and
+    this one what they changed: small (topic, key) pairs such as ("trials",
+    12), never data. A lost announcement costs a follower a poll interval,
+    never an item: followers read by their own cursors."""
+
+    @abc.abstractmethod
+    def announce(self, topic: str, key: int | None) -> None:
+        """Queues an announcement; never blocks (announcements are batched)."""
+
+    @abc.abstractmethod
+    async def run(self, deliver: Callable[[str, int | None], None]) -> None:
+        """Calls deliver(topic, key) for what other processes announce, until cancelled."""
+
+
+class JobLease(abc.ABC):
+    """The right to run one background job, held by one server process at a
+    time; another takes it over once its holder is gone."""
+
+    @abc.abstractmethod
+    async def held(self) -> bool:
+        """Whether this process holds the lease now (taking it if it is free)."""
+
+    @abc.abstractmethod
+    async def release(self) -> None: ...
+
+
 class Storage(StudyStore, TrialStore, WorkerStore, ProfilerStore, MetricStore, ObservationStore, CheckpointStore):
     """Everything a server stores, opened once at start-up and closed at shutdown."""
+
+    def change_relay(self) -> ChangeRelay | None:
+        """How this backend announces changes across server processes; None
+        when it cannot (followers then poll)."""
+        return None
+
+    def job_lease(self, job: str) -> JobLease | None:
+        """The lease one job's runs take across server processes on this
+        database; None: every process runs it."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -401,6 +401,12 @@ class JournaledStorage(Storage):
                 raise
         return await call
 
+    def change_relay(self):
+        return self.inner.change_relay()
+
+    def job_lease(self, job):
+        return self.inner.job_lease(job)
+
     async def report_metrics(self, report):
         created = self.reports.admit(report)
         if created is not None:

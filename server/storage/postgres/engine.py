@@ -43,10 +43,13 @@ RETRIED = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected, pg_errors
 
 class PostgresEngine:
     def __init__(self, dsn: str, pool_size: int = 8, schema: str | None = None):
-        options = {"autocommit": True}
+        self.dsn = dsn
+        # Connection settings every connection of this storage takes.
+        self.options: dict = {"application_name": "trialplane"}
         if schema:
-            options["options"] = f"-c search_path={schema}"  # type: ignore[assignment]
-        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, kwargs=options, open=False,
+            self.options["options"] = f"-c search_path={schema}"
+        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, kwargs={"autocommit": True, **self.options},
+                                   open=False,
                                    timeout=CONNECT_SECONDS, name="trialplane")
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="postgres")
         self._closed = False
@@ -59,7 +62,11 @@ class PostgresEngine:
             self.pool.close()
             raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         with self.pool.connection() as conn:
-            return migrate(conn)
+            applied = migrate(conn)
+            row = conn.execute("SELECT current_database() || '.' || current_schema()").fetchone()
+            assert row is not None
+            self.scope: str = row[0]
+        return applied
 
     def _run(self, fn: Callable[[Tx], T], read_only: bool) -> T:
         for attempt in range(1, ATTEMPTS + 1):

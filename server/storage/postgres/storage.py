@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from ...domain.clock import now_us
 from ..core.store import SqlStorage
+from .announcements import AdvisoryLease, NotifyRelay, channel_name, lock_key
 from .engine import PostgresEngine
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,17 @@ class PostgresStorage(SqlStorage):
         if applied:
             log.info("applied PostgreSQL migrations %s", applied)
         self.db = self.engine
+        self._relay = NotifyRelay(self.dsn, self.engine.options, channel_name(self.engine.scope))
         self._opened = True
+
+    def change_relay(self) -> NotifyRelay:
+        return self._relay
+
+    def job_lease(self, job: str) -> AdvisoryLease:
+        return AdvisoryLease(self.dsn, self.engine.options, lock_key(self.engine.scope, job))
 
     async def close(self) -> None:
         if self._opened:
             self._opened = False
+            self._relay.close()
             self.engine.close()

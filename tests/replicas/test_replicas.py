@@ -1,0 +1,219 @@
+"""Several `trialplane serve` processes on one PostgreSQL database, as replicas.
+
+Each test starts its replicas on a schema of its own. They run whenever
+TRIALPLANE_TEST_POSTGRES_DSN names a PostgreSQL server (.ci/run always does).
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import statistics
+import threading
+import time
+
+import grpc
+import psycopg
+import pytest
+from google.protobuf import duration_pb2
+from support import Client, ServerProcess, error_of, postgres
+from support.trials import S, new_trial
+from support.trials import report as report_state
+from trialplane.v1 import metrics_pb2 as mp
+from trialplane.v1 import metrics_service_pb2 as ms
+from trialplane.v1 import trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
+
+pytestmark = pytest.mark.skipif(not postgres.DSN, reason="needs TRIALPLANE_TEST_POSTGRES_DSN")
+
+
+@pytest.fixture
+def database(tmp_path):
+    schema = postgres.schema_for(str(tmp_path / "replicas"))
+    url = postgres.url_with_schema(schema)
+    yield url
+    postgres.drop_schema(schema)
+
+
+@pytest.fixture
+def replicas(database):
+    """Starts replicas on the test's database; all are stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*extra: str) -> tuple[ServerProcess, Client]:
+        process = ServerProcess(database, *extra)
+        started.append(process)
+        return process, Client.connect(process.address)
+
+    yield start
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
+
+
+def point(trial_id: int, step: int, value: float, request_id: str = "") -> ms.ReportMetricsRequest:
+    metrics = mp.Metrics()
+    metrics.avg_metrics.update({"loss": value})
+    return ms.ReportMetricsRequest(
+        metrics=mp.TrialMetrics(trial_id=trial_id, steps_completed=step, metrics=metrics), group="training",
+        request_id=request_id)
+
+
+def running_trial(client: Client, **fields) -> trial_pb2.Trial:
+    trial = new_trial(client, **fields)
+    report_state(client, trial.id, S.TRIAL_STATE_RUNNING)
+    return trial
+
+
+def test_a_watch_on_one_replica_sees_writes_through_another_at_once(replicas):
+    _, a = replicas()
+    _, b = replicas()
+    trial = running_trial(a)
+    follow = b.metrics.WatchMetrics(ms.WatchMetricsRequest(trial_id=trial.id), timeout=60)
+    a.metrics.ReportMetrics(point(trial.id, 0, 1.0))
+    assert [list(s.steps) for s in next(follow).series] == [[0]]
+    delays = []
+    for step in range(1, 8):
+        sent = time.monotonic()
+        a.metrics.ReportMetrics(point(trial.id, step, 1.0 / step))
+        got = next(follow)
+        delays.append(time.monotonic() - sent)
+        assert [list(s.steps) for s in got.series] == [[step]]
+    # Followers also poll every second; an announced change comes well before that.
+    assert statistics.median(delays) < 0.5, delays
+    report_state(a, trial.id, S.TRIAL_STATE_COMPLETED)
+    assert list(follow) == []
+
+
+def test_a_request_id_retried_on_another_replica_gets_the_first_answer(replicas):
+    _, a = replicas()
+    _, b = replicas()
+    request = ts.CreateTrialRequest(trial=trial_pb2.Trial(name="once"), request_id="create-once")
+    first = a.trials.CreateTrial(request)
+    again = b.trials.CreateTrial(request)
+    assert again.id == first.id and again.name == "once"
+    other = ts.CreateTrialRequest(trial=trial_pb2.Trial(name="another"), request_id="create-once")
+    err = error_of(b.trials.CreateTrial, other)
+    assert err.code == grpc.StatusCode.FAILED_PRECONDITION and err.reason == "REQUEST_ID_REUSED"
+    assert len(a.trials.ListTrials(ts.ListTrialsRequest()).trials) == 1
+
+
+def race(*calls) -> list[object]:
+    """Runs the calls at once; each one's answer or RpcError."""
+    results: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except grpc.RpcError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_racing_transitions_on_two_replicas_have_one_winner_and_gapless_events(replicas):
+    _, a = replicas()
+    _, b = replicas()
+    for round_ in range(5):
+        trial = running_trial(a, name=f"race-{round_}")
+        pause = ts.PauseTrialRequest(id=trial.id)
+        kill = ts.KillTrialRequest(id=trial.id)
+        results = race(functools.partial(a.trials.PauseTrial, pause), functools.partial(b.trials.KillTrial, kill))
+        assert any(not isinstance(r, grpc.RpcError) for r in results), results
+        for r in results:
+            if isinstance(r, grpc.RpcError):
+                assert r.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED), r
+        events = b.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+def test_the_watchdog_runs_on_one_replica_and_moves_when_it_dies(replicas):
+    first, a = replicas("--watchdog-interval", "0.2")
+    _, b = replicas("--watchdog-interval", "0.2")
+    limit = trial_pb2.StoppingCondition(max_runtime=duration_pb2.Duration(nanos=300_000_000))
+    trial = running_trial(a, stopping_condition=limit)
+    assert wait_for_state(b, trial.id, S.TRIAL_STATE_STOPPING_CANCELED)
+    events = b.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events
+    # Ended once, by whichever replica holds the watchdog's lease.
+    assert [e.to_state for e in events].count(S.TRIAL_STATE_STOPPING_CANCELED) == 1
+
+    # Whichever replica held the lease, the survivor must take the job over:
+    # kill the first replica (holder or not) and check the second still sweeps.
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    later = running_trial(b, name="later", stopping_condition=limit)
+    assert wait_for_state(b, later.id, S.TRIAL_STATE_STOPPING_CANCELED)
+
+
+def wait_for_state(client: Client, trial_id: int, state: int, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.trials.GetTrial(ts.GetTrialRequest(id=trial_id)).state == state:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_replica_killed_mid_traffic_loses_no_acknowledged_report(replicas):
+    victim, a = replicas()
+    _, b = replicas()
+    trial = running_trial(a)
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def send():
+        step = 0
+        while not stop.is_set():
+            try:
+                a.metrics.ReportMetrics(point(trial.id, step, float(step)), timeout=5)
+            except grpc.RpcError:
+                return
+            acknowledged.append(step)
+            step += 1
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    while len(acknowledged) < 50:
+        time.sleep(0.01)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    stop.set()
+    sender.join(10)
+    got = b.metrics.GetMetricHistory(ms.GetMetricHistoryRequest(trial_ids=[trial.id], group="training", names=["loss"]))
+    stored = set(got.series[0].steps)
+    assert set(acknowledged) <= stored, sorted(set(acknowledged) - stored)
+
+
+def test_connections_are_replicas_times_pool_size_whatever_the_clients(replicas, database):
+    servers = [replicas("--reader-threads", "2") for _ in range(2)]
+    trial = running_trial(servers[0][1])
+    clients = [Client.connect(process.address) for process, _ in servers for _ in range(10)]
+
+    def load(client: Client, offset: int):
+        for step in range(20):
+            client.metrics.ReportMetrics(point(trial.id, offset * 100 + step, 1.0))
+            client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+
+    threads = [threading.Thread(target=load, args=(c, i), daemon=True) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    schema = database.rsplit("search_path%3D", 1)[1]
+    with psycopg.connect(postgres.DSN, autocommit=True) as conn:
+        counts = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'trialplane'"
+        ).fetchone()
+    # Each replica: a pool of reader-threads x 2 connections, one to send
+    # announcements, one to listen, one per job lease (watchdog, retention).
+    per_replica = 2 * 2 + 4
+    assert schema and counts is not None
+    assert counts[0] <= len(servers) * per_replica, counts
+    for c in clients:
+        c.channel.close()
