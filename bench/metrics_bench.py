@@ -23,6 +23,7 @@ import numpy as np
 from google.protobuf import field_mask_pb2, struct_pb2
 from support import (
     QUIET,
+    PostgresSchema,
     Row,
     ServerProcess,
     print_table,
@@ -121,6 +122,32 @@ def raw_sqlite_insert(tmp: Path) -> float:
     return total / elapsed
 
 
+def raw_postgres_copy(url: str) -> float:
+    """rows/s of the same points as narrow indexed rows, one binary COPY per
+    transaction of a call's worth: what a PostgreSQL replica could at most
+    write."""
+    import psycopg
+
+    total = CALLS_PER_RUN * REPORTS_PER_CALL * METRICS_PER_REPORT
+    now = time.time_ns() // 1000
+    rows = [(j, step, 1, now, float(step * j)) for step in range(CALLS_PER_RUN * REPORTS_PER_CALL) for j in range(METRICS_PER_REPORT)]
+    per_tx = REPORTS_PER_CALL * METRICS_PER_REPORT
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS raw_points")
+        conn.execute("CREATE TABLE raw_points (series_id BIGINT, step BIGINT, run BIGINT, time BIGINT,"
+                     " value DOUBLE PRECISION, PRIMARY KEY (series_id, step, run))")
+        start = time.perf_counter()
+        for lo in range(0, total, per_tx):
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy("COPY raw_points FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "int8", "int8", "int8", "float8"])
+                    for row in rows[lo:lo + per_tx]:
+                        copy.write_row(row)
+        elapsed = time.perf_counter() - start
+        conn.execute("DROP TABLE raw_points")
+    return total / elapsed
+
+
 def one_point_rate(address: str, clients: int, trial_ids: list[int] | None) -> float:
     """ReportMetrics calls/s with one point each, `clients` threads with a channel each."""
     per_client = ONE_POINT_CALLS // clients if clients > 1 else ONE_POINT_CALLS
@@ -211,18 +238,22 @@ def study_of_1000(address: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--postgres", metavar="DSN", default="",
+                        help="run trialplane on a fresh schema of this PostgreSQL database instead of SQLite,"
+                             " beside a raw binary COPY")
     args = parser.parse_args()
+    schema = PostgresSchema(args.postgres, "bench_metrics") if args.postgres else None
     results: dict[str, list[float]] = {k: [] for k in (
         "raw", "batched", "empty1", "report1", "empty8", "report8")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            server = start_trialplane(tmp / "bench.db", args=QUIET)
+            server = start_trialplane(schema.url if schema else tmp / "bench.db", args=QUIET)
             empty = start_ceiling("MetricsService")
             with grpc.insecure_channel(server.address) as ch:
                 one = [new_trial(ch, f"one-{i}") for i in range(8)]
             for _ in range(args.runs):
-                results["raw"].append(raw_sqlite_insert(tmp))
+                results["raw"].append(raw_postgres_copy(schema.url) if schema else raw_sqlite_insert(tmp))
                 results["batched"].append(batched_ingest(server.address))
                 for clients in (1, 8):
                     for _ in range(3):
@@ -238,14 +269,19 @@ def main() -> None:
             empty.stop()
         finally:
             ServerProcess.stop_all()
+            if schema:
+                schema.drop()
     # Each burst against trialplane is paired with the burst against the empty
     # handler just before it.
     share = "as share of the empty handler"
     shape = f"{REPORTS_PER_CALL} reports x {METRICS_PER_REPORT} metrics per call"
     print_table([
+        Row("raw PostgreSQL COPY, narrow indexed rows", "rows/s", "same points, binary COPY per call's worth", results["raw"])
+        if schema else
         Row("raw SQLite insert, narrow indexed rows", "rows/s", "same points, executemany, WAL", results["raw"]),
         Row("batched ingest, AddEvents", "points/s", shape, results["batched"]),
-        Row("ReportMetrics one point, 1 client", "calls/s", "journaled on return, stored in batches", results["report1"],
+        Row("ReportMetrics one point, 1 client", "calls/s",
+            "committed in PostgreSQL on return" if schema else "journaled on return, stored in batches", results["report1"],
             ceiling=Row("empty unary handler, 1 client", "calls/s", "the transport limit", results["empty1"]), ratio=share),
         Row("ReportMetrics one point, 8 clients", "calls/s", "", results["report8"],
             ceiling=Row("empty unary handler, 8 clients", "calls/s", "8 threads, a channel each", results["empty8"]), ratio=share),
@@ -254,7 +290,9 @@ def main() -> None:
         Row("ListTrials page of 50 of 1,000", "ms", "study filter, order by metric, whole trials", queries["listing"]),
         Row("ListTrials page of 100 of 1,000", "ms", "same, read_mask id,name,state,summary", queries["masked"]),
     ])
-    print(f"\n{args.runs} runs each; reproduce with: make bench (or .venv/bin/python bench/metrics_bench.py --runs {args.runs})\n")
+    where = f" --postgres {args.postgres}" if args.postgres else ""
+    print(f"\n{'PostgreSQL' if schema else 'SQLite'}; {args.runs} runs each; reproduce with:"
+          f" .venv/bin/python bench/metrics_bench.py --runs {args.runs}{where}\n")
 
 
 if __name__ == "__main__":

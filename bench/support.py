@@ -208,7 +208,7 @@ def health_check(address: str, timeout: float = START_TIMEOUT) -> None:
         raise RuntimeError(f"health at {address} says {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
 
 
-def start_trialplane(db: Path, log: Path | None = None, args: Sequence[str] = ()) -> ServerProcess:
+def start_trialplane(db: Path | str, log: Path | None = None, args: Sequence[str] = ()) -> ServerProcess:
     """`trialplane serve` on a free port with the watchdog off, plus args; returns
     once its health Check says SERVING, with ready_after set to the seconds since spawn."""
     argv = [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0", *args]
@@ -216,6 +216,28 @@ def start_trialplane(db: Path, log: Path | None = None, args: Sequence[str] = ()
     health_check(server.wait_listening())
     server.ready_after = time.perf_counter() - server.began
     return server
+
+
+class PostgresSchema:
+    """A fresh schema in the PostgreSQL database of dsn for one bench run, dropped after it."""
+
+    def __init__(self, dsn: str, name: str):
+        from urllib.parse import quote
+
+        import psycopg
+
+        self.dsn, self.name = dsn, name
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        separator = "&" if "?" in dsn else "?"
+        self.url = f"{dsn}{separator}options={quote(f'-csearch_path={name}')}"
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
 
 
 def start_ceiling(service: str, log: Path | None = None) -> ServerProcess:
