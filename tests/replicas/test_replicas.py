@@ -217,3 +217,31 @@ def test_connections_are_replicas_times_pool_size_whatever_the_clients(replicas,
     assert counts[0] <= len(servers) * per_replica, counts
     for c in clients:
         c.channel.close()
+
+
+def test_replicas_starting_together_migrate_once(database):
+    started: list[ServerProcess] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            started.append(ServerProcess(database))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not errors and len(started) == 3, errors
+        with psycopg.connect(database, autocommit=True) as conn:
+            rows = conn.execute("SELECT version, count(*) FROM schema_migrations GROUP BY version").fetchall()
+        assert rows and all(count == 1 for _, count in rows), rows
+        clients = [Client.connect(p.address) for p in started]
+        trial = new_trial(clients[0], name="after-start")
+        assert all(c.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).name == "after-start" for c in clients)
+    finally:
+        for p in started:
+            assert p.terminate()[0] == 0
