@@ -48,6 +48,7 @@ from support import (
     QUIET,
     ROOT,
     PeakRss,
+    PostgresSchema,
     Row,
     ServerProcess,
     cpu_seconds,
@@ -365,6 +366,8 @@ def main() -> None:
     parser.add_argument("--client", nargs=5, metavar=("ADDRESS", "STREAM_ID", "TRIAL", "SAMPLES", "BATCH"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--distinct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", metavar="DSN", default="",
+                        help="run trialplane on fresh schemas of this PostgreSQL database instead of SQLite files")
     args = parser.parse_args()
     if args.client:
         address, stream_id, trial, samples, batch = args.client
@@ -392,8 +395,9 @@ def main() -> None:
         try:
             for run in range(args.runs):
                 put("raw", raw_sqlite_rate(tmp / "raw.db"))
+                schema = PostgresSchema(args.postgres, f"bench_profiler_{run}") if args.postgres else None
                 db = tmp / f"p{run}.db"
-                server = start_trialplane(db, args=QUIET)
+                server = start_trialplane(schema.url if schema else db, args=QUIET)
                 ceiling = start_ceiling("ProfilerService")
                 trials = create_trials(server.address, 4, f"bench-run{run}")
                 for key, (_, streams, batch, samples) in shapes.items():
@@ -416,16 +420,22 @@ def main() -> None:
                         info[f"{who}{key}"] = got
                 server.stop()
                 ceiling.stop()
-                remove_db(db)
+                if schema:
+                    schema.drop()
+                else:
+                    remove_db(db)
 
             # Downsampling: one fresh server, two 10M-sample series with consecutive timestamps.
-            server = start_trialplane(tmp / "downsample.db", args=QUIET)
+            schema = PostgresSchema(args.postgres, "bench_profiler_downsample") if args.postgres else None
+            server = start_trialplane(schema.url if schema else tmp / "downsample.db", args=QUIET)
             big = create_trials(server.address, 2, "bench-downsample")
             down = {}
             for trial_id, batch in zip(big, (5000, 1000)):
                 got = stream_run(server.address, [trial_id], 1, DOWNSAMPLE_SAMPLES, batch, f"down{batch}", distinct=True)
                 down[batch] = (*downsample_ms(server.address, trial_id, DOWNSAMPLE_SAMPLES), got["rate"])
             server.stop()
+            if schema:
+                schema.drop()
         finally:
             ServerProcess.stop_all()
     elapsed = time.perf_counter() - began
@@ -484,6 +494,9 @@ def main() -> None:
     cmd = [".venv/bin/python", "bench/profiler_bench.py", "--runs", str(args.runs)]
     if args.samples != SAMPLES_PER_RUN:
         cmd += ["--samples", str(args.samples)]
+    if args.postgres:
+        cmd += ["--postgres", args.postgres]
+        print("trialplane ran on PostgreSQL (a fresh schema per run); the raw row is still SQLite's.")
     print(f"Reproduce: cd {shlex.quote(str(ROOT))} && {shlex.join(cmd)}")
 
 
