@@ -21,6 +21,8 @@ from .statements import Row, Tx
 
 log = logging.getLogger(__name__)
 
+REPORT_COLUMNS = ("trial_id", "trial_run_id", "group_name", "steps", "report_time", "body", "request_id", "digest")
+
 
 def nan_to_null(x: float | None):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
@@ -414,11 +416,8 @@ def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.
             pending.times.extend(times)
             pending.values.extend([r.metrics[name] for r in reports])
             pending.raws.extend([None] * len(reports))
-    tx.run_many(
-        "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    # New by _classify_reports, under the trial's lock: no key is taken.
+    tx.insert_rows("metric_reports", REPORT_COLUMNS, rows)
 
     # Points from reports are new (their report was); event points may be
     # retries, so they are counted by what append_points actually stored.
@@ -472,10 +471,7 @@ def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.
                                       {name: value for name, value, _ in parsed})
         if validation is not None:
             _note_validation(tx, trials, validation, now)
-    tx.run_many(
-        "INSERT INTO task_logs (trial_id, time, level, worker, stream, rank, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        log_rows,
-    )
+    tx.insert_rows("task_logs", ("trial_id", "time", "level", "worker", "stream", "rank", "message"), log_rows)
     for sid, found in log_points.items():
         if any(step is None for step, *_ in found):
             # A trial that reported no step yet: points count up per series.

@@ -128,11 +128,8 @@ def ingest(tx: Tx, stream_id: str, items: list[IngestItem], now: int) -> IngestR
                 stored_sequences.append(item.sequence)
         position = max(position, item.sequence)
     result.acknowledged_sequence = position
-    tx.run_many(
-        "INSERT INTO profiler_chunks (series_id, first_ts, last_ts, first_batch, last_batch, count, vmin, vmax, vlast, data)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    tx.insert_rows("profiler_chunks", ("series_id", "first_ts", "last_ts", "first_batch", "last_batch", "count", "vmin",
+                                       "vmax", "vlast", "data"), rows)
     tx.run_many(
         "UPDATE profiler_series SET sample_count = sample_count + ?, chunk_count = chunk_count + ?,"
         f" first_ts = {tx.dialect.least('coalesce(first_ts, ?)', '?')},"

@@ -82,6 +82,12 @@ class Tx(Protocol):
 
     def run_many(self, sql: str, rows: Iterable[Args]) -> None: ...
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Args]) -> None:
+        """Inserts new rows that break no unique key (the caller checked,
+        under the locks it holds) the fastest way the engine has: COPY
+        where there is one."""
+        ...
+
     def insert(self, sql: str, args: Args = ()) -> int:
         """Runs an INSERT of one row into a table keyed by `id`; returns the new id."""
         ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -99,6 +99,13 @@ class PostgresTx:
         if rows:
             with self.conn.cursor() as cur:
                 cur.executemany(translate(sql), rows)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Args]) -> None:
+        if not rows:
+            return
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def insert(self, sql: str, args: Args = ()) -> int:
         with self.conn.cursor() as cur:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..core.statements import Args, Dialect
@@ -62,6 +62,10 @@ class SqliteTx:
 
     def run_many(self, sql: str, rows: Iterable[Args]) -> None:
         self.conn.executemany(sql, rows)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Args]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def insert(self, sql: str, args: Args = ()) -> int:
         cur = self.conn.execute(sql, args)
