@@ -46,11 +46,26 @@ def _decode(count: int, data: bytes, raws: str | None) -> m.PointColumns:
     return m.PointColumns.from_bytes(data, count, json.loads(raws) if raws else None)
 
 
-def _write_chunk(tx, series_id: int, cols: m.PointColumns, chunk_id: int | None = None) -> None:
+_CHUNK_COLUMNS = ("series_id", "min_step", "max_step", "count", *_STATS.split(", "), "data", "raws")
+
+
+def _chunk_row(series_id: int, cols: m.PointColumns) -> tuple:
+    """A new chunk's row, in _CHUNK_COLUMNS order."""
     stats = m.ChunkStats.of(cols)
     span = (int(cols.steps.min()), int(cols.steps.max())) if len(cols) else (0, 0)
-    values = (series_id, span[0], span[1], len(cols), *_stats_values(stats), cols.to_bytes(),
-              json.dumps(cols.raws) if cols.raws is not None else None)
+    return (series_id, span[0], span[1], len(cols), *_stats_values(stats), cols.to_bytes(),
+            json.dumps(cols.raws) if cols.raws is not None else None)
+
+
+def _write_chunks(tx, series_id: int, cols: m.PointColumns) -> None:
+    """Stores sorted points as new full chunks, in one statement."""
+    tx.insert_rows("metric_chunks", _CHUNK_COLUMNS, [
+        _chunk_row(series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS))) for lo in range(0, len(cols), m.CHUNK_POINTS)
+    ])
+
+
+def _write_chunk(tx, series_id: int, cols: m.PointColumns, chunk_id: int | None = None) -> None:
+    values = _chunk_row(series_id, cols)
     if chunk_id is None:
         tx.run(
             f"INSERT INTO metric_chunks (series_id, min_step, max_step, count, {_STATS}, data, raws)"
@@ -132,8 +147,7 @@ def append(tx, series_id: int, summary: m.SeriesSummary, cols: m.PointColumns, s
         return 0, small_chunks
     m.add_to_summary(summary, cols.live())
     if len(cols) >= m.SMALL_APPEND:
-        for lo in range(0, len(cols), m.CHUNK_POINTS):
-            _write_chunk(tx, series_id, cols.select(slice(lo, lo + m.CHUNK_POINTS)))
+        _write_chunks(tx, series_id, cols)
         return len(cols), small_chunks
     _write_chunk(tx, series_id, cols)
     small_chunks += 1
@@ -153,8 +167,7 @@ def compact(tx, series_id: int) -> None:
         return
     merged = m.PointColumns.concat([_decode(r[1], r[2], r[3]) for r in rows]).sorted()
     tx.run_many("DELETE FROM metric_chunks WHERE id = ?", [(r[0],) for r in rows])
-    for lo in range(0, len(merged), m.CHUNK_POINTS):
-        _write_chunk(tx, series_id, merged.select(slice(lo, lo + m.CHUNK_POINTS)))
+    _write_chunks(tx, series_id, merged)
 
 
 def archive_after(tx, series_id: int, run: int, step: int) -> bool:
