@@ -10,6 +10,7 @@ import logging
 import sys
 
 from .config import ServerConfig
+from .domain.errors import Unavailable
 from .storage.factory import UnknownStorage
 
 
@@ -90,7 +91,7 @@ def run_serve(args) -> int:
     except UnknownStorage as exc:
         print(f"trialplane: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, Unavailable) as exc:
         print(f"trialplane: {exc}", file=sys.stderr)
         return 1
     return 0

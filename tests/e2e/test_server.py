@@ -192,3 +192,11 @@ def test_the_database_is_an_address_this_build_serves(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith("trialplane: unknown database 'mysql'") and "sqlite://" in line
+
+
+def test_an_unreachable_postgresql_is_one_clear_line_and_exit_1():
+    result = subprocess.run([tool("trialplane"), "serve", "--port", "0", "--db", "postgresql://nobody@127.0.0.1:1/none"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("trialplane: cannot connect to PostgreSQL:") and "Connection refused" in line

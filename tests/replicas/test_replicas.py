@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import signal
 import statistics
+import subprocess
 import threading
 import time
 
@@ -16,7 +17,7 @@ import grpc
 import psycopg
 import pytest
 from google.protobuf import duration_pb2
-from support import Client, ServerProcess, error_of, postgres
+from support import Client, ServerProcess, error_of, postgres, tool
 from support.trials import S, new_trial
 from support.trials import report as report_state
 from trialplane.v1 import metrics_pb2 as mp
@@ -245,3 +246,12 @@ def test_replicas_starting_together_migrate_once(database):
     finally:
         for p in started:
             assert p.terminate()[0] == 0
+
+
+def test_a_database_that_does_not_exist_is_named_in_one_line():
+    dsn = postgres.DSN.rsplit("/", 1)[0] + "/trialplane_no_such_database"
+    result = subprocess.run([tool("trialplane"), "serve", "--port", "0", "--db", dsn],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert 'database "trialplane_no_such_database" does not exist' in line

@@ -71,10 +71,14 @@ class PostgresEngine:
     def open(self) -> list[int]:
         """Connects and migrates; returns the migrations applied now."""
         try:
+            # One connection first: a pool that cannot fill says only that
+            # it timed out, this says why (refused, no such database, auth).
+            psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_SECONDS), **self.options).close()
             self.pool.open(wait=True, timeout=CONNECT_SECONDS)
-        except PoolTimeout as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             self.pool.close()
-            raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            reason = " ".join(str(exc).split())
+            raise Unavailable(f"cannot connect to PostgreSQL: {reason}") from exc
         with self.pool.connection() as conn:
             applied = migrate(conn)
             row = conn.execute("SELECT current_database() || '.' || current_schema()").fetchone()
