@@ -18,28 +18,16 @@ import numpy as np
 
 from ...domain import metrics as m
 from .query import marks
+from .records import nan_to_null
 
 _STATS = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax, total, finite_count"
 # A chunk's live points as a Block, in BlockColumns.of_rows order.
 _BLOCK = "live_count, first_step, last_step, first_time, last_time, first, last, vmin, vmax"
 
 
-def _null(x: float):
-    return None if math.isnan(x) else x
-
-
-def _nan(x) -> float:
-    return math.nan if x is None else float(x)
-
-
 def _stats_values(s: m.ChunkStats) -> tuple:
-    return (s.count, s.first_step, s.last_step, s.first_time, s.last_time, _null(s.first), _null(s.last),
-            _null(s.vmin), _null(s.vmax), _null(s.total), s.finite_count)
-
-
-def _stats_from(row, offset: int = 0) -> m.ChunkStats:
-    r = row[offset:offset + 11]
-    return m.ChunkStats(r[0], r[1], r[2], r[3], r[4], _nan(r[5]), _nan(r[6]), _nan(r[7]), _nan(r[8]), _nan(r[9]), r[10])
+    return (s.count, s.first_step, s.last_step, s.first_time, s.last_time, nan_to_null(s.first), nan_to_null(s.last),
+            nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.total), s.finite_count)
 
 
 def _decode(count: int, data: bytes, raws: str | None) -> m.PointColumns:

@@ -16,20 +16,12 @@ from ..interface import DebugEvent, LogLine, MetricSeriesSummary, Observation
 from . import checkpoints
 from . import metric_chunks as chunks
 from .query import row_limit
-from .records import dumps, study_from_row
+from .records import dumps, nan_to_null, null_to_nan, study_from_row
 from .statements import Row, Tx
 
 log = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ("trial_id", "trial_run_id", "group_name", "steps", "report_time", "body", "request_id", "digest")
-
-
-def nan_to_null(x: float | None):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-
-def null_to_nan(x) -> float:
-    return math.nan if x is None else float(x)
 
 
 class _Trials:
@@ -350,14 +342,14 @@ def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.
     """Stores a batch; items that cannot be stored are listed in the
     outcome's errors. admitted: the reports were checked and acknowledged
     already, so only a trial deleted since then refuses them."""
+    trials = _Trials(tx)
     if batch.all_or_nothing:
-        _refuse_as_a_whole(_Trials(tx), batch)
+        _refuse_as_a_whole(trials, batch)
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
         fast = _ingest_one_report(tx, batch.reports[0], now)
         if fast is not None:
             return fast
     out = m.IngestOutcome()
-    trials = _Trials(tx)
     series = _Series(tx)
     by_series: dict[int, PendingPoints] = defaultdict(PendingPoints)
     rebuild: set[int] = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ...domain.errors import NotFound
@@ -10,17 +9,13 @@ from ...domain.profiler import Chunk, ChunkSummary, Labels, MetricType, SummaryT
 from ..interface import IngestItem, IngestResult, SeriesInfo
 from .metrics import expiring_trials
 from .query import row_limit
+from .records import nan_to_null
 from .statements import Tx
 
 _FIND_SERIES = (
     "SELECT id FROM profiler_series WHERE trial_id = ? AND name = ? AND agent_id = ? AND gpu_uuid = ? AND metric_type = ?"
 )
 _SUMMARY_COLS = "id, count, first_ts, last_ts, first_batch, last_batch, vmin, vmax, vlast"
-
-
-def _nan_to_null(x: float) -> float | None:
-    # Stored as NULL, so every engine reads it back the same way.
-    return None if math.isnan(x) else x
 
 
 def series_from_row(row) -> SeriesInfo:
@@ -120,7 +115,7 @@ def ingest(tx: Tx, stream_id: str, items: list[IngestItem], now: int) -> IngestR
             s = item.summary
             rows.append((
                 series_id, s.first_ts, s.last_ts, s.first_batch, s.last_batch, s.count,
-                _nan_to_null(s.vmin), _nan_to_null(s.vmax), _nan_to_null(s.vlast), item.data,
+                nan_to_null(s.vmin), nan_to_null(s.vmax), nan_to_null(s.vlast), item.data,
             ))
             deltas.setdefault(series_id, _SeriesDelta()).add(s)
             result.stored_samples += s.count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 
 from ...domain.listing import fold
@@ -29,6 +30,15 @@ from ...domain.models import (
     WorkerState,
 )
 from .statements import Row
+
+
+def nan_to_null(x: float | None) -> float | None:
+    """A float as stored: NaN is NULL, so every engine reads it back the same way."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def null_to_nan(x) -> float:
+    return math.nan if x is None else float(x)
 
 
 def dumps(value) -> str:

@@ -86,7 +86,7 @@ class PostgresEngine:
             self.scope: str = row[0]
         return applied
 
-    def _run(self, fn: Callable[[Tx], T], read_only: bool = False) -> T:
+    def _run(self, fn: Callable[[Tx], T]) -> T:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 with self.pool.connection() as conn:
@@ -142,7 +142,7 @@ class PostgresEngine:
             raise Unavailable("the database is closing")
         loop = asyncio.get_running_loop()
         if not small:
-            return await loop.run_in_executor(self._threads, self._run, fn, False)
+            return await loop.run_in_executor(self._threads, self._run, fn)
         future = loop.create_future()
         self._small.append((fn, future))
         if len(self._small) == 1:
@@ -157,13 +157,13 @@ class PostgresEngine:
     async def read(self, fn: Callable[[Tx], T], small: bool = False) -> T:
         if self._closed:
             raise Unavailable("the database is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn, True)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._run, fn)
 
     def write_now(self, fn: Callable[[Tx], Any]) -> Future:
-        return self._threads.submit(self._run, fn, False)
+        return self._threads.submit(self._run, fn)
 
     def query_one(self, sql: str, args: Args = ()) -> Row | None:
-        return self._run(lambda tx: tx.one(sql, args), True)
+        return self._run(lambda tx: tx.one(sql, args))
 
     def close(self) -> None:
         if self._closed:
