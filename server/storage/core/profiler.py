@@ -82,12 +82,17 @@ def ingest(tx: Tx, stream_id: str, items: list[IngestItem], now: int) -> IngestR
     last = 0
     if stream_id:
         # The stream's row is locked from here to the commit: two batches of
-        # one stream (on two connections) settle their sequences in turn.
-        tx.run(
-            "INSERT INTO profiler_streams (stream_id, last_sequence, update_time) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
-            (stream_id, now),
-        )
-        row = tx.one("SELECT last_sequence FROM profiler_streams WHERE stream_id = ?" + tx.dialect.for_update, (stream_id,))
+        # one stream (on two connections) settle their sequences in turn. A
+        # new stream's row is made first, so there is a row to lock.
+        position_sql = "SELECT last_sequence FROM profiler_streams WHERE stream_id = ?" + tx.dialect.for_update
+        row = tx.one(position_sql, (stream_id,))
+        if row is None:
+            tx.run(
+                "INSERT INTO profiler_streams (stream_id, last_sequence, update_time) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                (stream_id, now),
+            )
+            row = tx.one(position_sql, (stream_id,))
         last = row[0] if row else 0
     position = last
     result = IngestResult(acknowledged_sequence=last)
