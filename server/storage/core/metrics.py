@@ -100,8 +100,8 @@ class _Series:
         key = (trial_id, trial_key, group, name)
         if key in self.ids:
             return self.ids[key]
-        row = self._find(trial_id, trial_key, group, name)
-        if row is None:
+        series_id = self._find(trial_id, trial_key, group, name)
+        if series_id is None:
             # Another process may create the same series meanwhile: the
             # unique index settles it and both use the one row.
             self.tx.run(
@@ -109,19 +109,18 @@ class _Series:
                 " ON CONFLICT DO NOTHING",
                 (trial_id, trial_key, group, name),
             )
-            row = self._find(trial_id, trial_key, group, name)
-            assert row is not None
-        self.ids[key] = series_id = row[0]
+            series_id = self._find(trial_id, trial_key, group, name)
+            assert series_id is not None
+        self.ids[key] = series_id
         return series_id
 
-    def _find(self, trial_id: int | None, trial_key: str | None, group: str, name: str) -> Row | None:
+    def _find(self, trial_id: int | None, trial_key: str | None, group: str, name: str) -> int | None:
         if trial_id is not None:
-            return self.tx.one(
-                "SELECT id FROM metric_series WHERE trial_id = ? AND group_name = ? AND name = ?", (trial_id, group, name)
-            )
-        return self.tx.one(
+            return find_series(self.tx, trial_id, group, name)
+        row = self.tx.one(
             "SELECT id FROM metric_series WHERE trial_key = ? AND group_name = ? AND name = ?", (trial_key, group, name)
         )
+        return row[0] if row else None
 
 
 def _load_summary(tx, series_id: int) -> tuple[m.SeriesSummary, int, int]:
