@@ -108,12 +108,17 @@ class RetentionJob(Job):
                 return deleted
 
     async def sweep(self) -> int:
-        """Deletes everything expired; returns the number of rows deleted
-        (profiler chunks plus log lines)."""
+        """Drops the partitions that hold only expired rows, then deletes
+        what expired elsewhere; returns the number of rows gone (profiler
+        chunks and log lines, deleted or dropped with their partition)."""
+        dropped = await self.storage.drop_expired_partitions(self.clock(), self.default_days)
         self.last_counts = {
+            "rows in dropped partitions": sum(dropped.values()),
             "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
             "log lines": await self._drain(self.storage.delete_expired_logs),
         }
+        if dropped:
+            log.info("retention dropped partitions %s", ", ".join(f"{name} ({n} rows)" for name, n in dropped.items()))
         deleted = sum(self.last_counts.values())
         if deleted:
             log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in self.last_counts.items()))

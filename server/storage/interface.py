@@ -404,6 +404,13 @@ class Storage(StudyStore, TrialStore, WorkerStore, ProfilerStore, MetricStore, O
         database; None: every process runs it."""
         return None
 
+    async def drop_expired_partitions(self, now: int, default_days: int) -> dict[str, int]:
+        """Drops the time partitions of profiler chunks and log lines whose
+        every row is past its trial's retention, before the sweep DELETEs
+        the rest; returns the rows each dropped partition held, by name.
+        Backends without partitions drop nothing."""
+        return {}
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

@@ -598,11 +598,11 @@ def delete_expired_logs(tx: Tx, now: int, default_days: int, limit: int) -> int:
     ids: list[tuple] = []
     for trial_id, cutoff in expiring_trials(tx, now, default_days):
         ids.extend(tx.tuples(
-            "SELECT id FROM task_logs WHERE trial_id = ? AND time < ? LIMIT ?", (trial_id, cutoff, limit - len(ids))
+            "SELECT id, time FROM task_logs WHERE trial_id = ? AND time < ? LIMIT ?", (trial_id, cutoff, limit - len(ids))
         ))
         if len(ids) >= limit:
             break
-    tx.run_many("DELETE FROM task_logs WHERE id = ?", ids)
+    tx.run_many("DELETE FROM task_logs WHERE id = ? AND time = ?", ids)
     return len(ids)
 
 

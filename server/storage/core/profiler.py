@@ -222,7 +222,7 @@ def delete_expired(tx: Tx, now: int, default_days: int, limit: int) -> int:
     rows: list[tuple] = []
     for trial_id, cutoff in expiring_trials(tx, now, default_days, "SELECT trial_id FROM profiler_series"):
         rows.extend(tx.tuples(
-            "SELECT c.id, c.series_id FROM profiler_series s JOIN profiler_chunks c ON c.series_id = s.id"
+            "SELECT c.id, c.last_ts, c.series_id FROM profiler_series s JOIN profiler_chunks c ON c.series_id = s.id"
             " WHERE s.trial_id = ? AND c.last_ts < ? LIMIT ?",
             (trial_id, cutoff, limit - len(rows)),
         ))
@@ -230,7 +230,14 @@ def delete_expired(tx: Tx, now: int, default_days: int, limit: int) -> int:
             break
     if not rows:
         return 0
-    tx.run_many("DELETE FROM profiler_chunks WHERE id = ?", [(r[0],) for r in rows])
+    # The time is named too, so a time-partitioned table looks in one partition.
+    tx.run_many("DELETE FROM profiler_chunks WHERE id = ? AND last_ts = ?", [(r[0], r[1]) for r in rows])
+    refresh_series(tx, {r[2] for r in rows})
+    return len(rows)
+
+
+def refresh_series(tx: Tx, series_ids: set[int]) -> None:
+    """Recomputes the summaries of series that lost chunks."""
     tx.run_many(
         """
         UPDATE profiler_series SET
@@ -242,6 +249,5 @@ def delete_expired(tx: Tx, now: int, default_days: int, limit: int) -> int:
             last_batch = (SELECT max(last_batch) FROM profiler_chunks WHERE series_id = ?)
         WHERE id = ?
         """,
-        [(series_id,) * 7 for series_id in sorted({r[1] for r in rows})],
+        [(series_id,) * 7 for series_id in sorted(series_ids)],
     )
-    return len(rows)

@@ -274,6 +274,91 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         $$
         """,
     ),
+    (
+        2,
+        "profiler chunks and task logs partitioned by day, so retention drops partitions",
+        """
+        -- Creates the partition of one UTC day (day = microseconds // 86400e6)
+        -- of a table partitioned on column, unless it exists or the default
+        -- partition already holds rows of that day (a partition cannot be
+        -- created over them; they stay where they are and expire by DELETE).
+        CREATE FUNCTION trialplane_add_day_partition(parent TEXT, col TEXT, day BIGINT) RETURNS BOOLEAN
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                lo BIGINT := day * 86400000000;
+                hi BIGINT := lo + 86400000000;
+                part TEXT := parent || '_p' || to_char(to_timestamp(day * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD');
+                taken BOOLEAN;
+            BEGIN
+                IF to_regclass(quote_ident(part)) IS NOT NULL THEN
+                    RETURN FALSE;
+                END IF;
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE %I >= $1 AND %I < $2)', parent || '_default', col, col)
+                    INTO taken USING lo, hi;
+                IF taken THEN
+                    RETURN FALSE;
+                END IF;
+                EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)', part, parent, lo, hi);
+                RETURN TRUE;
+            END
+        $$;
+
+        ALTER TABLE profiler_chunks RENAME TO profiler_chunks_v1;
+        ALTER TABLE profiler_chunks_v1 RENAME CONSTRAINT profiler_chunks_pkey TO profiler_chunks_v1_pkey;
+        DROP INDEX profiler_chunks_series_time;
+        DROP INDEX profiler_chunks_series_end;
+        CREATE SEQUENCE profiler_chunks_ids;
+        SELECT setval('profiler_chunks_ids', coalesce(max(id), 0) + 1, false) FROM profiler_chunks_v1;
+        CREATE TABLE profiler_chunks (
+            id BIGINT NOT NULL DEFAULT nextval('profiler_chunks_ids'),
+            series_id BIGINT NOT NULL REFERENCES profiler_series (id) ON DELETE CASCADE,
+            first_ts BIGINT NOT NULL,
+            last_ts BIGINT NOT NULL,
+            first_batch BIGINT NOT NULL,
+            last_batch BIGINT NOT NULL,
+            count BIGINT NOT NULL,
+            vmin DOUBLE PRECISION,
+            vmax DOUBLE PRECISION,
+            vlast DOUBLE PRECISION,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (id, last_ts)
+        ) PARTITION BY RANGE (last_ts);
+        ALTER SEQUENCE profiler_chunks_ids OWNED BY profiler_chunks.id;
+        CREATE TABLE profiler_chunks_default PARTITION OF profiler_chunks DEFAULT;
+        CREATE INDEX profiler_chunks_series_time ON profiler_chunks (series_id, first_ts, id);
+        CREATE INDEX profiler_chunks_series_end ON profiler_chunks (series_id, last_ts);
+        SELECT trialplane_add_day_partition('profiler_chunks', 'last_ts', day)
+            FROM (SELECT DISTINCT floor(last_ts / 86400000000.0)::BIGINT AS day FROM profiler_chunks_v1) AS days;
+        INSERT INTO profiler_chunks SELECT * FROM profiler_chunks_v1 ORDER BY id;
+        DROP TABLE profiler_chunks_v1;
+
+        ALTER TABLE task_logs RENAME TO task_logs_v1;
+        ALTER TABLE task_logs_v1 RENAME CONSTRAINT task_logs_pkey TO task_logs_v1_pkey;
+        DROP INDEX task_logs_trial;
+        DROP INDEX task_logs_trial_time;
+        CREATE SEQUENCE task_logs_ids;
+        SELECT setval('task_logs_ids', coalesce(max(id), 0) + 1, false) FROM task_logs_v1;
+        CREATE TABLE task_logs (
+            id BIGINT NOT NULL DEFAULT nextval('task_logs_ids'),
+            trial_id BIGINT NOT NULL REFERENCES trials (id) ON DELETE CASCADE,
+            time BIGINT NOT NULL,
+            level TEXT NOT NULL,
+            worker TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            rank BIGINT NOT NULL,
+            message TEXT NOT NULL,
+            PRIMARY KEY (id, time)
+        ) PARTITION BY RANGE (time);
+        ALTER SEQUENCE task_logs_ids OWNED BY task_logs.id;
+        CREATE TABLE task_logs_default PARTITION OF task_logs DEFAULT;
+        CREATE INDEX task_logs_trial ON task_logs (trial_id, id);
+        CREATE INDEX task_logs_trial_time ON task_logs (trial_id, time);
+        SELECT trialplane_add_day_partition('task_logs', 'time', day)
+            FROM (SELECT DISTINCT floor(time / 86400000000.0)::BIGINT AS day FROM task_logs_v1) AS days;
+        INSERT INTO task_logs SELECT * FROM task_logs_v1 ORDER BY id;
+        DROP TABLE task_logs_v1;
+        """,
+    ),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from ...domain.clock import now_us
 from ..core.store import SqlStorage
 from .announcements import AdvisoryLease, NotifyRelay, channel_name, lock_key
 from .engine import PostgresEngine
+from .partitions import TABLES, day_partitions, drop_if_expired, ensure_partitions
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,23 @@ class PostgresStorage(SqlStorage):
         if applied:
             log.info("applied PostgreSQL migrations %s", applied)
         self.db = self.engine
+        await self.engine.write(lambda tx: ensure_partitions(tx, self.clock()))
         self._relay = NotifyRelay(self.dsn, self.engine.options, channel_name(self.engine.scope))
         self._opened = True
+
+    async def drop_expired_partitions(self, now: int, default_days: int) -> dict[str, int]:
+        created = await self.engine.write(lambda tx: ensure_partitions(tx, now))
+        if created:
+            log.info("created partitions %s", ", ".join(created))
+        dropped = {}
+        for table in TABLES:
+            for name, day in await self.engine.read(functools.partial(day_partitions, table=table.table)):
+                def drop(tx, table=table, name=name, day=day):
+                    return drop_if_expired(tx, table, name, day, now, default_days)
+                rows = await self.engine.write(drop)
+                if rows is not None:
+                    dropped[name] = rows
+        return dropped
 
     def change_relay(self) -> NotifyRelay:
         return self._relay
