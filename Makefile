@@ -46,8 +46,16 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # Every bench/*_bench.py prints a table of medians beside the limits it is compared with.
+# With BENCH_POSTGRES_DSN (default: TRIALPLANE_TEST_POSTGRES_DSN) the benches that take
+# --postgres run a second time on it, so both backends print one after the other.
+BENCH_POSTGRES_DSN ?= $(TRIALPLANE_TEST_POSTGRES_DSN)
+POSTGRES_BENCHES := bench/metrics_bench.py bench/profiler_bench.py bench/replicas_bench.py
+
 bench: $(STAMP)
 	for script in bench/*_bench.py; do $(PY) $$script || exit 1; done
+	@if [ -n "$(BENCH_POSTGRES_DSN)" ]; then \
+		for script in $(POSTGRES_BENCHES); do $(PY) $$script --postgres "$(BENCH_POSTGRES_DSN)" || exit 1; done; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info
