@@ -14,12 +14,14 @@ import threading
 import time
 
 import grpc
+import psutil
 import psycopg
 import pytest
 from google.protobuf import duration_pb2
 from support import Client, ServerProcess, error_of, postgres, tool
 from support.trials import S, new_trial
 from support.trials import report as report_state
+from trialplane.server.storage.postgres.announcements import lock_key
 from trialplane.v1 import metrics_pb2 as mp
 from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import trial_pb2
@@ -150,6 +152,72 @@ def test_the_watchdog_runs_on_one_replica_and_moves_when_it_dies(replicas):
     first.proc.wait()
     later = running_trial(b, name="later", stopping_condition=limit)
     assert wait_for_state(b, later.id, S.TRIAL_STATE_STOPPING_CANCELED)
+
+
+JOBS = ("watchdog", "retention")
+
+
+def job_holders(database: str, processes: list[ServerProcess]) -> dict[str, list[int]]:
+    """The pids of the replicas holding each job's advisory lock, found by
+    the port of the lock's connection."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        scope = conn.execute("SELECT current_database() || '.' || current_schema()").fetchone()[0]
+        rows = conn.execute(
+            "SELECT l.classid::bigint, l.objid::bigint, a.client_port FROM pg_locks l JOIN pg_stat_activity a"
+            " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        ).fetchall()
+    jobs = {lock_key(scope, job): job for job in JOBS}
+    pid_of_port = {c.laddr.port: p.proc.pid for p in processes if p.proc.poll() is None
+                   for c in psutil.Process(p.proc.pid).net_connections("tcp")}
+    holders: dict[str, list[int]] = {job: [] for job in JOBS}
+    for high, low, port in rows:
+        key = (high << 32) | low
+        key = key - (1 << 64) if key >= 1 << 63 else key
+        if key in jobs:
+            holders[jobs[key]].append(pid_of_port.get(port, -1))
+    return holders
+
+
+def settled_holders(database: str, processes: list[ServerProcess], seconds: float = 20) -> dict[str, list[int]]:
+    """Job holders once every job has one, or what there is at the deadline."""
+    deadline = time.monotonic() + seconds
+    while True:
+        holders = job_holders(database, processes)
+        if all(holders.values()) or time.monotonic() > deadline:
+            return holders
+        time.sleep(0.1)
+
+
+def test_three_replicas_run_each_job_once_and_a_killed_holder_hands_it_over(replicas, database):
+    jobs_every = ("--watchdog-interval", "0.2", "--retention-interval", "0.2")
+    started = [replicas(*jobs_every) for _ in range(3)]
+    processes = [p for p, _ in started]
+    holders = settled_holders(database, processes)
+    live = {p.proc.pid for p in processes}
+    assert all(len(pids) == 1 and pids[0] in live for pids in holders.values()), holders
+
+    # SIGKILL the watchdog's holder: PostgreSQL ends its session and its
+    # locks, and a survivor takes the job at its next sweep.
+    (holder,) = holders["watchdog"]
+    victim = next(p for p in processes if p.proc.pid == holder)
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    survivors = [p for p in processes if p is not victim]
+    deadline = time.monotonic() + 20
+    while True:
+        after = job_holders(database, survivors)
+        moved = all(len(pids) == 1 and pids[0] in {p.proc.pid for p in survivors} for pids in after.values())
+        if moved or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert moved, after
+
+    client = next(c for p, c in started if p is not victim)
+    limit = trial_pb2.StoppingCondition(max_runtime=duration_pb2.Duration(nanos=300_000_000))
+    trial = running_trial(client, name="after-the-kill", stopping_condition=limit)
+    assert wait_for_state(client, trial.id, S.TRIAL_STATE_STOPPING_CANCELED)
+    events = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events
+    assert [e.to_state for e in events].count(S.TRIAL_STATE_STOPPING_CANCELED) == 1
 
 
 def wait_for_state(client: Client, trial_id: int, state: int, seconds: float = 20) -> bool:
