@@ -179,7 +179,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
     log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, feed, config.max_message_bytes), handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
-    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage), handlers)
+    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage, feed, clock), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from trialplane.v1 import study_pb2, study_service_pb2, study_service_pb2_grpc
 
 from ..domain import listing, study_rules, validation
-from ..domain.errors import Unimplemented, invalid
+from ..domain.early_stopping import registry as stopping_registry
+from ..domain.errors import (
+    FailedPrecondition,
+    Unimplemented,
+    ViolationCollector,
+    invalid,
+)
 from ..domain.models import (
     AlgorithmSpec,
     CheckpointRetention,
@@ -19,9 +25,15 @@ from ..domain.models import (
     Study,
     StudyState,
 )
+from ..domain.search import registry as search_registry
+from ..domain.search import settings as search_settings
+from ..services import study_control
+from ..services.change_feed import ChangeFeed
+from ..services.suggestions import Suggestions
 from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
+from .trial_service import trial_to_proto
 
 OBJECTIVE_TYPES = convert.EnumMap(study_pb2.ObjectiveType, "OBJECTIVE_TYPE_", ObjectiveType)
 PARAMETER_TYPES = convert.EnumMap(study_pb2.ParameterType, "PARAMETER_TYPE_", ParameterType)
@@ -29,9 +41,12 @@ SCALES = convert.EnumMap(study_pb2.ParameterScale, "PARAMETER_SCALE_", Parameter
 STUDY_STATES = convert.EnumMap(study_pb2.StudyState, "STUDY_STATE_", StudyState)
 
 UPDATABLE = {
-    "description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "metric_definitions",
-    "checkpoint_retention",
+    "description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "max_failed_trials",
+    "metric_definitions", "checkpoint_retention", "algorithm", "early_stopping",
 }
+# Paths that change the search, allowed only while the study is ACTIVE.
+SEARCH_PATHS = {"algorithm", "early_stopping"}
+MAX_SUGGESTIONS = 100
 
 
 def _opt(message, field: str):
@@ -73,6 +88,7 @@ def study_from_proto(p: study_pb2.Study) -> Study:
         metric_definitions=[MetricDefinition(d.name, d.regex) for d in p.metric_definitions],
         metadata=convert.struct_to_dict(p.metadata),
         checkpoint_retention=CheckpointRetention(p.checkpoint_retention.keep_best, p.checkpoint_retention.keep_latest),
+        max_failed_trials=p.max_failed_trials,
     )
 
 
@@ -122,12 +138,22 @@ def study_to_proto(s: Study) -> study_pb2.Study:
         checkpoint_retention=convert.present(study_pb2.CheckpointRetention(
             keep_best=s.checkpoint_retention.keep_best, keep_latest=s.checkpoint_retention.keep_latest
         )),
+        max_failed_trials=s.max_failed_trials,
+        state_message=s.state_message,
+        suggestion_count=s.suggestion_count,
     )
 
 
+def _spec_from_proto(p) -> AlgorithmSpec:
+    return AlgorithmSpec(p.name, [(s.name, s.value) for s in p.settings])
+
+
 class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, feed: ChangeFeed, clock):
         self.storage = storage
+        self.feed = feed
+        self.clock = clock
+        self.suggestions = Suggestions(storage)
 
     @rpc
     async def CreateStudy(self, request, context):
@@ -173,6 +199,11 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
 
         def apply(current: Study) -> Study:
             study_rules.check_etag(current, etag)
+            if paths & SEARCH_PATHS and current.state != StudyState.ACTIVE:
+                raise FailedPrecondition(
+                    f"study {current.id} is {current.state.value}: its search can no longer change",
+                    reason="ILLEGAL_TRANSITION", metadata={"study_id": current.id, "state": current.state},
+                )
             for path in paths:
                 setattr(current, path, getattr(incoming, path))
             validation.validate_study_update(current, paths)
@@ -189,7 +220,45 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
 
     @rpc
     async def SuggestTrials(self, request, context):
-        raise Unimplemented("SuggestTrials is not implemented yet: hyperparameter search is a later milestone")
+        study_id = convert.require_id(request.study_id, "study_id", "study")
+        v = ViolationCollector()
+        if request.count < 0 or request.count > MAX_SUGGESTIONS:
+            v.add("count", f"must be 0 to {MAX_SUGGESTIONS}")
+        validation.check_text(v, "client_id", request.client_id, validation.MAX_TAG)
+        v.raise_if_any()
+        suggested = await self.suggestions.suggest(study_id, request.client_id, request.count or 1)
+        now = self.clock()
+        return study_service_pb2.SuggestTrialsResponse(
+            trials=[trial_to_proto(t, now) for t in suggested.trials],
+            study_done=suggested.study.state != StudyState.ACTIVE,
+        )
+
+    @rpc
+    async def StopStudy(self, request, context):
+        study_id = convert.require_id(request.id, "id", "study")
+        v = ViolationCollector()
+        validation.check_text(v, "reason", request.reason)
+        v.raise_if_any()
+        return study_to_proto(await study_control.stop_study(self.storage, self.feed, study_id, request.reason))
+
+    @rpc
+    async def CompleteStudy(self, request, context):
+        study_id = convert.require_id(request.id, "id", "study")
+        v = ViolationCollector()
+        validation.check_text(v, "reason", request.reason)
+        v.raise_if_any()
+        return study_to_proto(await study_control.complete_study(self.storage, study_id, request.reason))
+
+    @rpc
+    async def ValidateAlgorithmSettings(self, request, context):
+        probe = study_from_proto(study_pb2.Study(parameters=request.parameters))
+        v = ViolationCollector()
+        search_settings.check_algorithm(v, "algorithm", _spec_from_proto(request.algorithm), probe.parameters,
+                                        "parameters")
+        search_settings.check_early_stopping(v, "early_stopping", _spec_from_proto(request.early_stopping))
+        v.raise_if_any()
+        return study_service_pb2.ValidateAlgorithmSettingsResponse(
+            algorithms=search_registry.names(), early_stopping_rules=stopping_registry.names())
 
     @rpc
     async def CheckEarlyStopping(self, request, context):

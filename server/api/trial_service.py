@@ -194,6 +194,7 @@ def trial_to_proto(t: Trial, now: int, fields: set[str] | None = None) -> trial_
         searcher_metric_value=t.searcher_metric_value,
         total_checkpoint_size_bytes=t.checkpoint_size,
         checkpoint_count=t.checkpoint_count,
+        client_id=t.client_id,
         **{name: build(t) for name, build in wanted.items()},
     )
 

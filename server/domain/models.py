@@ -17,6 +17,7 @@ class StudyState(str, enum.Enum):
     ACTIVE = "ACTIVE"
     COMPLETED = "COMPLETED"
     STOPPED = "STOPPED"
+    FAILED = "FAILED"
 
 
 class ObjectiveType(str, enum.Enum):
@@ -129,9 +130,13 @@ class Study:
     metric_definitions: list[MetricDefinition] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     checkpoint_retention: CheckpointRetention = field(default_factory=CheckpointRetention)
+    max_failed_trials: int = 0
     id: int = 0
     state: StudyState = StudyState.ACTIVE
+    state_message: str = ""
     trial_count: int = 0
+    # Points SuggestTrials handed out: the index of the next one.
+    suggestion_count: int = 0
     create_time: int = 0
     update_time: int = 0
     version: int = 0
@@ -196,6 +201,8 @@ class Trial:
     update_time: int = 0
     version: int = 0
     metric_definitions: list[MetricDefinition] = field(default_factory=list)
+    # The SuggestTrials caller the trial was made for; "" for CreateTrial.
+    client_id: str = ""
     # Kept up to date by metric and checkpoint reports, read-only elsewhere.
     searcher_metric_value: float | None = None
     best_validation: dict | None = None

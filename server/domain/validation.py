@@ -145,6 +145,18 @@ def check_study_limits(v: ViolationCollector, study: Study, prefix: str = "study
         v.add(f"{prefix}.parallel_trials", "must not be negative")
     if study.max_trials > 0 and study.parallel_trials > study.max_trials:
         v.add(f"{prefix}.parallel_trials", f"must not exceed max_trials ({study.max_trials})")
+    if study.max_failed_trials < 0:
+        v.add(f"{prefix}.max_failed_trials", "must not be negative")
+
+
+def check_search(v: ViolationCollector, study: Study, prefix: str = "study") -> None:
+    """The algorithm (when one is named or configured) against the space,
+    and the early-stopping rule."""
+    from .search import settings
+
+    if study.algorithm.name or study.algorithm.settings:
+        settings.check_algorithm(v, f"{prefix}.algorithm", study.algorithm, study.parameters, f"{prefix}.parameters")
+    settings.check_early_stopping(v, f"{prefix}.early_stopping", study.early_stopping)
 
 
 def validate_study(study: Study) -> None:
@@ -172,6 +184,8 @@ def validate_study(study: Study) -> None:
     check_study_limits(v, study)
     check_tags(v, "study.tags", study.tags)
     _check_metric_definitions(v, "study.metric_definitions", study.metric_definitions)
+    if not v.violations:
+        check_search(v, study)
     v.raise_if_any()
 
 
@@ -183,6 +197,8 @@ def validate_study_update(study: Study, paths: set[str]) -> None:
     check_tags(v, "study.tags", study.tags)
     if "metric_definitions" in paths:
         _check_metric_definitions(v, "study.metric_definitions", study.metric_definitions)
+    if paths & {"algorithm", "early_stopping"}:
+        check_search(v, study)
     v.raise_if_any()
 
 

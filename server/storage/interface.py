@@ -38,6 +38,18 @@ T = TypeVar("T")
 Now = int
 StudyCheck = Callable[[Study], None]
 TrialChange = Callable[[Trial, Now], Change]
+# Given the study (locked), its unfinished trials and how many new trials
+# there is room for, the hyperparameters of at most that many new trials;
+# fewer means the search space is exhausted. Runs inside the write.
+SuggestionPlan = Callable[[Study, list[Trial], int], list[dict]]
+
+
+class Suggested(NamedTuple):
+    """What SuggestTrials hands out: the caller's unfinished trials, then the
+    new ones, and the study as the write left it."""
+
+    trials: list[Trial]
+    study: Study
 
 
 @dataclass
@@ -162,6 +174,19 @@ class StudyStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_study(self, study_id: int, check: StudyCheck) -> Study: ...
+
+    @abc.abstractmethod
+    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan) -> Suggested:
+        """With the study locked: the client's unfinished trials (at most
+        count), then new QUEUED trials from plan for the rest, as far as
+        parallel_trials and max_trials leave room; the study counts them in
+        suggestion_count and completes when plan found the space exhausted.
+        NotFound for an unknown study."""
+
+    @abc.abstractmethod
+    async def search_history(self, study_id: int, after: tuple[int, int] | None, limit: int = 1000) -> list[Trial]:
+        """The study's trials ordered by (update_time, id), after that key:
+        what changed since a search last looked."""
 
 
 class TrialStore(abc.ABC):

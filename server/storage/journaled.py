@@ -435,6 +435,12 @@ class JournaledStorage(Storage):
     async def delete_study(self, *args, **kwargs):
         return await self._write(self.inner.delete_study(*args, **kwargs))
 
+    async def suggest_trials(self, *args, **kwargs):
+        return await self._write(self.inner.suggest_trials(*args, **kwargs))
+
+    async def search_history(self, *args, **kwargs):
+        return await self._read(self.inner.search_history(*args, **kwargs))
+
     async def create_trial(self, *args, **kwargs):
         return await self._write(self.inner.create_trial(*args, **kwargs))
 

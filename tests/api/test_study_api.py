@@ -199,12 +199,6 @@ def test_list_filters_order_and_read_mask(client):
     assert len(client.studies.ListStudies(ss.ListStudiesRequest(created_before=future)).studies) == 3
 
 
-def test_search_rpcs_are_unimplemented(client):
-    study = create_study(client, "s")
-    err = error_of(client.studies.SuggestTrials, ss.SuggestTrialsRequest(study_id=study.id, count=1))
-    assert err.code == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_a_study_and_a_trial_read_back_as_they_were_sent(client):
     sent = make_study("as-sent")
     created = client.studies.CreateStudy(ss.CreateStudyRequest(study=sent))

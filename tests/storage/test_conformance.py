@@ -266,6 +266,96 @@ def test_study_trial_count_and_cascade(run):
     run(body)
 
 
+def index_plan(seen: list):
+    """A plan whose points name their index, recording what it was given."""
+    def plan(study, unfinished, room):
+        seen.append((study.suggestion_count, sorted(t.id for t in unfinished), room))
+        return [{"i": study.suggestion_count + k} for k in range(room)]
+    return plan
+
+
+def test_suggested_trials_take_the_next_indices_within_the_room(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s", parallel_trials=3, max_trials=5))
+        seen: list = []
+        first = await s.suggest_trials(study.id, "w1", 2, index_plan(seen))
+        assert [t.hyperparameters for t in first.trials] == [{"i": 0}, {"i": 1}]
+        assert [(t.name, t.client_id, t.state) for t in first.trials] == [
+            ("s-1", "w1", TrialState.QUEUED), ("s-2", "w1", TrialState.QUEUED)]
+        assert (first.study.suggestion_count, first.study.trial_count) == (2, 2)
+        # The same client gets its unfinished trials back; no plan is asked.
+        again = await s.suggest_trials(study.id, "w1", 2, index_plan(seen))
+        assert [t.id for t in again.trials] == [t.id for t in first.trials] and len(seen) == 1
+        # parallel_trials leaves room for one more.
+        other = await s.suggest_trials(study.id, "w2", 5, index_plan(seen))
+        assert [t.hyperparameters for t in other.trials] == [{"i": 2}]
+        assert seen[-1] == (2, sorted(t.id for t in first.trials), 1)
+        assert (await s.suggest_trials(study.id, "", 1, index_plan(seen))).trials == []
+        for t in first.trials:
+            await s.change_trial(t.id, running())
+            await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(
+                tr, now, lifecycle.StateReport(state=TrialState.COMPLETED)))
+        # max_trials leaves two; a plan that finds fewer points exhausts the space.
+        short = await s.suggest_trials(study.id, "", 2, lambda st, unfinished, room: [{"i": 9}])
+        assert [t.hyperparameters for t in short.trials] == [{"i": 9}]
+        assert short.study.state == StudyState.COMPLETED
+        assert short.study.state_message.startswith("search space exhausted")
+        assert (await s.suggest_trials(study.id, "", 1, index_plan(seen))).trials == []
+        with pytest.raises(NotFound):
+            await s.suggest_trials(study.id + 100, "", 1, index_plan(seen))
+
+    run(body)
+
+
+def test_search_history_pages_by_update_time(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s"))
+        made = (await s.suggest_trials(study.id, "", 3, index_plan([]))).trials
+        history = await s.search_history(study.id, None)
+        assert [t.id for t in history] == [t.id for t in made]
+        changed = await s.change_trial(made[0].id, running())
+        after = (history[-1].update_time, history[-1].id)
+        assert [t.id for t in await s.search_history(study.id, after)] == [changed.id]
+        # The changed trial moved to the end.
+        assert [t.id for t in await s.search_history(study.id, None, limit=2)] == [t.id for t in made[1:]]
+
+    run(body)
+
+
+def test_studies_end_when_their_trials_do(run):
+    async def body(s):
+        budget = await s.create_study(Study(name="budget", max_trials=2))
+        made = (await s.suggest_trials(budget.id, "", 2, index_plan([]))).trials
+        done = lifecycle.StateReport(state=TrialState.COMPLETED)
+        failed = lifecycle.StateReport(state=TrialState.ERROR)
+        for t in made:
+            await s.change_trial(t.id, running())
+            assert (await s.get_study(budget.id)).state == StudyState.ACTIVE
+            await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, done))
+        assert (await s.get_study(budget.id)).state == StudyState.COMPLETED
+        fragile = await s.create_study(Study(name="fragile", max_failed_trials=1))
+        (t,) = (await s.suggest_trials(fragile.id, "", 1, index_plan([]))).trials
+        await s.change_trial(t.id, running())
+        await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, failed))
+        ended = await s.get_study(fragile.id)
+        assert (ended.state, ended.state_message) == (StudyState.FAILED, "max_failed_trials reached: 1 trials ended in ERROR")
+
+    run(body)
+
+
+def test_two_replicas_suggesting_at_once_never_share_an_index(replicas):
+    async def body(a, b):
+        study = await a.create_study(Study(name="s", parallel_trials=20))
+        results = await asyncio.gather(*(
+            (a if i % 2 else b).suggest_trials(study.id, f"w{i}", 2, index_plan([])) for i in range(12)
+        ))
+        indices = sorted(t.hyperparameters["i"] for r in results for t in r.trials)
+        assert indices == list(range(20))
+        assert (await b.get_study(study.id)).suggestion_count == 20
+
+    replicas(body)
+
+
 def test_trials_due_by_deadline(run):
     async def body(s):
         a = await s.create_trial(Trial(), None, lambda st: None)

@@ -38,6 +38,7 @@ class StudyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STUDY_STATE_ACTIVE: _ClassVar[StudyState]
     STUDY_STATE_COMPLETED: _ClassVar[StudyState]
     STUDY_STATE_STOPPED: _ClassVar[StudyState]
+    STUDY_STATE_FAILED: _ClassVar[StudyState]
 OBJECTIVE_TYPE_UNSPECIFIED: ObjectiveType
 OBJECTIVE_TYPE_MINIMIZE: ObjectiveType
 OBJECTIVE_TYPE_MAXIMIZE: ObjectiveType
@@ -53,6 +54,7 @@ STUDY_STATE_UNSPECIFIED: StudyState
 STUDY_STATE_ACTIVE: StudyState
 STUDY_STATE_COMPLETED: StudyState
 STUDY_STATE_STOPPED: StudyState
+STUDY_STATE_FAILED: StudyState
 
 class Objective(_message.Message):
     __slots__ = ("metric_name", "type", "goal", "additional_metric_names")
@@ -133,7 +135,7 @@ class CheckpointRetention(_message.Message):
     def __init__(self, keep_best: _Optional[int] = ..., keep_latest: _Optional[int] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag", "checkpoint_retention")
+    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag", "checkpoint_retention", "max_failed_trials", "state_message", "suggestion_count")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +155,9 @@ class Study(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_RETENTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILED_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SUGGESTION_COUNT_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     owner: str
@@ -172,4 +177,7 @@ class Study(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     etag: str
     checkpoint_retention: CheckpointRetention
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ...) -> None: ...
+    max_failed_trials: int
+    state_message: str
+    suggestion_count: int
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ..., max_failed_trials: _Optional[int] = ..., state_message: _Optional[str] = ..., suggestion_count: _Optional[int] = ...) -> None: ...

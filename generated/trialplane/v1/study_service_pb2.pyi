@@ -120,3 +120,37 @@ class CheckEarlyStoppingResponse(_message.Message):
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[EarlyStoppingDecision]
     def __init__(self, decisions: _Optional[_Iterable[_Union[EarlyStoppingDecision, _Mapping]]] = ...) -> None: ...
+
+class StopStudyRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CompleteStudyRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ValidateAlgorithmSettingsRequest(_message.Message):
+    __slots__ = ("algorithm", "early_stopping", "parameters")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    algorithm: _study_pb2.AlgorithmSpec
+    early_stopping: _study_pb2.EarlyStoppingSpec
+    parameters: _containers.RepeatedCompositeFieldContainer[_study_pb2.ParameterSpec]
+    def __init__(self, algorithm: _Optional[_Union[_study_pb2.AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[_study_pb2.EarlyStoppingSpec, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[_study_pb2.ParameterSpec, _Mapping]]] = ...) -> None: ...
+
+class ValidateAlgorithmSettingsResponse(_message.Message):
+    __slots__ = ("algorithms", "early_stopping_rules")
+    ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_RULES_FIELD_NUMBER: _ClassVar[int]
+    algorithms: _containers.RepeatedScalarFieldContainer[str]
+    early_stopping_rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, algorithms: _Optional[_Iterable[str]] = ..., early_stopping_rules: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -71,6 +71,21 @@ class StudyServiceStub:
                 request_serializer=trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingRequest.SerializeToString,
                 response_deserializer=trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingResponse.FromString,
                 _registered_method=True)
+        self.StopStudy = channel.unary_unary(
+                '/trialplane.v1.StudyService/StopStudy',
+                request_serializer=trialplane_dot_v1_dot_study__service__pb2.StopStudyRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_study__pb2.Study.FromString,
+                _registered_method=True)
+        self.CompleteStudy = channel.unary_unary(
+                '/trialplane.v1.StudyService/CompleteStudy',
+                request_serializer=trialplane_dot_v1_dot_study__service__pb2.CompleteStudyRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_study__pb2.Study.FromString,
+                _registered_method=True)
+        self.ValidateAlgorithmSettings = channel.unary_unary(
+                '/trialplane.v1.StudyService/ValidateAlgorithmSettings',
+                request_serializer=trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class StudyServiceServicer:
@@ -103,9 +118,10 @@ class StudyServiceServicer:
 
     def UpdateStudy(self, request, context):
         """Updates the fields named in update_mask: description, owner, tags,
-        metadata, max_trials, parallel_trials, metric_definitions,
-        checkpoint_retention. Any other path is INVALID_ARGUMENT. Returns the
-        updated study.
+        metadata, max_trials, parallel_trials, max_failed_trials,
+        metric_definitions, checkpoint_retention, and on an ACTIVE study
+        algorithm and early_stopping (validated as on create). Any other path
+        is INVALID_ARGUMENT. Returns the updated study.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,8 +138,12 @@ class StudyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SuggestTrials(self, request, context):
-        """Asks the study's search algorithm for new hyperparameter assignments.
-        Not implemented yet: UNIMPLEMENTED (NOT_IMPLEMENTED).
+        """Asks the study's search algorithm for new trials: each is created
+        QUEUED with a hyperparameter point from the study's space and
+        returned. A repeat with the same client_id first returns that client's
+        unfinished trials, so a retrying driver never grows the study. Fewer
+        trials than count (or none, with study_done) come back when
+        parallel_trials or max_trials leaves no room or the space is exhausted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +152,34 @@ class StudyServiceServicer:
     def CheckEarlyStopping(self, request, context):
         """Asks the study's early-stopping rule whether trials should stop now.
         Not implemented yet: UNIMPLEMENTED (NOT_IMPLEMENTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopStudy(self, request, context):
+        """Ends the search: the study becomes STOPPED (state_message = reason) and
+        every unfinished trial of it is asked to stop, as StopTrial does.
+        FAILED_PRECONDITION (ILLEGAL_TRANSITION) unless the study is ACTIVE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteStudy(self, request, context):
+        """Marks the search done: the study becomes COMPLETED and takes no new
+        trials; trials still running go on. FAILED_PRECONDITION
+        (ILLEGAL_TRANSITION) unless the study is ACTIVE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateAlgorithmSettings(self, request, context):
+        """Checks a search algorithm and an early-stopping rule with their
+        settings against a search space without creating anything:
+        INVALID_ARGUMENT with a field violation per problem, else the names of
+        every algorithm and rule the server knows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +222,21 @@ def add_StudyServiceServicer_to_server(servicer, server):
                     servicer.CheckEarlyStopping,
                     request_deserializer=trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingRequest.FromString,
                     response_serializer=trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingResponse.SerializeToString,
+            ),
+            'StopStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopStudy,
+                    request_deserializer=trialplane_dot_v1_dot_study__service__pb2.StopStudyRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_study__pb2.Study.SerializeToString,
+            ),
+            'CompleteStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteStudy,
+                    request_deserializer=trialplane_dot_v1_dot_study__service__pb2.CompleteStudyRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_study__pb2.Study.SerializeToString,
+            ),
+            'ValidateAlgorithmSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateAlgorithmSettings,
+                    request_deserializer=trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -366,6 +429,87 @@ class StudyService:
             '/trialplane.v1.StudyService/CheckEarlyStopping',
             trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingRequest.SerializeToString,
             trialplane_dot_v1_dot_study__service__pb2.CheckEarlyStoppingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.StudyService/StopStudy',
+            trialplane_dot_v1_dot_study__service__pb2.StopStudyRequest.SerializeToString,
+            trialplane_dot_v1_dot_study__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.StudyService/CompleteStudy',
+            trialplane_dot_v1_dot_study__service__pb2.CompleteStudyRequest.SerializeToString,
+            trialplane_dot_v1_dot_study__pb2.Study.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateAlgorithmSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.StudyService/ValidateAlgorithmSettings',
+            trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
+            trialplane_dot_v1_dot_study__service__pb2.ValidateAlgorithmSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

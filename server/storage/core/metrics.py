@@ -13,7 +13,7 @@ from ...domain import retention
 from ...domain.errors import DomainError, NotFound
 from ...domain.models import Study
 from ..interface import DebugEvent, LogLine, MetricSeriesSummary, Observation
-from . import checkpoints
+from . import checkpoints, studies
 from . import metric_chunks as chunks
 from .query import row_limit
 from .records import dumps, nan_to_null, null_to_nan, study_from_row
@@ -227,6 +227,7 @@ def _note_validation(tx, trials: _Trials, report: m.ReportDraft, now: int) -> No
             "UPDATE trials SET latest_validation = ?, best_validation = ?, searcher_metric_value = ? WHERE id = ?",
             (workload, workload, signed, report.trial_id),
         )
+        studies.after_improvement(tx, trials.study(report.trial_id), report.trial_id, signed, now)
         trials.rows.pop(report.trial_id, None)
     else:
         tx.run("UPDATE trials SET latest_validation = ? WHERE id = ?", (workload, report.trial_id))

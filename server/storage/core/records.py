@@ -82,6 +82,9 @@ def study_row(s: Study) -> dict:
         "metric_definitions": [asdict(d) for d in s.metric_definitions],
         "metadata": s.metadata,
         "checkpoint_retention": asdict(s.checkpoint_retention),
+        "max_failed_trials": s.max_failed_trials,
+        "state_message": s.state_message,
+        "suggestion_count": s.suggestion_count,
     }
     return {
         "name": s.name,
@@ -132,6 +135,9 @@ def study_from_row(row: Row) -> Study:
         metric_definitions=[MetricDefinition(**d) for d in b["metric_definitions"]],
         metadata=b["metadata"],
         checkpoint_retention=CheckpointRetention(**b.get("checkpoint_retention", {})),
+        max_failed_trials=b.get("max_failed_trials", 0),
+        state_message=b.get("state_message", ""),
+        suggestion_count=b.get("suggestion_count", 0),
     )
 
 
@@ -181,6 +187,7 @@ def trial_row(t: Trial) -> dict:
         "latest_validation": None if t.latest_validation is None else dumps(t.latest_validation),
         "checkpoint_size": t.checkpoint_size,
         "checkpoint_count": t.checkpoint_count,
+        "client_id": t.client_id,
         "body": dumps(body),
     }
 
@@ -230,6 +237,7 @@ def trial_from_row(row: Row) -> Trial:
         latest_validation=_json_or_none(row["latest_validation"]),
         checkpoint_size=row["checkpoint_size"],
         checkpoint_count=row["checkpoint_count"],
+        client_id=row["client_id"],
     )
 
 

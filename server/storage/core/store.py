@@ -12,13 +12,13 @@ import copy
 from collections.abc import Callable
 
 from ...domain import checkpoints as checkpoint_rules
-from ...domain import listing
+from ...domain import listing, study_lifecycle
 from ...domain import metrics as m
 from ...domain.clock import now_us
 from ...domain.errors import AlreadyExists, NotFound
 from ...domain.idempotency import RequestKey
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
-from ...domain.models import Study, Trial, Worker
+from ...domain.models import Study, StudyState, Trial, Worker
 from ...domain.trial_lifecycle import WORKING
 from ...domain.worker_lifecycle import LIVE
 from ..interface import (
@@ -27,9 +27,11 @@ from ..interface import (
     Paged,
     Storage,
     StudyCheck,
+    Suggested,
+    SuggestionPlan,
     TrialChange,
 )
-from . import checkpoints, metrics, profiler, records, requests
+from . import checkpoints, metrics, profiler, records, requests, studies
 from .query import Query, keyset, marks, page_of
 from .statements import Database, Tx
 
@@ -237,6 +239,43 @@ class SqlStorage(Storage):
 
         return await self._write(write, small=True)
 
+    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan) -> Suggested:
+        def write(tx):
+            study = self._study(tx, study_id, lock=True)
+            unfinished = studies.unfinished(tx, study_id)
+            mine = [t for t in unfinished if client_id and t.client_id == client_id][:count]
+            room = study_lifecycle.suggestion_room(study, len(unfinished), count - len(mine))
+            made: list[Trial] = []
+            if room:
+                points = plan(study, unfinished, room)
+                now = self.clock()
+                for params in points:
+                    number = study.suggestion_count + len(made) + 1
+                    trial = Trial(study_id=study_id, name=f"{study.name}-{number}", hyperparameters=params,
+                                  client_id=client_id, create_time=now, update_time=now, version=1)
+                    trial.id = _insert(tx, "trials", records.trial_row(trial))
+                    made.append(trial)
+                study.suggestion_count += len(made)
+                study.trial_count += len(made)
+                if len(points) < room:
+                    study_lifecycle.leave(study, StudyState.COMPLETED, study_lifecycle.EXHAUSTED)
+                studies.save(tx, study, now)
+            self._attach_summaries(tx, mine)
+            return Suggested(mine + made, self._study(tx, study_id))
+
+        return await self._write(write)
+
+    async def search_history(self, study_id: int, after: tuple[int, int] | None, limit: int = 1000) -> list[Trial]:
+        def read(tx):
+            sql, args = "SELECT * FROM trials WHERE study_id = ?", [study_id]
+            if after is not None:
+                sql += " AND (update_time, id) > (?, ?)"
+                args.extend(after)
+            rows = tx.all(sql + " ORDER BY update_time, id LIMIT ?", (*args, limit))
+            return [records.trial_from_row(r) for r in rows]
+
+        return await self._read(read)
+
     async def get_trial(self, trial_id: int) -> Trial:
         return await self._read(lambda tx: self._trial(tx, trial_id), small=True)
 
@@ -280,6 +319,7 @@ class SqlStorage(Storage):
             _update(tx, "trials", trial_id, records.trial_row(updated))
             if updated.tags != current.tags:
                 _set_tags(tx, "trial_tags", "trial_id", trial_id, updated.tags)
+            studies.after_trial_change(tx, current, updated, now)
             if result.events:
                 last = tx.value(
                     "SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,)

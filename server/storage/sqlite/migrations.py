@@ -343,6 +343,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX checkpoints_trial_steps ON checkpoints (trial_id, steps_completed);
         """,
     ),
+    (
+        9,
+        "trials remember the SuggestTrials client they were made for",
+        """
+        ALTER TABLE trials ADD COLUMN client_id TEXT NOT NULL DEFAULT '';
+        CREATE INDEX trials_study_client ON trials (study_id, client_id);
+        CREATE INDEX trials_study_update_time ON trials (study_id, update_time, id);
+        """,
+    ),
 ]
 
 

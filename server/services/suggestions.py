@@ -1,0 +1,110 @@
+"""SuggestTrials: a warm search algorithm per study, fed with what changed.
+
+Each study's designer lives as long as the server process, so a suggestion
+costs the algorithm's step plus the trials that changed since the last one,
+not a rebuild from every trial. The point index comes from the study row
+(suggestion_count) and the unfinished trials are read inside the write that
+creates the new ones, under the study's row lock: replicas take turns per
+study, and each designer knows every point handed out before it proposes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from ..domain.errors import Aborted, FailedPrecondition
+from ..domain.models import AlgorithmSpec, Study, StudyState, Trial
+from ..domain.search import history, registry
+from ..domain.search.base import Designer
+from ..domain.search.settings import DEFAULT_ALGORITHM
+from ..storage.interface import Storage, Suggested
+
+# Trials changed this long before the newest one seen are read again, so a
+# replica whose clock runs behind cannot hide a change from the cursor.
+CLOCK_SLACK_US = 5_000_000
+HISTORY_PAGE = 1000
+
+
+@dataclass
+class StudySearch:
+    spec: AlgorithmSpec
+    parameters: list
+    designer: Designer
+    # (update_time, id) of the newest trial fed to the designer.
+    cursor: tuple[int, int] | None = None
+    # The designer runs on the storage's threads inside the write.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    catching_up: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _settings(spec: AlgorithmSpec) -> dict[str, str]:
+    return dict(spec.settings)
+
+
+class Suggestions:
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._searches: dict[int, StudySearch] = {}
+
+    def _search_for(self, study: Study) -> StudySearch:
+        current = self._searches.get(study.id)
+        if current is not None and current.spec == study.algorithm and current.parameters == study.parameters:
+            return current
+        designer = registry.create(study.algorithm.name or DEFAULT_ALGORITHM, study.parameters,
+                                   _settings(study.algorithm), seed=study.id)
+        search = StudySearch(study.algorithm, list(study.parameters), designer)
+        self._searches[study.id] = search
+        return search
+
+    async def _catch_up(self, study_id: int, search: StudySearch) -> None:
+        async with search.catching_up:
+            after = None
+            if search.cursor is not None:
+                after = (search.cursor[0] - CLOCK_SLACK_US, 0)
+            while True:
+                trials = await self.storage.search_history(study_id, after, HISTORY_PAGE)
+                if not trials:
+                    return
+                self._feed(search, trials)
+                last = trials[-1]
+                after = (last.update_time, last.id)
+                if search.cursor is None or after > search.cursor:
+                    search.cursor = after
+                if len(trials) < HISTORY_PAGE:
+                    return
+
+    @staticmethod
+    def _feed(search: StudySearch, trials: list[Trial]) -> None:
+        ended, active = history.split(trials)
+        with search.lock:
+            search.designer.update(ended, active)
+
+    async def suggest(self, study_id: int, client_id: str, count: int) -> Suggested:
+        study = await self.storage.get_study(study_id)
+        if study.state == StudyState.ACTIVE and not study.parameters:
+            raise FailedPrecondition(
+                f"study {study_id} has no search space: give it parameters to search",
+                reason="ILLEGAL_TRANSITION", metadata={"study_id": study_id},
+            )
+        if study.state != StudyState.ACTIVE:
+            return await self.storage.suggest_trials(study_id, client_id, count, _nothing)
+        search = self._search_for(study)
+        await self._catch_up(study_id, search)
+
+        def plan(locked: Study, unfinished: list[Trial], room: int) -> list[dict]:
+            if locked.algorithm != search.spec or locked.parameters != search.parameters:
+                raise Aborted(f"the algorithm of study {study_id} changed meanwhile; retry")
+            with search.lock:
+                search.designer.update([], [history.observed(t) for t in unfinished])
+                return search.designer.suggest(room, locked.suggestion_count)
+
+        return await self.storage.suggest_trials(study_id, client_id, count, plan)
+
+    def forget(self, study_id: int) -> None:
+        self._searches.pop(study_id, None)
+
+
+def _nothing(study: Study, unfinished: list[Trial], room: int) -> list[dict]:
+    return []

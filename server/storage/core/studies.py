@@ -1,0 +1,83 @@
+"""A study's progress, decided inside the writes that make it: a trial that
+ends, a validation that reaches the goal, a suggestion that finds the space
+exhausted. The study's row is locked before it is decided on, so two
+replicas ending the last two trials at once complete the study once."""
+
+from __future__ import annotations
+
+from ...domain import study_lifecycle
+from ...domain.models import Study, StudyState, Trial, TrialState
+from ...domain.trial_lifecycle import TERMINAL
+from . import records
+from .query import marks
+from .statements import Tx
+
+_TERMINAL = [s.value for s in TERMINAL]
+
+
+def locked(tx: Tx, study_id: int) -> Study | None:
+    row = tx.one("SELECT * FROM studies WHERE id = ?" + tx.dialect.for_update, (study_id,))
+    return None if row is None else records.study_from_row(row)
+
+
+def save(tx: Tx, study: Study, now: int) -> None:
+    """Writes a study read with locked() back, as a new version."""
+    row = records.study_row(study)
+    tx.run(
+        "UPDATE studies SET state = ?, trial_count = ?, update_time = ?, version = version + 1, body = ? WHERE id = ?",
+        (row["state"], row["trial_count"], now, row["body"], study.id),
+    )
+
+
+def unfinished(tx: Tx, study_id: int) -> list[Trial]:
+    rows = tx.all(
+        f"SELECT * FROM trials WHERE study_id = ? AND state NOT IN ({marks(_TERMINAL)}) ORDER BY id",
+        (study_id, *_TERMINAL),
+    )
+    return [records.trial_from_row(r) for r in rows]
+
+
+def _count(tx: Tx, study_id: int, states: list[str], negate: bool = False) -> int:
+    op = "NOT IN" if negate else "IN"
+    return tx.value(f"SELECT count(*) FROM trials WHERE study_id = ? AND state {op} ({marks(states)})",
+                    (study_id, *states))
+
+
+def leave_active(tx: Tx, study_id: int, state: StudyState, message: str, now: int) -> bool:
+    """Moves an ACTIVE study out of ACTIVE; False when it was not ACTIVE."""
+    study = locked(tx, study_id)
+    if study is None or study.state != StudyState.ACTIVE:
+        return False
+    save(tx, study_lifecycle.leave(study, state, message), now)
+    return True
+
+
+def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int) -> None:
+    """A trial of a study that just ended may fail the study (too many
+    errors) or complete it (its last trial of max_trials)."""
+    if not after.study_id or after.state not in TERMINAL or before.state in TERMINAL:
+        return
+    row = tx.one("SELECT * FROM studies WHERE id = ?", (after.study_id,))
+    if row is None:
+        return
+    study = records.study_from_row(row)
+    if study.state != StudyState.ACTIVE:
+        return
+    if after.state == TrialState.ERROR and study.max_failed_trials:
+        message = study_lifecycle.failures_message(study, _count(tx, study.id, [TrialState.ERROR.value]))
+        if message:
+            leave_active(tx, study.id, StudyState.FAILED, message, now)
+            return
+    if study.max_trials and study.trial_count >= study.max_trials:
+        message = study_lifecycle.budget_message(study, _count(tx, study.id, _TERMINAL, negate=True))
+        if message:
+            leave_active(tx, study.id, StudyState.COMPLETED, message, now)
+
+
+def after_improvement(tx: Tx, study: Study | None, trial_id: int, signed: float, now: int) -> None:
+    """A trial's new best validation may reach the study's goal."""
+    if study is None or study.state != StudyState.ACTIVE:
+        return
+    message = study_lifecycle.goal_message(study, signed, trial_id)
+    if message:
+        leave_active(tx, study.id, StudyState.COMPLETED, message, now)
