@@ -137,3 +137,19 @@ def test_bad_settings_name_the_setting(settings_, setting):
     with pytest.raises(SettingsError) as err:
         CmaEs(XY, settings_, 0)
     assert err.value.setting == setting
+
+
+def test_after_a_restart_the_old_runs_candidates_are_not_told_to_the_new_one():
+    designer = CmaEs(XY, {"population_size": "4"}, 6)
+    first = designer.suggest(6, 0)
+    designer._optimizer.should_stop = lambda: True
+    designer.update([done(i, first[i]) for i in range(4)], [])
+    # a new optimizer, counting generations from 0 again
+    assert designer._restarts == 1 and designer.generation == 0
+    told = recording(designer)
+    designer.update([done(4, first[4]), done(5, first[5])], [])
+    fresh = designer.suggest(4, 6)
+    designer.update([done(6 + i, p) for i, p in enumerate(fresh[:2])], [])
+    assert designer._told and len(designer._told) == 2 and not told
+    designer.update([done(8 + i, p) for i, p in enumerate(fresh[2:])], [])
+    assert len(told) == 1 and designer.generation == 1

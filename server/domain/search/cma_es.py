@@ -70,8 +70,8 @@ class CmaEs(Designer):
         self._numeric = self._space.numeric
         self._restarts = 0
         self._optimizer = self._new_optimizer() if self._numeric else None
-        # assignment key -> [(generation, x)] of candidates waiting for their result
-        self._pending: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        # assignment key -> [((restart, generation), x)] of candidates waiting for their result
+        self._pending: dict[tuple, list[tuple[tuple[int, int], np.ndarray]]] = {}
         self._told: list[tuple[np.ndarray, float]] = []
 
     def _new_optimizer(self) -> CMA | SepCMA:
@@ -87,6 +87,12 @@ class CmaEs(Designer):
     def generation(self) -> int:
         return self._optimizer.generation if self._optimizer is not None else 0
 
+    def _asked_in(self) -> tuple[int, int]:
+        """The generation a candidate asked now belongs to; a restart begins
+        its own count, so the restart is part of it."""
+        assert self._optimizer is not None
+        return self._restarts, self._optimizer.generation
+
     def update(self, completed: Sequence[Observed], active: Sequence[Observed]) -> None:
         if self._optimizer is None:
             return
@@ -99,7 +105,7 @@ class CmaEs(Designer):
             generation, x = waiting.pop(0)
             if not waiting:
                 del self._pending[self._space.key(o.params)]
-            if o.outcome == Outcome.FAILED or generation != self._optimizer.generation:
+            if o.outcome == Outcome.FAILED or generation != self._asked_in():
                 continue
             if o.outcome == Outcome.COMPLETED and (o.loss is None or math.isnan(o.loss)):
                 continue
@@ -129,7 +135,7 @@ class CmaEs(Designer):
                 out.append(self._space.decode(u))
                 continue
             x, params = self._candidate(rng, u)
-            self._pending.setdefault(self._space.key(params), []).append((self._optimizer.generation, x))
+            self._pending.setdefault(self._space.key(params), []).append((self._asked_in(), x))
             out.append(params)
         return out
 
