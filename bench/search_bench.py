@@ -8,8 +8,9 @@ suggestion: the oldest running trial completes (update), one new point is
 asked for (suggest) and starts running. Each run times --calls steps and
 contributes its p50 and p99; the table shows the median of --runs runs.
 Optuna does the same on an in-memory study (tell, then ask with fixed
-distributions), with its default TPESampler (univariate, no constant liar,
-10 startup trials), and is printed below tpe with tpe's time as % of it.
+distributions) with TPESampler's defaults (in Optuna 5: multivariate,
+constant liar, 10 startup trials, 24 candidates), and is printed below tpe
+with tpe's time as % of it.
 
 Quality: the best value found in --budget sequential trials on Branin (2-D,
 optimum 0.397887), Hartmann-6 (6-D, optimum -3.32237) and a planted quadratic
