@@ -25,8 +25,8 @@ from ..domain.models import (
     Study,
     StudyState,
 )
+from ..domain.search import checks as search_checks
 from ..domain.search import registry as search_registry
-from ..domain.search import settings as search_settings
 from ..services import study_control
 from ..services.change_feed import ChangeFeed
 from ..services.suggestions import Suggestions
@@ -253,9 +253,9 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
     async def ValidateAlgorithmSettings(self, request, context):
         probe = study_from_proto(study_pb2.Study(parameters=request.parameters))
         v = ViolationCollector()
-        search_settings.check_algorithm(v, "algorithm", _spec_from_proto(request.algorithm), probe.parameters,
+        search_checks.check_algorithm(v, "algorithm", _spec_from_proto(request.algorithm), probe.parameters,
                                         "parameters")
-        search_settings.check_early_stopping(v, "early_stopping", _spec_from_proto(request.early_stopping))
+        search_checks.check_early_stopping(v, "early_stopping", _spec_from_proto(request.early_stopping))
         v.raise_if_any()
         return study_service_pb2.ValidateAlgorithmSettingsResponse(
             algorithms=search_registry.names(), early_stopping_rules=stopping_registry.names())

@@ -152,11 +152,11 @@ def check_study_limits(v: ViolationCollector, study: Study, prefix: str = "study
 def check_search(v: ViolationCollector, study: Study, prefix: str = "study") -> None:
     """The algorithm (when one is named or configured) against the space,
     and the early-stopping rule."""
-    from .search import settings
+    from .search import checks
 
     if study.algorithm.name or study.algorithm.settings:
-        settings.check_algorithm(v, f"{prefix}.algorithm", study.algorithm, study.parameters, f"{prefix}.parameters")
-    settings.check_early_stopping(v, f"{prefix}.early_stopping", study.early_stopping)
+        checks.check_algorithm(v, f"{prefix}.algorithm", study.algorithm, study.parameters, f"{prefix}.parameters")
+    checks.check_early_stopping(v, f"{prefix}.early_stopping", study.early_stopping)
 
 
 def validate_study(study: Study) -> None:

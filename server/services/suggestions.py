@@ -18,7 +18,7 @@ from ..domain.errors import Aborted, FailedPrecondition
 from ..domain.models import AlgorithmSpec, Study, StudyState, Trial
 from ..domain.search import history, registry
 from ..domain.search.base import Designer
-from ..domain.search.settings import DEFAULT_ALGORITHM
+from ..domain.search.checks import DEFAULT_ALGORITHM
 from ..storage.interface import Storage, Suggested
 
 # Trials changed this long before the newest one seen are read again, so a
@@ -77,9 +77,10 @@ class Suggestions:
 
     @staticmethod
     def _feed(search: StudySearch, trials: list[Trial]) -> None:
-        ended, active = history.split(trials)
+        # The running set comes whole from the write that suggests.
+        ended, _ = history.split(trials)
         with search.lock:
-            search.designer.update(ended, active)
+            search.designer.update(ended, [])
 
     async def suggest(self, study_id: int, client_id: str, count: int) -> Suggested:
         study = await self.storage.get_study(study_id)

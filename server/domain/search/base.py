@@ -38,13 +38,15 @@ class Observed:
 
 
 class SettingsError(ValueError):
-    """A bad algorithm setting; `setting` is its name ("" for the algorithm
-    name itself)."""
+    """A bad algorithm setting; `setting` is its name, or the name of the
+    parameter the algorithm cannot search, or "" for the algorithm name."""
 
-    def __init__(self, setting: str, message: str):
+    def __init__(self, setting: str, message: str, *, unknown: bool = False):
         super().__init__(message)
         self.setting = setting
         self.message = message
+        # The setting's name is what is wrong, not its value.
+        self.unknown = unknown
 
 
 class Designer(abc.ABC):
@@ -64,8 +66,9 @@ class Designer(abc.ABC):
     @abc.abstractmethod
     def update(self, completed: Sequence[Observed], active: Sequence[Observed]) -> None:
         """Learns what changed since the last call: trials that finished
-        (COMPLETED, FAILED or INFEASIBLE) and trials now running. A trial
-        given again replaces what was known of it."""
+        (COMPLETED, FAILED or INFEASIBLE), and every trial running now (the
+        whole set, replacing the one given before). A finished trial given
+        again replaces what was known of it."""
 
     @abc.abstractmethod
     def suggest(self, count: int, index: int) -> list[Assignment]:
