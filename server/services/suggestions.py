@@ -10,7 +10,6 @@ study, and each designer knows every point handed out before it proposes.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from dataclasses import dataclass, field
 
@@ -20,11 +19,7 @@ from ..domain.search import history, registry
 from ..domain.search.base import Designer
 from ..domain.search.checks import DEFAULT_ALGORITHM
 from ..storage.interface import Storage, Suggested
-
-# Trials changed this long before the newest one seen are read again, so a
-# replica whose clock runs behind cannot hide a change from the cursor.
-CLOCK_SLACK_US = 5_000_000
-HISTORY_PAGE = 1000
+from .study_trials import StudyTrials
 
 
 @dataclass
@@ -32,11 +27,9 @@ class StudySearch:
     spec: AlgorithmSpec
     parameters: list
     designer: Designer
-    # (update_time, id) of the newest trial fed to the designer.
-    cursor: tuple[int, int] | None = None
+    trials: StudyTrials
     # The designer runs on the storage's threads inside the write.
     lock: threading.Lock = field(default_factory=threading.Lock)
-    catching_up: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def _settings(spec: AlgorithmSpec) -> dict[str, str]:
@@ -54,33 +47,17 @@ class Suggestions:
             return current
         designer = registry.create(study.algorithm.name or DEFAULT_ALGORITHM, study.parameters,
                                    _settings(study.algorithm), seed=study.id)
-        search = StudySearch(study.algorithm, list(study.parameters), designer)
+        search = StudySearch(study.algorithm, list(study.parameters), designer, StudyTrials(study.id))
         self._searches[study.id] = search
         return search
 
-    async def _catch_up(self, study_id: int, search: StudySearch) -> None:
-        async with search.catching_up:
-            after = None
-            if search.cursor is not None:
-                after = (search.cursor[0] - CLOCK_SLACK_US, 0)
-            while True:
-                trials = await self.storage.search_history(study_id, after, HISTORY_PAGE)
-                if not trials:
-                    return
-                self._feed(search, trials)
-                last = trials[-1]
-                after = (last.update_time, last.id)
-                if search.cursor is None or after > search.cursor:
-                    search.cursor = after
-                if len(trials) < HISTORY_PAGE:
-                    return
-
-    @staticmethod
-    def _feed(search: StudySearch, trials: list[Trial]) -> None:
+    async def _catch_up(self, search: StudySearch) -> None:
+        changed = await search.trials.catch_up(self.storage)
         # The running set comes whole from the write that suggests.
-        ended, _ = history.split(trials)
-        with search.lock:
-            search.designer.update(ended, [])
+        ended, _ = history.split(changed)
+        if ended:
+            with search.lock:
+                search.designer.update(ended, [])
 
     async def suggest(self, study_id: int, client_id: str, count: int) -> Suggested:
         study = await self.storage.get_study(study_id)
@@ -92,7 +69,7 @@ class Suggestions:
         if study.state != StudyState.ACTIVE:
             return await self.storage.suggest_trials(study_id, client_id, count, _nothing)
         search = self._search_for(study)
-        await self._catch_up(study_id, search)
+        await self._catch_up(search)
 
         def plan(locked: Study, unfinished: list[Trial], room: int) -> list[dict]:
             if locked.algorithm != search.spec or locked.parameters != search.parameters:
