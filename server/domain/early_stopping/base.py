@@ -14,10 +14,11 @@ ways, and both give the same decision for the same curves:
   the study), then decide(trial_id): O(points of the changed curve) plus
   O(log n).
 
-The verdict depends on the curves only, never on the order in which they
-were observed, so two replicas (or a restarted server) holding the same
-curves decide the same. A rule is not thread-safe: one instance per study,
-used by one task at a time.
+A Curve's arrays are not changed once it was given (a trial that reported
+more is a new Curve). The verdict depends on the curves only, never on the
+order in which they were observed, so two replicas (or a restarted server)
+holding the same curves decide the same. A rule is not thread-safe: one
+instance per study, used by one task at a time.
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ Cost: for each step at which some trial was judged with enough others, the
 running averages of the trials that reached it are kept sorted. A trial's
 new points add its average at the kept steps it just passed, O(log n) each,
 and judging at a kept step is O(log n). The first judgement at a step nobody
-was judged at costs one pass over the trials that reached it.
+was judged at costs one pass over the trials that reached it. Memory is 8
+bytes per kept step and trial that reached it (8 MB for 1,000 trials judged
+at 1,000 steps).
 """
 
 from __future__ import annotations
@@ -107,25 +109,24 @@ class MedianStop(Rule):
 
     def _update(self, trial_id: int, previous: Curve | None, current: Curve | None) -> None:
         old = self._tracks.pop(trial_id, None)
-        new = _Track(current) if current is not None and len(current.steps) else None
-        after = None  # kept steps up to here hold this trial's averages already
-        if old is not None and new is not None and previous is not None and current is not None:
-            if _extends(previous, current):
-                if len(current.steps) == len(previous.steps):
-                    self._tracks[trial_id] = old
-                    return
-                after = old.last
+        # Kept steps up to grown_from hold this trial's averages already.
+        grown_from = None
+        if old is not None and previous is not None and current is not None and _extends(previous, current):
+            if len(current.steps) == len(previous.steps):
+                self._tracks[trial_id] = old  # the same points (the trial ended, say)
+                return
+            grown_from = old.last
         if old is not None:
             del self._lasts[bisect.bisect_left(self._lasts, (old.last, trial_id))]
-            if after is None:
+            if grown_from is None:
                 for step in self._kept[: bisect.bisect_right(self._kept, old.last)]:
                     values = self._averages[step]
                     del values[bisect.bisect_left(values, old.average_at(step))]
-        if new is None:
+        if current is None or not len(current.steps):
             return
-        self._tracks[trial_id] = new
+        new = self._tracks[trial_id] = _Track(current)
         bisect.insort(self._lasts, (new.last, trial_id))
-        begin = 0 if after is None else bisect.bisect_right(self._kept, after)
+        begin = 0 if grown_from is None else bisect.bisect_right(self._kept, grown_from)
         for step in self._kept[begin : bisect.bisect_right(self._kept, new.last)]:
             bisect.insort(self._averages[step], new.average_at(step))
 

@@ -32,6 +32,9 @@ from .reading import indices_at, rank, show
 
 
 class Rungs:
+    """The ladder of one ASHA rule or Hyperband bracket, with the losses of
+    the trials that reached each rung."""
+
     def __init__(self, min_resource: int, reduction_factor: int, min_early_stopping_rate: int, max_resource: int | None):
         self.reduction_factor = reduction_factor
         self.max_resource = max_resource
