@@ -11,9 +11,16 @@ REASONS = {name.removeprefix("ERROR_REASON_") for name in errors_pb2.ErrorReason
 
 
 def _reasons_in(tree: ast.AST):
-    """Every reason="X" keyword and every `reason = "X"` class attribute."""
+    """Every reason="X" keyword and every `reason = "X"` class attribute, but
+    for an early-stopping Decision's reason, which is a sentence for people."""
+    prose = {
+        id(keyword) for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Decision"
+        for keyword in node.keywords
+    }
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(node.value, ast.Constant):
+        if (isinstance(node, ast.keyword) and node.arg == "reason" and isinstance(node.value, ast.Constant)
+                and id(node) not in prose):
             yield node.value.value, node.value.lineno
         if isinstance(node, ast.ClassDef):
             for stmt in node.body:
