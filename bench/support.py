@@ -355,11 +355,14 @@ class Table:
     def define(self, key: str, name: str, unit: str, note: str = "", *, ceiling_of: str = "", ratio: str = "") -> Row:
         """A row; with ceiling_of, the same-run ceiling of that row (printed beside it)."""
         row = Row(name, unit, note)
-        if ratio:
-            row.ratio = ratio
         if ceiling_of:
-            self._by_key[ceiling_of].ceiling = row
+            measured = self._by_key[ceiling_of]
+            measured.ceiling = row
+            if ratio:
+                measured.ratio = ratio
         else:
+            if ratio:
+                row.ratio = ratio
             self.rows.append(row)
         self._by_key[key] = row
         return row
