@@ -40,6 +40,7 @@ from .api.worker_service import WorkerServicer
 from .config import ServerConfig
 from .domain.clock import now_us
 from .services.change_feed import ChangeFeed
+from .services.early_stopping import EarlyStopping
 from .services.jobs import RetentionJob, Watchdog
 from .storage.factory import open_storage
 from .storage.interface import Storage
@@ -70,6 +71,7 @@ class App:
     config: ServerConfig
     profiler: ProfilerServicer | None = None
     feed: ChangeFeed | None = None
+    early_stopping: EarlyStopping | None = None
     _tasks: list | None = None
 
     async def start(self) -> None:
@@ -90,6 +92,8 @@ class App:
         await self.watchdog.release()
         await self.retention.release()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+        if self.early_stopping is not None:
+            await self.early_stopping.close()
         await self.storage.close()
         log.info("trialplane stopped")
 
@@ -172,14 +176,19 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     feed = ChangeFeed(storage.change_relay())
     trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(storage, feed, config.max_message_bytes), handlers)
+    early_stopping = EarlyStopping(storage, feed)
+    metrics = MetricsServicer(storage, feed, config.max_message_bytes)
+    metrics.on_validation = early_stopping.notice
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, handlers)
     profiler = ProfilerServicer(storage, feed, config.max_message_bytes, config.max_buffered_samples)
     add_profiler_service(profiler, handlers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage, feed), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
-    log_service_pb2_grpc.add_LogServiceServicer_to_server(LogServicer(storage, feed, config.max_message_bytes), handlers)
+    logs = LogServicer(storage, feed, config.max_message_bytes)
+    logs.on_validation = early_stopping.notice
+    log_service_pb2_grpc.add_LogServiceServicer_to_server(logs, handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
-    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage, feed, clock), handlers)
+    study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage, feed, clock, early_stopping), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
@@ -189,7 +198,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(reflection_names), handlers)
     retention = RetentionJob(storage, config.retention_days, clock)
     watchdog = Watchdog(storage, feed, clock, config.heartbeat_timeout)
-    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler, feed)
+    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler, feed, early_stopping)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+from collections.abc import Callable, Iterable
 
 from trialplane.v1 import log_pb2, log_service_pb2_grpc
 from trialplane.v1 import log_service_pb2 as ls
@@ -81,6 +82,8 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         self.storage = storage
         self.feed = feed
         self.max_response_bytes = max_response_bytes
+        # Called with the trials whose lines just became metric points.
+        self.on_validation: Callable[[Iterable[int]], None] = lambda trial_ids: None
 
     @rpc
     async def AddLogs(self, request, context):
@@ -96,6 +99,8 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         )
         outcome = await self.storage.ingest_metrics(batch, key)
         self.feed.metrics.notify()
+        if outcome.log_points:
+            self.on_validation({line.trial_id for line in batch.logs})
         return ls.AddLogsResponse(added=outcome.added, metric_points=outcome.log_points)
 
     def _levels(self, levels) -> list[str]:

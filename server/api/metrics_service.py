@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2_grpc
 from trialplane.v1 import metrics_service_pb2 as ms
@@ -159,11 +160,16 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         self.storage = storage
         self.feed = feed
         self.max_response_bytes = max_response_bytes
+        # Called with the trials that just stored validation points.
+        self.on_validation: Callable[[Iterable[int]], None] = lambda trial_ids: None
 
     @rpc
     async def ReportMetrics(self, request, context):
-        created = await self.storage.report_metrics(report_draft(request))
+        draft = report_draft(request)
+        created = await self.storage.report_metrics(draft)
         self.feed.metrics.notify()
+        if created and draft.group == m.VALIDATION:
+            self.on_validation([draft.trial_id])
         return CREATED if created else NOT_CREATED
 
     @rpc
@@ -196,6 +202,8 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         outcome = await self.storage.ingest_metrics(batch, key)
         if outcome.added:
             self.feed.metrics.notify()
+            self.on_validation({r.trial_id for r in batch.reports if r.group == m.VALIDATION}
+                               | {line.trial_id for line in batch.logs})
         errors.extend(item_error(name, i, err) for name, i, err in outcome.errors)
         errors.sort(key=lambda e: (e.list, e.index))
         return ms.AddEventsResponse(added=outcome.added, errors=errors)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from trialplane.v1 import study_pb2, study_service_pb2, study_service_pb2_grpc
 
 from ..domain import listing, study_rules, validation
 from ..domain.early_stopping import registry as stopping_registry
 from ..domain.errors import (
     FailedPrecondition,
-    Unimplemented,
     ViolationCollector,
     invalid,
 )
@@ -29,6 +30,7 @@ from ..domain.search import checks as search_checks
 from ..domain.search import registry as search_registry
 from ..services import study_control
 from ..services.change_feed import ChangeFeed
+from ..services.early_stopping import EarlyStopping, decision_details
 from ..services.suggestions import Suggestions
 from ..storage.interface import Storage
 from . import convert
@@ -148,12 +150,17 @@ def _spec_from_proto(p) -> AlgorithmSpec:
     return AlgorithmSpec(p.name, [(s.name, s.value) for s in p.settings])
 
 
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
 class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
-    def __init__(self, storage: Storage, feed: ChangeFeed, clock):
+    def __init__(self, storage: Storage, feed: ChangeFeed, clock, early_stopping: EarlyStopping):
         self.storage = storage
         self.feed = feed
         self.clock = clock
         self.suggestions = Suggestions(storage)
+        self.early_stopping = early_stopping
 
     @rpc
     async def CreateStudy(self, request, context):
@@ -262,4 +269,15 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
 
     @rpc
     async def CheckEarlyStopping(self, request, context):
-        raise Unimplemented("CheckEarlyStopping is not implemented yet: early stopping is a later milestone")
+        study_id = convert.require_id(request.study_id, "study_id", "study")
+        if any(i <= 0 for i in request.trial_ids):
+            raise invalid("trial_ids", "must be trial ids")
+        study, decisions = await self.early_stopping.check(study_id, list(dict.fromkeys(request.trial_ids)))
+        maximize = study.objective.type == ObjectiveType.MAXIMIZE
+        out = []
+        for d in decisions:
+            details = decision_details(d, maximize)
+            out.append(study_service_pb2.EarlyStoppingDecision(
+                trial_id=d.trial_id, should_stop=d.should_stop, reason=d.reason, rule=d.rule, step=d.step,
+                threshold=_finite_or_none(details["threshold"]), value=_finite_or_none(details["value"])))
+        return study_service_pb2.CheckEarlyStoppingResponse(decisions=out)

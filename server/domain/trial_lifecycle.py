@@ -155,16 +155,20 @@ def _start_new_run(trial: Trial, now: int, message: str, details: dict, resource
     return event
 
 
-def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = "", etag: str = "") -> Change:
+def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = "", etag: str = "",
+         details: dict | None = None) -> Change:
+    """details: recorded on the event beside the grace period (an early-
+    stopping decision's rule, step, threshold and value)."""
     _check_etag(trial, etag)
     t = copy.deepcopy(trial)
     grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
     if t.state in (S.STOPPING_CANCELED, S.STOPPING_KILLED):
         return Change(t)
     if t.state in NOTHING_RUNNING:
-        return Change(t, [_move(t, S.CANCELED, now, message or "stopped before it ran")])
+        return Change(t, [_move(t, S.CANCELED, now, message or "stopped before it ran", details)])
     if t.state in ACTIVE:
-        ev = _stopping(t, S.STOPPING_CANCELED, now, grace, message or "stop requested", {"grace_period_seconds": grace})
+        ev = _stopping(t, S.STOPPING_CANCELED, now, grace, message or "stop requested",
+                       {"grace_period_seconds": grace, **(details or {})})
         return Change(t, [ev])
     raise IllegalTransition(trial, S.STOPPING_CANCELED, "stop")
 

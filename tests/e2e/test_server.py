@@ -118,13 +118,12 @@ def test_the_listening_line_is_printed_once(process):
     assert "listening on" not in out + err, out + err
 
 
-def test_search_rpcs_answer_unimplemented_and_the_server_keeps_serving(client):
+def test_a_search_rpc_on_a_missing_study_is_not_found_and_the_server_keeps_serving(client):
     from trialplane.v1 import study_service_pb2, study_service_pb2_grpc
 
     studies = study_service_pb2_grpc.StudyServiceStub(client.channel)
-    err = error_of(studies.CheckEarlyStopping, study_service_pb2.CheckEarlyStoppingRequest(study_id=1))
-    assert err.code == grpc.StatusCode.UNIMPLEMENTED and "CheckEarlyStopping" in err.message
-    assert err.reason == "NOT_IMPLEMENTED"
+    err = error_of(studies.CheckEarlyStopping, study_service_pb2.CheckEarlyStoppingRequest(study_id=404))
+    assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, "RESOURCE_NOT_FOUND")
     assert client.trials.ListTrials(ts.ListTrialsRequest()).next_page_token == ""
 
 

@@ -106,14 +106,22 @@ class CheckEarlyStoppingRequest(_message.Message):
     def __init__(self, study_id: _Optional[int] = ..., trial_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EarlyStoppingDecision(_message.Message):
-    __slots__ = ("trial_id", "should_stop", "reason")
+    __slots__ = ("trial_id", "should_stop", "reason", "rule", "step", "threshold", "value")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
     SHOULD_STOP_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     trial_id: int
     should_stop: bool
     reason: str
-    def __init__(self, trial_id: _Optional[int] = ..., should_stop: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    rule: str
+    step: int
+    threshold: float
+    value: float
+    def __init__(self, trial_id: _Optional[int] = ..., should_stop: _Optional[bool] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ..., step: _Optional[int] = ..., threshold: _Optional[float] = ..., value: _Optional[float] = ...) -> None: ...
 
 class CheckEarlyStoppingResponse(_message.Message):
     __slots__ = ("decisions",)

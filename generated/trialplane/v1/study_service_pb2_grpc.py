@@ -150,8 +150,11 @@ class StudyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckEarlyStopping(self, request, context):
-        """Asks the study's early-stopping rule whether trials should stop now.
-        Not implemented yet: UNIMPLEMENTED (NOT_IMPLEMENTED).
+        """Asks the study's early-stopping rule whether trials should stop now,
+        without acting on the answer (the server applies the rule itself as
+        validation metrics are stored). Every trial judged gets a decision; a
+        study without a rule says so in each. NOT_FOUND for a trial that is not
+        in the study.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,96 @@
+"""Early stopping through a real server: the study's rule is applied as
+validation metrics are stored, and CheckEarlyStopping answers on demand."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from support import create_study, error_of
+from support.trials import S, report
+from trialplane.v1 import metrics_pb2 as mp
+from trialplane.v1 import metrics_service_pb2 as ms
+from trialplane.v1 import study_pb2
+from trialplane.v1 import study_service_pb2 as ss
+from trialplane.v1 import trial_service_pb2 as ts
+
+
+def rule(name: str, **settings) -> study_pb2.EarlyStoppingSpec:
+    return study_pb2.EarlyStoppingSpec(
+        name=name, settings=[study_pb2.AlgorithmSetting(name=k, value=str(v)) for k, v in settings.items()])
+
+
+def running_trials(client, study_id: int, n: int) -> list[int]:
+    trials = client.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study_id, count=n)).trials
+    for t in trials:
+        report(client, t.id, S.TRIAL_STATE_RUNNING)
+    return [t.id for t in trials]
+
+
+def validate(client, trial_id: int, step: int, loss: float, metric: str = "val_loss") -> None:
+    metrics = mp.Metrics()
+    metrics.avg_metrics.update({metric: loss})
+    client.metrics.ReportMetrics(ms.ReportMetricsRequest(
+        metrics=mp.TrialMetrics(trial_id=trial_id, steps_completed=step, metrics=metrics), group="validation"))
+
+
+def state_within(client, trial_id: int, state: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.trials.GetTrial(ts.GetTrialRequest(id=trial_id)).state == state:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_median_stopping_stops_the_planted_bad_trial_and_records_why(client):
+    study = create_study(client, "median", early_stopping=rule("medianstop", min_trials_required=2, start_step=2))
+    good_a, good_b, good_c, bad = running_trials(client, study.id, 4)
+    for step in range(1, 6):
+        for tid, loss in ((good_a, 1.0 / step), (good_b, 1.2 / step), (good_c, 0.9 / step)):
+            validate(client, tid, step, loss)
+    validate(client, bad, 1, 3.0)
+    # Step 1 is before start_step: nothing is judged yet.
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=bad)).state == S.TRIAL_STATE_RUNNING
+    validate(client, bad, 2, 2.5)
+    assert state_within(client, bad, S.TRIAL_STATE_STOPPING_CANCELED)
+    event = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=bad)).events[-1]
+    assert event.message.startswith("early stopping (medianstop): ")
+    decided = event.details["early_stopping"]
+    assert decided["rule"] == "medianstop" and decided["step"] == 2 and decided["value"] == 2.5
+    # The median of the others' running averages at step 2: (1 + 0.5) / 2 = 0.75 for good_a.
+    assert decided["threshold"] == 0.75
+    for tid in (good_a, good_b, good_c):
+        assert client.trials.GetTrial(ts.GetTrialRequest(id=tid)).state == S.TRIAL_STATE_RUNNING
+
+
+def test_asha_stops_what_falls_out_of_the_top_of_a_rung_in_a_maximize_study(client):
+    study = create_study(client, "asha", early_stopping=rule("asha", min_resource=2, reduction_factor=2),
+                         objective=study_pb2.Objective(metric_name="accuracy", type=study_pb2.OBJECTIVE_TYPE_MAXIMIZE))
+    best, good, worse, worst = running_trials(client, study.id, 4)
+    for tid, accuracy in ((best, 0.9), (good, 0.8), (worse, 0.5)):
+        validate(client, tid, 2, accuracy, "accuracy")
+    validate(client, worst, 2, 0.1, "accuracy")
+    assert state_within(client, worst, S.TRIAL_STATE_STOPPING_CANCELED)
+    decided = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=worst)).events[-1].details["early_stopping"]
+    # In the objective's own sign: the trial had 0.1 where the top half began at 0.8.
+    assert (decided["rule"], decided["step"], decided["value"], decided["threshold"]) == ("asha", 2, 0.1, 0.8)
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=best)).state == S.TRIAL_STATE_RUNNING
+
+
+def test_check_early_stopping_answers_without_acting(client):
+    study = create_study(client, "check", early_stopping=rule("medianstop", min_trials_required=1, start_step=1))
+    a, b = running_trials(client, study.id, 2)
+    decisions = client.studies.CheckEarlyStopping(ss.CheckEarlyStoppingRequest(study_id=study.id)).decisions
+    assert [(d.trial_id, d.should_stop) for d in decisions] == [(a, False), (b, False)]
+    assert all(d.rule == "medianstop" and d.reason for d in decisions)
+    validate(client, a, 1, 0.2)
+    one = client.studies.CheckEarlyStopping(ss.CheckEarlyStoppingRequest(study_id=study.id, trial_ids=[a])).decisions
+    assert [d.trial_id for d in one] == [a] and not one[0].should_stop
+    err = error_of(client.studies.CheckEarlyStopping, ss.CheckEarlyStoppingRequest(study_id=study.id, trial_ids=[999]))
+    assert err.code == grpc.StatusCode.NOT_FOUND
+
+    plain = create_study(client, "no-rule")
+    (c,) = running_trials(client, plain.id, 1)
+    (d,) = client.studies.CheckEarlyStopping(ss.CheckEarlyStoppingRequest(study_id=plain.id, trial_ids=[c])).decisions
+    assert (d.should_stop, d.reason) == (False, "the study has no early-stopping rule")
