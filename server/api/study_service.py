@@ -44,8 +44,11 @@ STUDY_STATES = convert.EnumMap(study_pb2.StudyState, "STUDY_STATE_", StudyState)
 
 UPDATABLE = {
     "description", "owner", "tags", "metadata", "max_trials", "parallel_trials", "max_failed_trials",
+    "metrics_timeout",
     "metric_definitions", "checkpoint_retention", "algorithm", "early_stopping",
 }
+# Update paths whose domain attribute has another name.
+ATTRIBUTE_OF_PATH = {"metrics_timeout": "metrics_timeout_seconds"}
 # Paths that change the search, allowed only while the study is ACTIVE.
 SEARCH_PATHS = {"algorithm", "early_stopping"}
 MAX_SUGGESTIONS = 100
@@ -91,6 +94,7 @@ def study_from_proto(p: study_pb2.Study) -> Study:
         metadata=convert.struct_to_dict(p.metadata),
         checkpoint_retention=CheckpointRetention(p.checkpoint_retention.keep_best, p.checkpoint_retention.keep_latest),
         max_failed_trials=p.max_failed_trials,
+        metrics_timeout_seconds=convert.duration_seconds(p.metrics_timeout, "study.metrics_timeout"),
     )
 
 
@@ -141,6 +145,7 @@ def study_to_proto(s: Study) -> study_pb2.Study:
             keep_best=s.checkpoint_retention.keep_best, keep_latest=s.checkpoint_retention.keep_latest
         )),
         max_failed_trials=s.max_failed_trials,
+        metrics_timeout=convert.duration(s.metrics_timeout_seconds) if s.metrics_timeout_seconds else None,
         state_message=s.state_message,
         suggestion_count=s.suggestion_count,
     )
@@ -212,7 +217,8 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
                     reason="ILLEGAL_TRANSITION", metadata={"study_id": current.id, "state": current.state},
                 )
             for path in paths:
-                setattr(current, path, getattr(incoming, path))
+                attribute = ATTRIBUTE_OF_PATH.get(path, path)
+                setattr(current, attribute, getattr(incoming, attribute))
             validation.validate_study_update(current, paths)
             return current
 

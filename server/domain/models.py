@@ -131,6 +131,8 @@ class Study:
     metadata: dict = field(default_factory=dict)
     checkpoint_retention: CheckpointRetention = field(default_factory=CheckpointRetention)
     max_failed_trials: int = 0
+    # Seconds a RUNNING trial may go without storing a metric; 0: no limit.
+    metrics_timeout_seconds: float = 0.0
     id: int = 0
     state: StudyState = StudyState.ACTIVE
     state_message: str = ""

@@ -316,6 +316,14 @@ def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: st
     return Change(t)
 
 
+def miss_metrics_deadline(trial: Trial, now: int, *, timeout_seconds: float) -> Change:
+    """A RUNNING trial that stored no metric within its study's timeout is
+    asked to stop, like StopTrial, with the reason on the event."""
+    return stop(trial, now, grace_seconds=None,
+                message=f"no metric stored for {timeout_seconds:g} s (the study's metrics_timeout)",
+                details={"metrics_timeout_seconds": timeout_seconds})
+
+
 def lose_contact(trial: Trial, now: int, silent_seconds: float) -> Change:
     """What the watchdog does with an active trial none of whose workers has
     sent a heartbeat for silent_seconds: the run failed. The retry strategy

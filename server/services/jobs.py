@@ -8,6 +8,7 @@ one is gone."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -53,8 +54,9 @@ class Job:
 
 
 class Watchdog(Job):
-    """Ends trials that outlived a stop deadline or their max runtime, and
-    fails active trials whose workers all went silent."""
+    """Ends trials that outlived a stop deadline or their max runtime, fails
+    active trials whose workers all went silent, and stops running trials
+    that stored no metric within their study's metrics_timeout."""
 
     name = "watchdog"
 
@@ -73,6 +75,8 @@ class Watchdog(Job):
             silent = await self.storage.silent_trials(now - int(self.heartbeat_timeout * 1_000_000))
             timeout = self.heartbeat_timeout
             work += [(trial_id, lambda t, at: trial_lifecycle.lose_contact(t, at, timeout)) for trial_id in silent]
+        for trial_id, seconds in await self.storage.metrics_overdue(now):
+            work.append((trial_id, functools.partial(trial_lifecycle.miss_metrics_deadline, timeout_seconds=seconds)))
         changed = 0
         for trial_id, change in work:
             try:

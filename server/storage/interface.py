@@ -184,6 +184,13 @@ class StudyStore(abc.ABC):
         NotFound for an unknown study."""
 
     @abc.abstractmethod
+    async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
+        """(trial id, the study's metrics_timeout_seconds) of RUNNING trials
+        of studies with a metrics timeout that stored no metric point since
+        now minus that timeout (counted from the trial's start when it has
+        none)."""
+
+    @abc.abstractmethod
     async def search_history(self, study_id: int, after: tuple[int, int] | None, limit: int = 1000) -> list[Trial]:
         """The study's trials ordered by (update_time, id), after that key:
         what changed since a search last looked."""

@@ -438,6 +438,9 @@ class JournaledStorage(Storage):
     async def suggest_trials(self, *args, **kwargs):
         return await self._write(self.inner.suggest_trials(*args, **kwargs))
 
+    async def metrics_overdue(self, *args, **kwargs):
+        return await self._read(self.inner.metrics_overdue(*args, **kwargs))
+
     async def search_history(self, *args, **kwargs):
         return await self._read(self.inner.search_history(*args, **kwargs))
 

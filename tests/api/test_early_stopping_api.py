@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import grpc
+from google.protobuf import duration_pb2
 from support import create_study, error_of
 from support.trials import S, report
 from trialplane.v1 import metrics_pb2 as mp
@@ -94,3 +95,28 @@ def test_check_early_stopping_answers_without_acting(client):
     (c,) = running_trials(client, plain.id, 1)
     (d,) = client.studies.CheckEarlyStopping(ss.CheckEarlyStoppingRequest(study_id=plain.id, trial_ids=[c])).decisions
     assert (d.should_stop, d.reason) == (False, "the study has no early-stopping rule")
+
+
+def test_a_running_trial_that_stores_no_metric_within_the_timeout_is_stopped(clocked_client, clocked_server, clock):
+    client = clocked_client
+    sweep = lambda: clocked_server.call(clocked_server.app.watchdog.sweep())  # noqa: E731
+    study = create_study(client, "deadline", metrics_timeout=duration_pb2.Duration(seconds=60))
+    quiet, talking, queued = client.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study.id, count=3)).trials
+    for t in (quiet, talking):
+        report(client, t.id, S.TRIAL_STATE_RUNNING)
+    assert study.metrics_timeout.seconds == 60
+    clock.advance(45)
+    validate(client, talking.id, 1, 0.5)
+    clock.advance(20)
+    # 65 s after they started: quiet stored nothing, talking stored a point 20 s ago.
+    assert sweep() == 1
+    stopped = client.trials.GetTrial(ts.GetTrialRequest(id=quiet.id))
+    assert stopped.state == S.TRIAL_STATE_STOPPING_CANCELED
+    event = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=quiet.id)).events[-1]
+    assert event.message == "no metric stored for 60 s (the study's metrics_timeout)"
+    assert event.details["metrics_timeout_seconds"] == 60
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=talking.id)).state == S.TRIAL_STATE_RUNNING
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=queued.id)).state == S.TRIAL_STATE_QUEUED
+    clock.advance(50)
+    assert sweep() == 1
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=talking.id)).state == S.TRIAL_STATE_STOPPING_CANCELED

@@ -343,6 +343,24 @@ def test_studies_end_when_their_trials_do(run):
     run(body)
 
 
+def test_metrics_overdue_finds_running_trials_silent_past_their_study_timeout(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s", metrics_timeout_seconds=60))
+        other = await s.create_study(Study(name="no-timeout"))
+        quiet, talking = (await s.suggest_trials(study.id, "", 2, index_plan([]))).trials
+        (untimed,) = (await s.suggest_trials(other.id, "", 1, index_plan([]))).trials
+        started = [await s.change_trial(t.id, running()) for t in (quiet, talking, untimed)]
+        start = max(t.start_time for t in started)
+        await s.ingest_metrics(m.IngestBatch(reports=[m.ReportDraft(talking.id, 1, "training", 1, start + 50_000_000,
+                                                                    {"loss": 1.0})], report_index=[0]))
+        assert await s.metrics_overdue(start + 59_000_000) == []
+        assert await s.metrics_overdue(start + 70_000_000) == [(quiet.id, 60.0)]
+        assert await s.metrics_overdue(start + 200_000_000) == [(quiet.id, 60.0), (talking.id, 60.0)]
+        assert await s.metrics_overdue(start + 200_000_000, limit=1) == [(quiet.id, 60.0)]
+
+    run(body)
+
+
 def test_two_replicas_suggesting_at_once_never_share_an_index(replicas):
     async def body(a, b):
         study = await a.create_study(Study(name="s", parallel_trials=20))

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -135,7 +136,7 @@ class CheckpointRetention(_message.Message):
     def __init__(self, keep_best: _Optional[int] = ..., keep_latest: _Optional[int] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag", "checkpoint_retention", "max_failed_trials", "state_message", "suggestion_count")
+    __slots__ = ("id", "name", "owner", "description", "objective", "parameters", "algorithm", "early_stopping", "max_trials", "parallel_trials", "state", "tags", "metric_definitions", "metadata", "trial_count", "create_time", "update_time", "etag", "checkpoint_retention", "max_failed_trials", "state_message", "suggestion_count", "metrics_timeout")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +159,7 @@ class Study(_message.Message):
     MAX_FAILED_TRIALS_FIELD_NUMBER: _ClassVar[int]
     STATE_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SUGGESTION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     owner: str
@@ -180,4 +182,5 @@ class Study(_message.Message):
     max_failed_trials: int
     state_message: str
     suggestion_count: int
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ..., max_failed_trials: _Optional[int] = ..., state_message: _Optional[str] = ..., suggestion_count: _Optional[int] = ...) -> None: ...
+    metrics_timeout: _duration_pb2.Duration
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., owner: _Optional[str] = ..., description: _Optional[str] = ..., objective: _Optional[_Union[Objective, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., algorithm: _Optional[_Union[AlgorithmSpec, _Mapping]] = ..., early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ..., max_trials: _Optional[int] = ..., parallel_trials: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., tags: _Optional[_Iterable[str]] = ..., metric_definitions: _Optional[_Iterable[_Union[MetricDefinition, _Mapping]]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trial_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., etag: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ..., max_failed_trials: _Optional[int] = ..., state_message: _Optional[str] = ..., suggestion_count: _Optional[int] = ..., metrics_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -119,7 +119,8 @@ class StudyServiceServicer:
     def UpdateStudy(self, request, context):
         """Updates the fields named in update_mask: description, owner, tags,
         metadata, max_trials, parallel_trials, max_failed_trials,
-        metric_definitions, checkpoint_retention, and on an ACTIVE study
+        metrics_timeout, metric_definitions, checkpoint_retention, and on an
+        ACTIVE study
         algorithm and early_stopping (validated as on create). Any other path
         is INVALID_ARGUMENT. Returns the updated study.
         """

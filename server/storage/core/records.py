@@ -83,6 +83,7 @@ def study_row(s: Study) -> dict:
         "metadata": s.metadata,
         "checkpoint_retention": asdict(s.checkpoint_retention),
         "max_failed_trials": s.max_failed_trials,
+        "metrics_timeout_seconds": s.metrics_timeout_seconds,
         "state_message": s.state_message,
         "suggestion_count": s.suggestion_count,
     }
@@ -136,6 +137,7 @@ def study_from_row(row: Row) -> Study:
         metadata=b["metadata"],
         checkpoint_retention=CheckpointRetention(**b.get("checkpoint_retention", {})),
         max_failed_trials=b.get("max_failed_trials", 0),
+        metrics_timeout_seconds=b.get("metrics_timeout_seconds", 0.0),
         state_message=b.get("state_message", ""),
         suggestion_count=b.get("suggestion_count", 0),
     )

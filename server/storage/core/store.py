@@ -18,7 +18,7 @@ from ...domain.clock import now_us
 from ...domain.errors import AlreadyExists, NotFound
 from ...domain.idempotency import RequestKey
 from ...domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
-from ...domain.models import Study, StudyState, Trial, Worker
+from ...domain.models import Study, StudyState, Trial, TrialState, Worker
 from ...domain.trial_lifecycle import WORKING
 from ...domain.worker_lifecycle import LIVE
 from ..interface import (
@@ -34,6 +34,9 @@ from ..interface import (
 from . import checkpoints, metrics, profiler, records, requests, studies
 from .query import Query, keyset, marks, page_of
 from .statements import Database, Tx
+
+# Where a study's metrics timeout sits in its body.
+TIMEOUT_KEY = "metrics_timeout_seconds"
 
 
 def _insert(tx: Tx, table: str, row: dict) -> int:
@@ -264,6 +267,24 @@ class SqlStorage(Storage):
             return Suggested(mine + made, self._study(tx, study_id))
 
         return await self._write(write)
+
+    async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
+        def read(tx):
+            timeout = tx.dialect.json_number("s.body", "?")
+            heard = tx.dialect.greatest(
+                "coalesce((SELECT max(ms.last_time) FROM metric_series ms WHERE ms.trial_id = t.id), 0)",
+                "coalesce(t.start_time, 0)")
+            rows = tx.tuples(
+                f"""
+                SELECT t.id, {timeout} FROM trials t JOIN studies s ON s.id = t.study_id
+                WHERE t.state = ? AND {timeout} > 0 AND {heard} < ? - {timeout} * 1000000
+                ORDER BY t.id LIMIT ?
+                """,
+                (TIMEOUT_KEY, TrialState.RUNNING.value, TIMEOUT_KEY, now, TIMEOUT_KEY, limit),
+            )
+            return [(trial_id, float(seconds)) for trial_id, seconds in rows]
+
+        return await self._read(read)
 
     async def search_history(self, study_id: int, after: tuple[int, int] | None, limit: int = 1000) -> list[Trial]:
         def read(tx):
