@@ -262,3 +262,18 @@ def test_suggest_needs_a_study_with_a_space(client):
     study = client.studies.CreateStudy(ss.CreateStudyRequest(study=bare))
     err = error_of(client.studies.SuggestTrials, ss.SuggestTrialsRequest(study_id=study.id))
     assert err.code == grpc.StatusCode.FAILED_PRECONDITION and "no search space" in err.message
+
+
+def test_eight_workers_suggesting_at_once_with_tpe_get_distinct_points(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    study = create_study(client, "tpe-8", algorithm=algorithm("tpe", n_startup_trials=4), parallel_trials=16)
+    # Some results first, so TPE is past its random start-up.
+    for i, t in enumerate(suggest(client, study.id, 6).trials):
+        finish(client, t.id, 0.1 * (i + 1))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda w: suggest(client, study.id, 1, client_id=f"w{w}"), range(8)))
+    points = [a.trials[0].hyperparameters["lr"].double_value for a in answers]
+    assert len(set(points)) == 8 and all(1e-4 <= p <= 0.1 for p in points)
+    assert len({a.trials[0].id for a in answers}) == 8
+    assert study_of(client, study.id).suggestion_count == 14
