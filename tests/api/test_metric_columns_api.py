@@ -285,13 +285,18 @@ def test_batches_past_the_limits_are_refused_with_the_limit(client):
     err = error_of(client.metrics.ReportMetricColumns, too_many)
     assert (err.code, err.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED")
     assert err.metadata == {"limit": "1000000", "requested": "1000001"} and "1000000 values" in err.message
-    names = [f"m{i}" for i in range(10_001)]
+    names = [f"m{i}" for i in range(1_001)]
     err = error_of(client.metrics.ReportMetricColumns, columns(trial.id, block(names, [0], [1.0] * len(names))))
     assert (err.code, err.reason, err.metadata) == (
-        grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED", {"limit": "10000", "requested": "10001"})
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED", {"limit": "1000", "requested": "1001"})
     assert latest(client, trial.id) == {}
-    at_limit = columns(trial.id, block(names[:10_000], [0, 1], [1.0] * 20_000))
-    assert counts(client.metrics.ReportMetricColumns(at_limit)) == (2, 20_000, 0, 0)
+    at_limit = columns(trial.id, block(names[:600], [0, 1], [1.0] * 1_200), block(names[600:1_000], [0], [2.0] * 400,
+                                                                                       group="eval"))
+    assert counts(client.metrics.ReportMetricColumns(at_limit)) == (3, 1_600, 0, 0)
+    at_limit = columns(trial.id, block(names[:100], range(2, 10_002), [3.0] * 1_000_000))
+    assert counts(client.metrics.ReportMetricColumns(at_limit)) == (10_000, 1_000_000, 0, 0)
+    m99 = history(client, trial.id, ["m99"], page_size=20_000)["m99"]
+    assert list(m99.steps) == list(range(10_002)) and set(m99.values[2:]) == {3.0}
 
 
 def test_bytes_that_are_no_request_leave_the_server_serving(client):
