@@ -99,6 +99,28 @@ def batched_ingest(address: str) -> float:
     return CALLS_PER_RUN * REPORTS_PER_CALL * METRICS_PER_REPORT / elapsed
 
 
+def columnar_ingest(address: str) -> float:
+    """points/s through ReportMetricColumns: the same points as batched_ingest,
+    one block of a call's 5,000 steps x 10 metrics per call, bodies
+    serialized before timing."""
+    with grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 256 << 20)]) as ch:
+        trial = new_trial(ch, "columnar")
+        names = [f"metric_{j}" for j in range(METRICS_PER_REPORT)]
+        bodies = []
+        for c in range(CALLS_PER_RUN):
+            steps = np.arange(c * REPORTS_PER_CALL, (c + 1) * REPORTS_PER_CALL)
+            values = steps[:, None].astype(float) * np.arange(METRICS_PER_REPORT)[None, :]
+            block = ms.MetricColumns(group="training", names=names, steps=steps.tolist(), values=values.ravel().tolist())
+            bodies.append(ms.ReportMetricColumnsRequest(trial_id=trial, blocks=[block]).SerializeToString())
+        call = ch.unary_unary("/trialplane.v1.MetricsService/ReportMetricColumns", request_serializer=lambda b: b,
+                              response_deserializer=ms.ReportMetricColumnsResponse.FromString)
+        start = time.perf_counter()
+        for body in bodies:
+            assert call(body).points_stored == REPORTS_PER_CALL * METRICS_PER_REPORT
+        elapsed = time.perf_counter() - start
+    return CALLS_PER_RUN * REPORTS_PER_CALL * METRICS_PER_REPORT / elapsed
+
+
 def raw_sqlite_insert(tmp: Path) -> float:
     """rows/s of the same points as narrow indexed rows, executemany in transactions."""
     path = tmp / "raw.db"
@@ -244,7 +266,7 @@ def main() -> None:
     args = parser.parse_args()
     schema = PostgresSchema(args.postgres, "bench_metrics") if args.postgres else None
     results: dict[str, list[float]] = {k: [] for k in (
-        "raw", "batched", "empty1", "report1", "empty8", "report8")}
+        "raw", "batched", "columnar", "empty1", "report1", "empty8", "report8")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
@@ -255,6 +277,7 @@ def main() -> None:
             for _ in range(args.runs):
                 results["raw"].append(raw_postgres_copy(schema.url) if schema else raw_sqlite_insert(tmp))
                 results["batched"].append(batched_ingest(server.address))
+                results["columnar"].append(columnar_ingest(server.address))
                 for clients in (1, 8):
                     for _ in range(3):
                         results[f"empty{clients}"].append(one_point_rate(empty.address, clients, None))
@@ -280,6 +303,8 @@ def main() -> None:
         if schema else
         Row("raw SQLite insert, narrow indexed rows", "rows/s", "same points, executemany, WAL", results["raw"]),
         Row("batched ingest, AddEvents", "points/s", shape, results["batched"]),
+        Row("batched ingest, ReportMetricColumns", "points/s", f"same points: one block of {REPORTS_PER_CALL} steps x"
+            f" {METRICS_PER_REPORT} names per call", results["columnar"]),
         Row("ReportMetrics one point, 1 client", "calls/s",
             "committed in PostgreSQL on return" if schema else "journaled on return, stored in batches", results["report1"],
             ceiling=Row("empty unary handler, 1 client", "calls/s", "the transport limit", results["empty1"]), ratio=share),

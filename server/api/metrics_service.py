@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from trialplane.v1 import log_pb2, metrics_pb2, metrics_service_pb2_grpc
 from trialplane.v1 import metrics_service_pb2 as ms
 
@@ -35,6 +36,9 @@ SERIES_BYTES = FIELD + SCALAR + 5 * FIELD
 # The two answers of ReportMetrics, built once; gRPC only serializes them.
 CREATED = ms.ReportMetricsResponse(created=True)
 NOT_CREATED = ms.ReportMetricsResponse(created=False)
+# Report times of a columnar batch: microseconds before the year 10000, the
+# range a Timestamp holds, so every stored time reads back as one.
+MAX_REPORT_TIME_US = 253_402_300_800 * convert.US
 
 
 def _report_violations(req: ms.ReportMetricsRequest, metrics: dict, path: str) -> ViolationCollector:
@@ -69,6 +73,87 @@ def report_draft(req: ms.ReportMetricsRequest, path: str = "") -> m.ReportDraft:
         _report_violations(req, metrics, path).raise_if_any()
     report_time = convert.timestamp_us(tm.report_time, f"{path}metrics.report_time") if tm.HasField("report_time") else 0
     return m.ReportDraft(trial_id, run, group, steps, report_time, metrics, request_id)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def column_block(block: ms.MetricColumns, path: str, v: ViolationCollector) -> m.MetricColumns | None:
+    """The block as a table, or None after adding its violations to v.
+    Array fields name their first bad entry, as blocks[0].steps[7]."""
+    before = len(v.violations)
+    group, names = block.group, list(block.names)
+    m.check_name(v, f"{path}.group", group, m.MAX_GROUP)
+    if not names:
+        v.add(f"{path}.names", "name at least one metric")
+    elif not m.names_ok(names):
+        for j, name in enumerate(names):
+            m.check_name(v, f"{path}.names[{j}]", name, m.MAX_METRIC_NAME)
+    if len(set(names)) != len(names):
+        seen: dict[str, int] = {}
+        for j, name in enumerate(names):
+            if name in seen:
+                v.add(f"{path}.names[{j}]", f"repeats names[{seen[name]}]")
+            seen.setdefault(name, j)
+    steps = np.array(block.steps, dtype=np.int64)
+    rows, width = steps.size, len(names)
+    if (bad := _first(steps < 0)) is not None:
+        v.add(f"{path}.steps[{bad}]", "must not be negative")
+    times = np.array(block.report_times, dtype=np.int64)
+    if times.size and times.size != rows:
+        v.add(f"{path}.report_times", f"has {times.size} entries for {rows} steps: send one per step, or none")
+    elif (bad := _first((times < 0) | (times >= MAX_REPORT_TIME_US))) is not None:
+        v.add(f"{path}.report_times[{bad}]", "must be 0 or microseconds since the Unix epoch before the year 10000")
+    values = np.array(block.values, dtype=np.float64)
+    if values.size != rows * width:
+        v.add(f"{path}.values", f"has {values.size} entries; {rows} steps x {width} names need {rows * width}")
+    missing = np.array(block.missing_indices, dtype=np.int64)
+    if (bad := _first((missing < 0) | (missing >= values.size))) is not None:
+        v.add(f"{path}.missing_indices[{bad}]", f"{missing[bad]} is not an index of values (0 to {values.size - 1})")
+    if len(v.violations) > before:
+        return None
+    present = None
+    if missing.size:
+        cells = np.ones(values.size, dtype=bool)
+        cells[missing] = False
+        present = cells.reshape(rows, width)
+    return m.MetricColumns(group, names, steps, times if times.size else np.zeros(rows, dtype=np.int64),
+                           values.reshape(rows, width), present)
+
+
+def column_batch(request: ms.ReportMetricColumnsRequest) -> m.ColumnBatch:
+    """A validated ColumnBatch; ResourceExhausted past a limit, else
+    InvalidArgument naming every bad field."""
+    for what, limit, requested in (
+        ("values", m.MAX_COLUMN_VALUES, sum(len(b.values) for b in request.blocks)),
+        ("names", m.MAX_COLUMN_NAMES, sum(len(b.names) for b in request.blocks)),
+    ):
+        if requested > limit:
+            raise ResourceExhausted(
+                f"at most {limit} {what} over all blocks per ReportMetricColumns call (got {requested}); send"
+                " several calls", metadata={"limit": limit, "requested": requested})
+    v = ViolationCollector()
+    if request.trial_id <= 0:
+        v.add("trial_id", "must name a trial")
+    if request.trial_run_id < 0:
+        v.add("trial_run_id", "must not be negative")
+    blocks = [column_block(block, f"blocks[{i}]", v) for i, block in enumerate(request.blocks)]
+    v.raise_if_any()
+    return m.ColumnBatch(request.trial_id, request.trial_run_id, [b for b in blocks if b is not None])
+
+
+def columns_response(outcome: m.ColumnOutcome) -> ms.ReportMetricColumnsResponse:
+    return ms.ReportMetricColumnsResponse(
+        rows_stored=outcome.rows_stored, points_stored=outcome.points_stored, rows_repeated=outcome.rows_repeated,
+        rows_rejected=outcome.rows_rejected,
+        rejected_rows=[
+            ms.RejectedMetricRow(block_index=r.block, row_index=r.row, step=r.step, reason=r.error.message,
+                                 error_reason=error_reason(r.error))
+            for r in outcome.rejected
+        ],
+    )
 
 
 def _event_time(item, path: str) -> int:
@@ -207,6 +292,16 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         errors.extend(item_error(name, i, err) for name, i, err in outcome.errors)
         errors.sort(key=lambda e: (e.list, e.index))
         return ms.AddEventsResponse(added=outcome.added, errors=errors)
+
+    @rpc
+    async def ReportMetricColumns(self, request, context):
+        batch = column_batch(request)
+        # One digest of the whole request: it tells a retry from another batch.
+        key = convert.request_key(request, "ReportMetricColumns", f"trial {request.trial_id}")
+        outcome = await self.storage.report_metric_columns(batch, key)
+        if outcome.rows_stored:
+            self.feed.metrics.notify()
+        return columns_response(outcome)
 
     @staticmethod
     def _trial_ids(ids, field: str = "trial_ids") -> list[int]:

@@ -37,6 +37,14 @@ RECENT = 100
 MAX_GROUP = 128
 MAX_METRIC_NAME = 256
 MAX_BATCH_ITEMS = 10_000
+# A columnar batch (ReportMetricColumns): values over all blocks, missing
+# cells included (8 bytes each on the wire, so the largest batch fits the
+# default 64 MiB message with room for steps and times), and names over all
+# blocks: each is a series written with statements of its own, a few
+# milliseconds apiece on PostgreSQL while the trial stays locked.
+MAX_COLUMN_VALUES = 1_000_000
+MAX_COLUMN_NAMES = 1_000
+MAX_REJECTED_ROWS = 1_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -121,6 +129,9 @@ class ReportDraft:
     def digest(self) -> bytes:
         """Identifies the values, to tell a retry from a conflicting report
         (names sorted: clients may send a map in any order)."""
+        # marshal flags objects that are referenced elsewhere, so the list
+        # must stay a temporary: MetricColumns.digests() builds the same
+        # bytes for a row and relies on it.
         return hashlib.blake2b(marshal.dumps(sorted(self.metrics.items())), digest_size=8).digest()
 
     def same_values(self, stored_digest: bytes | None) -> bool:
@@ -128,14 +139,105 @@ class ReportDraft:
         return stored_digest is None or bytes(stored_digest) == self.digest
 
     def conflict(self) -> MetricConflict:
-        return MetricConflict(
-            f"step {self.steps} of group {self.group!r} of trial {self.trial_id} was reported with other values;"
-            " a step is reported once",
-            {"trial_id": self.trial_id, "group": self.group, "step": self.steps},
-        )
+        return report_conflict(self.trial_id, self.group, self.steps)
 
     def request_id_reused(self) -> RequestIdReused:
         return RequestIdReused(self.request_id, "ReportMetrics", f"trial {self.trial_id}")
+
+
+def report_conflict(trial_id: int, group: str, step: int) -> MetricConflict:
+    return MetricConflict(
+        f"step {step} of group {group!r} of trial {trial_id} was reported with other values;"
+        " a step is reported once",
+        {"trial_id": trial_id, "group": group, "step": step},
+    )
+
+
+@dataclass
+class MetricColumns:
+    """Reports of one group as a table: row i reports step steps[i] with
+    values[i, j] for names[j] where present[i, j] (every cell when present
+    is None). Each row means what one ReportDraft of it means."""
+
+    group: str
+    names: list[str]
+    steps: np.ndarray  # int64, one per row
+    times: np.ndarray  # int64 microseconds per row; 0: when it is stored
+    values: np.ndarray  # float64, (rows, len(names))
+    present: np.ndarray | None = None  # bool, like values
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+    def row_metrics(self, row: int) -> dict[str, float]:
+        values = self.values[row].tolist()
+        if self.present is None:
+            return dict(zip(self.names, values))
+        return {n: v for n, v, p in zip(self.names, values, self.present[row].tolist()) if p}
+
+    def digests(self) -> list[bytes]:
+        """ReportDraft.digest of every row, computed without a draft or a
+        dict per row."""
+        order = sorted(range(len(self.names)), key=self.names.__getitem__)
+        names = [self.names[j] for j in order]
+        rows = self.values[:, order].tolist()
+        blake2b, dumps = hashlib.blake2b, marshal.dumps
+        # The lists handed to dumps are temporaries whose names and values
+        # are held elsewhere as well, as in ReportDraft.digest: marshal
+        # writes the same bytes only then.
+        if self.present is None:
+            return [blake2b(dumps(list(zip(names, row))), digest_size=8).digest() for row in rows]
+        present = self.present[:, order].tolist()
+        return [blake2b(dumps([(n, v) for n, v, p in zip(names, row, has) if p]), digest_size=8).digest()
+                for row, has in zip(rows, present)]
+
+
+@dataclass
+class ColumnBatch:
+    """Rows of reports of one trial and run (0: its current run), block by block."""
+
+    trial_id: int
+    trial_run_id: int
+    blocks: list[MetricColumns]
+
+
+@dataclass
+class RejectedRow:
+    block: int
+    row: int
+    step: int
+    error: DomainError
+
+
+@dataclass
+class ColumnOutcome:
+    """What a columnar batch stored; also what a retry of it answers."""
+
+    rows_stored: int = 0
+    points_stored: int = 0
+    rows_repeated: int = 0
+    rows_rejected: int = 0
+    # The first MAX_REJECTED_ROWS rejected rows, in request order.
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    def reject(self, block: int, row: int, step: int, error: DomainError) -> None:
+        self.rows_rejected += 1
+        if len(self.rejected) < MAX_REJECTED_ROWS:
+            self.rejected.append(RejectedRow(block, row, step, error))
+
+    def to_record(self) -> str:
+        return json.dumps({
+            "stored": self.rows_stored, "points": self.points_stored, "repeated": self.rows_repeated,
+            "rejected": self.rows_rejected,
+            "rows": [(r.block, r.row, r.step, r.error.reason, r.error.message) for r in self.rejected],
+        })
+
+    @classmethod
+    def from_record(cls, record: str) -> ColumnOutcome:
+        r = json.loads(record)
+        rows = [RejectedRow(block, row, step, DomainError(message, reason=reason))
+                for block, row, step, reason, message in r["rows"]]
+        return cls(r["stored"], r["points"], r["repeated"], r["rejected"], rows)
 
 
 @dataclass

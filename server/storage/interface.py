@@ -309,6 +309,15 @@ class MetricStore(abc.ABC):
         items that cannot be stored are listed in the outcome's errors. A
         request seen before stores nothing and returns its first outcome."""
 
+    @abc.abstractmethod
+    async def report_metric_columns(self, batch: m.ColumnBatch, key: RequestKey | None = None) -> m.ColumnOutcome:
+        """Stores the rows of a columnar batch in one transaction, each as the
+        report it stands for: a row at a step its group has (stored or earlier
+        in the batch) is a retry with the same values and rejected with
+        others; the other rows are stored. Raises NotFound, TrialFinished or
+        StaleTrialRun for the whole batch. A request seen before stores
+        nothing and returns its first outcome."""
+
     async def report_metrics(self, report: m.ReportDraft) -> bool:
         """Stores one report; True when stored now, False for a retry of a
         stored one. Raises NotFound, TrialFinished, StaleTrialRun,

@@ -516,6 +516,9 @@ class JournaledStorage(Storage):
     async def ingest_metrics(self, *args, **kwargs):
         return await self._write(self.inner.ingest_metrics(*args, **kwargs))
 
+    async def report_metric_columns(self, *args, **kwargs):
+        return await self._write(self.inner.report_metric_columns(*args, **kwargs))
+
     async def metric_summaries(self, *args, **kwargs):
         return await self._read(self.inner.metric_summaries(*args, **kwargs))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import random
 import re
 import sys
@@ -813,6 +814,83 @@ def test_ingest_batches_points_events_and_logs(run):
     run(body)
 
 
+def columns(names: list[str], steps: list[int], rows: list[list[float]], group: str = "training",
+            missing: list[tuple[int, int]] = ()) -> m.MetricColumns:
+    present = None
+    if missing:
+        present = np.ones((len(steps), len(names)), dtype=bool)
+        for row, column in missing:
+            present[row, column] = False
+    return m.MetricColumns(group, names, np.array(steps, dtype=np.int64),
+                           np.array([T0 + step for step in steps], dtype=np.int64),
+                           np.array(rows, dtype=np.float64).reshape(len(steps), len(names)), present)
+
+
+def test_metric_columns_store_each_row_as_its_report(run):
+    async def body(s):
+        study = await s.create_study(Study(name="cols", objective=Objective("val_loss", ObjectiveType.MINIMIZE)))
+        t = await s.create_trial(Trial(study_id=study.id), None, lambda st: None)
+        assert await s.report_metrics(report(t.id, 2, {"loss": 0.2, "acc": 0.8})) is True
+        batch = m.ColumnBatch(t.id, 0, [
+            columns(["loss", "acc"], [1, 2, 3, 4], [[0.1, 0.9], [0.2, 0.8], [0.3, math.nan], [0.0, 0.0]],
+                    missing=[(3, 0), (3, 1)]),
+            columns(["loss"], [3, 5, 2], [[0.3], [0.5], [0.25]]),
+            columns(["val_loss", "val_acc"], [3, 4], [[0.7, 0.1], [0.6, 0.0]], group="validation", missing=[(1, 1)]),
+        ])
+        k = key("ReportMetricColumns", "c1", parent=f"trial {t.id}")
+        out = await s.report_metric_columns(batch, k)
+        # Step 2 of the first block repeats the stored report; in the second
+        # block step 3 has other names than the row before it and step 2
+        # other values than the stored one.
+        assert (out.rows_stored, out.points_stored, out.rows_repeated, out.rows_rejected) == (6, 8, 1, 2)
+        assert [(r.block, r.row, r.step, type(r.error)) for r in out.rejected] == [
+            (1, 0, 3, MetricConflict), (1, 2, 2, MetricConflict)]
+        again = await s.report_metric_columns(batch, k)
+        assert (again.rows_stored, again.points_stored, again.rows_repeated, again.rows_rejected) == (6, 8, 1, 2)
+        assert [(r.block, r.row, r.step, r.error.reason) for r in again.rejected] == [
+            (1, 0, 3, "METRIC_CONFLICT"), (1, 2, 2, "METRIC_CONFLICT")]
+        with pytest.raises(RequestIdReused):
+            await s.report_metric_columns(m.ColumnBatch(t.id, 0, []), key("ReportMetricColumns", "c1", b"other",
+                                                                          parent=f"trial {t.id}"))
+        resent = await s.report_metric_columns(batch)
+        assert (resent.rows_stored, resent.rows_repeated, resent.rows_rejected) == (0, 7, 2)
+        loss = await s.metric_points(await s.metric_series_id(t.id, "training", "loss"), 0, 100, False, None, 100)
+        assert loss.steps.tolist() == [1, 2, 3, 5] and loss.values.tolist() == [0.1, 0.2, 0.3, 0.5]
+        assert loss.times.tolist() == [T0 + 1, T0 + 2, T0 + 3, T0 + 5]
+        acc = await s.metric_points(await s.metric_series_id(t.id, "training", "acc"), 0, 100, False, None, 100)
+        assert acc.steps.tolist() == [1, 2, 3] and acc.values.tolist()[:2] == [0.9, 0.8] and math.isnan(acc.values[2])
+        # A row is its report: the empty row at step 4 took the step, and
+        # the rows read back as retries of themselves.
+        assert await s.report_metrics(report(t.id, 4, {})) is False
+        assert await s.report_metrics(report(t.id, 5, {"loss": 0.5})) is False
+        assert await s.report_metrics(report(t.id, 4, {"val_loss": 0.6}, group="validation")) is False
+        with pytest.raises(MetricConflict):
+            await s.report_metrics(report(t.id, 3, {"loss": 0.3}))
+        trial = await s.get_trial(t.id)
+        assert trial.latest_validation["total_batches"] == 4 and trial.latest_validation["metrics"] == {"val_loss": 0.6}
+        assert trial.best_validation["total_batches"] == 4 and trial.searcher_metric_value == 0.6
+        summaries = {x.name: x.summary for x in await s.metric_summaries([t.id])}
+        assert (summaries["loss"].count, summaries["acc"].count, summaries["val_acc"].count) == (4, 3, 1)
+
+        with pytest.raises(NotFound):
+            await s.report_metric_columns(m.ColumnBatch(t.id + 100, 0, [columns(["x"], [1], [[1.0]])]))
+        with pytest.raises(StaleTrialRun):
+            await s.report_metric_columns(m.ColumnBatch(t.id, 2, [columns(["x"], [1], [[1.0]])]))
+        # Run 2: its first row archives what run 1 reported past its step.
+        await s.change_trial(t.id, lambda tr, now: lifecycle.restart(tr, now))
+        out = await s.report_metric_columns(m.ColumnBatch(t.id, 2, [columns(["loss"], [2, 6], [[-2.0], [-6.0]])]))
+        assert (out.rows_stored, out.rows_repeated, out.rows_rejected) == (2, 0, 0)
+        live = await s.metric_points(await s.metric_series_id(t.id, "training", "loss"), 0, 100, False, None, 100)
+        assert live.steps.tolist() == [1, 2, 2, 6] and live.runs.tolist() == [1, 1, 2, 2]
+        summaries = {x.name: x.summary for x in await s.metric_summaries([t.id])}
+        assert (summaries["loss"].count, summaries["loss"].last, summaries["acc"].count) == (4, -6.0, 2)
+        await s.change_trial(t.id, lambda tr, now: lifecycle.stop(tr, now, grace_seconds=None))
+        with pytest.raises(TrialFinished):
+            await s.report_metric_columns(m.ColumnBatch(t.id, 0, [columns(["x"], [9], [[1.0]])]))
+
+    run(body)
+
+
 def test_points_bucket_exactly_and_a_new_run_archives_what_it_replaces(run):
     async def body(s):
         t = await s.create_trial(Trial(), None, lambda st: None)
@@ -1053,6 +1131,12 @@ def test_request_keys_hold_across_replicas(replicas):
         with pytest.raises(RequestIdReused):
             await b.ingest_profiler("", [], key("ReportProfilerBatch", "p1", b"other"))
         assert (await a.find_profiler_series(labels)).sample_count == 2
+        cols = m.ColumnBatch(t.id, 0, [m.MetricColumns("eval", ["y"], np.array([1, 2]), np.zeros(2, dtype=np.int64),
+                                                        np.array([[1.0], [2.0]]))])
+        told = await asyncio.gather(*(s.report_metric_columns(cols, key("ReportMetricColumns", "m1")) for s in (a, b, a, b)))
+        assert {(o.rows_stored, o.rows_repeated, o.rows_rejected) for o in told} == {(2, 0, 0)}
+        (y,) = await b.metric_summaries([t.id], "eval", ["y"])
+        assert y.summary.count == 2
         # Concurrent first uses of one key through both: one write, one answer.
         created = await asyncio.gather(*(
             s.create_trial(Trial(name="raced"), key("CreateTrial", "race"), lambda st: None) for s in (a, b, a, b)))

@@ -81,6 +81,62 @@ class AddEventsResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[ItemError]
     def __init__(self, added: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ...) -> None: ...
 
+class ReportMetricColumnsRequest(_message.Message):
+    __slots__ = ("trial_id", "trial_run_id", "blocks", "request_id")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    trial_id: int
+    trial_run_id: int
+    blocks: _containers.RepeatedCompositeFieldContainer[MetricColumns]
+    request_id: str
+    def __init__(self, trial_id: _Optional[int] = ..., trial_run_id: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[MetricColumns, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class MetricColumns(_message.Message):
+    __slots__ = ("group", "names", "steps", "report_times", "values", "missing_indices")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TIMES_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_INDICES_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    names: _containers.RepeatedScalarFieldContainer[str]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    report_times: _containers.RepeatedScalarFieldContainer[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    missing_indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, group: _Optional[str] = ..., names: _Optional[_Iterable[str]] = ..., steps: _Optional[_Iterable[int]] = ..., report_times: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., missing_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RejectedMetricRow(_message.Message):
+    __slots__ = ("block_index", "row_index", "step", "reason", "error_reason")
+    BLOCK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ROW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    block_index: int
+    row_index: int
+    step: int
+    reason: str
+    error_reason: _errors_pb2.ErrorReason
+    def __init__(self, block_index: _Optional[int] = ..., row_index: _Optional[int] = ..., step: _Optional[int] = ..., reason: _Optional[str] = ..., error_reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ...) -> None: ...
+
+class ReportMetricColumnsResponse(_message.Message):
+    __slots__ = ("rows_stored", "points_stored", "rows_repeated", "rows_rejected", "rejected_rows")
+    ROWS_STORED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_STORED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_REPEATED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows_stored: int
+    points_stored: int
+    rows_repeated: int
+    rows_rejected: int
+    rejected_rows: _containers.RepeatedCompositeFieldContainer[RejectedMetricRow]
+    def __init__(self, rows_stored: _Optional[int] = ..., points_stored: _Optional[int] = ..., rows_repeated: _Optional[int] = ..., rows_rejected: _Optional[int] = ..., rejected_rows: _Optional[_Iterable[_Union[RejectedMetricRow, _Mapping]]] = ...) -> None: ...
+
 class ListMetricNamesRequest(_message.Message):
     __slots__ = ("trial_ids", "page_size", "page_token")
     TRIAL_IDS_FIELD_NUMBER: _ClassVar[int]

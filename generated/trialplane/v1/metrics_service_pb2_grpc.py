@@ -45,6 +45,11 @@ class MetricsServiceStub:
                 request_serializer=trialplane_dot_v1_dot_metrics__service__pb2.AddEventsRequest.SerializeToString,
                 response_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.AddEventsResponse.FromString,
                 _registered_method=True)
+        self.ReportMetricColumns = channel.unary_unary(
+                '/trialplane.v1.MetricsService/ReportMetricColumns',
+                request_serializer=trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsResponse.FromString,
+                _registered_method=True)
         self.ListMetricNames = channel.unary_unary(
                 '/trialplane.v1.MetricsService/ListMetricNames',
                 request_serializer=trialplane_dot_v1_dot_metrics__service__pb2.ListMetricNamesRequest.SerializeToString,
@@ -94,6 +99,20 @@ class MetricsServiceServicer:
         """Stores many reports, debug events and log lines in one transaction.
         Each item is checked on its own: a bad item is listed in errors and the
         others are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportMetricColumns(self, request, context):
+        """Stores many reports of one trial sent as columns: metric names once per
+        block, steps, times and values as packed arrays. Each row (one step of
+        one block) is one report, checked, deduplicated and stored as
+        ReportMetrics stores a report, and the whole call is one transaction.
+        A row repeating a stored step with the same values is a retry
+        (counted in rows_repeated, stored once); with other values it is
+        rejected with METRIC_CONFLICT and listed, and the other rows are
+        stored. Every other error refuses the whole call and stores nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,6 +172,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.AddEvents,
                     request_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.AddEventsRequest.FromString,
                     response_serializer=trialplane_dot_v1_dot_metrics__service__pb2.AddEventsResponse.SerializeToString,
+            ),
+            'ReportMetricColumns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportMetricColumns,
+                    request_deserializer=trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsResponse.SerializeToString,
             ),
             'ListMetricNames': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMetricNames,
@@ -235,6 +259,33 @@ class MetricsService:
             '/trialplane.v1.MetricsService/AddEvents',
             trialplane_dot_v1_dot_metrics__service__pb2.AddEventsRequest.SerializeToString,
             trialplane_dot_v1_dot_metrics__service__pb2.AddEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportMetricColumns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.MetricsService/ReportMetricColumns',
+            trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsRequest.SerializeToString,
+            trialplane_dot_v1_dot_metrics__service__pb2.ReportMetricColumnsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,12 +8,15 @@ import math
 from array import array
 from collections import defaultdict
 
+import numpy as np
+
 from ...domain import metrics as m
 from ...domain import retention
 from ...domain.errors import DomainError, NotFound
+from ...domain.idempotency import RequestKey
 from ...domain.models import Study
 from ..interface import DebugEvent, LogLine, MetricSeriesSummary, Observation
-from . import checkpoints, studies
+from . import checkpoints, requests, studies
 from . import metric_chunks as chunks
 from .query import row_limit
 from .records import dumps, nan_to_null, null_to_nan, study_from_row
@@ -178,8 +181,13 @@ def append_points(tx, series_id: int, points: PendingPoints, conflicts: list | N
     collects the (step, run) of those dropped for another value."""
     if not len(points):
         return 0
+    return append_columns(tx, series_id, points.columns(), conflicts)
+
+
+def append_columns(tx, series_id: int, cols: m.PointColumns, conflicts: list | None = None) -> int:
+    """append_points() of points that are columns already."""
     summary, ordinal, small = _load_summary(tx, series_id)
-    stored, small = chunks.append(tx, series_id, summary, points.columns(), small, conflicts)
+    stored, small = chunks.append(tx, series_id, summary, cols, small, conflicts)
     if stored:
         _store_summary(tx, series_id, summary, ordinal + stored, small)
     return stored
@@ -485,6 +493,117 @@ def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.
             out.errors.append((list_name, index, point.conflict()))
     for sid in rebuild:
         rebuild_series(tx, sid)
+    return out
+
+
+def _fresh_rows(tx: Tx, batch: m.ColumnBatch, run: int, digests: list[list[bytes]],
+                out: m.ColumnOutcome) -> list[np.ndarray]:
+    """Per block, which rows are new reports. A row at a step its group
+    already has, stored or earlier in the batch, is a retry with the same
+    values (counted) and rejected with others. One range query per group."""
+    fresh = [np.zeros(len(b), dtype=bool) for b in batch.blocks]
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, block in enumerate(batch.blocks):
+        if len(block):
+            by_group[block.group].append(i)
+    for group, indexes in by_group.items():
+        steps = np.concatenate([batch.blocks[i].steps for i in indexes])
+        taken: dict[int, bytes | None] = dict(tx.tuples(
+            "SELECT steps, digest FROM metric_reports WHERE trial_id = ? AND group_name = ? AND trial_run_id = ?"
+            " AND steps BETWEEN ? AND ?",
+            (batch.trial_id, group, run, int(steps.min()), int(steps.max())),
+        ))
+        if not taken and np.unique(steps).size == steps.size:
+            for i in indexes:
+                fresh[i][:] = True
+            continue
+        for i in indexes:
+            for row, (step, digest) in enumerate(zip(batch.blocks[i].steps.tolist(), digests[i])):
+                if step not in taken:
+                    taken[step] = digest
+                    fresh[i][row] = True
+                    continue
+                earlier = taken[step]
+                # Reports stored before digests were kept match any values.
+                if earlier is None or bytes(earlier) == digest:
+                    out.rows_repeated += 1
+                else:
+                    out.reject(i, row, step, m.report_conflict(batch.trial_id, group, step))
+    return fresh
+
+
+def ingest_columns(tx: Tx, batch: m.ColumnBatch, now: int, key: RequestKey | None) -> m.ColumnOutcome:
+    """Stores a columnar batch of one trial's reports: every row is the
+    report ingest() would store, with the same checks, validation updates
+    and rollback, but with a query per group and a write per series rather
+    than statements per row. A trial that refuses reports refuses the whole
+    batch; so does a request key used for another batch, while one seen
+    before returns its first outcome and stores nothing."""
+    trials = _Trials(tx)
+    trial = trials.get(batch.trial_id)
+    if trial is None:
+        raise NotFound("trial", batch.trial_id)
+    # Read under the trial's lock: a replica running the same request at
+    # the same time waits for it and then finds the record.
+    earlier = requests.recall(tx, key)
+    if earlier is not None:
+        return m.ColumnOutcome.from_record(earlier)
+    problem = m.target_problem(batch.trial_id, trial["state"], trial["trial_run_id"], batch.trial_run_id)
+    if problem:
+        raise problem
+    run = batch.trial_run_id or trial["trial_run_id"]
+    out = m.ColumnOutcome()
+    digests = [block.digests() for block in batch.blocks]
+    fresh = _fresh_rows(tx, batch, run, digests, out)
+
+    rebuild: list[int] = []
+    first = next(((b, int(np.argmax(f))) for b, f in enumerate(fresh) if f.any()), None)
+    if first is not None and run > 1:
+        # As in ingest(): the first new report of a newer run rolls back the older runs.
+        rebuild = _rollback(tx, batch.trial_id, run, int(batch.blocks[first[0]].steps[first[1]]))
+
+    series = _Series(tx)
+    rows: list[tuple] = []
+    parts: dict[int, list[m.PointColumns]] = defaultdict(list)
+    for i, (block, keep) in enumerate(zip(batch.blocks, fresh)):
+        picked = np.flatnonzero(keep)
+        if not picked.size:
+            continue
+        steps = block.steps[picked]
+        times = block.times[picked]
+        times = np.where(times == 0, now, times)
+        step_list, time_list = steps.tolist(), times.tolist()
+        row_digests = digests[i]
+        if block.group == m.VALIDATION:
+            for row, step, time in zip(picked.tolist(), step_list, time_list):
+                metrics = block.row_metrics(row)
+                rows.append((batch.trial_id, run, block.group, step, time, dumps({"metrics": metrics}), None,
+                             row_digests[row]))
+                _note_validation(tx, trials, m.ReportDraft(batch.trial_id, run, block.group, step, time, metrics), now)
+        else:
+            rows.extend((batch.trial_id, run, block.group, step, time, "{}", None, row_digests[row])
+                        for row, step, time in zip(picked.tolist(), step_list, time_list))
+        runs = np.full(picked.size, run, dtype=np.int64)
+        values = block.values[picked]
+        present = block.present[picked] if block.present is not None else None
+        for j, name in enumerate(block.names):
+            column = np.ascontiguousarray(values[:, j])
+            if present is None:
+                cols = m.PointColumns(steps, runs, times, column, np.zeros(picked.size, dtype=bool))
+            else:
+                has = present[:, j]
+                if not has.any():
+                    continue
+                cols = m.PointColumns(steps[has], runs[has], times[has], column[has], np.zeros(int(has.sum()), dtype=bool))
+            parts[series.id_for(batch.trial_id, block.group, name)].append(cols)
+    out.rows_stored = len(rows)
+    # New by _fresh_rows, under the trial's lock: no key is taken.
+    tx.insert_rows("metric_reports", REPORT_COLUMNS, rows)
+    for sid, found in parts.items():
+        out.points_stored += append_columns(tx, sid, m.PointColumns.concat(found))
+    for sid in rebuild:
+        rebuild_series(tx, sid)
+    requests.remember(tx, key, out.to_record(), now)
     return out
 
 

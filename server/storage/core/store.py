@@ -551,6 +551,10 @@ class SqlStorage(Storage):
 
         return await self._write(write, small)
 
+    async def report_metric_columns(self, batch, key=None):
+        small = sum(len(block) for block in batch.blocks) <= 4
+        return await self._write(lambda tx: metrics.ingest_columns(tx, batch, self.clock(), key), small)
+
     async def metric_summaries(self, trial_ids, group="", names=None, after=None, limit=-1):
         return await self._read(lambda tx: metrics.series_summaries(tx, trial_ids, group, names, after, limit))
 
