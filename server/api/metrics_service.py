@@ -301,6 +301,8 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         outcome = await self.storage.report_metric_columns(batch, key)
         if outcome.rows_stored:
             self.feed.metrics.notify()
+            if any(block.group == m.VALIDATION for block in request.blocks):
+                self.on_validation([request.trial_id])
         return columns_response(outcome)
 
     @staticmethod

@@ -173,7 +173,8 @@ def test_a_version_one_database_keeps_its_rows_in_day_partitions(schema, monkeyp
         return t, [r.id for r in await s.list_logs(t.id, False, [], "", None, 100)]
 
     with monkeypatch.context() as patch:
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+        # Every migration but the one that partitions, so today's code can write.
+        patch.setattr(migrations, "MIGRATIONS", [mig for mig in migrations.MIGRATIONS if mig[0] != 2])
         patch.setattr(postgres_storage, "ensure_partitions", lambda tx, now: [])
         t, old_ids = run_with(schema, clock, first)
     assert partitions(schema, "task_logs") == []
