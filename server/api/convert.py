@@ -42,9 +42,15 @@ def timestamp(us: int | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=us // US, nanos=(us % US) * 1000)
 
 
+# The range protobuf's Timestamp allows: 0001-01-01 to 9999-12-31 UTC.
+TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+
+
 def timestamp_us(ts: timestamp_pb2.Timestamp, field: str) -> int:
     if not 0 <= ts.nanos < 1_000_000_000:
         raise invalid(field, "nanos must be in [0, 1e9)")
+    if not TIMESTAMP_SECONDS[0] <= ts.seconds <= TIMESTAMP_SECONDS[1]:
+        raise invalid(field, "must be between 0001-01-01 and 9999-12-31 UTC")
     return ts.seconds * US + ts.nanos // 1000
 
 

@@ -452,3 +452,14 @@ def test_a_scalar_event_at_a_stored_iteration_with_another_value_is_a_conflict(c
     assert (nan_retry.added, list(nan_retry.errors)) == (0, [])
     (series,) = history(client, [trial.id], ["acc"], group="eval").series
     assert list(series.steps) == [1, 2, 3] and list(series.values)[:2] == [0.5, 0.6]
+
+
+def test_a_report_time_outside_the_timestamp_range_is_refused_not_acknowledged(client):
+    trial = running_trial(client)
+    far = req(trial.id, 1, loss=1.0)
+    far.metrics.report_time.seconds = 2**62
+    err = error_of(stub(client).ReportMetrics, far)
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["metrics.report_time"])
+    # Nothing was stored for the step, and the server keeps serving it.
+    assert stub(client).ReportMetrics(req(trial.id, 1, loss=1.0)).created
+    assert list(history(client, [trial.id], ["loss"]).series[0].steps) == [1]

@@ -274,16 +274,23 @@ def test_connections_are_replicas_times_pool_size_whatever_the_clients(replicas,
         t.start()
     for t in threads:
         t.join(60)
-    schema = database.rsplit("search_path%3D", 1)[1]
+    # The connections of these two processes only: other test runs may
+    # have servers on the same database.
+    ports = {c.laddr.port: process.proc.pid for process, _ in servers
+             for c in psutil.Process(process.proc.pid).net_connections("tcp")}
     with psycopg.connect(postgres.DSN, autocommit=True) as conn:
-        counts = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'trialplane'"
-        ).fetchone()
+        rows = conn.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'trialplane'"
+        ).fetchall()
+    per_process: dict[int, int] = {}
+    for (port,) in rows:
+        if port in ports:
+            per_process[ports[port]] = per_process.get(ports[port], 0) + 1
     # Each replica: a pool of reader-threads x 2 connections, one to send
     # announcements, one to listen, one per job lease (watchdog, retention).
     per_replica = 2 * 2 + 4
-    assert schema and counts is not None
-    assert counts[0] <= len(servers) * per_replica, counts
+    assert len(per_process) == len(servers), per_process
+    assert all(0 < n <= per_replica for n in per_process.values()), per_process
     for c in clients:
         c.channel.close()
 
