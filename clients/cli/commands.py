@@ -14,10 +14,6 @@ class UsageError(Exception):
     """A request the command can tell is wrong without asking the server (exit 2)."""
 
 
-def _state(enum_type, prefix: str, number_: int) -> str:
-    return enum_name(enum_type, prefix, number_)
-
-
 def _study_id(client: Client, study: str) -> int:
     """A study named on the command line by id or by name."""
     return int(study) if study.isdigit() else client.studies.get(study).id
@@ -38,7 +34,7 @@ def _objective(study) -> str:
 def _study_row(study) -> list[str]:
     from trialplane.v1 import study_pb2
 
-    return [str(study.id), study.name, _state(study_pb2.StudyState, "STUDY_STATE_", study.state), str(study.trial_count),
+    return [str(study.id), study.name, enum_name(study_pb2.StudyState, "STUDY_STATE_", study.state), str(study.trial_count),
             _objective(study), when(study.create_time)]
 
 
@@ -59,8 +55,8 @@ def _parameter_line(spec) -> list[str]:
         values = ", ".join(number(v) for v in space.values)
     else:
         values = f"{number(space.min)} .. {number(space.max)}" + (f" step {number(space.step)}" if space.HasField("step") else "")
-    scale = _state(study_pb2.ParameterScale, "PARAMETER_SCALE_", spec.scale) if spec.scale else ""
-    return [spec.name, _state(study_pb2.ParameterType, "PARAMETER_TYPE_", spec.type), values, scale.lower()]
+    scale = enum_name(study_pb2.ParameterScale, "PARAMETER_SCALE_", spec.scale) if spec.scale else ""
+    return [spec.name, enum_name(study_pb2.ParameterType, "PARAMETER_TYPE_", spec.type), values, scale.lower()]
 
 
 def studies_show(client: Client, args, out: Printer) -> int:
@@ -135,7 +131,7 @@ def _trial_row(objectives: _Objectives):
 
     def row(trial) -> list[str]:
         return [str(trial.id), str(trial.study_id) if trial.study_id else "-", trial.name,
-                _state(trial_pb2.TrialState, "TRIAL_STATE_", trial.state), str(trial.steps_completed),
+                enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state), str(trial.steps_completed),
                 objectives.best(trial), duration(trial.wall_clock_seconds)]
 
     return row
@@ -177,7 +173,7 @@ def trials_show(client: Client, args, out: Printer) -> int:
     checkpoints = f"{trial.checkpoint_count} ({size(trial.total_checkpoint_size_bytes)})" if trial.checkpoint_count else ""
     out.text(key_values([
         ("id", str(trial.id)), ("name", trial.name), ("study", str(trial.study_id or "")),
-        ("state", _state(trial_pb2.TrialState, "TRIAL_STATE_", trial.state)), ("runner state", trial.runner_state),
+        ("state", enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state)), ("runner state", trial.runner_state),
         ("run", f"{trial.trial_run_id}" + (f" ({trial.restarts} restarts)" if trial.restarts else "")),
         ("steps", str(trial.steps_completed)), ("hyperparameters", hyperparameters),
         ("best validation", _validation(trial.best_validation) if trial.HasField("best_validation") else ""),
@@ -213,8 +209,8 @@ def _event_row(event) -> list[str]:
     from trialplane.v1 import trial_pb2
 
     return [str(event.sequence), when(event.time, seconds=True),
-            _state(trial_pb2.TrialState, "TRIAL_STATE_", event.from_state),
-            _state(trial_pb2.TrialState, "TRIAL_STATE_", event.to_state), str(event.trial_run_id), event.message]
+            enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.from_state),
+            enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.to_state), str(event.trial_run_id), event.message]
 
 
 def trials_events(client: Client, args, out: Printer) -> int:
@@ -271,7 +267,7 @@ def metrics_show(client: Client, args, out: Printer) -> int:
 def _log_line(line) -> str:
     from trialplane.v1 import log_pb2
 
-    level = _state(log_pb2.LogLevel, "LOG_LEVEL_", line.level or log_pb2.LOG_LEVEL_INFO)
+    level = enum_name(log_pb2.LogLevel, "LOG_LEVEL_", line.level or log_pb2.LOG_LEVEL_INFO)
     source = f"[{line.worker}] " if line.worker else ""
     return f"{when(line.time, seconds=True)} {level:<8} {source}{line.message}"
 
@@ -307,7 +303,7 @@ CHECKPOINT_TABLE = Table(["UUID", "STATE", "STEPS", "SIZE", "CREATED"], flex="UU
 def _checkpoint_row(checkpoint) -> list[str]:
     from trialplane.v1 import checkpoint_pb2
 
-    return [checkpoint.uuid, _state(checkpoint_pb2.CheckpointState, "CHECKPOINT_STATE_", checkpoint.state),
+    return [checkpoint.uuid, enum_name(checkpoint_pb2.CheckpointState, "CHECKPOINT_STATE_", checkpoint.state),
             str(checkpoint.steps_completed), size(checkpoint.size_bytes), when(checkpoint.create_time)]
 
 
@@ -324,7 +320,7 @@ WORKER_TABLE = Table(["ID", "RANK", "TYPE", "STATE", "RUN", "ADDRESS", "HEARTBEA
 def _worker_row(worker) -> list[str]:
     from trialplane.v1 import worker_pb2
 
-    return [str(worker.id), str(worker.rank), worker.type, _state(worker_pb2.WorkerState, "WORKER_STATE_", worker.state),
+    return [str(worker.id), str(worker.rank), worker.type, enum_name(worker_pb2.WorkerState, "WORKER_STATE_", worker.state),
             str(worker.trial_run_id), worker.address, when(worker.last_heartbeat_time, seconds=True)]
 
 

@@ -119,7 +119,3 @@ def load_document(path: str | Path) -> Any:
 
     return yaml.safe_load(text)
 
-
-def to_json(message: Message, indent: int | None = None) -> str:
-    """The proto3 JSON of a message, as grpcurl prints it (lowerCamelCase)."""
-    return json_format.MessageToJson(message, indent=indent, ensure_ascii=False)
