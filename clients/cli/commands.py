@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from google.protobuf import json_format
+from trialplane.v1 import checkpoint_pb2, log_pb2, study_pb2, trial_pb2, worker_pb2
+
 from ..sdk import Client, NotFound
 from ..sdk.values import enum_name, python_value
 from .output import Printer, Table, duration, key_values, number, size, when
@@ -25,15 +28,11 @@ STUDY_TABLE = Table(["ID", "NAME", "STATE", "TRIALS", "OBJECTIVE", "CREATED"], f
 
 
 def _objective(study) -> str:
-    from trialplane.v1 import study_pb2
-
     kind = {study_pb2.OBJECTIVE_TYPE_MINIMIZE: "min", study_pb2.OBJECTIVE_TYPE_MAXIMIZE: "max"}
     return f"{kind.get(study.objective.type, '?')} {study.objective.metric_name}"
 
 
 def _study_row(study) -> list[str]:
-    from trialplane.v1 import study_pb2
-
     return [str(study.id), study.name, enum_name(study_pb2.StudyState, "STUDY_STATE_", study.state), str(study.trial_count),
             _objective(study), when(study.create_time)]
 
@@ -46,8 +45,6 @@ def studies_list(client: Client, args, out: Printer) -> int:
 
 
 def _parameter_line(spec) -> list[str]:
-    from trialplane.v1 import study_pb2
-
     space = spec.feasible_space
     if space.categories:
         values = ", ".join(space.categories)
@@ -85,10 +82,6 @@ def studies_create(client: Client, args, out: Printer) -> int:
         raise UsageError(f"{args.file}: {err.strerror or err}") from None
     except ValueError as err:
         raise UsageError(f"{args.file}: {err}") from None
-    except Exception as err:
-        if type(err).__module__.startswith("yaml"):
-            raise UsageError(f"{args.file}: not valid YAML: {str(err).splitlines()[0]}") from None
-        raise
     out.items([study], STUDY_TABLE, _study_row)
     return 0
 
@@ -127,8 +120,6 @@ class _Objectives:
 
 
 def _trial_row(objectives: _Objectives):
-    from trialplane.v1 import trial_pb2
-
     def row(trial) -> list[str]:
         return [str(trial.id), str(trial.study_id) if trial.study_id else "-", trial.name,
                 enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state), str(trial.steps_completed),
@@ -146,8 +137,6 @@ def trials_list(client: Client, args, out: Printer) -> int:
 
 
 def _validation(workload) -> str:
-    from google.protobuf import json_format
-
     values = json_format.MessageToDict(workload.metrics.avg_metrics)
     text = ", ".join(f"{k}={number(v)}" for k, v in sorted(values.items()))
     return f"{text} (step {workload.total_batches})" if text else ""
@@ -163,8 +152,6 @@ def _summary_row(summary) -> list[str]:
 
 
 def trials_show(client: Client, args, out: Printer) -> int:
-    from trialplane.v1 import trial_pb2
-
     trial = client.trials.get(args.trial)
     if out.as_json:
         out.json(trial)
@@ -206,8 +193,6 @@ EVENT_WIDTHS = [4, 19, 10, 17, 3, 0]
 
 
 def _event_row(event) -> list[str]:
-    from trialplane.v1 import trial_pb2
-
     return [str(event.sequence), when(event.time, seconds=True),
             enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.from_state),
             enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.to_state), str(event.trial_run_id), event.message]
@@ -265,8 +250,6 @@ def metrics_show(client: Client, args, out: Printer) -> int:
 # Logs
 
 def _log_line(line) -> str:
-    from trialplane.v1 import log_pb2
-
     level = enum_name(log_pb2.LogLevel, "LOG_LEVEL_", line.level or log_pb2.LOG_LEVEL_INFO)
     source = f"[{line.worker}] " if line.worker else ""
     return f"{when(line.time, seconds=True)} {level:<8} {source}{line.message}"
@@ -301,8 +284,6 @@ CHECKPOINT_TABLE = Table(["UUID", "STATE", "STEPS", "SIZE", "CREATED"], flex="UU
 
 
 def _checkpoint_row(checkpoint) -> list[str]:
-    from trialplane.v1 import checkpoint_pb2
-
     return [checkpoint.uuid, enum_name(checkpoint_pb2.CheckpointState, "CHECKPOINT_STATE_", checkpoint.state),
             str(checkpoint.steps_completed), size(checkpoint.size_bytes), when(checkpoint.create_time)]
 
@@ -318,8 +299,6 @@ WORKER_TABLE = Table(["ID", "RANK", "TYPE", "STATE", "RUN", "ADDRESS", "HEARTBEA
 
 
 def _worker_row(worker) -> list[str]:
-    from trialplane.v1 import worker_pb2
-
     return [str(worker.id), str(worker.rank), worker.type, enum_name(worker_pb2.WorkerState, "WORKER_STATE_", worker.state),
             str(worker.trial_run_id), worker.address, when(worker.last_heartbeat_time, seconds=True)]
 

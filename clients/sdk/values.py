@@ -110,12 +110,19 @@ def message_from(value: Message | Mapping[str, Any], message_type: type[Message]
 
 
 def load_document(path: str | Path) -> Any:
-    """The contents of a YAML or JSON file (by its suffix; YAML reads JSON too)."""
+    """The contents of a YAML or JSON file (by its suffix; YAML reads JSON
+    too). What does not parse is a ValueError of one line."""
     path = Path(path)
     text = path.read_text()
     if path.suffix.lower() == ".json":
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON: {err}") from None
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"not valid YAML: {str(err).splitlines()[0]}") from None
 

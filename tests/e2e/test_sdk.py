@@ -136,15 +136,21 @@ def test_listing_iterates_past_one_page(sdk):
     assert [t.name for t in sdk.trials.list(made[0], states="QUEUED", name_pattern="t%", page_size=1)] == ["t0", "t2", "t3", "t4"]
 
 
-def test_a_bad_study_is_invalid_argument_with_its_field_violations(sdk):
+def test_a_bad_study_is_invalid_argument_with_its_field_violations(sdk, tmp_path):
     with pytest.raises(InvalidArgument) as info:
         sdk.studies.create({"name": "bad name!", "objective": {"metric_name": "loss"}})
     err = info.value
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.reason == "INVALID_FIELD"
     assert {v.field for v in err.field_violations} == {"study.name", "study.objective.type"}
     assert "study.objective.type" in str(err) and str(err).startswith("INVALID_ARGUMENT (INVALID_FIELD): ")
-    with pytest.raises(ValueError):
+    # What cannot be a study is refused before any call.
+    with pytest.raises(ValueError, match='no field named "no_such_field"'):
         sdk.studies.create({"name": "x", "no_such_field": 1})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        sdk.studies.create(broken)
+    assert list(sdk.studies.list()) == []
 
 
 def test_not_found_carries_its_reason_and_metadata(sdk):
