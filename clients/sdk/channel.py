@@ -14,14 +14,18 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
+from . import environment
+
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-ADDRESS_ENV = "TRIALPLANE_ADDRESS"
-TOKEN_ENV = "TRIALPLANE_TOKEN"
+ADDRESS_ENV = environment.ADDRESS
+TOKEN_ENV = environment.TOKEN
 
 SERVICES = [
     "trialplane.v1.StudyService",
@@ -135,6 +139,7 @@ def open_channel(
     tls: bool | str | Path | None,
     retry: RetryPolicy,
     max_message_bytes: int,
+    extra_options: Sequence[tuple[str, Any]] = (),
 ) -> tuple[grpc.Channel, grpc.Channel]:
     """The raw channel (to close) and the intercepted one (to call through)."""
     options = [
@@ -142,6 +147,7 @@ def open_channel(
         ("grpc.service_config", retry.service_config()),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        *extra_options,
     ]
     credentials = _credentials(tls)
     if credentials is None:

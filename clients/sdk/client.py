@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -51,11 +53,13 @@ class Client:
         timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        channel_options: Sequence[tuple[str, Any]] = (),
     ):
         self.address = resolve_address(address)
         self.timeout = timeout
         self._raw_channel, self.channel = open_channel(
             self.address, resolve_token(token), tls, retry or RetryPolicy(), max_message_bytes,
+            channel_options,
         )
         self.stubs = Stubs(self.channel, timeout)
         self.studies = StudiesApi(self.stubs)

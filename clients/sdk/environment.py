@@ -1,0 +1,93 @@
+"""The environment a training process is started with, shared by the agent
+that starts it and the SDK inside it.
+
+`trialplane agent` runs the training command with these variables set;
+`trialplane.client.init()` reads them, so a script calls init() with no
+arguments and reports to the right trial and run:
+
+    TRIALPLANE_ADDRESS       the server, host:port (also read by Client)
+    TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client)
+    TRIALPLANE_TRIAL_ID      the trial the process trains
+    TRIALPLANE_TRIAL_RUN_ID  the run of that trial the process belongs to
+    TRIALPLANE_JOURNAL_DIR   where metric journals live (optional; default_journal_dir())
+    TRIALPLANE_AGENT         "1" when an agent reports the trial's state, so the
+                             SDK reports no RUNNING, COMPLETED or ERROR itself
+
+An agent that reports a run finished should first send what the process left
+in its journals (a process killed by a signal leaves points unsent):
+`trialplane.client.sync_journals(journal_dir(), trial_id=..., trial_run_id=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+ADDRESS = "TRIALPLANE_ADDRESS"
+TOKEN = "TRIALPLANE_TOKEN"
+TRIAL_ID = "TRIALPLANE_TRIAL_ID"
+TRIAL_RUN_ID = "TRIALPLANE_TRIAL_RUN_ID"
+JOURNAL_DIR = "TRIALPLANE_JOURNAL_DIR"
+AGENT = "TRIALPLANE_AGENT"
+
+
+def default_journal_dir() -> Path:
+    """$XDG_CACHE_HOME/trialplane/journals, else ~/.cache/trialplane/journals."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "trialplane" / "journals"
+
+
+def journal_dir(explicit: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    """The directory given, else $TRIALPLANE_JOURNAL_DIR, else default_journal_dir()."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path(env[JOURNAL_DIR]) if env.get(JOURNAL_DIR) else default_journal_dir()
+
+
+def agent_managed(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether an agent reports the trial's state ($TRIALPLANE_AGENT=1)."""
+    return env.get(AGENT, "").strip() == "1"
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"${name} is {text!r}, not a number") from None
+    if value <= 0:
+        raise ValueError(f"${name} is {value}; ids are positive")
+    return value
+
+
+def trial_id(env: Mapping[str, str] = os.environ) -> int | None:
+    """$TRIALPLANE_TRIAL_ID as a number, None when unset."""
+    return _int(env, TRIAL_ID)
+
+
+def trial_run_id(env: Mapping[str, str] = os.environ) -> int | None:
+    """$TRIALPLANE_TRIAL_RUN_ID as a number, None when unset."""
+    return _int(env, TRIAL_RUN_ID)
+
+
+def for_training_process(
+    *,
+    address: str,
+    trial_id: int,
+    trial_run_id: int,
+    token: str | None = None,
+    journal_dir: str | os.PathLike | None = None,
+    agent: bool = True,
+) -> dict[str, str]:
+    """The variables an agent adds to a training command's environment."""
+    out = {ADDRESS: address, TRIAL_ID: str(trial_id), TRIAL_RUN_ID: str(trial_run_id)}
+    if token:
+        out[TOKEN] = token
+    if journal_dir is not None:
+        out[JOURNAL_DIR] = str(journal_dir)
+    if agent:
+        out[AGENT] = "1"
+    return out
