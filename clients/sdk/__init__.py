@@ -1,4 +1,5 @@
-"""The Python SDK: `Client` and what its calls raise."""
+"""The Python SDK: `Client` and what its calls raise; `init()` and the trial
+handle `Run` for training scripts; `sync_journals()` for what they left."""
 
 from .channel import RetryPolicy
 from .client import Client
@@ -23,10 +24,12 @@ from .errors import (
     Unknown,
 )
 from .resources import SeriesArrays, series_arrays
+from .run import CloseResult, Run, init
+from .sync import SyncResult, sync_journals
 
 __all__ = [
-    "Aborted", "AlreadyExists", "Cancelled", "Client", "DataLoss", "DeadlineExceeded", "FailedPrecondition",
-    "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange", "PermissionDenied",
-    "ResourceExhausted", "RetryPolicy", "SeriesArrays", "TrialplaneError", "Unauthenticated", "Unavailable",
-    "Unimplemented", "Unknown", "series_arrays",
+    "Aborted", "AlreadyExists", "Cancelled", "Client", "CloseResult", "DataLoss", "DeadlineExceeded",
+    "FailedPrecondition", "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
+    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "TrialplaneError",
+    "Unauthenticated", "Unavailable", "Unimplemented", "Unknown", "init", "series_arrays", "sync_journals",
 ]

@@ -309,13 +309,13 @@ class Delivery:
                 log.warning("trialplane: sending metrics of trial %d failed (%s); the points stay in %s and are "
                             "sent again", batch.journal.trial_id, error, batch.journal.path)
             return "retry", delay
-        what = "checkpoint report" if batch.is_checkpoint else f"{batch.points} points"
+        what = "a checkpoint report" if batch.is_checkpoint else f"{batch.points} points"
         kind = error.reason or error.code.name
         self.stats.points_refused += batch.points
         self.stats.refusals[kind] = self.stats.refusals.get(kind, 0) + batch.points
         if kind not in self._logged:
             self._logged.add(kind)
-            log.error("trialplane: the server refused a %s of trial %d run %d for good, so they are dropped: %s "
+            log.error("trialplane: the server refused %s of trial %d run %d for good, so they are dropped: %s "
                       "(later refusals of this kind are only counted)", what, batch.journal.trial_id,
                       batch.journal.trial_run_id, error)
         self._settle(batch)

@@ -1,7 +1,7 @@
 """A gRPC proxy in front of a real server, for tests of what clients do when
 calls fail: it forwards unary and server-streaming calls byte for byte,
-records each attempt (method, metadata, request bytes), and fails the
-attempts it is told to."""
+records each attempt (method, metadata, request bytes), fails the attempts
+it is told to, and cuts methods off (as an outage would) until told not to."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ class Proxy:
         self.attempts: list[Attempt] = []
         self._plans: dict[str, list] = defaultdict(list)
         self._lock = threading.Lock()
+        # Cut off: full method name (or "*") -> whether attempts hang instead of failing.
+        self._blocked: dict[str, bool] = {}
+        self._released = threading.Event()
+        self._streams: set = set()
         self.server = grpc.server(ThreadPoolExecutor(max_workers=8))
         self.server.add_generic_rpc_handlers([_Handler(self)])
         if server_credentials is None:
@@ -62,6 +66,24 @@ class Proxy:
         with self._lock:
             self._plans[f"/trialplane.v1.{method}"].extend(actions)
 
+    def block(self, method: str | None = None, *, hang: bool = False) -> None:
+        """Until unblock(), every attempt of method (every method when None)
+        that has no planned action fails with UNAVAILABLE before reaching
+        the server, as with the server down; with hang, it gets no answer
+        until unblock() or its deadline, as with a server that stopped
+        answering. Blocking every method also ends the streams under way."""
+        with self._lock:
+            self._blocked["*" if method is None else f"/trialplane.v1.{method}"] = hang
+            self._released.clear()
+            streams = list(self._streams) if method is None else []
+        for call in streams:
+            call.cancel()
+
+    def unblock(self) -> None:
+        with self._lock:
+            self._blocked.clear()
+            self._released.set()
+
     def attempts_of(self, method: str) -> list[Attempt]:
         return [a for a in self.attempts if a.method == f"/trialplane.v1.{method}"]
 
@@ -74,6 +96,14 @@ class Proxy:
         with self._lock:
             self.attempts.append(Attempt(method, dict(context.invocation_metadata()), request))
         action = self._next_action(method)
+        if action is None:
+            with self._lock:
+                hang = self._blocked.get(method, self._blocked.get("*"))
+            if hang:
+                while context.is_active() and not self._released.wait(0.05):
+                    pass
+            elif hang is not None:
+                action = FAIL_BEFORE
         if action == FAIL_BEFORE:
             context.abort(grpc.StatusCode.UNAVAILABLE, "proxy: upstream not reachable")
         if isinstance(action, grpc.Status):
@@ -95,13 +125,21 @@ class Proxy:
         self._begin(method, request, context)
         call = self.upstream.unary_stream(method)(request)
         context.add_callback(call.cancel)
+        with self._lock:
+            self._streams.add(call)
         try:
             yield from call
         except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.CANCELLED and context.is_active():
+                context.abort(grpc.StatusCode.UNAVAILABLE, "proxy: connection lost")
             context.set_trailing_metadata(err.trailing_metadata())
             context.abort(err.code(), err.details())
+        finally:
+            with self._lock:
+                self._streams.discard(call)
 
     def stop(self) -> None:
+        self.unblock()
         self.server.stop(0).wait()
         self.upstream.close()
 
