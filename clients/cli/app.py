@@ -20,7 +20,8 @@ EPILOG = """\
 output: tables by default; -o json prints JSON Lines, the protobuf JSON of
 one item per line (as grpcurl spells it), also for show and for follows.
 exit status: 0 ok, 1 server error or server unreachable, 2 usage error.
-environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051), TRIALPLANE_TOKEN."""
+environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051; for sync, the
+server each journal names), TRIALPLANE_TOKEN."""
 
 TRIAL_STATES_HELP = "only trials in this state (running, queued, completed ...); repeat for several"
 
@@ -118,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial", type=int, help="trial id")
     p = command(sub, "workers", "workers_list", "a trial's workers")
     p.add_argument("trial", type=int, help="trial id")
+
+    p = command(sub, "sync", "sync_journals",
+                "send the metrics training processes left unsent in their journals (killed, or closed with the "
+                "server down), then report how those runs ended")
+    p.add_argument("path", nargs="?",
+                   help="a journal file, or a directory searched for them (default: $TRIALPLANE_JOURNAL_DIR, "
+                        "else ~/.cache/trialplane/journals)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying, in all (default: 60)")
     return parser
 
 

@@ -3,12 +3,17 @@ parsed arguments and the Printer, and returns the exit status."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 from google.protobuf import json_format
 from trialplane.v1 import checkpoint_pb2, log_pb2, study_pb2, trial_pb2, worker_pb2
 
-from ..sdk import Client, NotFound
+from ..sdk import Client, NotFound, SyncResult
+from ..sdk import sync_journals as sync
+from ..sdk.environment import journal_dir
 from ..sdk.values import enum_name, python_value
 from .output import Printer, Table, duration, key_values, number, size, when
 
@@ -307,3 +312,49 @@ def workers_list(client: Client, args, out: Printer) -> int:
     client.trials.get(args.trial, fields=["id"])
     out.items(client.workers.list(args.trial), WORKER_TABLE, _worker_row)
     return 0
+
+
+# Journals
+
+# A journal's name says its trial and run.
+SYNC_TABLE = Table(["JOURNAL", "SENT", "LEFT", "NOTE"], flex="NOTE", right={"SENT", "LEFT"})
+
+
+def _sync_note(result: SyncResult) -> str:
+    notes = [result.skipped or result.error]
+    if result.points_refused:
+        notes.append(f"{result.points_refused} refused by the server")
+    if result.points_dropped:
+        notes.append(f"{result.points_dropped} dropped earlier (journal full)")
+    if result.state_reported:
+        notes.append(f"reported {result.state_reported}")
+    return "; ".join(n for n in notes if n)
+
+
+def sync_journals(client: Client, args, out: Printer) -> int:
+    if args.path and not os.path.exists(args.path):
+        raise UsageError(f"{args.path}: no such file or directory")
+    results = sync(args.path, address=args.address, token=args.token, timeout=args.timeout)
+    if out.as_json:
+        for r in results:
+            out.text(json.dumps({
+                "path": str(r.path), "trial_id": r.trial_id, "trial_run_id": r.trial_run_id, "address": r.address,
+                "points_sent": r.points_sent, "points_pending": r.points_pending, "points_refused": r.points_refused,
+                "points_dropped": r.points_dropped, "state_reported": r.state_reported, "skipped": r.skipped,
+                "error": r.error,
+            }))
+        return 0 if all(r.done for r in results) else 1
+    root = Path(args.path) if args.path else journal_dir()
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(root)) if root.is_dir() and path.is_relative_to(root) else str(path)
+
+    if results:
+        if root.is_dir():
+            out.text(f"journals in {root}:")
+        out.text(SYNC_TABLE.render(
+            [shown(r.path), str(r.points_sent), str(r.points_pending), _sync_note(r)] for r in results))
+    sent = sum(r.points_sent for r in results)
+    remain = sum(r.points_pending for r in results)
+    out.text(f"sent {sent} points from {len(results)} journals; {remain} points remain")
+    return 0 if all(r.done for r in results) else 1

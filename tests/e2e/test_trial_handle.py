@@ -19,6 +19,7 @@ from support import ServerThread, start_server
 from support.postgres import database_url
 from support.proxy import FAIL_AFTER, Proxy
 from trialplane.client import Client, init, sync_journals
+from trialplane.client.cli import main
 from trialplane.client.sdk import environment
 from trialplane.client.sdk.journal import (
     HEADER_SIZE,
@@ -239,6 +240,22 @@ def test_a_process_killed_mid_run_leaves_a_journal_the_next_init_sends(tmp_path,
     assert (result.points_pending, result.journal) == (0, None)
     assert not path.exists()
     assert_child_points(sdk, trial.id, steps)
+
+
+def test_trialplane_sync_sends_what_a_killed_process_left(tmp_path, sdk, proxy, journals, capsys):
+    trial = new_trial(sdk)
+    steps = 30_000
+    path = killed_mid_run(tmp_path, proxy, trial, journals, steps)
+    proxy.unblock()
+    status = main(["sync", str(journals), "--timeout", "60"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"{2 * steps}" in out and "0 points remain" in out
+    assert not path.exists()
+    assert_child_points(sdk, trial.id, steps)
+    assert state_of(sdk, trial.id) == "RUNNING"  # the child was killed: nobody said how it ended
+    assert main(["sync", str(path)]) == 2  # gone now
+    assert "no such file or directory" in capsys.readouterr().err
 
 
 def test_a_torn_journal_tail_is_cut_and_the_rest_sent(sdk, server, journals, caplog):
