@@ -137,7 +137,7 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
                 cursor = rows[-1].id
             return rows
 
-        async for rows in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics.wait):
+        async for rows in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics):
             yield ls.WatchLogsResponse(logs=[log_to_proto(request.trial_id, r) for r in rows])
 
     @rpc

@@ -433,7 +433,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                     out.append(series)
             return out
 
-        async for batch in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics.wait):
+        async for batch in follow(read, trials_ended(self.storage, [request.trial_id]), self.feed.metrics):
             for series in batch:
                 yield ms.WatchMetricsResponse(series=[series])
 

@@ -495,7 +495,7 @@ class ProfilerServicer:
                         break
             return out
 
-        async for responses in follow(read, trials_ended(self.storage, trial_ids), self.feed.profiler.wait):
+        async for responses in follow(read, trials_ended(self.storage, trial_ids), self.feed.profiler):
             for response in responses:
                 yield response
 

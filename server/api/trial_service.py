@@ -403,7 +403,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
                 cursor = events[-1].sequence
             return events
 
-        async for events in follow(read, trials_ended(self.storage, [trial_id]), lambda: self.feed.trials.wait(trial_id)):
+        async for events in follow(read, trials_ended(self.storage, [trial_id]), self.feed.trials.of(trial_id)):
             for e in events:
                 yield trial_service_pb2.WatchTrialEventsResponse(event=event_to_proto(e))
 

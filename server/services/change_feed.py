@@ -3,6 +3,8 @@ rendezvous) when this server stored something they may want.
 
 A signal carries no data, only "look again": followers read from storage by
 their own cursor, so a missed signal costs a poll interval, never an item.
+A follower takes a mark() before it reads and waits with it afterwards, so
+a signal raised while it was reading is not missed.
 Followers also wake every POLL_SECONDS on their own, so changes another
 server process made on the same database reach them too. A backend that
 can announce changes across processes (a ChangeRelay) carries every notify
@@ -35,6 +37,7 @@ class Signal:
     def __init__(self, topic: str = "", announce: Announce = _nobody) -> None:
         self._event = asyncio.Event()
         self._waiters = 0
+        self._generation = 0
         self.topic = topic
         self._announce = announce
 
@@ -45,14 +48,22 @@ class Signal:
     def wake(self) -> None:
         """Wakes this process's waiters only."""
         # Called for every stored report; costs nothing when nobody follows.
+        self._generation += 1
         if self._waiters:
             self._event.set()
             self._event = asyncio.Event()
 
-    async def wait(self, timeout: float = POLL_SECONDS) -> None:
+    def mark(self) -> int:
+        return self._generation
+
+    async def wait(self, timeout: float | None = None, since: int | None = None) -> None:
+        """Until the next wake (at most timeout seconds, POLL_SECONDS by
+        default); at once when one came after the mark since."""
+        if since is not None and since != self._generation:
+            return
         self._waiters += 1
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for(self._event.wait(), POLL_SECONDS if timeout is None else timeout)
         except asyncio.TimeoutError:
             pass
         finally:
@@ -76,12 +87,35 @@ class KeyedSignal:
         if event is not None:
             event.set()
 
-    async def wait(self, key, timeout: float = POLL_SECONDS) -> None:
-        event = self._events.setdefault(key, asyncio.Event())
+    def mark(self, key) -> asyncio.Event:
+        """What the next wake of key sets."""
+        return self._events.setdefault(key, asyncio.Event())
+
+    async def wait(self, key, timeout: float | None = None, since: asyncio.Event | None = None) -> None:
+        """Until the next wake of key (at most timeout seconds, POLL_SECONDS
+        by default); at once when one came after the mark since."""
+        event = since if since is not None else self.mark(key)
+        if event.is_set():
+            return
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), POLL_SECONDS if timeout is None else timeout)
         except asyncio.TimeoutError:
             pass
+
+    def of(self, key) -> KeySignal:
+        """The signal of one key, as follow() takes it."""
+        return KeySignal(self, key)
+
+
+class KeySignal:
+    def __init__(self, signal: KeyedSignal, key) -> None:
+        self._signal, self._key = signal, key
+
+    def mark(self) -> asyncio.Event:
+        return self._signal.mark(self._key)
+
+    async def wait(self, since: asyncio.Event | None = None) -> None:
+        await self._signal.wait(self._key, since=since)
 
 
 class ChangeFeed:
