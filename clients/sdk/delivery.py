@@ -145,28 +145,23 @@ def next_batch(journal: Journal, max_rows: int = MAX_ROWS) -> Batch | None:
             journal.taken(journal.tail)
             journal.acknowledge(journal.tail, journal.pending_records, journal.pending_points)
             return None
+        # Points up to the server's limits, or one checkpoint on its own.
         chosen: list[Record] = []
         names = values = 0
         seen: set[bytes] = set()
-        cut = False
         for record in records:
             if record.kind == CHECKPOINT:
-                if chosen:
-                    cut = True
-                else:
+                if not chosen:
                     chosen.append(record)
                 break
-            if record.kind != POINTS:
-                continue
             new_names = 0 if record.blob in seen else record.count
             if chosen and (names + new_names > MAX_NAMES or values + record.count > MAX_VALUES):
-                cut = True
                 break
             seen.add(record.blob)
             names += new_names
             values += record.count
             chosen.append(record)
-        if cut or (chosen and chosen[-1].kind == CHECKPOINT and len(records) > len(chosen)):
+        if len(chosen) < len(records):
             end = chosen[-1].end
         first_kept = journal.taken(end)
         kept = [r for r in chosen if r.offset >= first_kept]

@@ -638,9 +638,6 @@ class Journal:
     def first_needed(self) -> int:
         return self._extents[0].lstart
 
-    def has_unread(self) -> bool:
-        return max(self._read_cursor, self._extents[0].lstart) < self._tail
-
     def read(self, max_bytes: int) -> tuple[int, bytes] | None:
         """A copy of the records not yet taken, from the first one on: at
         least one whole record, else at most about max_bytes. None when there
@@ -674,11 +671,6 @@ class Journal:
         with self._lock:
             self._read_cursor = max(self._read_cursor, end)
             return self._extents[0].lstart
-
-    def rewind(self) -> None:
-        """Makes the sender read again from the first record not acknowledged."""
-        with self._lock:
-            self._read_cursor = self._extents[0].lstart
 
     def acknowledge(self, end: int, records: int, points: int) -> None:
         """The records before end (records of them, holding points) are
@@ -720,12 +712,6 @@ class Journal:
         """Bytes of ring the file holds now (it grows as far as the writer went)."""
         with self._lock:
             return self._data_size
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "pending_records": self.pending_records, "pending_points": self.pending_points,
-            "dropped_points": self.dropped_points, "acknowledged": self.acknowledged, "tail": self._tail,
-        }
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r}, trial {self.trial_id}, run {self.trial_run_id})"

@@ -536,7 +536,9 @@ class Run:
         except FailedPrecondition as err:
             log.warning("trialplane: trial %d could not be reported %s: %s", self.trial_id, _state_name(state), err)
             return ""
-        except TrialplaneError:
+        except TrialplaneError as err:
+            log.warning("trialplane: trial %d could not be reported %s now (%s); the journal keeps the state for "
+                        "`trialplane sync`", self.trial_id, _state_name(state), err)
             self._journal.set_final_state(state, reason)
             return ""
         return _state_name(state)
