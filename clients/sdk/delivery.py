@@ -133,11 +133,16 @@ def next_batch(journal: Journal, max_rows: int = MAX_ROWS) -> Batch | None:
     """The next batch of records the journal holds that the sender has not
     taken, or None when there is none."""
     while True:
-        got = journal.read(READ_BYTES)
+        resend = journal.resend
+        got = journal.read(READ_BYTES if resend is None else max(READ_BYTES, resend[1] - resend[0]))
         if got is None:
             return None
         begin, buffer = got
         records, end = parse_records(buffer, begin, max_rows)
+        if resend is not None and resend[0] == begin and end >= resend[1]:
+            # The batch an earlier process had in flight, cut where it was cut.
+            records = [r for r in records if r.offset < resend[1]]
+            end = resend[1]
         if end == begin:
             # Cannot happen with a journal this process writes; do not spin on it.
             log.error("trialplane: journal %s holds an unreadable record at offset %d; the rest is skipped",
@@ -242,6 +247,8 @@ class Delivery:
         if batch is None:
             return "idle", 0.0
         call = self._checkpoint if batch.is_checkpoint else self._columns
+        if batch.attempts == 0:
+            batch.journal.set_in_flight(batch.begin, batch.end)
         with self._lock:
             if self._cancelled:
                 return "cancelled", 0.0

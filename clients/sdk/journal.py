@@ -63,7 +63,8 @@ HEADER_SIZE = 4096
 IDENTITY = struct.Struct("<8sIIQqqQqH")  # magic, version, header size, capacity, trial, run, journal id, created, address length
 ADDRESS_AT, ADDRESS_MAX = 64, 256
 IDENTITY_CRC_AT = ADDRESS_AT + ADDRESS_MAX
-STATE = struct.Struct("<QQQQIII")  # sequence, acknowledged, first needed, dropped points, epoch, final state, reason length
+# sequence, acknowledged, first needed, dropped points, batch in flight (begin, end), epoch, final state, reason length
+STATE = struct.Struct("<QQQQQQIII")
 REASON_MAX = 512
 STATE_SLOTS = (1024, 2048)
 STATE_CRC_AT = STATE.size + REASON_MAX
@@ -253,6 +254,11 @@ class Journal:
         self.epoch = 0
         self.final_state = 0
         self.final_reason = ""
+        self._in_flight = (0, 0)
+        # The range of the batch that was in flight when the last process
+        # stopped: sent again first, as it was, so the server answers it as
+        # the first time.
+        self.resend: tuple[int, int] | None = None
         # In memory only.
         self._extents: list[_Extent] = []
         self._tail = 0
@@ -379,16 +385,19 @@ class Journal:
         best = None
         for at in STATE_SLOTS:
             fields = STATE.unpack_from(mm, at)
-            reason_len = fields[6]
+            reason_len = fields[8]
             (slot_crc,) = struct.unpack_from("<I", mm, at + STATE_CRC_AT)
             if reason_len <= REASON_MAX and zlib.crc32(mm[at: at + STATE_CRC_AT]) == slot_crc:
                 if best is None or fields[0] > best[0][0]:
                     best = (fields, bytes(mm[at + STATE.size: at + STATE.size + reason_len]))
         if best is None:
             raise JournalError(f"{self.path}: both state slots of the journal are damaged")
-        (self._sequence, self.acknowledged, start, self.dropped_points, self.epoch, self.final_state, _), reason = best
+        (self._sequence, self.acknowledged, start, self.dropped_points, in_flight_begin, in_flight_end, self.epoch,
+         self.final_state, _), reason = best
         self.final_reason = reason.decode(errors="replace")
         self._scan(start)
+        if in_flight_begin == start and in_flight_end > start and self.recovery.cut_at is None:
+            self.resend = (in_flight_begin, in_flight_end)
 
     def _scan(self, start: int) -> None:
         """Follows the records from start; the first that does not check out
@@ -479,7 +488,7 @@ class Journal:
         reason = self.final_reason.encode()[:REASON_MAX]
         slot = bytearray(STATE_CRC_AT)
         STATE.pack_into(slot, 0, self._sequence, self.acknowledged, self._extents[0].lstart, self.dropped_points,
-                        self.epoch, self.final_state, len(reason))
+                        *self._in_flight, self.epoch, self.final_state, len(reason))
         slot[STATE.size: STATE.size + len(reason)] = reason
         at = STATE_SLOTS[self._sequence % 2]
         mm[at: at + STATE_CRC_AT] = bytes(slot)
@@ -672,6 +681,13 @@ class Journal:
             self._read_cursor = max(self._read_cursor, end)
             return self._extents[0].lstart
 
+    def set_in_flight(self, begin: int, end: int) -> None:
+        """Records the range of the batch about to be sent."""
+        with self._lock:
+            if self._mm is not None:
+                self._in_flight = (begin, end)
+                self._write_state()
+
     def acknowledge(self, end: int, records: int, points: int) -> None:
         """The records before end (records of them, holding points) are
         settled: stored, or refused for good."""
@@ -679,6 +695,10 @@ class Journal:
             if self._mm is None:
                 return
             self.acknowledged = max(self.acknowledged, end)
+            if self._in_flight[1] <= end:
+                self._in_flight = (0, 0)
+            if self.resend is not None and self.resend[1] <= end:
+                self.resend = None
             extents = self._extents
             while len(extents) > 1 and extents[0].lend <= end:
                 extents.pop(0)

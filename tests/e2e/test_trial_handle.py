@@ -30,6 +30,7 @@ from trialplane.client.sdk.journal import (
     server_directory,
 )
 from trialplane.server.config import ServerConfig
+from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import trial_pb2
 
 COLUMNS = "MetricsService/ReportMetricColumns"
@@ -234,9 +235,13 @@ def test_a_process_killed_mid_run_leaves_a_journal_the_next_init_sends(tmp_path,
     stored_before = history(sdk, trial.id, "loss")
     assert 0 < len(stored_before) < steps  # one batch went through before the cut
     proxy.unblock()
+    child_attempts = len(proxy.attempts_of(COLUMNS))
     run = init(trial.id, address=proxy.address, journal_dir=journals)
     assert run.journal_path == path and run.pending_points == 2 * steps
     result = run.close()
+    # The batch the child had in flight goes first, as it was: the server answers it as the first time.
+    sent = [ms.ReportMetricColumnsRequest.FromString(a.request).request_id for a in proxy.attempts_of(COLUMNS)]
+    assert sent[child_attempts] == sent[child_attempts - 1]
     assert (result.points_pending, result.journal) == (0, None)
     assert not path.exists()
     assert_child_points(sdk, trial.id, steps)
@@ -277,6 +282,24 @@ def test_a_torn_journal_tail_is_cut_and_the_rest_sent(sdk, server, journals, cap
     series = history(sdk, trial.id, "loss")
     assert np.array_equal(series.steps, np.arange(999))
     assert np.array_equal(series.values, np.arange(999) * 0.25)
+
+
+def test_journals_of_several_earlier_processes_of_the_run_are_all_sent(sdk, server, journals):
+    trial = new_trial(sdk)
+    directory = server_directory(journals, server.address)
+    blob = names_blob("training", ["loss"])
+    for index, steps in ((1, range(0, 500)), (2, range(500, 800))):  # two processes of one run, both killed
+        journal = Journal.open(directory / journal_name(trial.id, 1, index), trial_id=trial.id, trial_run_id=1,
+                               address=server.address)
+        for step in steps:
+            journal.append_points(step, 0, blob, (float(step),))
+        journal.release()
+    with init(trial.id, address=server.address, journal_dir=journals) as run:
+        assert run.pending_points == 800
+        assert sync_journals(journals)[0].skipped == "in use by a running process"
+        run.log(800, {"loss": 800.0})
+    assert np.array_equal(history(sdk, trial.id, "loss").steps, np.arange(801))
+    assert not any(directory.iterdir())
 
 
 def test_a_full_journal_drops_the_oldest_points_and_says_how_many(sdk, proxy, journals, caplog):

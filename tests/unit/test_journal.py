@@ -247,6 +247,24 @@ def test_the_same_range_always_makes_the_same_request(tmp_path):
     assert [b.group for b in first.request.blocks] == ["validation", "training"]
 
 
+def test_the_batch_in_flight_at_a_crash_is_sent_again_as_it_was(tmp_path):
+    path = tmp_path / "j.journal"
+    journal = open_journal(path)
+    append(journal, range(100))
+    in_flight = delivery.next_batch(journal)
+    journal.set_in_flight(in_flight.begin, in_flight.end)  # what the sender does before its first try
+    append(journal, range(100, 300))  # more arrives while the answer is awaited; then the process dies
+    journal.release()
+
+    again = open_journal(path)
+    resent = delivery.next_batch(again)
+    assert resent.request.request_id == in_flight.request.request_id
+    assert resent.request.SerializeToString(deterministic=True) == in_flight.request.SerializeToString(deterministic=True)
+    again.acknowledge(resent.end, resent.records, resent.points)
+    rest = delivery.next_batch(again)
+    assert (rest.begin, rest.records) == (resent.end, 200)
+
+
 sizes = st.integers(min_value=0, max_value=60)
 operations = st.lists(
     st.one_of(
