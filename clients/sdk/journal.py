@@ -24,8 +24,8 @@ What it promises:
 
 Layout. Header: identity (magic, version, capacity, trial, run, a random
 journal id, the server address) with a CRC, then two state slots (sequence,
-acknowledged offset, first needed offset, dropped points, epoch, a final
-trial state left for `trialplane sync`). A record: crc, length, offset,
+acknowledged offset, first needed offset, dropped points, the range of the
+batch in flight, epoch, a final trial state left for `trialplane sync`). A record: crc, length, offset,
 kind, value count, blob length, step, time (40 bytes), then the values as
 little-endian float64, then the blob; 8-byte aligned. A POINTS record's blob
 is the group and the metric names joined by NUL; a CHECKPOINT record's is a
