@@ -42,7 +42,7 @@ BREAKING_AGAINST ?=
 lint: $(STAMP)
 	$(PY) scripts/buf_check.py lint
 	$(PY) scripts/buf_check.py breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
-	$(VENV)/bin/ruff check server clients tests bench scripts
+	$(VENV)/bin/ruff check server clients tests bench scripts examples
 	$(VENV)/bin/mypy
 
 # Every bench/*_bench.py prints a table of medians beside the limits it is compared with.
