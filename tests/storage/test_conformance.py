@@ -705,6 +705,28 @@ def report(trial_id: int, step: int, values: dict, group: str = "training", run:
     return m.ReportDraft(trial_id, run, group, step, T0 + step, values, request_id)
 
 
+def test_a_report_racing_a_batch_for_its_step_is_never_acknowledged_and_then_lost(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        await s.report_metrics(report(t.id, 1, {"loss": 9.0}))
+        for step in range(100, 1100, 100):
+            batch = m.IngestBatch(reports=[report(t.id, n, {"loss": 1.0}) for n in range(step, step + 50)],
+                                  report_index=list(range(50)))
+            writing = asyncio.ensure_future(s.ingest_metrics(batch))
+            await asyncio.sleep(0)
+            try:
+                acknowledged = await s.report_metrics(report(t.id, step, {"loss": 2.0}))
+            except MetricConflict:
+                acknowledged = False
+            outcome = await writing
+            series = await s.metric_series_id(t.id, "training", "loss")
+            points = await s.metric_points(series, step, step, False, None, 10)
+            # Whichever came first holds the step; an acknowledged report is the one stored.
+            assert points.values.tolist() == ([2.0] if acknowledged else [1.0]), (step, acknowledged, outcome.errors)
+
+    run(body)
+
+
 def test_report_metrics_stores_once_and_refuses_what_it_must(run):
     async def body(s):
         t = await s.create_trial(Trial(), None, lambda st: None)
