@@ -554,6 +554,12 @@ class JournaledStorage(Storage):
     async def delete_observations(self, *args, **kwargs):
         return await self._write(self.inner.delete_observations(*args, **kwargs))
 
+    async def mark_early_stopped(self, *args, **kwargs):
+        return await self._write(self.inner.mark_early_stopped(*args, **kwargs))
+
+    async def early_stopped(self, *args, **kwargs):
+        return await self._read(self.inner.early_stopped(*args, **kwargs))
+
     async def report_checkpoint(self, *args, **kwargs):
         return await self._write(self.inner.report_checkpoint(*args, **kwargs))
 

@@ -964,6 +964,33 @@ def test_katib_observations_by_trial_name(run):
     run(body)
 
 
+
+def test_katib_early_stop_marks(run):
+    async def body(s):
+        older = await s.create_trial(Trial(name="katib-stopped"), None, lambda st: None)
+        newer = await s.create_trial(Trial(name="katib-stopped"), None, lambda st: None)
+        assert older.id < newer.id
+        assert await s.early_stopped(["katib-stopped", "katib-free"]) == set()
+        # The newest trial of the name is the one observations link to.
+        assert await s.mark_early_stopped("katib-stopped", T0) == newer.id
+        assert await s.mark_early_stopped("katib-stopped", T0 + 5) == newer.id
+        assert await s.mark_early_stopped("no-such-trial", T0) is None
+        assert await s.early_stopped(["katib-stopped", "katib-free", "no-such-trial"]) == {
+            "katib-stopped", "no-such-trial"}
+        many = [f"katib-{i}" for i in range(1200)]
+        for name in many[::100]:
+            await s.mark_early_stopped(name, T0)
+        assert await s.early_stopped(many + many[:3]) == set(many[::100])
+        assert await s.early_stopped([]) == set()
+        # Deleting a name's observations forgets its mark too.
+        await s.report_observations("no-such-trial", [("acc", T0, 1.0, "1")])
+        assert await s.delete_observations("no-such-trial") == 1
+        assert await s.early_stopped(["no-such-trial", "katib-stopped"]) == {"katib-stopped"}
+        await s.delete_observations("katib-stopped")
+        assert await s.early_stopped(["katib-stopped"]) == set()
+
+    run(body)
+
 def test_checkpoints_report_list_delete_and_retain(run):
     CS = CheckpointState
 
