@@ -121,21 +121,30 @@ def _settings(v: ViolationCollector, path: str, settings) -> list[tuple[str, str
     return out
 
 
+def read_objective(v: ViolationCollector, objective_spec) -> ObjectiveType | None:
+    objective = _OBJECTIVES.get(objective_spec.type)
+    if objective is None:
+        v.add("experiment.spec.objective.type", "must be MINIMIZE or MAXIMIZE")
+    if not objective_spec.objective_metric_name:
+        v.add("experiment.spec.objective.objective_metric_name", "must not be empty")
+    return objective
+
+
+def read_stopping(v: ViolationCollector, path: str, spec) -> tuple[str, list[tuple[str, str]]]:
+    """An EarlyStoppingSpec's rule name and settings."""
+    return spec.algorithm_name, _settings(v, f"{path}.algorithm_settings", spec.algorithm_settings)
+
+
 def read_experiment(v: ViolationCollector, experiment) -> katib.KatibExperiment | None:
-    """The experiment, or None when it has violations (added to v)."""
+    """The experiment as the Suggestion service reads it, or None when it
+    has violations (added to v)."""
     before = len(v.violations)
     if not experiment.name:
         v.add("experiment.name", "must not be empty")
     spec = experiment.spec
-    objective = _OBJECTIVES.get(spec.objective.type)
-    if objective is None:
-        v.add("experiment.spec.objective.type", "must be MINIMIZE or MAXIMIZE")
-    if not spec.objective.objective_metric_name:
-        v.add("experiment.spec.objective.objective_metric_name", "must not be empty")
+    objective = read_objective(v, spec.objective)
     space = read_parameters(v, spec.parameter_specs.parameters)
     algorithm_settings = _settings(v, "experiment.spec.algorithm.algorithm_settings", spec.algorithm.algorithm_settings)
-    stopping_settings = _settings(v, "experiment.spec.early_stopping.algorithm_settings",
-                                  spec.early_stopping.algorithm_settings)
     if spec.max_trial_count < 0:
         v.add("experiment.spec.max_trial_count", "must not be negative")
     if len(v.violations) > before or space is None or objective is None:
@@ -143,12 +152,26 @@ def read_experiment(v: ViolationCollector, experiment) -> katib.KatibExperiment 
     return katib.KatibExperiment(
         name=experiment.name, objective=objective, metric=spec.objective.objective_metric_name, space=space,
         algorithm=spec.algorithm.algorithm_name, algorithm_settings=algorithm_settings,
-        early_stopping=spec.early_stopping.algorithm_name, early_stopping_settings=stopping_settings,
         max_trial_count=spec.max_trial_count,
     )
 
 
-def read_trials(v: ViolationCollector, trials, experiment: katib.KatibExperiment) -> list[katib.KatibTrial]:
+def _assignments(v: ViolationCollector, path: str, assignments, space: katib.KatibSpace) -> dict:
+    params = {}
+    for j, a in enumerate(assignments):
+        try:
+            value = space.parse(a.name, a.value)
+        except ValueError as exc:
+            v.add(f"{path}.spec.parameter_assignments.assignments[{j}].value", str(exc))
+            continue
+        if value is not None:
+            params[a.name] = value
+    return params
+
+
+def read_trials(v: ViolationCollector, trials, metric: str, space: katib.KatibSpace | None) -> list[katib.KatibTrial]:
+    """Katib's trials with the objective metric's observed value; their
+    assignments too when space is given."""
     out = []
     seen: set[str] = set()
     for i, t in enumerate(trials):
@@ -158,19 +181,11 @@ def read_trials(v: ViolationCollector, trials, experiment: katib.KatibExperiment
         elif t.name in seen:
             v.add(f"{path}.name", f"trial {t.name!r} is listed twice")
         seen.add(t.name)
-        params = {}
-        for j, a in enumerate(t.spec.parameter_assignments.assignments):
-            try:
-                value = experiment.space.parse(a.name, a.value)
-            except ValueError as exc:
-                v.add(f"{path}.spec.parameter_assignments.assignments[{j}].value", str(exc))
-                continue
-            if value is not None:
-                params[a.name] = value
+        params = {} if space is None else _assignments(v, path, t.spec.parameter_assignments.assignments, space)
         value = None
-        for metric in t.status.observation.metrics:
-            if metric.name == experiment.metric:
-                value = katib.read_value(metric.value)
+        for observed in t.status.observation.metrics:
+            if observed.name == metric:
+                value = katib.read_value(observed.value)
                 break
         condition = _CONDITIONS.get(t.status.condition, katib.Condition.UNKNOWN)
         out.append(katib.KatibTrial(t.name, params, condition, value))

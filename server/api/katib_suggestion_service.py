@@ -68,7 +68,7 @@ class KatibSuggestionServicer(api_pb2_grpc.SuggestionServicer):
             v.add("total_request_number", "must not be negative")
         experiment = _experiment(v, request)
         algorithm = _translate(v, experiment) if experiment is not None and experiment.algorithm else None
-        trials = messages.read_trials(v, request.trials, experiment) if experiment is not None else []
+        trials = messages.read_trials(v, request.trials, experiment.metric, experiment.space) if experiment else []
         v.raise_if_any()
         assert experiment is not None and algorithm is not None
         index = len(trials)

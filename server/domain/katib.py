@@ -275,7 +275,7 @@ def _text(p: KatibParameter, value: HyperparameterValue) -> str:
 
 @dataclass
 class KatibExperiment:
-    """What the algorithm services read of a Katib Experiment."""
+    """What the Suggestion service reads of a Katib Experiment."""
 
     name: str
     objective: ObjectiveType
@@ -283,8 +283,6 @@ class KatibExperiment:
     space: KatibSpace
     algorithm: str = ""
     algorithm_settings: list[tuple[str, str]] = field(default_factory=list)
-    early_stopping: str = ""
-    early_stopping_settings: list[tuple[str, str]] = field(default_factory=list)
     max_trial_count: int = 0
 
     @property

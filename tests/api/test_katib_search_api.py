@@ -1,8 +1,9 @@
-"""Katib's Suggestion service (api.v1.beta1), called the way Katib's controller calls it.
+"""Katib's Suggestion and EarlyStopping services (api.v1.beta1), called the
+way Katib's controller and metrics collectors call them.
 
 The client is built from tests/api/katib_proto/katib_client.proto, an
 independent copy of Katib's definitions (support/katib.py), so these tests
-see only what a Katib controller would see on the wire.
+see only what Katib would see on the wire.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support import error_of
 from support.katib import KatibProto
+from support.trials import trial_in
+from trialplane.v1 import trial_pb2
+from trialplane.v1 import trial_service_pb2 as ts
 
 # ---------------------------------------------------------------------------
 # Katib's client
@@ -26,11 +30,13 @@ def proto(tmp_path_factory):
 
 
 class Katib:
-    """Builds Katib's messages and calls the Suggestion service with them."""
+    """Builds Katib's messages and calls Katib's services with them."""
 
     def __init__(self, channel: grpc.Channel, proto: KatibProto):
         self.p = proto
         self.suggestion = proto.calls(channel, "Suggestion")
+        self.stopping = proto.calls(channel, "EarlyStopping")
+        self.db = proto.calls(channel, "DBManager")
 
     def parameter(self, name: str, kind: str, *, min: str = "", max: str = "", step: str = "",
                   values: tuple[str, ...] = (), distribution: str = "DISTRIBUTION_UNSPECIFIED"):
@@ -41,15 +47,21 @@ class Katib:
                                               distribution=p.value("Distribution", distribution)))
 
     def experiment(self, name: str, parameters, algorithm: str, settings=(), *, objective: str = "MAXIMIZE",
-                   metric: str = "accuracy", max_trial_count: int = 0):
+                   metric: str = "accuracy", max_trial_count: int = 0, stopping: str = "", stopping_settings=()):
         p = self.p
         return p["Experiment"](name=name, spec=p["ExperimentSpec"](
             parameter_specs=p["ExperimentSpec.ParameterSpecs"](parameters=parameters),
             objective=p["ObjectiveSpec"](type=p.value("ObjectiveType", objective), objective_metric_name=metric),
             algorithm=p["AlgorithmSpec"](algorithm_name=algorithm, algorithm_settings=[
                 p["AlgorithmSetting"](name=n, value=v) for n, v in settings]),
+            early_stopping=self.stopping_spec(stopping, stopping_settings),
             max_trial_count=max_trial_count,
         ))
+
+    def stopping_spec(self, name: str, settings=()):
+        p = self.p
+        return p["EarlyStoppingSpec"](algorithm_name=name, algorithm_settings=[
+            p["EarlyStoppingSetting"](name=n, value=v) for n, v in settings])
 
     def trial(self, name: str, assignments: list[tuple[str, str]], condition: str = "RUNNING",
               metrics: dict[str, str] | None = None):
@@ -75,6 +87,30 @@ class Katib:
     def validate(self, experiment):
         request = self.p["ValidateAlgorithmSettingsRequest"](experiment=experiment)
         return self.suggestion["ValidateAlgorithmSettings"](request, timeout=60)
+
+    def rules(self, experiment, trials=()) -> list[tuple[str, str, str, int]]:
+        """(name, value, comparison, start_step) of each rule, as a collector reads them."""
+        request = self.p["GetEarlyStoppingRulesRequest"](
+            experiment=experiment, trials=list(trials), db_manager_address="katib-db-manager.kubeflow:6789")
+        reply = self.stopping["GetEarlyStoppingRules"](request, timeout=60)
+        comparisons = {v.number: n for n, v in self.p.enum("ComparisonType").values_by_name.items()}
+        return [(r.name, r.value, comparisons[r.comparison], r.start_step) for r in reply.early_stopping_rules]
+
+    def set_trial_status(self, trial_name: str):
+        return self.stopping["SetTrialStatus"](self.p["SetTrialStatusRequest"](trial_name=trial_name), timeout=60)
+
+    def validate_stopping(self, name: str, settings=()):
+        request = self.p["ValidateEarlyStoppingSettingsRequest"](early_stopping=self.stopping_spec(name, settings))
+        return self.stopping["ValidateEarlyStoppingSettings"](request, timeout=60)
+
+    def report(self, trial_name: str, metric: str, values: list[str]):
+        """A collector's observation log: one value a second."""
+        p = self.p
+        logs = [p["MetricLog"](time_stamp=f"2026-11-24T10:00:{i:02d}Z", metric=p["Metric"](name=metric, value=v))
+                for i, v in enumerate(values)]
+        request = p["ReportObservationLogRequest"](trial_name=trial_name, observation_log=p["ObservationLog"](
+            metric_logs=logs))
+        return self.db["ReportObservationLog"](request, timeout=60)
 
 
 @pytest.fixture
@@ -166,9 +202,10 @@ def _methods(file_proto, service: str) -> list:
     return sorted((m.name, m.input_type, m.output_type, m.client_streaming, m.server_streaming) for m in found.method)
 
 
-def test_reflection_lists_the_suggestion_service(client):
+def test_reflection_lists_the_algorithm_services(client):
     response = reflection_call(client.channel, list_services="")
-    assert "api.v1.beta1.Suggestion" in {s.name for s in response.list_services_response.service}
+    assert {"api.v1.beta1.Suggestion", "api.v1.beta1.EarlyStopping"} <= {
+        s.name for s in response.list_services_response.service}
 
 
 def test_served_messages_are_katibs_field_for_field(client, proto):
@@ -180,14 +217,13 @@ def test_served_messages_are_katibs_field_for_field(client, proto):
     ours, katibs = _messages(served), _messages(proto.file)
     # trialplane leaves out Katib's NAS configuration (field 7 of ExperimentSpec) and its messages.
     nas = {"NasConfig", "NasConfig.Operations", "GraphConfig", "Operation", "Operation.ParameterSpecs"}
-    assert set(ours) <= set(katibs) - nas
-    assert {"GetSuggestionsRequest", "GetSuggestionsReply.ParameterAssignments", "ValidateAlgorithmSettingsReply",
-            "EarlyStoppingRule", "TrialStatus", "ExperimentSpec.ParameterSpecs"} <= set(ours)
+    assert set(ours) == set(katibs) - nas
     katibs["ExperimentSpec"] = [f for f in katibs["ExperimentSpec"] if f[0] != "nas_config"]
     for name in ours:
         assert ours[name] == katibs[name], name
     assert _enums(served) == _enums(proto.file)
-    assert _methods(served, "Suggestion") == _methods(proto.file, "Suggestion")
+    for service in ("DBManager", "Suggestion", "EarlyStopping"):
+        assert _methods(served, service) == _methods(proto.file, service)
 
 
 # ---------------------------------------------------------------------------
@@ -491,3 +527,154 @@ def test_values_outside_the_space_or_not_in_it_are_read_not_refused(kc):
         x, c = dict(assignment)["x"], dict(assignment)["c"]
         assert 0 <= float(x) <= 1 and c in ("a", "b")
 
+
+
+# ---------------------------------------------------------------------------
+# Early stopping: medianstop
+
+
+def stopping_experiment(k: Katib, settings=(), objective: str = "MAXIMIZE", name: str = "median"):
+    return k.experiment(name, [k.parameter("x", "DOUBLE", min="0", max="1")], "random",
+                        stopping="medianstop", stopping_settings=settings, objective=objective)
+
+
+def planted(k: Katib, prefix: str) -> list:
+    """Succeeded trials whose means over their first three reports are 0.5,
+    0.25, 1.0, 0.75 (two reports only) and 0.875 (no log: its observation),
+    beside trials that must not count."""
+    logs = {
+        f"{prefix}-a": ["0.25", "0.5", "0.75", "1.0"],
+        f"{prefix}-b": ["0.125", "0.25", "0.375", "0.99"],
+        f"{prefix}-c": ["1", "1", "1", "0"],
+        f"{prefix}-d": ["0.5", "unavailable", "1.0"],
+        f"{prefix}-running": ["0.01", "0.01", "0.01"],
+        f"{prefix}-failed": ["0.02", "0.02", "0.02"],
+        f"{prefix}-early": ["0.03", "0.03", "0.03"],
+    }
+    for trial_name, values in logs.items():
+        k.report(trial_name, "accuracy", values)
+        k.report(trial_name, "loss", ["9", "9", "9"])
+    point = [("x", "0.5")]
+    return [
+        k.trial(f"{prefix}-a", point, "SUCCEEDED", {"accuracy": "1.0"}),
+        k.trial(f"{prefix}-b", point, "SUCCEEDED", {"accuracy": "0.99"}),
+        k.trial(f"{prefix}-c", point, "SUCCEEDED", {"accuracy": "1"}),
+        k.trial(f"{prefix}-d", point, "SUCCEEDED", {"accuracy": "1.0"}),
+        k.trial(f"{prefix}-e", point, "SUCCEEDED", {"accuracy": "0.875"}),
+        k.trial(f"{prefix}-running", point, "RUNNING"),
+        k.trial(f"{prefix}-failed", point, "FAILED"),
+        k.trial(f"{prefix}-early", point, "EARLYSTOPPED", {"accuracy": "0.03"}),
+        k.trial(f"{prefix}-unmeasured", point, "SUCCEEDED"),
+    ]
+
+
+def test_medianstop_rules_reflect_the_planted_trials(kc):
+    trials = planted(kc, "planted")
+    settings = [("min_trials_required", "5"), ("start_step", "3")]
+    # The median of 0.25, 0.5, 0.75, 0.875 and 1.0 (their mean would be 0.675).
+    assert kc.rules(stopping_experiment(kc, settings), trials) == [("accuracy", "0.75", "LESS", 3)]
+    # Minimizing, a trial is stopped above the median instead.
+    assert kc.rules(stopping_experiment(kc, settings, "MINIMIZE"), trials) == [("accuracy", "0.75", "GREATER", 3)]
+    # One report each: 0.25, 0.125, 1, 0.5 and 0.875.
+    assert kc.rules(stopping_experiment(kc, [("min_trials_required", "5"), ("start_step", "1")]), trials) == [
+        ("accuracy", "0.5", "LESS", 1)]
+    # Katib's defaults: three trials at least, start_step 4 (means 0.435, 0.625, 0.75, 0.75, 0.875).
+    assert kc.rules(stopping_experiment(kc), trials) == [("accuracy", "0.75", "LESS", 4)]
+
+
+def test_medianstop_has_no_rule_until_enough_trials_succeeded(kc):
+    trials = planted(kc, "few")
+    settings = [("min_trials_required", "6"), ("start_step", "3")]
+    assert kc.rules(stopping_experiment(kc, settings), trials) == []
+    assert kc.rules(stopping_experiment(kc, settings), []) == []
+    kc.report("few-f", "accuracy", ["0.0625", "0.0625", "0.0625"])
+    trials.append(kc.trial("few-f", [("x", "0.1")], "SUCCEEDED", {"accuracy": "0.0625"}))
+    # 0.0625, 0.25, 0.5, 0.75, 0.875, 1.0
+    assert kc.rules(stopping_experiment(kc, settings), trials) == [("accuracy", "0.625", "LESS", 3)]
+
+
+def test_set_trial_status_marks_the_trial_for_the_rules(kc):
+    trials = planted(kc, "marked")
+    settings = [("min_trials_required", "4"), ("start_step", "3")]
+    assert kc.rules(stopping_experiment(kc, settings), trials) == [("accuracy", "0.75", "LESS", 3)]
+    # A collector stopped marked-c early: it no longer counts, whatever Katib says of it.
+    assert kc.set_trial_status("marked-c").ByteSize() == 0
+    assert kc.rules(stopping_experiment(kc, settings), trials) == [("accuracy", "0.625", "LESS", 3)]
+    kc.set_trial_status("marked-a")
+    assert kc.rules(stopping_experiment(kc, settings), trials) == []
+
+
+def test_set_trial_status_stops_the_trialplane_trial_once(kc, client):
+    trial = trial_in(client, trial_pb2.TRIAL_STATE_RUNNING, name="katib-stop-me")
+    before = list(client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events)
+    kc.set_trial_status("katib-stop-me")
+    stopped = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    assert stopped.state == trial_pb2.TRIAL_STATE_STOPPING_CANCELED
+    events = list(client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events)
+    (new,) = events[len(before):]
+    assert new.to_state == trial_pb2.TRIAL_STATE_STOPPING_CANCELED
+    assert "Katib" in new.message and "SetTrialStatus" in new.message
+    # Again: nothing more happens.
+    kc.set_trial_status("katib-stop-me")
+    again = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    assert again.state == trial_pb2.TRIAL_STATE_STOPPING_CANCELED
+    assert len(client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events) == len(events)
+
+
+def test_set_trial_status_leaves_an_ended_trial_and_takes_unknown_names(kc, client):
+    done = trial_in(client, trial_pb2.TRIAL_STATE_COMPLETED, name="katib-done")
+    kc.set_trial_status("katib-done")
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=done.id)).state == trial_pb2.TRIAL_STATE_COMPLETED
+    kc.set_trial_status("katib-never-seen")
+    kc.set_trial_status("katib-never-seen")
+    err = error_of(kc.set_trial_status, "")
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "trial_name" in err.violations
+
+
+def test_trials_marked_early_stopped_are_results_for_suggestions(kc):
+    # The same history three ways: trial x as Katib's SUCCEEDED with its value;
+    # as FAILED (what Katib shows once a collector killed it) but marked
+    # through SetTrialStatus, its value then read from its log; as FAILED unmarked.
+    parameters = [kc.parameter("x", "DOUBLE", min="0", max="1")]
+    settings = [("n_startup_trials", "3"), ("random_state", "5")]
+    base = [kc.trial(f"es-{i}", [("x", x)], "SUCCEEDED", {"accuracy": x}) for i, x in enumerate(("0.1", "0.4", "0.6"))]
+
+    def suggest(name, last):
+        return kc.get(kc.experiment(name, parameters, "tpe", settings), base + [last], count=4, total=10)
+
+    kc.report("es-logged", "accuracy", ["0.3", "0.95", "0.5"])
+    kc.set_trial_status("es-logged")
+    kc.report("es-unmarked", "accuracy", ["0.3", "0.95", "0.5"])
+    reference = suggest("es-reference", kc.trial("es-value", [("x", "0.9")], "SUCCEEDED", {"accuracy": "0.95"}))
+    assert suggest("es-marked", kc.trial("es-logged", [("x", "0.9")], "FAILED")) == reference
+    assert suggest("es-condition", kc.trial("es-cond", [("x", "0.9")], "EARLYSTOPPED", {"accuracy": "0.95"})) == reference
+    assert suggest("es-failed", kc.trial("es-unmarked", [("x", "0.9")], "FAILED")) != reference
+
+
+def test_early_stopping_settings(kc):
+    for settings in ([], [("min_trials_required", "1")], [("start_step", "10"), ("min_trials_required", "2")]):
+        assert kc.validate_stopping("medianstop", settings).ByteSize() == 0
+    bad = [
+        ("", [], "early_stopping.algorithm_name", "must name"),
+        ("patience", [], "early_stopping.algorithm_name", "unknown early-stopping rule 'patience'"),
+        ("asha", [], "early_stopping.algorithm_name", "cannot carry"),
+        ("medianstop", [("burn_in", "3")], "early_stopping.algorithm_settings[0].name", "unknown setting"),
+        ("medianstop", [("min_trials_required", "0")], "early_stopping.algorithm_settings[0].value", "at least 1"),
+        ("medianstop", [("start_step", "four")], "early_stopping.algorithm_settings[0].value", "integer"),
+        ("medianstop", [("start_step", "2"), ("start_step", "3")], "early_stopping.algorithm_settings[1].name",
+         "given twice"),
+        ("medianstop", [("", "3")], "early_stopping.algorithm_settings[0].name", "must not be empty"),
+    ]
+    for name, settings, field, words in bad:
+        err = error_of(kc.validate_stopping, name, settings)
+        assert err.code == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert words in err.violations[field], err.violations
+        # GetEarlyStoppingRules checks the experiment's the same way.
+        err = error_of(kc.rules, stopping_experiment(kc, settings) if name == "medianstop" else kc.experiment(
+            "bad-rule", [kc.parameter("x", "DOUBLE", min="0", max="1")], "random", stopping=name))
+        assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"experiment.spec.{field}" in err.violations
+    err = error_of(kc.rules, stopping_experiment(kc, objective="UNKNOWN"), [kc.trial("", [])])
+    assert {"experiment.spec.objective.type", "trials[0].name"} <= set(err.violations)
+    # The server keeps serving.
+    assert kc.rules(stopping_experiment(kc), []) == []

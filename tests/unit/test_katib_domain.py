@@ -128,3 +128,12 @@ def test_metric_values_as_katib_sends_them():
 def test_the_seed_is_a_function_of_the_name():
     assert katib.seed_of("mnist") == katib.seed_of("mnist") != katib.seed_of("mnist-2")
     assert 0 <= katib.seed_of("x") < 2**64
+
+
+def test_medianstop_numbers():
+    assert katib.early_average([1.0, 2.0, 3.0, 10.0], 3) == 2.0
+    assert katib.early_average([5.0], 4) == 5.0
+    assert katib.early_average([], 2) is None
+    assert katib.median([3.0, 1.0, 2.0]) == 2.0
+    assert katib.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert katib.EARLY_STOPPING_RULES == ("medianstop",)

@@ -336,6 +336,22 @@ class ValidateAlgorithmSettingsReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class GetEarlyStoppingRulesRequest(_message.Message):
+    __slots__ = ("experiment", "trials", "db_manager_address")
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    DB_MANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    experiment: Experiment
+    trials: _containers.RepeatedCompositeFieldContainer[Trial]
+    db_manager_address: str
+    def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., db_manager_address: _Optional[str] = ...) -> None: ...
+
+class GetEarlyStoppingRulesReply(_message.Message):
+    __slots__ = ("early_stopping_rules",)
+    EARLY_STOPPING_RULES_FIELD_NUMBER: _ClassVar[int]
+    early_stopping_rules: _containers.RepeatedCompositeFieldContainer[EarlyStoppingRule]
+    def __init__(self, early_stopping_rules: _Optional[_Iterable[_Union[EarlyStoppingRule, _Mapping]]] = ...) -> None: ...
+
 class EarlyStoppingRule(_message.Message):
     __slots__ = ("name", "value", "comparison", "start_step")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -347,3 +363,23 @@ class EarlyStoppingRule(_message.Message):
     comparison: ComparisonType
     start_step: int
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., comparison: _Optional[_Union[ComparisonType, str]] = ..., start_step: _Optional[int] = ...) -> None: ...
+
+class ValidateEarlyStoppingSettingsRequest(_message.Message):
+    __slots__ = ("early_stopping",)
+    EARLY_STOPPING_FIELD_NUMBER: _ClassVar[int]
+    early_stopping: EarlyStoppingSpec
+    def __init__(self, early_stopping: _Optional[_Union[EarlyStoppingSpec, _Mapping]] = ...) -> None: ...
+
+class ValidateEarlyStoppingSettingsReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetTrialStatusRequest(_message.Message):
+    __slots__ = ("trial_name",)
+    TRIAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    trial_name: str
+    def __init__(self, trial_name: _Optional[str] = ...) -> None: ...
+
+class SetTrialStatusReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
