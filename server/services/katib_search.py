@@ -40,6 +40,8 @@ class _Search:
         self.make = make
         self.objective = objective
         self.lock = asyncio.Lock()
+        # Best logged values of trials stopped early: their logs no longer grow.
+        self.logged: dict[str, float] = {}
         self._reset()
 
     def _reset(self) -> None:
@@ -47,7 +49,7 @@ class _Search:
         self.ids: dict[str, int] = {}
         self.told: dict[str, Observed] = {}
 
-    def step(self, trials: list[katib.KatibTrial], marked: set[str], stored: dict[str, float | None],
+    def step(self, trials: list[katib.KatibTrial], marked: set[str], stored: dict[str, float],
              count: int, index: int) -> list[Assignment]:
         names = {t.name for t in trials}
         if any(o.outcome == Outcome.COMPLETED and name not in names for name, o in self.told.items()):
@@ -109,11 +111,12 @@ class KatibSuggestions:
                       trials: list[katib.KatibTrial], count: int, index: int) -> list[Assignment]:
         """Up to count new points; fewer once a grid is exhausted."""
         marked = await self.storage.early_stopped([t.name for t in trials]) if trials else set()
-        stored = {
-            t.name: await self.best_logged(t.name, experiment.metric, experiment.objective)
-            for t in trials
-            if t.value is None and (t.name in marked or t.condition == katib.Condition.EARLYSTOPPED)
-        }
         search = self._search_for(experiment, algorithm)
         async with search.lock:
-            return await asyncio.to_thread(search.step, trials, marked, stored, count, index)
+            for t in trials:
+                stopped = t.name in marked or t.condition == katib.Condition.EARLYSTOPPED
+                if stopped and t.value is None and t.name not in search.logged:
+                    best = await self.best_logged(t.name, experiment.metric, experiment.objective)
+                    if best is not None:
+                        search.logged[t.name] = best
+            return await asyncio.to_thread(search.step, trials, marked, dict(search.logged), count, index)
