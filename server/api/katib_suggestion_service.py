@@ -3,9 +3,11 @@
 Katib's controller calls GetSuggestions with the experiment, all its trials
 and how many new assignments it wants; it takes a reply with fewer as a
 failed sync and asks again later. trialplane answers with fewer only when a
-grid is exhausted: what is left, then none, as Katib's own grid services
-did (they return what they have, and their ValidateAlgorithmSettings
-refuses a max_trial_count larger than the grid, which this one does too).
+grid is exhausted: what is left, then none, as Katib's Chocolate grid
+service did (the Optuna grid that replaced it hands out points again
+instead). Like Katib's grid, ValidateAlgorithmSettings refuses a
+max_trial_count larger than the grid, so a validated experiment does not
+run out.
 
 The point index handed to the designer is the number of assignments the
 experiment was given before this call (total_request_number minus

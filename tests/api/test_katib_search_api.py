@@ -13,6 +13,7 @@ from decimal import Decimal
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from support import error_of
 from support.katib import KatibProto
@@ -202,10 +203,14 @@ def _methods(file_proto, service: str) -> list:
     return sorted((m.name, m.input_type, m.output_type, m.client_streaming, m.server_streaming) for m in found.method)
 
 
-def test_reflection_lists_the_algorithm_services(client):
+def test_reflection_and_health_know_the_algorithm_services(client):
     response = reflection_call(client.channel, list_services="")
     assert {"api.v1.beta1.Suggestion", "api.v1.beta1.EarlyStopping"} <= {
         s.name for s in response.list_services_response.service}
+    health = health_pb2_grpc.HealthStub(client.channel)
+    for service in ("api.v1.beta1.Suggestion", "api.v1.beta1.EarlyStopping"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_served_messages_are_katibs_field_for_field(client, proto):
