@@ -80,9 +80,12 @@ class KatibStopping:
         trial_id = await self.storage.mark_early_stopped(trial_name, self.clock())
         if trial_id is None:
             return
+        # The stop event says who decided, in the shape trialplane's own early stopping uses.
+        details = {"early_stopping": {"rule": "medianstop", "decided_by": "katib", "katib_trial_name": trial_name}}
         try:
             await self.storage.change_trial(
-                trial_id, lambda t, now: lifecycle.stop(t, now, grace_seconds=None, message=STOP_MESSAGE))
+                trial_id, lambda t, now: lifecycle.stop(t, now, grace_seconds=None, message=STOP_MESSAGE,
+                                                        details=details))
         except FailedPrecondition:
             return  # it ended before the collector's call arrived
         self.feed.trials.notify(trial_id)

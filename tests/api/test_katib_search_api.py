@@ -619,6 +619,8 @@ def test_set_trial_status_stops_the_trialplane_trial_once(kc, client):
     (new,) = events[len(before):]
     assert new.to_state == trial_pb2.TRIAL_STATE_STOPPING_CANCELED
     assert "Katib" in new.message and "SetTrialStatus" in new.message
+    assert dict(new.details["early_stopping"]) == {
+        "rule": "medianstop", "decided_by": "katib", "katib_trial_name": "katib-stop-me"}
     # Again: nothing more happens.
     kc.set_trial_status("katib-stop-me")
     again = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
