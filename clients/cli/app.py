@@ -1,0 +1,170 @@
+"""The `trialplane` command.
+
+`serve` is the server's own command (server/cli.py); every other command
+talks to a server through the SDK. The SDK and grpc are imported only when a
+command runs, so `--help` is quick.
+
+Exit status: 0 done; 1 the server answered with an error or could not be
+reached; 2 a usage error (argparse's, a state name or file the command
+cannot use). An error is one line on stderr: the status code, the reason,
+and the message with the fields that were wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EPILOG = """\
+output: tables by default; -o json prints JSON Lines, the protobuf JSON of
+one item per line (as grpcurl spells it), also for show and for follows.
+exit status: 0 ok, 1 server error or server unreachable, 2 usage error.
+environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051), TRIALPLANE_TOKEN."""
+
+TRIAL_STATES_HELP = "only trials in this state (running, queued, completed ...); repeat for several"
+
+
+def _global_options(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
+    """--address, --token and --output, taken before the command and after it.
+
+    Only the top-level parser has defaults: a subcommand's copy is left out of
+    the namespace unless given, so it never hides a value given earlier."""
+
+    def default(value):
+        return value if with_defaults else argparse.SUPPRESS
+
+    parser.add_argument("--address", default=default(None),
+                        help="server host:port (default: $TRIALPLANE_ADDRESS, else 127.0.0.1:50051)")
+    parser.add_argument("--token", default=default(None), help="bearer token (default: $TRIALPLANE_TOKEN)")
+    parser.add_argument("-o", "--output", choices=["table", "json"], default=default("table"),
+                        help="table, or json: JSON Lines, one item per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trialplane.server.cli import add_serve_command
+
+    parser = argparse.ArgumentParser(
+        prog="trialplane", description="Control plane for machine-learning training trials",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(parser, with_defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, with_defaults=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_serve_command(sub)
+
+    def command(group, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
+        """A leaf command; handler names its function in commands.py, imported when it runs."""
+        p = group.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    studies = sub.add_parser("studies", help="list, show, create and delete studies").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = command(studies, "list", "studies_list", "list studies")
+    p.add_argument("--name", help="SQL ILIKE pattern on the name ('mnist-%%')")
+    p.add_argument("--state", action="append", help="only studies in this state; repeat for several")
+    p.add_argument("--tag", action="append", help="only studies with this tag; repeat for several")
+    p.add_argument("--owner", help="only studies of this owner")
+    p = command(studies, "show", "studies_show", "show one study and its search space")
+    p.add_argument("study", help="id or name")
+    p = command(studies, "create", "studies_create", "create a study from a YAML or JSON file")
+    p.add_argument("-f", "--file", required=True,
+                   help="the study in the proto3 JSON shape (as grpcurl takes it), as YAML or JSON")
+    p = command(studies, "delete", "studies_delete", "delete a study")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--force", action="store_true", help="also delete its trials and what they reported")
+
+    trials = sub.add_parser("trials", help="list, show and steer trials").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = command(trials, "list", "trials_list", "list trials: state, steps, best objective value, running time")
+    p.add_argument("--study", help="only trials of this study (id or name)")
+    p.add_argument("--state", action="append", help=TRIAL_STATES_HELP)
+    p.add_argument("--name", help="SQL ILIKE pattern on the name")
+    p.add_argument("--tag", action="append", help="only trials with this tag; repeat for several")
+    p.add_argument("--order-by", help="as ListTrials takes it: 'searcher_metric_value', 'metrics.validation.loss.min desc'")
+    p = command(trials, "show", "trials_show", "show one trial with its metric summaries")
+    p.add_argument("trial", type=int, help="trial id")
+    for verb, text in [
+        ("stop", "ask a trial to stop (SIGTERM, then SIGKILL after the grace period)"),
+        ("kill", "stop a trial now"),
+        ("pause", "pause a trial"),
+        ("activate", "queue a paused trial again"),
+        ("restart", "start a new run of a trial"),
+    ]:
+        p = command(trials, verb, "trials_transition", text)
+        p.set_defaults(verb=verb)
+        p.add_argument("trial", type=int, help="trial id")
+        p.add_argument("--message", help="why, for the trial's event history")
+        if verb == "stop":
+            p.add_argument("--grace", type=float, help="seconds the trial gets to exit (server default: 600)")
+    p = command(trials, "events", "trials_events", "a trial's history of state changes")
+    p.add_argument("trial", type=int, help="trial id")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events until the trial ends")
+
+    p = command(sub, "metrics", "metrics_show",
+                "a trial's metrics: summaries, or with --name or --group the history, a row per step")
+    p.add_argument("trial", type=int, help="trial id")
+    p.add_argument("--name", action="append", help="a metric's name; repeat for several columns")
+    p.add_argument("--group", help="the metrics' group (training, validation ...); found from --name when left out")
+
+    p = command(sub, "logs", "logs_show", "a trial's log lines")
+    p.add_argument("trial", type=int, help="trial id")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the trial ends")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines (then follow, with --follow)")
+
+    p = command(sub, "checkpoints", "checkpoints_list", "a trial's checkpoints")
+    p.add_argument("trial", type=int, help="trial id")
+    p = command(sub, "workers", "workers_list", "a trial's workers")
+    p.add_argument("trial", type=int, help="trial id")
+    return parser
+
+
+def _error_line(err, address: str) -> str:
+    from ..sdk import Unavailable
+
+    if isinstance(err, Unavailable) and not err.reason:
+        return f"trialplane: cannot reach the server at {address}: {err.message}"
+    return f"trialplane: {err}"
+
+
+def _run(args) -> int:
+    from ..sdk import Client, RetryPolicy, TrialplaneError
+    from . import commands
+    from .output import Printer
+
+    # Someone at a terminal would rather hear of an unreachable server within
+    # a second than wait out the SDK's longer default retries.
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.2, max_backoff=1.0)
+    client = Client(args.address, token=args.token, retry=retry)
+    try:
+        return getattr(commands, args.handler)(client, args, Printer(args.output))
+    except TrialplaneError as err:
+        print(_error_line(err, client.address), file=sys.stderr)
+        return 1
+    except (commands.UsageError, ValueError) as err:
+        print(f"trialplane: {err}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from trialplane.server.cli import run_serve
+
+        return run_serve(args)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); say nothing more on a closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

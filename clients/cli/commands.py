@@ -1,0 +1,309 @@
+"""What each command does, through the SDK. A handler takes the Client, the
+parsed arguments and the Printer, and returns the exit status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from google.protobuf import json_format
+from trialplane.v1 import checkpoint_pb2, log_pb2, study_pb2, trial_pb2, worker_pb2
+
+from ..sdk import Client, NotFound
+from ..sdk.values import enum_name, python_value
+from .output import Printer, Table, duration, key_values, number, size, when
+
+
+class UsageError(Exception):
+    """A request the command can tell is wrong without asking the server (exit 2)."""
+
+
+def _study_id(client: Client, study: str) -> int:
+    """A study named on the command line by id or by name."""
+    return int(study) if study.isdigit() else client.studies.get(study).id
+
+
+# Studies
+
+STUDY_TABLE = Table(["ID", "NAME", "STATE", "TRIALS", "OBJECTIVE", "CREATED"], flex="NAME", right={"ID", "TRIALS"})
+
+
+def _objective(study) -> str:
+    kind = {study_pb2.OBJECTIVE_TYPE_MINIMIZE: "min", study_pb2.OBJECTIVE_TYPE_MAXIMIZE: "max"}
+    return f"{kind.get(study.objective.type, '?')} {study.objective.metric_name}"
+
+
+def _study_row(study) -> list[str]:
+    return [str(study.id), study.name, enum_name(study_pb2.StudyState, "STUDY_STATE_", study.state), str(study.trial_count),
+            _objective(study), when(study.create_time)]
+
+
+def studies_list(client: Client, args, out: Printer) -> int:
+    studies = client.studies.list(name_pattern=args.name or "", states=args.state, tags=args.tag or (),
+                                  owner=args.owner or "")
+    out.items(studies, STUDY_TABLE, _study_row)
+    return 0
+
+
+def _parameter_line(spec) -> list[str]:
+    space = spec.feasible_space
+    if space.categories:
+        values = ", ".join(space.categories)
+    elif space.values:
+        values = ", ".join(number(v) for v in space.values)
+    else:
+        values = f"{number(space.min)} .. {number(space.max)}" + (f" step {number(space.step)}" if space.HasField("step") else "")
+    scale = enum_name(study_pb2.ParameterScale, "PARAMETER_SCALE_", spec.scale) if spec.scale else ""
+    return [spec.name, enum_name(study_pb2.ParameterType, "PARAMETER_TYPE_", spec.type), values, scale.lower()]
+
+
+def studies_show(client: Client, args, out: Printer) -> int:
+    study = client.studies.get(int(args.study) if args.study.isdigit() else args.study)
+    if out.as_json:
+        out.json(study)
+        return 0
+    limits = ", ".join(f"{k} {v}" for k, v in [("max", study.max_trials), ("parallel", study.parallel_trials)] if v)
+    out.text(key_values([
+        ("id", str(study.id)), ("name", study.name), ("state", _study_row(study)[2]), ("owner", study.owner),
+        ("description", study.description), ("objective", _objective(study)),
+        ("trials", f"{study.trial_count}" + (f" ({limits})" if limits else "")),
+        ("algorithm", study.algorithm.name), ("tags", ", ".join(study.tags)), ("created", when(study.create_time)),
+        ("updated", when(study.update_time)), ("etag", study.etag),
+    ]))
+    if study.parameters:
+        out.text("\n" + Table(["PARAMETER", "TYPE", "VALUES", "SCALE"], flex="VALUES").render(
+            _parameter_line(p) for p in study.parameters))
+    return 0
+
+
+def studies_create(client: Client, args, out: Printer) -> int:
+    try:
+        study = client.studies.create(args.file)
+    except OSError as err:
+        raise UsageError(f"{args.file}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise UsageError(f"{args.file}: {err}") from None
+    out.items([study], STUDY_TABLE, _study_row)
+    return 0
+
+
+def studies_delete(client: Client, args, out: Printer) -> int:
+    study = client.studies.delete(_study_id(client, args.study), force=args.force)
+    out.items([study], STUDY_TABLE, _study_row)
+    return 0
+
+
+# Trials
+
+TRIAL_TABLE = Table(["ID", "STUDY", "NAME", "STATE", "STEPS", "BEST", "DURATION"], flex="NAME",
+                    right={"ID", "STUDY", "STEPS", "BEST", "DURATION"})
+
+
+class _Objectives:
+    """The objective metric of each study a listing names, fetched once per study."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.names: dict[int, str] = {}
+
+    def best(self, trial) -> str:
+        if not trial.study_id or not trial.HasField("best_validation"):
+            return ""
+        if trial.study_id not in self.names:
+            try:
+                self.names[trial.study_id] = self.client.studies.get(trial.study_id).objective.metric_name
+            except NotFound:
+                self.names[trial.study_id] = ""
+        value = trial.best_validation.metrics.avg_metrics.fields.get(self.names[trial.study_id])
+        if value is None:
+            return ""
+        return number(value.number_value if value.WhichOneof("kind") == "number_value" else value.string_value)
+
+
+def _trial_row(objectives: _Objectives):
+    def row(trial) -> list[str]:
+        return [str(trial.id), str(trial.study_id) if trial.study_id else "-", trial.name,
+                enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state), str(trial.steps_completed),
+                objectives.best(trial), duration(trial.wall_clock_seconds)]
+
+    return row
+
+
+def trials_list(client: Client, args, out: Printer) -> int:
+    study_id = _study_id(client, args.study) if args.study else 0
+    trials = client.trials.list(study_id, states=args.state, tags=args.tag or (), name_pattern=args.name or "",
+                                order_by=args.order_by or "")
+    out.items(trials, TRIAL_TABLE, _trial_row(_Objectives(client)))
+    return 0
+
+
+def _validation(workload) -> str:
+    values = json_format.MessageToDict(workload.metrics.avg_metrics)
+    text = ", ".join(f"{k}={number(v)}" for k, v in sorted(values.items()))
+    return f"{text} (step {workload.total_batches})" if text else ""
+
+
+SUMMARY_TABLE = Table(["GROUP", "NAME", "COUNT", "LAST", "MIN", "MAX", "STEP"], flex="NAME",
+                      right={"COUNT", "LAST", "MIN", "MAX", "STEP"})
+
+
+def _summary_row(summary) -> list[str]:
+    return [summary.group, summary.name, str(summary.count), number(summary.last), number(summary.min),
+            number(summary.max), str(summary.last_step)]
+
+
+def trials_show(client: Client, args, out: Printer) -> int:
+    trial = client.trials.get(args.trial)
+    if out.as_json:
+        out.json(trial)
+        return 0
+    hyperparameters = ", ".join(f"{k}={python_value(v)}" for k, v in sorted(trial.hyperparameters.items()))
+    checkpoints = f"{trial.checkpoint_count} ({size(trial.total_checkpoint_size_bytes)})" if trial.checkpoint_count else ""
+    out.text(key_values([
+        ("id", str(trial.id)), ("name", trial.name), ("study", str(trial.study_id or "")),
+        ("state", enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state)), ("runner state", trial.runner_state),
+        ("run", f"{trial.trial_run_id}" + (f" ({trial.restarts} restarts)" if trial.restarts else "")),
+        ("steps", str(trial.steps_completed)), ("hyperparameters", hyperparameters),
+        ("best validation", _validation(trial.best_validation) if trial.HasField("best_validation") else ""),
+        ("latest validation", _validation(trial.latest_validation) if trial.HasField("latest_validation") else ""),
+        ("best checkpoint", trial.best_checkpoint.uuid), ("checkpoints", checkpoints),
+        ("running for", duration(trial.wall_clock_seconds)), ("started", when(trial.start_time)),
+        ("ended", when(trial.end_time)), ("stop deadline", when(trial.stop_deadline, seconds=True)),
+        ("failure reason", trial.failure_reason), ("tags", ", ".join(trial.tags)), ("notes", trial.notes),
+        ("created", when(trial.create_time)), ("etag", trial.etag),
+    ]))
+    if trial.summary_metrics:
+        out.text("\n" + SUMMARY_TABLE.render(_summary_row(s) for s in trial.summary_metrics))
+    return 0
+
+
+def trials_transition(client: Client, args, out: Printer) -> int:
+    """stop, kill, pause, activate, restart: the trial as it is afterwards."""
+    verb = getattr(client.trials, args.verb)
+    options = {"message": args.message or ""}
+    if args.verb == "stop" and args.grace is not None:
+        options["grace_period"] = args.grace
+    trial = verb(args.trial, **options)
+    out.items([trial], TRIAL_TABLE, _trial_row(_Objectives(client)))
+    return 0
+
+
+EVENT_TABLE = Table(["SEQ", "TIME", "FROM", "TO", "RUN", "MESSAGE"], flex="MESSAGE", right={"SEQ", "RUN"})
+# Widths for --follow, which cannot measure rows it has not seen; MESSAGE takes the rest.
+EVENT_WIDTHS = [4, 19, 10, 17, 3, 0]
+
+
+def _event_row(event) -> list[str]:
+    return [str(event.sequence), when(event.time, seconds=True),
+            enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.from_state),
+            enum_name(trial_pb2.TrialState, "TRIAL_STATE_", event.to_state), str(event.trial_run_id), event.message]
+
+
+def trials_events(client: Client, args, out: Printer) -> int:
+    if args.follow:
+        out.stream(client.trials.watch(args.trial), EVENT_TABLE, _event_row, EVENT_TABLE.fit(EVENT_WIDTHS))
+    else:
+        out.items(client.trials.events(args.trial), EVENT_TABLE, _event_row)
+    return 0
+
+
+# Metrics
+
+def _resolve_metrics(client: Client, trial_id: int, names: list[str], group: str | None) -> tuple[str, list[str]]:
+    """The group and names a metrics command reads: the names given, in the
+    group given or the one group that holds them; or every name of the group."""
+    summaries = list(client.metrics.names(trial_id))
+    if not names:
+        names = [s.name for s in summaries if s.group == group]
+        if not names:
+            raise UsageError(f"trial {trial_id} has no metrics in group {group!r}")
+        return group or "", names
+    if group is not None:
+        return group, names
+    groups = sorted({s.group for s in summaries if s.name in names})
+    if len(groups) == 1:
+        return groups[0], names
+    if not groups:
+        raise UsageError(f"trial {trial_id} has no metric named {', '.join(names)}")
+    raise UsageError(f"{', '.join(names)} is in the groups {', '.join(groups)}; pick one with --group")
+
+
+def metrics_show(client: Client, args, out: Printer) -> int:
+    names = args.name or []
+    if not names and args.group is None:
+        out.items(client.metrics.names(args.trial), SUMMARY_TABLE, _summary_row)
+        return 0
+    group, names = _resolve_metrics(client, args.trial, names, args.group)
+    histories = client.metrics.histories(args.trial, names, group=group)
+    if out.as_json:
+        for series in histories:
+            out.json(series)
+        return 0
+    by_step: dict[int, dict[str, float]] = {}
+    for series in histories:
+        for step, value in zip(series.steps, series.values):
+            by_step.setdefault(step, {})[series.name] = value
+    table = Table(["STEP", *names], right={"STEP", *names})
+    out.text(table.render([str(step)] + [number(values.get(n)) for n in names] for step, values in sorted(by_step.items())))
+    return 0
+
+
+# Logs
+
+def _log_line(line) -> str:
+    level = enum_name(log_pb2.LogLevel, "LOG_LEVEL_", line.level or log_pb2.LOG_LEVEL_INFO)
+    source = f"[{line.worker}] " if line.worker else ""
+    return f"{when(line.time, seconds=True)} {level:<8} {source}{line.message}"
+
+
+def _print_logs(lines: Iterable, out: Printer) -> int:
+    """Prints the lines; the id of the last one (0 when none)."""
+    last = 0
+    for line in lines:
+        if out.as_json:
+            out.json(line)
+        else:
+            out.text(_log_line(line))
+        last = line.id
+    return last
+
+
+def logs_show(client: Client, args, out: Printer) -> int:
+    client.trials.get(args.trial, fields=["id"])
+    if args.tail is not None:
+        last_id = _print_logs(client.logs.tail(args.trial, args.tail), out)
+    else:
+        last_id = 0 if args.follow else _print_logs(client.logs.list(args.trial), out)
+    if args.follow:
+        _print_logs(client.logs.follow(args.trial, after_id=last_id), out)
+    return 0
+
+
+# Checkpoints and workers
+
+CHECKPOINT_TABLE = Table(["UUID", "STATE", "STEPS", "SIZE", "CREATED"], flex="UUID", right={"STEPS", "SIZE"})
+
+
+def _checkpoint_row(checkpoint) -> list[str]:
+    return [checkpoint.uuid, enum_name(checkpoint_pb2.CheckpointState, "CHECKPOINT_STATE_", checkpoint.state),
+            str(checkpoint.steps_completed), size(checkpoint.size_bytes), when(checkpoint.create_time)]
+
+
+def checkpoints_list(client: Client, args, out: Printer) -> int:
+    client.trials.get(args.trial, fields=["id"])
+    out.items(client.checkpoints.list(args.trial), CHECKPOINT_TABLE, _checkpoint_row)
+    return 0
+
+
+WORKER_TABLE = Table(["ID", "RANK", "TYPE", "STATE", "RUN", "ADDRESS", "HEARTBEAT"], flex="ADDRESS",
+                     right={"ID", "RANK", "RUN"})
+
+
+def _worker_row(worker) -> list[str]:
+    return [str(worker.id), str(worker.rank), worker.type, enum_name(worker_pb2.WorkerState, "WORKER_STATE_", worker.state),
+            str(worker.trial_run_id), worker.address, when(worker.last_heartbeat_time, seconds=True)]
+
+
+def workers_list(client: Client, args, out: Printer) -> int:
+    client.trials.get(args.trial, fields=["id"])
+    out.items(client.workers.list(args.trial), WORKER_TABLE, _worker_row)
+    return 0

@@ -1,0 +1,488 @@
+"""The Client's helpers, one class per resource.
+
+Every helper returns the API's own protobuf messages (trialplane.v1), as the
+server sent them; a listing is an iterator that fetches the next page when
+the one before is used up, so page tokens never show. The one exception is
+MetricsApi.history_arrays, which returns numpy columns (SeriesArrays).
+Arguments take Python values: enum values by name ("running" or
+"TRIAL_STATE_RUNNING") or number, datetimes, seconds or timedeltas, dicts in
+the proto3 JSON shape for nested messages.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+from google.protobuf import field_mask_pb2
+from trialplane.v1 import (
+    checkpoint_pb2,
+    checkpoint_service_pb2,
+    log_pb2,
+    log_service_pb2,
+    metrics_pb2,
+    metrics_service_pb2,
+    study_pb2,
+    study_service_pb2,
+    trial_pb2,
+    trial_service_pb2,
+    worker_pb2,
+    worker_service_pb2,
+)
+
+from .stubs import ResponseStream, Stubs
+from .values import (
+    duration,
+    enum_value,
+    enum_values,
+    load_document,
+    message_from,
+    parameter_value,
+    parse_dict,
+    timestamp,
+)
+
+StudySource: TypeAlias = "study_pb2.Study | Mapping[str, Any] | str | Path"
+Time: TypeAlias = "dt.datetime | None"
+
+
+def _pages(call: Callable, request, items: str) -> Iterator:
+    """Every item of every page of a List call, fetched page by page."""
+    while True:
+        response = call(request)
+        yield from getattr(response, items)
+        if not response.next_page_token:
+            return
+        request.page_token = response.next_page_token
+
+
+def _streamed(stream: ResponseStream, pick: Callable[[Any], Iterable]) -> Iterator:
+    """The items of a server stream; leaving the loop early cancels the call."""
+    with stream:
+        for response in stream:
+            yield from pick(response)
+
+
+def _ids(trial_ids: int | Iterable[int]) -> list[int]:
+    return [trial_ids] if isinstance(trial_ids, int) else list(trial_ids)
+
+
+def _set_time(field, value: Time) -> None:
+    if value is not None:
+        field.CopyFrom(timestamp(value))
+
+
+def _mask(fields: Iterable[str] | None) -> field_mask_pb2.FieldMask | None:
+    return field_mask_pb2.FieldMask(paths=list(fields)) if fields else None
+
+
+def study_from(source: StudySource) -> tuple[study_pb2.Study, str]:
+    """A Study and the request_id it came with (empty when none) from a Study,
+    a dict, or the path of a YAML or JSON file holding one.
+
+    A dict or file is the study in the proto3 JSON shape, or a whole
+    CreateStudyRequest ({"study": {...}, "request_id": ...}) as grpcurl -d
+    takes it."""
+    if isinstance(source, study_pb2.Study):
+        return source, ""
+    document = load_document(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(document, Mapping):
+        raise ValueError(f"a study is a mapping of its fields, not {type(document).__name__}")
+    if "study" in document and set(document) <= {"study", "request_id", "requestId"}:
+        request = parse_dict(document, study_service_pb2.CreateStudyRequest)
+        return request.study, request.request_id
+    return parse_dict(document, study_pb2.Study), ""
+
+
+class StudiesApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.studies
+
+    def create(self, study: StudySource, *, request_id: str | None = None) -> study_pb2.Study:
+        """Creates a study from a Study, a dict or a YAML/JSON file path. A
+        request_id (the file's, or a fresh one) makes a retry return the same
+        study."""
+        message, file_request_id = study_from(study)
+        request = study_service_pb2.CreateStudyRequest(study=message, request_id=request_id or file_request_id)
+        return self._stub.CreateStudy(request)
+
+    def get(self, study: int | str) -> study_pb2.Study:
+        """A study by id (an int) or by name (a str)."""
+        if isinstance(study, int):
+            return self._stub.GetStudy(study_service_pb2.GetStudyRequest(id=study))
+        return self._stub.GetStudy(study_service_pb2.GetStudyRequest(name=study))
+
+    def list(
+        self,
+        *,
+        name_pattern: str = "",
+        states: Iterable[int | str] | None = None,
+        tags: Iterable[str] = (),
+        owner: str = "",
+        created_after: Time = None,
+        created_before: Time = None,
+        order_by: str = "",
+        fields: Iterable[str] | None = None,
+        page_size: int = 0,
+    ) -> Iterator[study_pb2.Study]:
+        """Every study matching all the filters given (name_pattern is SQL ILIKE)."""
+        request = study_service_pb2.ListStudiesRequest(
+            name_pattern=name_pattern, states=enum_values(study_pb2.StudyState, "STUDY_STATE_", states),
+            tags=list(tags), owner=owner, order_by=order_by, read_mask=_mask(fields), page_size=page_size,
+        )
+        _set_time(request.created_after, created_after)
+        _set_time(request.created_before, created_before)
+        return _pages(self._stub.ListStudies, request, "studies")
+
+    def update(self, study_id: int, *, etag: str = "", **fields: Any) -> study_pb2.Study:
+        """Replaces the fields given, by their .proto names, with values in the
+        proto3 JSON shape: update(3, description="...", max_trials=20)."""
+        if not fields:
+            raise ValueError("update needs at least one field")
+        study = parse_dict(fields, study_pb2.Study)
+        study.id, study.etag = study_id, etag
+        request = study_service_pb2.UpdateStudyRequest(study=study, update_mask=_mask(fields))
+        return self._stub.UpdateStudy(request)
+
+    def delete(self, study_id: int, *, force: bool = False, etag: str = "") -> study_pb2.Study:
+        """Deletes a study (with its trials when force) and returns it as it was."""
+        return self._stub.DeleteStudy(study_service_pb2.DeleteStudyRequest(id=study_id, force=force, etag=etag))
+
+
+class TrialsApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.trials
+
+    def create(
+        self,
+        study_id: int = 0,
+        name: str = "",
+        hyperparameters: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        **fields: Any,
+    ) -> trial_pb2.Trial:
+        """Creates a trial in QUEUED. hyperparameters maps names to bool, int,
+        float or str values; other Trial fields go by their .proto names in the
+        proto3 JSON shape (tags=[...], resources={"worker_count": 2})."""
+        trial = parse_dict(fields, trial_pb2.Trial) if fields else trial_pb2.Trial()
+        trial.study_id, trial.name = study_id, name
+        for key, value in (hyperparameters or {}).items():
+            trial.hyperparameters[key].CopyFrom(parameter_value(value))
+        return self._stub.CreateTrial(trial_service_pb2.CreateTrialRequest(trial=trial, request_id=request_id or ""))
+
+    def get(self, trial_id: int, *, fields: Iterable[str] | None = None) -> trial_pb2.Trial:
+        """One trial; fields limits what comes back (a read mask)."""
+        return self._stub.GetTrial(trial_service_pb2.GetTrialRequest(id=trial_id, read_mask=_mask(fields)))
+
+    def list(
+        self,
+        study_id: int = 0,
+        *,
+        states: Iterable[int | str] | int | str | None = None,
+        tags: Iterable[str] = (),
+        name_pattern: str = "",
+        created_after: Time = None,
+        created_before: Time = None,
+        order_by: str = "",
+        fields: Iterable[str] | None = None,
+        page_size: int = 0,
+    ) -> Iterator[trial_pb2.Trial]:
+        """Every trial matching all the filters given; study_id 0 is every
+        study. order_by as ListTrials takes it ("searcher_metric_value",
+        "metrics.validation.loss.min desc" ...)."""
+        request = trial_service_pb2.ListTrialsRequest(
+            study_id=study_id, states=enum_values(trial_pb2.TrialState, "TRIAL_STATE_", states), tags=list(tags),
+            name_pattern=name_pattern, order_by=order_by, read_mask=_mask(fields), page_size=page_size,
+        )
+        _set_time(request.created_after, created_after)
+        _set_time(request.created_before, created_before)
+        return _pages(self._stub.ListTrials, request, "trials")
+
+    def update(self, trial_id: int, *, etag: str = "", **fields: Any) -> trial_pb2.Trial:
+        """Replaces the fields given, by their .proto names, with values in the
+        proto3 JSON shape: update(7, notes="...", tags=["best"])."""
+        if not fields:
+            raise ValueError("update needs at least one field")
+        trial = parse_dict(fields, trial_pb2.Trial)
+        trial.id, trial.etag = trial_id, etag
+        return self._stub.UpdateTrial(trial_service_pb2.UpdateTrialRequest(trial=trial, update_mask=_mask(fields)))
+
+    def delete(self, trial_id: int, *, force: bool = False, etag: str = "") -> trial_pb2.Trial:
+        """Deletes a terminal trial (any trial when force) and returns it as it was."""
+        return self._stub.DeleteTrial(trial_service_pb2.DeleteTrialRequest(id=trial_id, force=force, etag=etag))
+
+    def stop(
+        self,
+        trial_id: int,
+        *,
+        grace_period: float | dt.timedelta | None = None,
+        message: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+    ) -> trial_pb2.Trial:
+        """Asks a trial to stop; grace_period (seconds or a timedelta) is how
+        long it may take before it is killed (the server's default when None)."""
+        request = trial_service_pb2.StopTrialRequest(
+            id=trial_id, grace_period=duration(grace_period), message=message, etag=etag, request_id=request_id or "",
+        )
+        return self._stub.StopTrial(request)
+
+    def kill(self, trial_id: int, *, message: str = "", etag: str = "", request_id: str | None = None) -> trial_pb2.Trial:
+        request = trial_service_pb2.KillTrialRequest(id=trial_id, message=message, etag=etag, request_id=request_id or "")
+        return self._stub.KillTrial(request)
+
+    def pause(self, trial_id: int, *, message: str = "", etag: str = "", request_id: str | None = None) -> trial_pb2.Trial:
+        request = trial_service_pb2.PauseTrialRequest(id=trial_id, message=message, etag=etag, request_id=request_id or "")
+        return self._stub.PauseTrial(request)
+
+    def activate(self, trial_id: int, *, message: str = "", etag: str = "", request_id: str | None = None) -> trial_pb2.Trial:
+        request = trial_service_pb2.ActivateTrialRequest(
+            id=trial_id, message=message, etag=etag, request_id=request_id or "",
+        )
+        return self._stub.ActivateTrial(request)
+
+    def restart(
+        self,
+        trial_id: int,
+        *,
+        resources: trial_pb2.Resources | Mapping[str, Any] | None = None,
+        message: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+    ) -> trial_pb2.Trial:
+        """Starts a new run of the trial, with new resources when given."""
+        request = trial_service_pb2.RestartTrialRequest(
+            id=trial_id, message=message, etag=etag, request_id=request_id or "",
+            resources=message_from(resources, trial_pb2.Resources) if resources is not None else None,
+        )
+        return self._stub.RestartTrial(request)
+
+    def events(
+        self, trial_id: int, *, after_sequence: int = 0, descending: bool = False, page_size: int = 0,
+    ) -> Iterator[trial_pb2.TrialEvent]:
+        """The trial's recorded state changes, oldest first unless descending."""
+        request = trial_service_pb2.ListTrialEventsRequest(
+            trial_id=trial_id, after_sequence=after_sequence, descending=descending, page_size=page_size,
+        )
+        return _pages(self._stub.ListTrialEvents, request, "events")
+
+    def watch(self, trial_id: int, *, after_sequence: int = 0) -> Iterator[trial_pb2.TrialEvent]:
+        """The trial's events after after_sequence, then new ones as they
+        happen, until the trial is terminal."""
+        stream = self._stub.WatchTrialEvents(
+            trial_service_pb2.WatchTrialEventsRequest(trial_id=trial_id, after_sequence=after_sequence)
+        )
+        return _streamed(stream, lambda response: [response.event])
+
+
+@dataclass(frozen=True)
+class SeriesArrays:
+    """The raw points of one metric of one trial as numpy columns of equal
+    length, in step order. times are microseconds since the Unix epoch;
+    archived marks points a restarted run rolled back (all False unless
+    include_archived was asked for)."""
+
+    trial_id: int
+    group: str
+    name: str
+    steps: np.ndarray
+    values: np.ndarray
+    times: np.ndarray
+    trial_run_ids: np.ndarray
+    archived: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def series_arrays(series: metrics_service_pb2.MetricSeries) -> SeriesArrays:
+    count = len(series.steps)
+    archived = np.array(series.archived, dtype=bool) if len(series.archived) else np.zeros(count, dtype=bool)
+    return SeriesArrays(
+        trial_id=series.trial_id, group=series.group, name=series.name,
+        steps=np.array(series.steps, dtype=np.int64), values=np.array(series.values, dtype=np.float64),
+        times=np.array(series.times, dtype=np.int64), trial_run_ids=np.array(series.trial_run_ids, dtype=np.int64),
+        archived=archived,
+    )
+
+
+def _append_part(merged: metrics_service_pb2.MetricSeries, part: metrics_service_pb2.MetricSeries) -> None:
+    """Adds one page's part of a series to what earlier pages gave. A page
+    sends archived flags only when one of its points is archived, so the
+    missing flags of the other pages are False."""
+    if len(part.archived) or len(merged.archived):
+        if not len(merged.archived):
+            merged.archived.extend([False] * len(merged.steps))
+        merged.archived.extend(part.archived if len(part.archived) else [False] * len(part.steps))
+    merged.steps.extend(part.steps)
+    merged.values.extend(part.values)
+    merged.times.extend(part.times)
+    merged.trial_run_ids.extend(part.trial_run_ids)
+    merged.buckets.extend(part.buckets)
+
+
+class MetricsApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.metrics
+
+    def names(self, trial_ids: int | Iterable[int], *, page_size: int = 0) -> Iterator[metrics_pb2.MetricSummary]:
+        """Every metric the trials reported, with its summary, by trial, group and name."""
+        request = metrics_service_pb2.ListMetricNamesRequest(trial_ids=_ids(trial_ids), page_size=page_size)
+        return _pages(self._stub.ListMetricNames, request, "metrics")
+
+    def latest(
+        self, trial_ids: int | Iterable[int], *, group: str = "", page_size: int = 0,
+    ) -> Iterator[metrics_pb2.MetricSummary]:
+        """The latest value and aggregates of every metric of the trials (of one group when given)."""
+        request = metrics_service_pb2.GetLatestMetricsRequest(trial_ids=_ids(trial_ids), group=group, page_size=page_size)
+        return _pages(self._stub.GetLatestMetrics, request, "summaries")
+
+    def histories(
+        self,
+        trial_ids: int | Iterable[int],
+        names: str | Iterable[str],
+        *,
+        group: str = "training",
+        start_step: int = 0,
+        end_step: int = 0,
+        buckets: int = 0,
+        axis: int | str | None = None,
+        include_archived: bool = False,
+        page_size: int = 0,
+    ) -> list[metrics_service_pb2.MetricSeries]:
+        """One MetricSeries per trial and name, in that order, each whole: raw
+        points (every page fetched and joined), or with buckets > 0 at most
+        that many buckets keeping first, last, min and max."""
+        request = metrics_service_pb2.GetMetricHistoryRequest(
+            trial_ids=_ids(trial_ids), group=group, names=[names] if isinstance(names, str) else list(names),
+            start_step=start_step, end_step=end_step, buckets=buckets, include_archived=include_archived,
+            axis=enum_value(metrics_service_pb2.MetricAxis, "METRIC_AXIS_", axis) if axis is not None else 0,
+            page_size=page_size,
+        )
+        merged: dict[tuple[int, str, str], metrics_service_pb2.MetricSeries] = {}
+        while True:
+            response = self._stub.GetMetricHistory(request)
+            for part in response.series:
+                key = (part.trial_id, part.group, part.name)
+                if key not in merged:
+                    merged[key] = metrics_service_pb2.MetricSeries(trial_id=part.trial_id, group=part.group, name=part.name)
+                _append_part(merged[key], part)
+            if not response.next_page_token:
+                return list(merged.values())
+            request.page_token = response.next_page_token
+
+    def history(self, trial_id: int, name: str, *, group: str = "training", **options: Any) -> metrics_service_pb2.MetricSeries:
+        """The whole history of one metric of one trial (options as histories takes them)."""
+        (series,) = self.histories(trial_id, name, group=group, **options)
+        return series
+
+    def history_arrays(
+        self, trial_id: int, name: str, *, group: str = "training", start_step: int = 0, end_step: int = 0,
+        include_archived: bool = False,
+    ) -> SeriesArrays:
+        """The raw points of one metric of one trial as numpy columns."""
+        series = self.history(
+            trial_id, name, group=group, start_step=start_step, end_step=end_step, include_archived=include_archived,
+        )
+        return series_arrays(series)
+
+    def watch(
+        self, trial_id: int, *, names: Iterable[str] = (), after_step: int | None = None,
+    ) -> Iterator[metrics_service_pb2.MetricSeries]:
+        """New points of the trial's metrics as they are stored (those already
+        stored after after_step first), until the trial is terminal."""
+        request = metrics_service_pb2.WatchMetricsRequest(trial_id=trial_id, names=list(names), after_step=after_step)
+        return _streamed(self._stub.WatchMetrics(request), lambda response: response.series)
+
+
+class LogsApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.logs
+
+    def list(
+        self,
+        trial_id: int,
+        *,
+        from_tail: bool = False,
+        levels: Iterable[int | str] | None = None,
+        worker: str = "",
+        page_size: int = 0,
+    ) -> Iterator[log_pb2.TaskLog]:
+        """The trial's lines oldest first, or newest first from_tail."""
+        request = log_service_pb2.ListLogsRequest(
+            trial_id=trial_id, from_tail=from_tail, levels=enum_values(log_pb2.LogLevel, "LOG_LEVEL_", levels),
+            worker=worker, page_size=page_size,
+        )
+        return _pages(self._stub.ListLogs, request, "logs")
+
+    def tail(self, trial_id: int, count: int, **filters: Any) -> builtins.list[log_pb2.TaskLog]:
+        """The trial's last count lines, oldest first."""
+        newest = self.list(trial_id, from_tail=True, page_size=min(max(count, 1), 5000), **filters)
+        return list(itertools.islice(newest, count))[::-1]
+
+    def follow(self, trial_id: int, *, after_id: int = 0) -> Iterator[log_pb2.TaskLog]:
+        """The trial's lines after after_id, then new ones as they are stored,
+        until the trial is terminal."""
+        stream = self._stub.WatchLogs(log_service_pb2.WatchLogsRequest(trial_id=trial_id, after_id=after_id))
+        return _streamed(stream, lambda response: response.logs)
+
+
+class CheckpointsApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.checkpoints
+
+    def list(
+        self,
+        trial_id: int = 0,
+        *,
+        study_id: int = 0,
+        states: Iterable[int | str] | int | str | None = None,
+        min_steps: int = 0,
+        max_steps: int = 0,
+        created_after: Time = None,
+        created_before: Time = None,
+        order_by: str = "",
+        page_size: int = 0,
+    ) -> Iterator[checkpoint_pb2.Checkpoint]:
+        """Every checkpoint matching all the filters given (trial 0 and study 0 are all)."""
+        request = checkpoint_service_pb2.ListCheckpointsRequest(
+            trial_id=trial_id, study_id=study_id,
+            states=enum_values(checkpoint_pb2.CheckpointState, "CHECKPOINT_STATE_", states),
+            min_steps=min_steps, max_steps=max_steps, order_by=order_by, page_size=page_size,
+        )
+        _set_time(request.created_after, created_after)
+        _set_time(request.created_before, created_before)
+        return _pages(self._stub.ListCheckpoints, request, "checkpoints")
+
+    def get(self, uuid: str) -> checkpoint_pb2.Checkpoint:
+        return self._stub.GetCheckpoint(checkpoint_service_pb2.GetCheckpointRequest(uuid=uuid))
+
+
+class WorkersApi:
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.workers
+
+    def list(
+        self,
+        trial_id: int = 0,
+        *,
+        trial_run_id: int = 0,
+        states: Iterable[int | str] | int | str | None = None,
+        page_size: int = 0,
+    ) -> Iterator[worker_pb2.Worker]:
+        """Every worker matching all the filters given, by id."""
+        request = worker_service_pb2.ListWorkersRequest(
+            trial_id=trial_id, trial_run_id=trial_run_id,
+            states=enum_values(worker_pb2.WorkerState, "WORKER_STATE_", states), page_size=page_size,
+        )
+        return _pages(self._stub.ListWorkers, request, "workers")
+
+    def get(self, worker_id: int) -> worker_pb2.Worker:
+        return self._stub.GetWorker(worker_service_pb2.GetWorkerRequest(id=worker_id))
