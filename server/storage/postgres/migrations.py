@@ -387,6 +387,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         $$
         """,
     ),
+    (
+        5,
+        "Katib trial names a collector stopped early",
+        """
+        CREATE TABLE katib_early_stopped (
+            trial_name TEXT PRIMARY KEY,
+            stop_time BIGINT NOT NULL
+        );
+        """,
+    ),
 ]
 
 

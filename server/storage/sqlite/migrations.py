@@ -352,6 +352,16 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX trials_study_update_time ON trials (study_id, update_time, id);
         """,
     ),
+    (
+        10,
+        "Katib trial names a collector stopped early",
+        """
+        CREATE TABLE katib_early_stopped (
+            trial_name TEXT PRIMARY KEY,
+            stop_time INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 
