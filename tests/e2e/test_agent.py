@@ -221,6 +221,31 @@ def test_a_missing_command_is_an_error_of_the_trial(server, sdk, agents, tmp_pat
     assert ended.failure_reason.startswith(f"cannot run {tmp_path / 'no-such-program'}")
 
 
+def test_nothing_runs_for_a_finished_or_unknown_trial(server, sdk, agents, tmp_path):
+    trial = sdk.trials.create(name="finished")
+    sdk.trials.stop(trial.id)  # a queued trial is CANCELED at once
+    marker = tmp_path / "ran"
+    command = [PYTHON, "-c", f"open({str(marker)!r}, 'w')"]
+    finished = agents(server.address, trial.id, command=command)
+    unknown = agents(server.address, trial.id + 1000, command=command)
+    assert (finished.wait(), unknown.wait()) == (125, 125)
+    assert not marker.exists()
+    assert "is CANCELED; nothing to run" in finished.stderr
+    assert f"trial {trial.id + 1000} not found" in unknown.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--trial", "1"], "give the training command after --"),
+    (["--trial", "1", "--follow-log", "train.log"], "needs --pid PID or --exit-marker FILE"),
+    (["--trial", "1", "--follow-log", "train.log", "--pid", "1", "--", "true"], "give no command with it"),
+    (["--trial", "1", "--pid", "1", "--", "true"], "go with --follow-log"),
+])
+def test_usage_errors_exit_2_before_anything_runs(args, message):
+    done = subprocess.run([tool("trialplane"), "agent", *args], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
 def test_the_retry_strategy_runs_the_command_again_under_the_new_run(server, sdk, agents):
     trial = sdk.trials.create(name="retried", retry_strategy={"max_attempts": 2})
     agent = agents(server.address, trial.id, command=train("--steps", "1", "--exit-code", "3", "--succeed-from-run", "2"))
