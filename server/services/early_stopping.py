@@ -29,7 +29,7 @@ from ..domain.metrics import VALIDATION
 from ..domain.models import AlgorithmSpec, ObjectiveType, Study, StudyState
 from ..storage.interface import Storage
 from .change_feed import ChangeFeed
-from .study_trials import StudyTrials
+from .study_trials import StudyTrials, slack_for
 
 log = logging.getLogger("trialplane.server")
 
@@ -153,7 +153,7 @@ class EarlyStopping:
             return None
         if watch is None or watch.study.early_stopping != study.early_stopping \
                 or watch.study.objective != study.objective:
-            watch = StudyWatch(study, self._rule(study.early_stopping), StudyTrials(study_id),
+            watch = StudyWatch(study, self._rule(study.early_stopping), StudyTrials(study_id, slack_for(self.storage)),
                                study.objective.type == ObjectiveType.MAXIMIZE)
             self._watches[study_id] = watch
         watch.study = study

@@ -397,6 +397,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        6,
+        "an index that finds a study's unfinished trials without reading its others",
+        """
+        CREATE INDEX trials_study_state ON trials (study_id, state, id);
+        """,
+    ),
 ]
 
 

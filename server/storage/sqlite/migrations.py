@@ -362,6 +362,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        11,
+        "an index that finds a study's unfinished trials without reading its others",
+        """
+        CREATE INDEX trials_study_state ON trials (study_id, state, id);
+        """,
+    ),
 ]
 
 
