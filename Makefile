@@ -42,14 +42,14 @@ BREAKING_AGAINST ?=
 lint: $(STAMP)
 	$(PY) scripts/buf_check.py lint
 	$(PY) scripts/buf_check.py breaking $(if $(BREAKING_AGAINST),--against $(BREAKING_AGAINST))
-	$(VENV)/bin/ruff check server clients tests bench scripts
+	$(VENV)/bin/ruff check server clients tests bench scripts examples
 	$(VENV)/bin/mypy
 
 # Every bench/*_bench.py prints a table of medians beside the limits it is compared with.
 # With BENCH_POSTGRES_DSN (default: TRIALPLANE_TEST_POSTGRES_DSN) the benches that take
 # --postgres run a second time on it, so both backends print one after the other.
 BENCH_POSTGRES_DSN ?= $(TRIALPLANE_TEST_POSTGRES_DSN)
-POSTGRES_BENCHES := bench/metrics_bench.py bench/profiler_bench.py bench/replicas_bench.py
+POSTGRES_BENCHES := bench/metrics_bench.py bench/profiler_bench.py bench/replicas_bench.py bench/retention_bench.py bench/search_driver_bench.py
 
 bench: $(STAMP)
 	for script in bench/*_bench.py; do $(PY) $$script || exit 1; done

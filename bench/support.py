@@ -18,7 +18,7 @@ module costs it about 1 MiB more), what only the bench side needs (psutil,
 statistics, grpc_health) is imported where it is used, and the ceiling imports
 the generated modules of the one service it serves.
 
-Usage of the ceiling: cd bench && ../.venv/bin/python -m support {MetricsService,ProfilerService,TrialService}
+Usage of the ceiling: cd bench && ../.venv/bin/python -m support {MetricsService,ProfilerService,StudyService,TrialService}
                           [--host 127.0.0.1] [--port 0]
 Prints "ceiling listening on HOST:PORT" once bound; SIGTERM or SIGINT stops it.
 """
@@ -509,10 +509,26 @@ def _profiler_handlers() -> dict[str, grpc.RpcMethodHandler]:
     }
 
 
+def _study_handlers() -> dict[str, grpc.RpcMethodHandler]:
+    """SuggestTrials answers an empty response (no trials)."""
+    from trialplane.v1 import study_service_pb2 as ss
+
+    async def suggest(request, context) -> ss.SuggestTrialsResponse:
+        return ss.SuggestTrialsResponse()
+
+    return {
+        "SuggestTrials": grpc.unary_unary_rpc_method_handler(
+            suggest, request_deserializer=ss.SuggestTrialsRequest.FromString,
+            response_serializer=ss.SuggestTrialsResponse.SerializeToString,
+        ),
+    }
+
+
 CEILINGS: dict[str, Callable[[], dict[str, grpc.RpcMethodHandler]]] = {
     "TrialService": _trial_handlers,
     "MetricsService": _metrics_handlers,
     "ProfilerService": _profiler_handlers,
+    "StudyService": _study_handlers,
 }
 
 

@@ -30,7 +30,9 @@ from trialplane.v1 import (
 
 from .api.checkpoint_service import CheckpointServicer
 from .api.handlers import MethodTable
+from .api.katib_early_stopping_service import KatibEarlyStoppingServicer
 from .api.katib_service import KatibDBManagerServicer
+from .api.katib_suggestion_service import KatibSuggestionServicer
 from .api.log_service import LogServicer
 from .api.metrics_service import MetricsServicer
 from .api.profiler_service import ProfilerServicer, add_profiler_service
@@ -42,6 +44,8 @@ from .domain.clock import now_us
 from .services.change_feed import ChangeFeed
 from .services.early_stopping import EarlyStopping
 from .services.jobs import RetentionJob, Watchdog
+from .services.katib_search import KatibSuggestions
+from .services.katib_stopping import KatibStopping
 from .storage.factory import open_storage
 from .storage.interface import Storage
 
@@ -190,6 +194,9 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage, feed, clock, early_stopping), handlers)
     api_pb2_grpc.add_DBManagerServicer_to_server(KatibDBManagerServicer(storage), handlers)
+    api_pb2_grpc.add_SuggestionServicer_to_server(KatibSuggestionServicer(KatibSuggestions(storage)), handlers)
+    api_pb2_grpc.add_EarlyStoppingServicer_to_server(
+        KatibEarlyStoppingServicer(KatibStopping(storage, feed, clock)), handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
     for name in ["", *SERVICE_NAMES]:

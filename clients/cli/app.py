@@ -1,7 +1,8 @@
 """The `trialplane` command.
 
-`serve` is the server's own command (server/cli.py); every other command
-talks to a server through the SDK. The SDK and grpc are imported only when a
+`serve` is the server's own command (server/cli.py) and `agent` the sidecar
+agent's (clients/agent); every other command talks to a server through the
+SDK. The SDK and grpc are imported only when a
 command runs, so `--help` is quick.
 
 Exit status: 0 done; 1 the server answered with an error or could not be
@@ -45,6 +46,8 @@ def _global_options(parser: argparse.ArgumentParser, with_defaults: bool) -> Non
 def build_parser() -> argparse.ArgumentParser:
     from trialplane.server.cli import add_serve_command
 
+    from ..agent.cli import add_agent_command
+
     parser = argparse.ArgumentParser(
         prog="trialplane", description="Control plane for machine-learning training trials",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(common, with_defaults=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_command(sub)
+    add_agent_command(sub)
 
     def command(group, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
         """A leaf command; handler names its function in commands.py, imported when it runs."""
@@ -165,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         from trialplane.server.cli import run_serve
 
         return run_serve(args)
+    if args.command == "agent":
+        from ..agent.cli import run_agent
+
+        return run_agent(args)
     try:
         return _run(args)
     except KeyboardInterrupt:

@@ -147,6 +147,10 @@ def open_channel(
         ("grpc.service_config", retry.service_config()),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        # gRPC waits up to 120 s between reconnection attempts by default, so
+        # after a long outage a client would go on failing for up to two
+        # minutes once the server is back.
+        ("grpc.max_reconnect_backoff_ms", 5000),
         *extra_options,
     ]
     credentials = _credentials(tls)

@@ -222,7 +222,9 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
             validation.validate_study_update(current, paths)
             return current
 
-        return study_to_proto(await self.storage.update_study(request.study.id, apply))
+        updated = await self.storage.update_study(request.study.id, apply)
+        self.early_stopping.forget(updated.id)
+        return study_to_proto(updated)
 
     @rpc
     async def DeleteStudy(self, request, context):

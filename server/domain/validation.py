@@ -119,6 +119,19 @@ def _check_parameter(v: ViolationCollector, path: str, p: ParameterSpec) -> None
             v.add(fs, "a CATEGORICAL parameter takes only categories")
 
 
+
+def check_parameters(v: ViolationCollector, path: str, parameters: list[ParameterSpec]) -> None:
+    """A search space: each parameter on its own, then the names together."""
+    if len(parameters) > MAX_PARAMETERS:
+        v.add(path, f"at most {MAX_PARAMETERS} parameters")
+    seen: set[str] = set()
+    for i, p in enumerate(parameters):
+        _check_parameter(v, f"{path}[{i}]", p)
+        if p.name in seen:
+            v.add(f"{path}[{i}].name", f"duplicate parameter name {p.name!r}")
+        seen.add(p.name)
+
+
 def _check_metric_definitions(v: ViolationCollector, path: str, definitions) -> None:
     for i, d in enumerate(definitions):
         if not d.name:
@@ -173,14 +186,7 @@ def validate_study(study: Study) -> None:
         v.add("study.objective.goal", "must be a finite number")
     if len(set(obj.additional_metric_names)) != len(obj.additional_metric_names):
         v.add("study.objective.additional_metric_names", "must not repeat a name")
-    if len(study.parameters) > MAX_PARAMETERS:
-        v.add("study.parameters", f"at most {MAX_PARAMETERS} parameters")
-    seen: set[str] = set()
-    for i, p in enumerate(study.parameters):
-        _check_parameter(v, f"study.parameters[{i}]", p)
-        if p.name in seen:
-            v.add(f"study.parameters[{i}].name", f"duplicate parameter name {p.name!r}")
-        seen.add(p.name)
+    check_parameters(v, "study.parameters", study.parameters)
     check_study_limits(v, study)
     check_tags(v, "study.tags", study.tags)
     _check_metric_definitions(v, "study.metric_definitions", study.metric_definitions)

@@ -29,7 +29,7 @@ from ..domain.metrics import VALIDATION
 from ..domain.models import AlgorithmSpec, ObjectiveType, Study, StudyState
 from ..storage.interface import Storage
 from .change_feed import ChangeFeed
-from .study_trials import StudyTrials
+from .study_trials import StudyTrials, slack_for
 
 log = logging.getLogger("trialplane.server")
 
@@ -70,6 +70,9 @@ class EarlyStopping:
         self._watches: dict[int, StudyWatch] = {}
         self._study_of: dict[int, int] = {}
         self._pending: dict[int, set[int]] = {}
+        # Studies without a rule, and when that was read: most validation
+        # reports belong to one, and cost no study read then.
+        self._no_rule: dict[int, float] = {}
         self._tasks: set[asyncio.Task] = set()
         # Decisions this process acted on (tests and logs).
         self.stopped: list[Decision] = []
@@ -100,6 +103,11 @@ class EarlyStopping:
                 if tid not in watch.trials.trials:
                     raise NotFound("trial", f"{tid} in study {study_id}")
             return watch.study, [watch.rule.decide(tid) for tid in trial_ids]
+
+    def forget(self, study_id: int) -> None:
+        """The study changed here: read it again at its next look."""
+        self._watches.pop(study_id, None)
+        self._no_rule.pop(study_id, None)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -145,15 +153,20 @@ class EarlyStopping:
 
     async def _watch(self, study_id: int) -> StudyWatch | None:
         watch = self._watches.get(study_id)
-        if watch is not None and time.monotonic() - watch.read_at < STUDY_TTL_SECONDS:
+        now = time.monotonic()
+        if watch is not None and now - watch.read_at < STUDY_TTL_SECONDS:
             return watch if watch.study.state == StudyState.ACTIVE else None
+        if now - self._no_rule.get(study_id, -STUDY_TTL_SECONDS) < STUDY_TTL_SECONDS:
+            return None
         study = await self.storage.get_study(study_id)
         if not study.early_stopping.name:
             self._watches.pop(study_id, None)
+            self._no_rule[study_id] = now
             return None
+        self._no_rule.pop(study_id, None)
         if watch is None or watch.study.early_stopping != study.early_stopping \
                 or watch.study.objective != study.objective:
-            watch = StudyWatch(study, self._rule(study.early_stopping), StudyTrials(study_id),
+            watch = StudyWatch(study, self._rule(study.early_stopping), StudyTrials(study_id, slack_for(self.storage)),
                                study.objective.type == ObjectiveType.MAXIMIZE)
             self._watches[study_id] = watch
         watch.study = study

@@ -19,7 +19,7 @@ from ..domain.search import history, registry
 from ..domain.search.base import Designer
 from ..domain.search.checks import DEFAULT_ALGORITHM
 from ..storage.interface import Storage, Suggested
-from .study_trials import StudyTrials
+from .study_trials import StudyTrials, slack_for
 
 
 @dataclass
@@ -47,7 +47,8 @@ class Suggestions:
             return current
         designer = registry.create(study.algorithm.name or DEFAULT_ALGORITHM, study.parameters,
                                    _settings(study.algorithm), seed=study.id)
-        search = StudySearch(study.algorithm, list(study.parameters), designer, StudyTrials(study.id))
+        search = StudySearch(study.algorithm, list(study.parameters), designer,
+                              StudyTrials(study.id, slack_for(self.storage)))
         self._searches[study.id] = search
         return search
 

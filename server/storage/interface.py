@@ -377,7 +377,19 @@ class ObservationStore(abc.ABC):
         """Ordered by time; an empty metric_name: every metric."""
 
     @abc.abstractmethod
-    async def delete_observations(self, trial_name: str) -> int: ...
+    async def delete_observations(self, trial_name: str) -> int:
+        """Removes the trial name's observations and its early-stop mark;
+        returns how many metric series went."""
+
+    @abc.abstractmethod
+    async def mark_early_stopped(self, trial_name: str, time: int) -> int | None:
+        """Records that Katib stopped this trial early (a repeat keeps the
+        first record); returns the id of the trialplane trial of that name
+        (the newest, as observations link to it), or None."""
+
+    @abc.abstractmethod
+    async def early_stopped(self, trial_names: list[str]) -> set[str]:
+        """Which of these trial names carry an early-stop mark."""
 
 
 class CheckpointStore(abc.ABC):

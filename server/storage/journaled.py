@@ -137,13 +137,19 @@ class JournaledReports:
         self._cache_since = time.monotonic()
         # Reports on their way the direct way: (trial, group, step) and request_ids.
         self._direct: collections.Counter = collections.Counter()
+        # Other writes under way. What they store is not visible to the
+        # lookups admit makes until they commit, so meanwhile a report could
+        # be journaled for a step a batch is storing with other values, and
+        # then be refused after its acknowledgement: reports take the direct
+        # way, behind those writes, instead.
+        self.writes_in_flight = 0
 
     def admit(self, report: m.ReportDraft) -> bool | None:
         """True: journaled and acknowledged as new. False: a retry of a
         report stored or journaled before. None: this report must take the
         direct way (an error to report, a new run to roll back to, a full
         journal)."""
-        if self.failing or self.journal is None:
+        if self.failing or self.journal is None or self.writes_in_flight:
             return None
         if time.monotonic() - self._cache_since > CACHE_SECONDS:
             self.forget()
@@ -387,9 +393,11 @@ class JournaledStorage(Storage):
             call.close()
             raise
         self.reports.forget()
+        self.reports.writes_in_flight += 1
         try:
             return await call
         finally:
+            self.reports.writes_in_flight -= 1
             self.reports.forget()
 
     async def _read(self, call):
@@ -545,6 +553,12 @@ class JournaledStorage(Storage):
 
     async def delete_observations(self, *args, **kwargs):
         return await self._write(self.inner.delete_observations(*args, **kwargs))
+
+    async def mark_early_stopped(self, *args, **kwargs):
+        return await self._write(self.inner.mark_early_stopped(*args, **kwargs))
+
+    async def early_stopped(self, *args, **kwargs):
+        return await self._read(self.inner.early_stopped(*args, **kwargs))
 
     async def report_checkpoint(self, *args, **kwargs):
         return await self._write(self.inner.report_checkpoint(*args, **kwargs))

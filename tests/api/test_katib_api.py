@@ -1,13 +1,9 @@
 """Katib's DBManager API (api.v1.beta1), called the way Katib's own clients call it.
 
 Katib's metrics collectors and Python client must work against trialplane
-unchanged, so the client side here does not use trialplane's generated code:
-tests/api/katib_proto/katib_client.proto is an independent copy of Katib's
-definitions, compiled at test time with grpc_tools.protoc into a descriptor
-set and loaded into a private descriptor pool (trialplane's own api_pb2 owns
-the api.v1.beta1 names in the default pool, as the server runs in-process).
-Calls go through the generic channel.unary_unary with the method paths taken
-from that descriptor.
+unchanged, so the client side here does not use trialplane's generated code
+but an independent copy of Katib's definitions (support/katib.py says how it
+is built and called).
 """
 
 from __future__ import annotations
@@ -15,19 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_tools import protoc
 from support import error_of
+from support.katib import KatibProto
 from trialplane.v1 import metrics_service_pb2 as ms
 from trialplane.v1 import metrics_service_pb2_grpc, trial_pb2
 from trialplane.v1 import trial_service_pb2 as ts
 
-PROTO_DIR = Path(__file__).parent / "katib_proto"
 SERVICE = "api.v1.beta1.DBManager"
 KATIB_MESSAGES = (
     "Metric", "MetricLog", "ObservationLog", "ReportObservationLogRequest", "ReportObservationLogReply",
@@ -64,19 +58,10 @@ def instant(text: str) -> int:
 
 @pytest.fixture(scope="module")
 def katib(tmp_path_factory):
-    """Katib's messages and service from tests/api/katib_proto, in a private pool."""
-    out = tmp_path_factory.mktemp("katib_proto") / "katib_client.pb"
-    rc = protoc.main(["grpc_tools.protoc", f"-I{PROTO_DIR}", f"--descriptor_set_out={out}", "katib_client.proto"])
-    assert rc == 0
-    files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
-    pool = descriptor_pool.DescriptorPool()
-    for file_proto in files.file:
-        pool.Add(file_proto)
-    classes = {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"api.v1.beta1.{name}"))
-        for name in (*KATIB_MESSAGES, "Observation")
-    }
-    return {"pool": pool, "file": files.file[0], "service": pool.FindServiceByName(SERVICE), **classes}
+    """Katib's messages and services from tests/api/katib_proto, in a private pool."""
+    proto = KatibProto(tmp_path_factory.mktemp("katib_proto"))
+    classes = {name: proto[name] for name in (*KATIB_MESSAGES, "NasConfig")}
+    return {"pool": proto.pool, "file": proto.file, "service": proto.service("DBManager"), "proto": proto, **classes}
 
 
 class KatibClient:
@@ -84,14 +69,7 @@ class KatibClient:
 
     def __init__(self, channel: grpc.Channel, k: dict):
         self.k = k
-        self.calls = {}
-        for method in k["service"].methods:
-            reply_class = message_factory.GetMessageClass(method.output_type)
-            self.calls[method.name] = channel.unary_unary(
-                f"/{k['service'].full_name}/{method.name}",
-                request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=reply_class.FromString,
-            )
+        self.calls = k["proto"].calls(channel, "DBManager")
 
     def request(self, name: str, **fields):
         return self.k[name](**fields)
@@ -157,11 +135,11 @@ LOGS = [
 
 
 def test_private_descriptor_leaves_the_default_pool_alone(katib):
-    # Observation exists only in the test's copy: had the copy been loaded
+    # NasConfig exists only in the test's copy: had the copy been loaded
     # into the default pool, it would be found there.
     with pytest.raises(KeyError):
-        descriptor_pool.Default().FindMessageTypeByName("api.v1.beta1.Observation")
-    assert katib["Observation"].DESCRIPTOR.file.pool is katib["pool"]
+        descriptor_pool.Default().FindMessageTypeByName("api.v1.beta1.NasConfig")
+    assert katib["NasConfig"].DESCRIPTOR.file.pool is katib["pool"]
     assert [m.name for m in katib["service"].methods] == [
         "ReportObservationLog", "GetObservationLog", "DeleteObservationLog"]
 

@@ -216,6 +216,11 @@ def test_algorithms_and_their_settings_are_checked(client):
     err = error_of(client.studies.ValidateAlgorithmSettings, ss.ValidateAlgorithmSettingsRequest(
         algorithm=algorithm("tpe", gamma="-1"), parameters=GRID_SPACE))
     assert list(err.violations) == ["algorithm.settings[0].value"]
+    # An unknown setting of a rule is wrong by its name, as an algorithm's is.
+    err = error_of(client.studies.ValidateAlgorithmSettings, ss.ValidateAlgorithmSettingsRequest(
+        algorithm=algorithm("random"), parameters=GRID_SPACE,
+        early_stopping=study_pb2.EarlyStoppingSpec(name="medianstop", settings=algorithm("", grace=3).settings)))
+    assert list(err.violations) == ["early_stopping.settings[0].name"]
 
 
 def test_the_algorithm_can_change_while_the_study_is_active(client):

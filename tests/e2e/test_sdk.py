@@ -200,14 +200,18 @@ def test_trial_transitions_events_and_watch(sdk):
     assert sdk.trials.delete(trial.id).id == trial.id
 
 
-def test_leaving_a_watch_early_cancels_it(sdk):
-    trial = running_trial(sdk, "live")
-    watch = sdk.trials.watch(trial.id)
-    first = next(watch)
-    assert first.to_state == trial_pb2.TRIAL_STATE_RUNNING
-    watch.close()
-    # The server saw the cancel: the trial still takes calls, and the stream is gone.
-    assert sdk.trials.get(trial.id).state == trial_pb2.TRIAL_STATE_RUNNING
+def test_closing_a_stream_cancels_it(proxy):
+    with Client(proxy.address) as sdk:
+        trial = running_trial(sdk, "live")
+        stream = sdk.stubs.trials.WatchTrialEvents(ts.WatchTrialEventsRequest(trial_id=trial.id))
+        events = iter(stream)
+        assert next(events).event.to_state == trial_pb2.TRIAL_STATE_RUNNING
+        # The trial is still running, so only the client can end this stream.
+        assert not proxy.stream_ended.is_set()
+        stream.close()
+        assert proxy.stream_ended.wait(10)
+        assert list(events) == []
+        assert sdk.trials.get(trial.id).state == trial_pb2.TRIAL_STATE_RUNNING
 
 
 def test_history_as_lists_and_numpy_arrays_equals_what_was_reported(sdk):

@@ -705,6 +705,28 @@ def report(trial_id: int, step: int, values: dict, group: str = "training", run:
     return m.ReportDraft(trial_id, run, group, step, T0 + step, values, request_id)
 
 
+def test_a_report_racing_a_batch_for_its_step_is_never_acknowledged_and_then_lost(run):
+    async def body(s):
+        t = await s.create_trial(Trial(), None, lambda st: None)
+        await s.report_metrics(report(t.id, 1, {"loss": 9.0}))
+        for step in range(100, 1100, 100):
+            batch = m.IngestBatch(reports=[report(t.id, n, {"loss": 1.0}) for n in range(step, step + 50)],
+                                  report_index=list(range(50)))
+            writing = asyncio.ensure_future(s.ingest_metrics(batch))
+            await asyncio.sleep(0)
+            try:
+                acknowledged = await s.report_metrics(report(t.id, step, {"loss": 2.0}))
+            except MetricConflict:
+                acknowledged = False
+            outcome = await writing
+            series = await s.metric_series_id(t.id, "training", "loss")
+            points = await s.metric_points(series, step, step, False, None, 10)
+            # Whichever came first holds the step; an acknowledged report is the one stored.
+            assert points.values.tolist() == ([2.0] if acknowledged else [1.0]), (step, acknowledged, outcome.errors)
+
+    run(body)
+
+
 def test_report_metrics_stores_once_and_refuses_what_it_must(run):
     async def body(s):
         t = await s.create_trial(Trial(), None, lambda st: None)
@@ -941,6 +963,33 @@ def test_katib_observations_by_trial_name(run):
 
     run(body)
 
+
+
+def test_katib_early_stop_marks(run):
+    async def body(s):
+        older = await s.create_trial(Trial(name="katib-stopped"), None, lambda st: None)
+        newer = await s.create_trial(Trial(name="katib-stopped"), None, lambda st: None)
+        assert older.id < newer.id
+        assert await s.early_stopped(["katib-stopped", "katib-free"]) == set()
+        # The newest trial of the name is the one observations link to.
+        assert await s.mark_early_stopped("katib-stopped", T0) == newer.id
+        assert await s.mark_early_stopped("katib-stopped", T0 + 5) == newer.id
+        assert await s.mark_early_stopped("no-such-trial", T0) is None
+        assert await s.early_stopped(["katib-stopped", "katib-free", "no-such-trial"]) == {
+            "katib-stopped", "no-such-trial"}
+        many = [f"katib-{i}" for i in range(1200)]
+        for name in many[::100]:
+            await s.mark_early_stopped(name, T0)
+        assert await s.early_stopped(many + many[:3]) == set(many[::100])
+        assert await s.early_stopped([]) == set()
+        # Deleting a name's observations forgets its mark too.
+        await s.report_observations("no-such-trial", [("acc", T0, 1.0, "1")])
+        assert await s.delete_observations("no-such-trial") == 1
+        assert await s.early_stopped(["no-such-trial", "katib-stopped"]) == {"katib-stopped"}
+        await s.delete_observations("katib-stopped")
+        assert await s.early_stopped(["katib-stopped"]) == set()
+
+    run(body)
 
 def test_checkpoints_report_list_delete_and_retain(run):
     CS = CheckpointState

@@ -44,6 +44,8 @@ class Proxy:
     def __init__(self, target: str, server_credentials: grpc.ServerCredentials | None = None):
         self.upstream = grpc.insecure_channel(target)
         self.attempts: list[Attempt] = []
+        # Set when a server-streaming call through the proxy has ended, however it ended.
+        self.stream_ended = threading.Event()
         self._plans: dict[str, list] = defaultdict(list)
         self._lock = threading.Lock()
         # Cut off: full method name (or "*") -> whether attempts hang instead of failing.
@@ -125,6 +127,7 @@ class Proxy:
         self._begin(method, request, context)
         call = self.upstream.unary_stream(method)(request)
         context.add_callback(call.cancel)
+        context.add_callback(self.stream_ended.set)
         with self._lock:
             self._streams.add(call)
         try:

@@ -79,9 +79,10 @@ class FakeClock:
         self.offset_us += int(seconds * 1_000_000)
 
 
-def start_server(db_path, clock=None, **overrides) -> ServerThread:
+def start_server(db_path, clock=None, port: int = 0, **overrides) -> ServerThread:
+    """port 0 is a free one; a test that restarts a server passes the port it had."""
     url = database_url(db_path)
-    config = ServerConfig(port=0, db_path=url, watchdog_interval=0, retention_interval=0, **overrides)
+    config = ServerConfig(port=port, db_path=url, watchdog_interval=0, retention_interval=0, **overrides)
     storage = open_storage(url, clock=clock) if clock is not None else None
     return ServerThread(config, storage).start()
 

@@ -102,7 +102,7 @@ def test_settings_are_parsed_and_errors_name_the_setting():
     assert err.value.setting == "missing"
     with pytest.raises(SettingsError) as err:
         check_known({"a": "1", "zz": "2"}, ["a", "b"], "r")
-    assert err.value.setting == "zz" and "known: a, b" in err.value.message
+    assert err.value.setting == "zz" and "known: a, b" in err.value.message and err.value.unknown
     with pytest.raises(SettingsError) as err:
         integer({"a": "2.5"}, "a", 1, minimum=1)
     assert err.value.setting == "a"

@@ -12,7 +12,8 @@ def check_known(settings: Mapping[str, str], known: Iterable[str], rule: str) ->
     names = sorted(known)
     for setting in settings:
         if setting not in names:
-            raise SettingsError(setting, f"unknown setting {setting!r} for {rule}; known: {', '.join(names)}")
+            raise SettingsError(setting, f"unknown setting {setting!r} for {rule}; known: {', '.join(names)}",
+                                unknown=True)
 
 
 def integer(settings: Mapping[str, str], setting: str, default: int, *, minimum: int) -> int:

@@ -786,7 +786,29 @@ def get_observations(tx, trial_name: str, metric_name: str, start: int | None, e
 def delete_observations(tx, trial_name: str) -> int:
     ids = [sid for sid, _ in _katib_series(tx, trial_name, "")]
     tx.run_many("DELETE FROM metric_series WHERE id = ?", [(i,) for i in ids])
+    tx.run("DELETE FROM katib_early_stopped WHERE trial_name = ?", (trial_name,))
     return len(ids)
+
+
+def mark_early_stopped(tx, trial_name: str, time: int) -> int | None:
+    tx.run("INSERT INTO katib_early_stopped (trial_name, stop_time) VALUES (?, ?) ON CONFLICT DO NOTHING",
+           (trial_name, time))
+    row = tx.one("SELECT id FROM trials WHERE name = ? ORDER BY id DESC LIMIT 1", (trial_name,))
+    return row[0] if row else None
+
+
+# Names per IN list, well below every engine's limit on placeholders.
+_NAMES_PER_QUERY = 500
+
+
+def early_stopped(tx, trial_names: list[str]) -> set[str]:
+    names = sorted(set(trial_names))
+    found: set[str] = set()
+    for i in range(0, len(names), _NAMES_PER_QUERY):
+        part = names[i : i + _NAMES_PER_QUERY]
+        found.update(r[0] for r in tx.tuples(
+            f"SELECT trial_name FROM katib_early_stopped WHERE trial_name IN ({', '.join('?' for _ in part)})", part))
+    return found
 
 
 def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int) -> None:

@@ -586,6 +586,12 @@ class SqlStorage(Storage):
     async def delete_observations(self, trial_name):
         return await self._write(lambda tx: metrics.delete_observations(tx, trial_name))
 
+    async def mark_early_stopped(self, trial_name, time):
+        return await self._write(lambda tx: metrics.mark_early_stopped(tx, trial_name, time), small=True)
+
+    async def early_stopped(self, trial_names):
+        return await self._read(lambda tx: metrics.early_stopped(tx, trial_names))
+
     # --- checkpoints ---------------------------------------------------------
 
     async def report_checkpoint(self, report):

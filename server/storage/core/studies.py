@@ -13,6 +13,8 @@ from .query import marks
 from .statements import Tx
 
 _TERMINAL = [s.value for s in TERMINAL]
+# Named rather than "not terminal", so the (study_id, state) index finds them.
+_UNFINISHED = [s.value for s in TrialState if s not in TERMINAL]
 
 
 def locked(tx: Tx, study_id: int) -> Study | None:
@@ -31,8 +33,8 @@ def save(tx: Tx, study: Study, now: int) -> None:
 
 def unfinished(tx: Tx, study_id: int) -> list[Trial]:
     rows = tx.all(
-        f"SELECT * FROM trials WHERE study_id = ? AND state NOT IN ({marks(_TERMINAL)}) ORDER BY id",
-        (study_id, *_TERMINAL),
+        f"SELECT * FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)}) ORDER BY id",
+        (study_id, *_UNFINISHED),
     )
     return [records.trial_from_row(r) for r in rows]
 

@@ -387,6 +387,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         $$
         """,
     ),
+    (
+        5,
+        "Katib trial names a collector stopped early",
+        """
+        CREATE TABLE katib_early_stopped (
+            trial_name TEXT PRIMARY KEY,
+            stop_time BIGINT NOT NULL
+        );
+        """,
+    ),
+    (
+        6,
+        "an index that finds a study's unfinished trials without reading its others",
+        """
+        CREATE INDEX trials_study_state ON trials (study_id, state, id);
+        """,
+    ),
 ]
 
 

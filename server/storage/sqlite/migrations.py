@@ -352,6 +352,23 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX trials_study_update_time ON trials (study_id, update_time, id);
         """,
     ),
+    (
+        10,
+        "Katib trial names a collector stopped early",
+        """
+        CREATE TABLE katib_early_stopped (
+            trial_name TEXT PRIMARY KEY,
+            stop_time INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
+        11,
+        "an index that finds a study's unfinished trials without reading its others",
+        """
+        CREATE INDEX trials_study_state ON trials (study_id, state, id);
+        """,
+    ),
 ]
 
 

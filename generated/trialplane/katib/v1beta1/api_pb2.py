@@ -24,13 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"trialplane/katib/v1beta1/api.proto\x12\x0c\x61pi.v1.beta1\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"E\n\tMetricLog\x12\x12\n\ntime_stamp\x18\x01 \x01(\t\x12$\n\x06metric\x18\x02 \x01(\x0b\x32\x14.api.v1.beta1.Metric\">\n\x0eObservationLog\x12,\n\x0bmetric_logs\x18\x01 \x03(\x0b\x32\x17.api.v1.beta1.MetricLog\"h\n\x1bReportObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\x12\x35\n\x0fobservation_log\x18\x02 \x01(\x0b\x32\x1c.api.v1.beta1.ObservationLog\"\x1b\n\x19ReportObservationLogReply\"1\n\x1b\x44\x65leteObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteObservationLogReply\"i\n\x18GetObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\x12\x13\n\x0bmetric_name\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\t\"O\n\x16GetObservationLogReply\x12\x35\n\x0fobservation_log\x18\x01 \x01(\x0b\x32\x1c.api.v1.beta1.ObservationLog2\xc6\x02\n\tDBManager\x12j\n\x14ReportObservationLog\x12).api.v1.beta1.ReportObservationLogRequest\x1a\'.api.v1.beta1.ReportObservationLogReply\x12\x61\n\x11GetObservationLog\x12&.api.v1.beta1.GetObservationLogRequest\x1a$.api.v1.beta1.GetObservationLogReply\x12j\n\x14\x44\x65leteObservationLog\x12).api.v1.beta1.DeleteObservationLogRequest\x1a\'.api.v1.beta1.DeleteObservationLogReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"trialplane/katib/v1beta1/api.proto\x12\x0c\x61pi.v1.beta1\"%\n\x06Metric\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"E\n\tMetricLog\x12\x12\n\ntime_stamp\x18\x01 \x01(\t\x12$\n\x06metric\x18\x02 \x01(\x0b\x32\x14.api.v1.beta1.Metric\">\n\x0eObservationLog\x12,\n\x0bmetric_logs\x18\x01 \x03(\x0b\x32\x17.api.v1.beta1.MetricLog\"h\n\x1bReportObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\x12\x35\n\x0fobservation_log\x18\x02 \x01(\x0b\x32\x1c.api.v1.beta1.ObservationLog\"\x1b\n\x19ReportObservationLogReply\"1\n\x1b\x44\x65leteObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteObservationLogReply\"i\n\x18GetObservationLogRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\x12\x13\n\x0bmetric_name\x18\x02 \x01(\t\x12\x12\n\nstart_time\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_time\x18\x04 \x01(\t\"O\n\x16GetObservationLogReply\x12\x35\n\x0fobservation_log\x18\x01 \x01(\x0b\x32\x1c.api.v1.beta1.ObservationLog\"F\n\nExperiment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04spec\x18\x02 \x01(\x0b\x32\x1c.api.v1.beta1.ExperimentSpec\"\xe9\x02\n\x0e\x45xperimentSpec\x12\x44\n\x0fparameter_specs\x18\x01 \x01(\x0b\x32+.api.v1.beta1.ExperimentSpec.ParameterSpecs\x12.\n\tobjective\x18\x02 \x01(\x0b\x32\x1b.api.v1.beta1.ObjectiveSpec\x12.\n\talgorithm\x18\x03 \x01(\x0b\x32\x1b.api.v1.beta1.AlgorithmSpec\x12\x37\n\x0e\x65\x61rly_stopping\x18\x04 \x01(\x0b\x32\x1f.api.v1.beta1.EarlyStoppingSpec\x12\x1c\n\x14parallel_trial_count\x18\x05 \x01(\x05\x12\x17\n\x0fmax_trial_count\x18\x06 \x01(\x05\x1a\x41\n\x0eParameterSpecs\x12/\n\nparameters\x18\x01 \x03(\x0b\x32\x1b.api.v1.beta1.ParameterSpec\"\x87\x01\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x0eparameter_type\x18\x02 \x01(\x0e\x32\x1b.api.v1.beta1.ParameterType\x12\x33\n\x0e\x66\x65\x61sible_space\x18\x03 \x01(\x0b\x32\x1b.api.v1.beta1.FeasibleSpace\"w\n\rFeasibleSpace\x12\x0b\n\x03max\x18\x01 \x01(\t\x12\x0b\n\x03min\x18\x02 \x01(\t\x12\x0c\n\x04list\x18\x03 \x03(\t\x12\x0c\n\x04step\x18\x04 \x01(\t\x12\x30\n\x0c\x64istribution\x18\x05 \x01(\x0e\x32\x1a.api.v1.beta1.Distribution\"\x88\x01\n\rObjectiveSpec\x12)\n\x04type\x18\x01 \x01(\x0e\x32\x1b.api.v1.beta1.ObjectiveType\x12\x0c\n\x04goal\x18\x02 \x01(\x01\x12\x1d\n\x15objective_metric_name\x18\x03 \x01(\t\x12\x1f\n\x17\x61\x64\x64itional_metric_names\x18\x04 \x03(\t\"c\n\rAlgorithmSpec\x12\x16\n\x0e\x61lgorithm_name\x18\x01 \x01(\t\x12:\n\x12\x61lgorithm_settings\x18\x02 \x03(\x0b\x32\x1e.api.v1.beta1.AlgorithmSetting\"/\n\x10\x41lgorithmSetting\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"k\n\x11\x45\x61rlyStoppingSpec\x12\x16\n\x0e\x61lgorithm_name\x18\x01 \x01(\t\x12>\n\x12\x61lgorithm_settings\x18\x02 \x03(\x0b\x32\".api.v1.beta1.EarlyStoppingSetting\"3\n\x14\x45\x61rlyStoppingSetting\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"g\n\x05Trial\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04spec\x18\x02 \x01(\x0b\x32\x17.api.v1.beta1.TrialSpec\x12)\n\x06status\x18\x03 \x01(\x0b\x32\x19.api.v1.beta1.TrialStatus\"\xbc\x02\n\tTrialSpec\x12.\n\tobjective\x18\x02 \x01(\x0b\x32\x1b.api.v1.beta1.ObjectiveSpec\x12K\n\x15parameter_assignments\x18\x03 \x01(\x0b\x32,.api.v1.beta1.TrialSpec.ParameterAssignments\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.api.v1.beta1.TrialSpec.LabelsEntry\x1aN\n\x14ParameterAssignments\x12\x36\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32!.api.v1.beta1.ParameterAssignment\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"2\n\x13ParameterAssignment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xba\x02\n\x0bTrialStatus\x12\x12\n\nstart_time\x18\x01 \x01(\t\x12\x17\n\x0f\x63ompletion_time\x18\x02 \x01(\t\x12?\n\tcondition\x18\x03 \x01(\x0e\x32,.api.v1.beta1.TrialStatus.TrialConditionType\x12.\n\x0bobservation\x18\x04 \x01(\x0b\x32\x19.api.v1.beta1.Observation\"\x8c\x01\n\x12TrialConditionType\x12\x0b\n\x07\x43REATED\x10\x00\x12\x0b\n\x07RUNNING\x10\x01\x12\r\n\tSUCCEEDED\x10\x02\x12\n\n\x06KILLED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\x16\n\x12METRICSUNAVAILABLE\x10\x05\x12\x10\n\x0c\x45\x41RLYSTOPPED\x10\x06\x12\x0b\n\x07UNKNOWN\x10\x07\"4\n\x0bObservation\x12%\n\x07metrics\x18\x01 \x03(\x0b\x32\x14.api.v1.beta1.Metric\"\xa8\x01\n\x15GetSuggestionsRequest\x12,\n\nexperiment\x18\x01 \x01(\x0b\x32\x18.api.v1.beta1.Experiment\x12#\n\x06trials\x18\x02 \x03(\x0b\x32\x13.api.v1.beta1.Trial\x12\x1e\n\x16\x63urrent_request_number\x18\x04 \x01(\x05\x12\x1c\n\x14total_request_number\x18\x05 \x01(\x05\"\xc3\x03\n\x13GetSuggestionsReply\x12U\n\x15parameter_assignments\x18\x01 \x03(\x0b\x32\x36.api.v1.beta1.GetSuggestionsReply.ParameterAssignments\x12.\n\talgorithm\x18\x02 \x01(\x0b\x32\x1b.api.v1.beta1.AlgorithmSpec\x12=\n\x14\x65\x61rly_stopping_rules\x18\x03 \x03(\x0b\x32\x1f.api.v1.beta1.EarlyStoppingRule\x1a\xe5\x01\n\x14ParameterAssignments\x12\x36\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32!.api.v1.beta1.ParameterAssignment\x12\x12\n\ntrial_name\x18\x02 \x01(\t\x12R\n\x06labels\x18\x03 \x03(\x0b\x32\x42.api.v1.beta1.GetSuggestionsReply.ParameterAssignments.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"P\n ValidateAlgorithmSettingsRequest\x12,\n\nexperiment\x18\x01 \x01(\x0b\x32\x18.api.v1.beta1.Experiment\" \n\x1eValidateAlgorithmSettingsReply\"\x8d\x01\n\x1cGetEarlyStoppingRulesRequest\x12,\n\nexperiment\x18\x01 \x01(\x0b\x32\x18.api.v1.beta1.Experiment\x12#\n\x06trials\x18\x02 \x03(\x0b\x32\x13.api.v1.beta1.Trial\x12\x1a\n\x12\x64\x62_manager_address\x18\x03 \x01(\t\"[\n\x1aGetEarlyStoppingRulesReply\x12=\n\x14\x65\x61rly_stopping_rules\x18\x01 \x03(\x0b\x32\x1f.api.v1.beta1.EarlyStoppingRule\"v\n\x11\x45\x61rlyStoppingRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x30\n\ncomparison\x18\x03 \x01(\x0e\x32\x1c.api.v1.beta1.ComparisonType\x12\x12\n\nstart_step\x18\x04 \x01(\x05\"_\n$ValidateEarlyStoppingSettingsRequest\x12\x37\n\x0e\x65\x61rly_stopping\x18\x01 \x01(\x0b\x32\x1f.api.v1.beta1.EarlyStoppingSpec\"$\n\"ValidateEarlyStoppingSettingsReply\"+\n\x15SetTrialStatusRequest\x12\x12\n\ntrial_name\x18\x01 \x01(\t\"\x15\n\x13SetTrialStatusReply*U\n\rParameterType\x12\x10\n\x0cUNKNOWN_TYPE\x10\x00\x12\n\n\x06\x44OUBLE\x10\x01\x12\x07\n\x03INT\x10\x02\x12\x0c\n\x08\x44ISCRETE\x10\x03\x12\x0f\n\x0b\x43\x41TEGORICAL\x10\x04*f\n\x0c\x44istribution\x12\x1c\n\x18\x44ISTRIBUTION_UNSPECIFIED\x10\x00\x12\x0b\n\x07UNIFORM\x10\x01\x12\x0f\n\x0bLOG_UNIFORM\x10\x02\x12\n\n\x06NORMAL\x10\x03\x12\x0e\n\nLOG_NORMAL\x10\x04*8\n\rObjectiveType\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0c\n\x08MINIMIZE\x10\x01\x12\x0c\n\x08MAXIMIZE\x10\x02*J\n\x0e\x43omparisonType\x12\x16\n\x12UNKNOWN_COMPARISON\x10\x00\x12\t\n\x05\x45QUAL\x10\x01\x12\x08\n\x04LESS\x10\x02\x12\x0b\n\x07GREATER\x10\x03\x32\xc6\x02\n\tDBManager\x12j\n\x14ReportObservationLog\x12).api.v1.beta1.ReportObservationLogRequest\x1a\'.api.v1.beta1.ReportObservationLogReply\x12\x61\n\x11GetObservationLog\x12&.api.v1.beta1.GetObservationLogRequest\x1a$.api.v1.beta1.GetObservationLogReply\x12j\n\x14\x44\x65leteObservationLog\x12).api.v1.beta1.DeleteObservationLogRequest\x1a\'.api.v1.beta1.DeleteObservationLogReply2\xe1\x01\n\nSuggestion\x12X\n\x0eGetSuggestions\x12#.api.v1.beta1.GetSuggestionsRequest\x1a!.api.v1.beta1.GetSuggestionsReply\x12y\n\x19ValidateAlgorithmSettings\x12..api.v1.beta1.ValidateAlgorithmSettingsRequest\x1a,.api.v1.beta1.ValidateAlgorithmSettingsReply2\xe0\x02\n\rEarlyStopping\x12m\n\x15GetEarlyStoppingRules\x12*.api.v1.beta1.GetEarlyStoppingRulesRequest\x1a(.api.v1.beta1.GetEarlyStoppingRulesReply\x12X\n\x0eSetTrialStatus\x12#.api.v1.beta1.SetTrialStatusRequest\x1a!.api.v1.beta1.SetTrialStatusReply\x12\x85\x01\n\x1dValidateEarlyStoppingSettings\x12\x32.api.v1.beta1.ValidateEarlyStoppingSettingsRequest\x1a\x30.api.v1.beta1.ValidateEarlyStoppingSettingsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trialplane.katib.v1beta1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TRIALSPEC_LABELSENTRY']._loaded_options = None
+  _globals['_TRIALSPEC_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS_LABELSENTRY']._loaded_options = None
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_PARAMETERTYPE']._serialized_start=3923
+  _globals['_PARAMETERTYPE']._serialized_end=4008
+  _globals['_DISTRIBUTION']._serialized_start=4010
+  _globals['_DISTRIBUTION']._serialized_end=4112
+  _globals['_OBJECTIVETYPE']._serialized_start=4114
+  _globals['_OBJECTIVETYPE']._serialized_end=4170
+  _globals['_COMPARISONTYPE']._serialized_start=4172
+  _globals['_COMPARISONTYPE']._serialized_end=4246
   _globals['_METRIC']._serialized_start=52
   _globals['_METRIC']._serialized_end=89
   _globals['_METRICLOG']._serialized_start=91
@@ -49,6 +61,72 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETOBSERVATIONLOGREQUEST']._serialized_end=546
   _globals['_GETOBSERVATIONLOGREPLY']._serialized_start=548
   _globals['_GETOBSERVATIONLOGREPLY']._serialized_end=627
-  _globals['_DBMANAGER']._serialized_start=630
-  _globals['_DBMANAGER']._serialized_end=956
+  _globals['_EXPERIMENT']._serialized_start=629
+  _globals['_EXPERIMENT']._serialized_end=699
+  _globals['_EXPERIMENTSPEC']._serialized_start=702
+  _globals['_EXPERIMENTSPEC']._serialized_end=1063
+  _globals['_EXPERIMENTSPEC_PARAMETERSPECS']._serialized_start=998
+  _globals['_EXPERIMENTSPEC_PARAMETERSPECS']._serialized_end=1063
+  _globals['_PARAMETERSPEC']._serialized_start=1066
+  _globals['_PARAMETERSPEC']._serialized_end=1201
+  _globals['_FEASIBLESPACE']._serialized_start=1203
+  _globals['_FEASIBLESPACE']._serialized_end=1322
+  _globals['_OBJECTIVESPEC']._serialized_start=1325
+  _globals['_OBJECTIVESPEC']._serialized_end=1461
+  _globals['_ALGORITHMSPEC']._serialized_start=1463
+  _globals['_ALGORITHMSPEC']._serialized_end=1562
+  _globals['_ALGORITHMSETTING']._serialized_start=1564
+  _globals['_ALGORITHMSETTING']._serialized_end=1611
+  _globals['_EARLYSTOPPINGSPEC']._serialized_start=1613
+  _globals['_EARLYSTOPPINGSPEC']._serialized_end=1720
+  _globals['_EARLYSTOPPINGSETTING']._serialized_start=1722
+  _globals['_EARLYSTOPPINGSETTING']._serialized_end=1773
+  _globals['_TRIAL']._serialized_start=1775
+  _globals['_TRIAL']._serialized_end=1878
+  _globals['_TRIALSPEC']._serialized_start=1881
+  _globals['_TRIALSPEC']._serialized_end=2197
+  _globals['_TRIALSPEC_PARAMETERASSIGNMENTS']._serialized_start=2072
+  _globals['_TRIALSPEC_PARAMETERASSIGNMENTS']._serialized_end=2150
+  _globals['_TRIALSPEC_LABELSENTRY']._serialized_start=2152
+  _globals['_TRIALSPEC_LABELSENTRY']._serialized_end=2197
+  _globals['_PARAMETERASSIGNMENT']._serialized_start=2199
+  _globals['_PARAMETERASSIGNMENT']._serialized_end=2249
+  _globals['_TRIALSTATUS']._serialized_start=2252
+  _globals['_TRIALSTATUS']._serialized_end=2566
+  _globals['_TRIALSTATUS_TRIALCONDITIONTYPE']._serialized_start=2426
+  _globals['_TRIALSTATUS_TRIALCONDITIONTYPE']._serialized_end=2566
+  _globals['_OBSERVATION']._serialized_start=2568
+  _globals['_OBSERVATION']._serialized_end=2620
+  _globals['_GETSUGGESTIONSREQUEST']._serialized_start=2623
+  _globals['_GETSUGGESTIONSREQUEST']._serialized_end=2791
+  _globals['_GETSUGGESTIONSREPLY']._serialized_start=2794
+  _globals['_GETSUGGESTIONSREPLY']._serialized_end=3245
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS']._serialized_start=3016
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS']._serialized_end=3245
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS_LABELSENTRY']._serialized_start=2152
+  _globals['_GETSUGGESTIONSREPLY_PARAMETERASSIGNMENTS_LABELSENTRY']._serialized_end=2197
+  _globals['_VALIDATEALGORITHMSETTINGSREQUEST']._serialized_start=3247
+  _globals['_VALIDATEALGORITHMSETTINGSREQUEST']._serialized_end=3327
+  _globals['_VALIDATEALGORITHMSETTINGSREPLY']._serialized_start=3329
+  _globals['_VALIDATEALGORITHMSETTINGSREPLY']._serialized_end=3361
+  _globals['_GETEARLYSTOPPINGRULESREQUEST']._serialized_start=3364
+  _globals['_GETEARLYSTOPPINGRULESREQUEST']._serialized_end=3505
+  _globals['_GETEARLYSTOPPINGRULESREPLY']._serialized_start=3507
+  _globals['_GETEARLYSTOPPINGRULESREPLY']._serialized_end=3598
+  _globals['_EARLYSTOPPINGRULE']._serialized_start=3600
+  _globals['_EARLYSTOPPINGRULE']._serialized_end=3718
+  _globals['_VALIDATEEARLYSTOPPINGSETTINGSREQUEST']._serialized_start=3720
+  _globals['_VALIDATEEARLYSTOPPINGSETTINGSREQUEST']._serialized_end=3815
+  _globals['_VALIDATEEARLYSTOPPINGSETTINGSREPLY']._serialized_start=3817
+  _globals['_VALIDATEEARLYSTOPPINGSETTINGSREPLY']._serialized_end=3853
+  _globals['_SETTRIALSTATUSREQUEST']._serialized_start=3855
+  _globals['_SETTRIALSTATUSREQUEST']._serialized_end=3898
+  _globals['_SETTRIALSTATUSREPLY']._serialized_start=3900
+  _globals['_SETTRIALSTATUSREPLY']._serialized_end=3921
+  _globals['_DBMANAGER']._serialized_start=4249
+  _globals['_DBMANAGER']._serialized_end=4575
+  _globals['_SUGGESTION']._serialized_start=4578
+  _globals['_SUGGESTION']._serialized_end=4803
+  _globals['_EARLYSTOPPING']._serialized_start=4806
+  _globals['_EARLYSTOPPING']._serialized_end=5158
 # @@protoc_insertion_point(module_scope)

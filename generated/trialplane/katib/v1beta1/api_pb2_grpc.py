@@ -187,3 +187,295 @@ class DBManager:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SuggestionStub:
+    """Katib's suggestion service: new hyperparameter assignments for an
+    experiment, given every trial it has so far.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetSuggestions = channel.unary_unary(
+                '/api.v1.beta1.Suggestion/GetSuggestions',
+                request_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsReply.FromString,
+                _registered_method=True)
+        self.ValidateAlgorithmSettings = channel.unary_unary(
+                '/api.v1.beta1.Suggestion/ValidateAlgorithmSettings',
+                request_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsReply.FromString,
+                _registered_method=True)
+
+
+class SuggestionServicer:
+    """Katib's suggestion service: new hyperparameter assignments for an
+    experiment, given every trial it has so far.
+    """
+
+    def GetSuggestions(self, request, context):
+        """current_request_number new assignments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateAlgorithmSettings(self, request, context):
+        """OK when the experiment's algorithm, settings and space can be searched;
+        INVALID_ARGUMENT saying what is wrong otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SuggestionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetSuggestions': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSuggestions,
+                    request_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsRequest.FromString,
+                    response_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsReply.SerializeToString,
+            ),
+            'ValidateAlgorithmSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateAlgorithmSettings,
+                    request_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsRequest.FromString,
+                    response_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.v1.beta1.Suggestion', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.v1.beta1.Suggestion', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Suggestion:
+    """Katib's suggestion service: new hyperparameter assignments for an
+    experiment, given every trial it has so far.
+    """
+
+    @staticmethod
+    def GetSuggestions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.Suggestion/GetSuggestions',
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsRequest.SerializeToString,
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetSuggestionsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateAlgorithmSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.Suggestion/ValidateAlgorithmSettings',
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsRequest.SerializeToString,
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateAlgorithmSettingsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class EarlyStoppingStub:
+    """Katib's early-stopping service: threshold rules that Katib's metrics
+    collectors apply to running trials, and the call a collector makes when it
+    stopped one.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetEarlyStoppingRules = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/GetEarlyStoppingRules',
+                request_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesRequest.SerializeToString,
+                response_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesReply.FromString,
+                _registered_method=True)
+        self.SetTrialStatus = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/SetTrialStatus',
+                request_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusRequest.SerializeToString,
+                response_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusReply.FromString,
+                _registered_method=True)
+        self.ValidateEarlyStoppingSettings = channel.unary_unary(
+                '/api.v1.beta1.EarlyStopping/ValidateEarlyStoppingSettings',
+                request_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.SerializeToString,
+                response_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsReply.FromString,
+                _registered_method=True)
+
+
+class EarlyStoppingServicer:
+    """Katib's early-stopping service: threshold rules that Katib's metrics
+    collectors apply to running trials, and the call a collector makes when it
+    stopped one.
+    """
+
+    def GetEarlyStoppingRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTrialStatus(self, request, context):
+        """A collector stopped this trial early.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateEarlyStoppingSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EarlyStoppingServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetEarlyStoppingRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEarlyStoppingRules,
+                    request_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesRequest.FromString,
+                    response_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesReply.SerializeToString,
+            ),
+            'SetTrialStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTrialStatus,
+                    request_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusRequest.FromString,
+                    response_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusReply.SerializeToString,
+            ),
+            'ValidateEarlyStoppingSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateEarlyStoppingSettings,
+                    request_deserializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.FromString,
+                    response_serializer=trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'api.v1.beta1.EarlyStopping', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('api.v1.beta1.EarlyStopping', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class EarlyStopping:
+    """Katib's early-stopping service: threshold rules that Katib's metrics
+    collectors apply to running trials, and the call a collector makes when it
+    stopped one.
+    """
+
+    @staticmethod
+    def GetEarlyStoppingRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/GetEarlyStoppingRules',
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesRequest.SerializeToString,
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.GetEarlyStoppingRulesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTrialStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/SetTrialStatus',
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusRequest.SerializeToString,
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.SetTrialStatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateEarlyStoppingSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/api.v1.beta1.EarlyStopping/ValidateEarlyStoppingSettings',
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsRequest.SerializeToString,
+            trialplane_dot_katib_dot_v1beta1_dot_api__pb2.ValidateEarlyStoppingSettingsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
