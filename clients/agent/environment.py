@@ -12,16 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..sdk.channel import ADDRESS_ENV, TOKEN_ENV
+# The names are the SDK's (clients/sdk/environment.py), which reads them.
+from ..sdk.environment import ADDRESS, AGENT, JOURNAL_DIR, TOKEN, TRIAL_ID, TRIAL_RUN_ID
 
-ADDRESS = ADDRESS_ENV
-TOKEN = TOKEN_ENV
-TRIAL_ID = "TRIALPLANE_TRIAL_ID"
-TRIAL_RUN_ID = "TRIALPLANE_TRIAL_RUN_ID"
-# Optional: where the handle keeps its local journal.
-JOURNAL_DIR = "TRIALPLANE_JOURNAL_DIR"
-# "1" when an agent reports the trial's state, so the handle must not.
-AGENT = "TRIALPLANE_AGENT"
+__all__ = ["ADDRESS", "AGENT", "JOURNAL_DIR", "RANK_VARIABLES", "TOKEN", "TRIAL_ID", "TRIAL_RUN_ID",
+           "child_environment", "rank_from"]
 
 # Where launchers put a process's rank, in the order they are trusted:
 # torchrun and most others, Open MPI, Slurm, then the local rank.

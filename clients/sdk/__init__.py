@@ -24,12 +24,12 @@ from .errors import (
     Unknown,
 )
 from .resources import SeriesArrays, series_arrays
-from .run import CloseResult, Run, init
+from .run import CloseResult, Run, Terminated, init
 from .sync import SyncResult, sync_journals
 
 __all__ = [
     "Aborted", "AlreadyExists", "Cancelled", "Client", "CloseResult", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
-    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "TrialplaneError",
+    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "Terminated", "TrialplaneError",
     "Unauthenticated", "Unavailable", "Unimplemented", "Unknown", "init", "series_arrays", "sync_journals",
 ]

@@ -13,8 +13,10 @@ arguments and reports to the right trial and run:
     TRIALPLANE_AGENT         "1" when an agent reports the trial's state, so the
                              SDK reports no RUNNING, COMPLETED or ERROR itself
 
-An agent that reports a run finished should first send what the process left
-in its journals (a process killed by a signal leaves points unsent):
+The agent builds the training's environment from these names
+(clients/agent/environment.py). An agent that reports a run finished should
+first send what the process left in its journals (a process killed by
+SIGKILL leaves points unsent, and a finished trial takes no more):
 `trialplane.client.sync_journals(journal_dir(), trial_id=..., trial_run_id=...)`.
 """
 
@@ -71,23 +73,3 @@ def trial_id(env: Mapping[str, str] = os.environ) -> int | None:
 def trial_run_id(env: Mapping[str, str] = os.environ) -> int | None:
     """$TRIALPLANE_TRIAL_RUN_ID as a number, None when unset."""
     return _int(env, TRIAL_RUN_ID)
-
-
-def for_training_process(
-    *,
-    address: str,
-    trial_id: int,
-    trial_run_id: int,
-    token: str | None = None,
-    journal_dir: str | os.PathLike | None = None,
-    agent: bool = True,
-) -> dict[str, str]:
-    """The variables an agent adds to a training command's environment."""
-    out = {ADDRESS: address, TRIAL_ID: str(trial_id), TRIAL_RUN_ID: str(trial_run_id)}
-    if token:
-        out[TOKEN] = token
-    if journal_dir is not None:
-        out[JOURNAL_DIR] = str(journal_dir)
-    if agent:
-        out[AGENT] = "1"
-    return out

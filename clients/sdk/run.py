@@ -21,6 +21,7 @@ import logging
 import operator
 import os
 import re
+import signal
 import struct
 import sys
 import threading
@@ -64,6 +65,9 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 SEND_INTERVAL = 0.1
 POLL_INTERVAL = 0.5
 DROP_LOG_INTERVAL = 30.0
+# close(): the state report after the sending, and the cleanup, fit in this
+# much past the timeout (the promise is timeout + 1 s).
+POST_DEADLINE = 0.5
 # init() and state reports: a few quick tries, so a script hears of a server
 # that is down within seconds.
 HANDLE_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.2, max_backoff=1.0)
@@ -86,6 +90,24 @@ CLEAN_END = {
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_GROUP, MAX_NAME = 128, 256
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM while a Run is open (when the
+    script had no SIGTERM handler of its own), so that the training unwinds
+    and the run is closed - its points sent - before the process exits."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(128 + signum)
+
+    def __str__(self) -> str:
+        return "terminated by SIGTERM"
+
+
+def _on_sigterm(signum, frame) -> None:
+    for run in list(_live_runs):
+        run._terminated = True
+    raise Terminated(signum)
 
 
 def _state_name(state: int) -> str:
@@ -258,6 +280,8 @@ class Run:
         self._ended = False
         self._closed = False
         self._forked = False
+        self._terminated = False
+        self._handles_sigterm = False
         self._result: CloseResult | None = None
         self._client = client
         self._journal = journal
@@ -288,7 +312,11 @@ class Run:
     def stats(self) -> DeliveryStats:
         return self._delivery.stats
 
-    def _start(self) -> None:
+    def _start(self, handle_sigterm: bool) -> None:
+        if (handle_sigterm and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            self._handles_sigterm = True
         if not self.agent_managed and self.state in REPORTS_RUNNING_FROM:
             try:
                 self._report(S.TRIAL_STATE_RUNNING, timeout=None)
@@ -468,7 +496,7 @@ class Run:
         """Sends what is left, for at most timeout seconds (default 10), and
         returns within timeout + 1 s whether the server answers or not.
         Unless an agent manages the trial, then reports the run COMPLETED
-        (ERROR when error is given; CANCELLED after a stop request). What
+        (ERROR when error is given; CANCELED after a stop request). What
         could not be sent stays in the journal, which is named in a warning:
         `trialplane sync PATH`, or the next init() of this run, sends it, and
         reports the state this run ended in."""
@@ -496,7 +524,8 @@ class Run:
             sender.join(0.3)
             sender.log_drops(final=True)
             settled = self._delivery.settled()
-            reported = self._report_end(error, settled, deadline)
+            # What follows the sending gets at most POST_DEADLINE past the deadline.
+            reported = self._report_end(error, settled, deadline + POST_DEADLINE)
             leftovers = [j for j in self._delivery.journals if not j.closed]
             pending = self._delivery.pending_points()
             kept = None
@@ -508,8 +537,11 @@ class Run:
                 what = f"{pending} points" if pending else "the trial's final state"
                 log.warning("trialplane: %s of trial %d run %d could not be sent within %g s and are kept in %s; "
                             "`trialplane sync %s` sends them", what, self.trial_id, self.run_id, timeout, kept, kept)
-            self._watcher.join(0.2)
+            self._watcher.join(0.1)
             self._client.close()
+            if (self._handles_sigterm and threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
             stats = self._delivery.stats
             self._result = CloseResult(stats.points_sent, pending, self._delivery.dropped_points(),
                                        stats.points_refused, kept, reported)
@@ -518,6 +550,9 @@ class Run:
     def _end_state(self, error: BaseException | None) -> int | None:
         if self.state in TERMINAL:
             return None
+        if isinstance(error, Terminated) and self._stop_requested:
+            # The stop's own SIGTERM (an agent's, or a user's after StopTrial).
+            error = None
         if error is not None:
             return S.TRIAL_STATE_ERROR
         return CLEAN_END.get(self.state, S.TRIAL_STATE_COMPLETED)
@@ -525,6 +560,15 @@ class Run:
     def _report_end(self, error: BaseException | None, settled: bool, deadline: float) -> str:
         if self.agent_managed:
             return ""
+        if isinstance(error, Terminated) and not self._stop_requested and settled:
+            # The SIGTERM may have come right after a stop the watcher has not seen yet.
+            try:
+                request = trial_service_pb2.GetTrialRequest(id=self.trial_id)
+                request.read_mask.paths.extend(["state", "trial_run_id"])
+                self._observe_trial(self._client.stubs.trials.GetTrial(
+                    request, timeout=max(deadline - time.monotonic(), 0.05)))
+            except TrialplaneError:
+                pass
         state = self._end_state(error)
         if state is None:
             return ""
@@ -533,7 +577,7 @@ class Run:
             self._journal.set_final_state(state, reason)
             return ""
         try:
-            self._report(state, failure_reason=reason, timeout=max(deadline - time.monotonic(), 0.4))
+            self._report(state, failure_reason=reason, timeout=max(deadline - time.monotonic(), 0.05))
         except FailedPrecondition as err:
             log.warning("trialplane: trial %d could not be reported %s: %s", self.trial_id, _state_name(state), err)
             return ""
@@ -548,6 +592,8 @@ class Run:
         if os.getpid() != self._pid or self._forked:
             return
         error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+        if error is None and self._terminated:
+            error = Terminated()
         try:
             self.close(error=error if isinstance(error, BaseException) else None)
         except Exception:
@@ -652,6 +698,7 @@ def init(
     journal_capacity: int = DEFAULT_CAPACITY,
     agent: bool | None = None,
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    handle_sigterm: bool = True,
     _journal_soft_size: int | None = None,
 ) -> Run:
     """Starts reporting one run of a trial and returns its Run.
@@ -666,7 +713,10 @@ def init(
 
     journal_capacity: bytes of points kept on disk while the server cannot
     take them (1 GiB); past it the oldest are dropped. close_timeout: how
-    long close() (and the exit handler) sends what is left.
+    long close() (and the exit handler) sends what is left. handle_sigterm:
+    when the script has no SIGTERM handler, SIGTERM (how an agent stops a
+    training) raises Terminated, a SystemExit with status 143, in the main
+    thread, so the run is closed and its points sent before the exit.
 
     Reads the trial from the server, so it raises NotFound for an unknown
     trial and Unavailable when the server cannot be reached. Points an
@@ -689,7 +739,7 @@ def init(
         client.close()
         raise
     try:
-        run._start()
+        run._start(handle_sigterm)
     except BaseException:
         # Nothing was reported, so nothing is to be reported as ended.
         run.agent_managed = True

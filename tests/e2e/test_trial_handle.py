@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from support import ServerThread, start_server
+from support import ServerThread, start_server, tool
 from support.postgres import database_url
 from support.proxy import FAIL_AFTER, Proxy
 from trialplane.client import Client, init, sync_journals
@@ -57,6 +57,19 @@ for step in range(1000):
     run.log(step, {"loss": step * 0.5})
 if sys.argv[1] == "raise":
     raise ValueError("bad batch")
+"""
+
+# One that trains until it is stopped.
+ENDLESS_CHILD = """\
+from trialplane.client import init
+
+run = init()
+step = 0
+while True:
+    run.log(step, {"loss": step * 0.5})
+    if step == 5000:
+        print("ready", flush=True)
+    step += 1
 """
 
 
@@ -115,6 +128,12 @@ def no_trial_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def training_environment(address, trial, journals) -> dict[str, str]:
+    """What a training process started without an agent is given."""
+    return {**os.environ, environment.ADDRESS: address, environment.TRIAL_ID: str(trial.id),
+            environment.TRIAL_RUN_ID: str(trial.trial_run_id), environment.JOURNAL_DIR: str(journals)}
+
+
 def new_trial(client, name="t", **hparams):
     return client.trials.create(name=name, hyperparameters=hparams or {"lr": 0.01})
 
@@ -152,8 +171,7 @@ def killed_mid_run(tmp_path, proxy, trial, journals, steps):
     script.write_text(CHILD)
     proxy.fail(COLUMNS, FAIL_AFTER, FAIL_AFTER)
     proxy.block(COLUMNS)
-    env = {**os.environ, **environment.for_training_process(
-        address=proxy.address, trial_id=trial.id, trial_run_id=trial.trial_run_id, journal_dir=journals, agent=False)}
+    env = training_environment(proxy.address, trial, journals)
     proc = subprocess.Popen([sys.executable, str(script), str(steps)], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -418,14 +436,35 @@ def test_a_script_that_never_closes_its_run_is_flushed_at_exit(tmp_path, sdk, se
     trial = new_trial(sdk)
     script = tmp_path / "train.py"
     script.write_text(EXITING_CHILD)
-    env = {**os.environ, **environment.for_training_process(
-        address=server.address, trial_id=trial.id, trial_run_id=trial.trial_run_id, journal_dir=journals, agent=False)}
+    env = training_environment(server.address, trial, journals)
     done = subprocess.run([sys.executable, str(script), ending], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == (0 if ending == "return" else 1), done.stderr
     assert np.array_equal(history(sdk, trial.id, "loss").steps, np.arange(1000))
     ended = sdk.trials.get(trial.id)
     assert state_of(sdk, trial.id) == state
     assert ended.failure_reason == ("" if ending == "return" else "ValueError: bad batch")
+
+
+def test_sigterm_after_a_stop_closes_the_run_before_the_process_exits(tmp_path, sdk, server, journals):
+    trial = new_trial(sdk)
+    script = tmp_path / "train.py"
+    script.write_text(ENDLESS_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script)], env=training_environment(server.address, trial, journals),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(proc, 60).startswith("ready")
+        sdk.trials.stop(trial.id, grace_period=60)
+        proc.send_signal(signal.SIGTERM)  # what an agent does on a stop
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    steps = history(sdk, trial.id, "loss").steps
+    assert len(steps) > 5000 and np.array_equal(steps, np.arange(len(steps)))  # every point up to the end
+    assert state_of(sdk, trial.id) == "CANCELED"
+    assert not list(journals.rglob("*.journal"))
 
 
 def test_a_forked_child_cannot_log_to_its_parents_run(sdk, server, journals):
@@ -442,6 +481,29 @@ def test_a_forked_child_cannot_log_to_its_parents_run(sdk, server, journals):
         assert os.waitstatus_to_exitcode(status) == 0
         run.log(1, {"x": 2.0})
     assert history(sdk, trial.id, "x").values.tolist() == [2.0]
+
+
+def test_under_trialplane_agent_the_handle_reports_points_and_the_agent_the_state(tmp_path, sdk, server, journals):
+    trial = new_trial(sdk, lr=0.25)
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from trialplane.client import init\n"
+        "with init() as run:\n"
+        "    print('agent_managed', run.agent_managed, run.hparams['lr'], flush=True)\n"
+        "    for step in range(2000):\n"
+        "        run.log(step, {'loss': step * run.hparams['lr']})\n"
+    )
+    done = subprocess.run(
+        [tool("trialplane"), "--address", server.address, "agent", "--trial", str(trial.id),
+         "--journal-dir", str(journals), "--", sys.executable, str(script)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "agent_managed True 0.25" in done.stdout
+    series = history(sdk, trial.id, "loss")
+    assert np.array_equal(series.steps, np.arange(2000)) and np.array_equal(series.values, np.arange(2000) * 0.25)
+    assert state_of(sdk, trial.id) == "COMPLETED"
+    assert not list(journals.rglob("*.journal"))
 
 
 def test_with_an_agent_the_handle_reports_no_state(sdk, server, journals, monkeypatch):
