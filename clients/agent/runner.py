@@ -41,6 +41,8 @@ from trialplane.v1 import (
 )
 
 from ..sdk import Client, FailedPrecondition, NotFound, RetryPolicy, TrialplaneError
+from ..sdk.environment import journal_dir
+from ..sdk.sync import sync_journals
 from . import environment
 from .calls import GaveUp, Link, Reporter, is_transient, retrying
 from .child import Child, describe_status, exit_status
@@ -473,6 +475,25 @@ class Agent:
         if ACTIVE_ORDER.get(self.view.snapshot().state, 99) < ACTIVE_ORDER[S.TRIAL_STATE_STARTING]:
             self._report(S.TRIAL_STATE_STARTING, run_id)
 
+    def _send_leftover_points(self, run_id: int, deadline: float) -> None:
+        """Points the training left in its journal (killed before it sent
+        them) go before the end of the run is reported: a trial that has
+        ended takes no more."""
+        directory = journal_dir(self.options.journal_dir)
+        if not directory.exists():
+            return
+        try:
+            results = sync_journals(directory, address=self.client.address, token=self.options.token,
+                                    trial_id=self.options.trial_id, trial_run_id=run_id,
+                                    timeout=max(1.0, (deadline - time.monotonic()) / 2))
+        except Exception as exc:  # noqa: BLE001 - the end of the run is reported anyway
+            log.warning("the points the training left in %s were not sent: %s", directory, exc)
+            return
+        for result in results:
+            if result.points_sent or result.points_pending:
+                log.info("sent %d points the training left in %s; %d remain", result.points_sent, result.path,
+                         result.points_pending)
+
     def _end_run(self, run_id: int, ending: Ending, worker: _Worker | None) -> trial_pb2.Trial | None:
         """Ships the remaining log lines, then reports the end of the run
         (the worker's, then the trial's), all within final_timeout. Returns
@@ -481,6 +502,7 @@ class Agent:
         assert self.view is not None
         deadline = time.monotonic() + self.options.final_timeout
         self._flush_logs(time.monotonic() + self.options.final_timeout / 2)
+        self._send_leftover_points(run_id, deadline)
         if worker is not None:
             worker.report(worker_state(ending), ending.description)
         state = final_state(self.view.snapshot().state, ending)

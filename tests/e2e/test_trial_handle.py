@@ -548,3 +548,26 @@ def test_log_refuses_what_the_server_would_refuse(sdk, server, journals):
             run.log(1, {"x": "high"})
         run.log(2, {"x": np.float32(0.5), "n": np.int64(3)})
     assert history(sdk, trial.id, "n").values.tolist() == [3.0]
+
+
+def test_points_a_killed_training_left_behind_are_sent_by_the_agent_before_the_end(tmp_path, sdk, server, journals):
+    trial = new_trial(sdk)
+    script = tmp_path / "train.py"
+    # Killed right after logging: the sender had no time to ship what is in the journal.
+    script.write_text(
+        "import os, signal\n"
+        "from trialplane.client import init\n"
+        "run = init()\n"
+        "for step in range(3000):\n"
+        "    run.log(step, {'loss': step / 2})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [tool("trialplane"), "--address", server.address, "agent", "--trial", str(trial.id),
+         "--journal-dir", str(journals), "--", sys.executable, str(script)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    series = history(sdk, trial.id, "loss")
+    assert np.array_equal(series.steps, np.arange(3000)) and np.array_equal(series.values, np.arange(3000) / 2)
+    assert state_of(sdk, trial.id) == "ERROR"
