@@ -212,12 +212,15 @@ class SqlStorage(Storage):
             t.best_checkpoint = best.get(t.id)
 
     @classmethod
-    def _trial(cls, tx: Tx, trial_id: int, lock: bool = False) -> Trial:
+    def _trial(cls, tx: Tx, trial_id: int, lock: bool = False, summaries: bool = True) -> Trial:
+        """summaries: attach the metric summaries and the best checkpoint,
+        which answers need and decisions do not."""
         row = tx.one("SELECT * FROM trials WHERE id = ?" + (tx.dialect.for_update if lock else ""), (trial_id,))
         if row is None:
             raise NotFound("trial", trial_id)
         trial = records.trial_from_row(row)
-        cls._attach_summaries(tx, [trial])
+        if summaries:
+            cls._attach_summaries(tx, [trial])
         return trial
 
     async def create_trial(self, trial: Trial, key: RequestKey | None, admit: Callable[[Study | None], None]) -> Trial:
@@ -328,9 +331,9 @@ class SqlStorage(Storage):
 
     async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
         def write(tx):
-            current = self._trial(tx, trial_id, lock=True)
+            current = self._trial(tx, trial_id, lock=True, summaries=False)
             if requests.recall(tx, key) is not None:
-                return current
+                return self._trial(tx, trial_id)
             now = self.clock()
             result = change(current, now)
             requests.remember(tx, key, str(trial_id), now)
