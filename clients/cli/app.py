@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial", type=int, help="trial id")
     p.add_argument("--name", action="append", help="a metric's name; repeat for several columns")
     p.add_argument("--group", help="the metrics' group (training, validation ...); found from --name when left out")
+    p.add_argument("--plot", action="store_true",
+                   help="draw the history as a chart (first, last, min and max of up to the chart's width buckets)")
 
     p = command(sub, "logs", "logs_show", "a trial's log lines")
     p.add_argument("trial", type=int, help="trial id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..sdk import Client, NotFound, SyncResult
 from ..sdk import sync_journals as sync
 from ..sdk.environment import journal_dir
 from ..sdk.values import enum_name, python_value
+from . import plot
 from .output import Printer, Table, duration, key_values, number, size, when
 
 
@@ -238,6 +240,8 @@ def metrics_show(client: Client, args, out: Printer) -> int:
         out.items(client.metrics.names(args.trial), SUMMARY_TABLE, _summary_row)
         return 0
     group, names = _resolve_metrics(client, args.trial, names, args.group)
+    if getattr(args, "plot", False):
+        return _plot(client, args.trial, names, group, out)
     histories = client.metrics.histories(args.trial, names, group=group)
     if out.as_json:
         for series in histories:
@@ -249,6 +253,21 @@ def metrics_show(client: Client, args, out: Printer) -> int:
             by_step.setdefault(step, {})[series.name] = value
     table = Table(["STEP", *names], right={"STEP", *names})
     out.text(table.render([str(step)] + [number(values.get(n)) for n in names] for step, values in sorted(by_step.items())))
+    return 0
+
+
+def _plot(client: Client, trial_id: int, names: list[str], group: str, out: Printer) -> int:
+    width = max(40, shutil.get_terminal_size((80, 24)).columns - 2)
+    curves = []
+    # Buckets keep each stretch's first, last, min and max, so spikes show.
+    for series in client.metrics.histories(trial_id, names, group=group, buckets=width):
+        steps: list[int] = []
+        values: list[float] = []
+        for b in series.buckets:
+            steps += [b.first_step, b.first_step, b.last_step, b.last_step]
+            values += [b.first, b.min, b.max, b.last]
+        curves.append(plot.Curve(series.name, steps, values))
+    out.text(plot.render(curves, width=width))
     return 0
 
 

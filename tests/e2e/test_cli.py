@@ -296,3 +296,21 @@ def test_the_installed_command_prints_json_lines(server, sdk):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == ""
     assert json_format.Parse(result.stdout, trial_pb2.Trial()) == sdk.trials.get(made.id)
+
+
+def test_metrics_plot_draws_the_curves_with_axes_and_a_legend(cli, sdk):
+    trial = sdk.trials.create(name="plotted")
+    report_state(sdk, trial.id, trial_pb2.TRIAL_STATE_RUNNING)
+    for step in range(0, 101):
+        report(sdk, trial.id, step, loss=2.0 - step / 50, acc=step / 100)
+    status, out, _ = cli("metrics", str(trial.id), "--name", "loss", "--name", "acc", "--group", "training", "--plot")
+    assert status == 0
+    chart = [line for line in out if "|" in line]
+    assert len(chart) == 16
+    # The value axis runs from the largest value at the top to the smallest at the bottom.
+    assert chart[0].split("|")[0].strip() == "2" and chart[-1].split("|")[0].strip() == "0"
+    # loss falls from the top left; acc rises from the bottom left to the right.
+    assert chart[0].split("|")[1].startswith("*") and chart[-1].split("|")[1].rstrip().endswith("*")
+    assert chart[-1].split("|")[1].startswith("+") or "+" in chart[-2].split("|")[1][:2]
+    assert out[-3].strip().startswith("+-")
+    assert out[-2].split() == ["0", "100", "step"] and out[-1].split() == ["*", "loss", "+", "acc"]
