@@ -53,6 +53,10 @@ def add_agent_command(sub) -> None:
                    help="how long to wait for the server at start (default 60)")
     p.add_argument("--max-queued-lines", type=int, default=100_000, metavar="N",
                    help="log lines kept in memory while the server is unreachable; older ones are dropped (default 100000)")
+    p.add_argument("--system-metrics-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="seconds between readings of the training's CPU and memory (its whole process tree) and of "
+                        "the GPUs through nvidia-ml-py when installed, sent as SYSTEM profiler series "
+                        "(default 1; 0 turns them off; wrap mode)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the agent's warnings and errors on stderr")
     side = p.add_argument_group("sidecar mode")
     side.add_argument("--follow-log", type=Path, metavar="FILE", help="the training's log file to follow")
@@ -81,7 +85,7 @@ def run_agent(args: argparse.Namespace) -> int:
             parser.error("--follow-log follows a training that runs elsewhere; give no command with it")
         if args.pid is None and args.exit_marker is None:
             parser.error("--follow-log needs --pid PID or --exit-marker FILE to know when the training ended")
-    for name in ("heartbeat_interval", "grace", "final_timeout", "connect_timeout"):
+    for name in ("heartbeat_interval", "grace", "final_timeout", "connect_timeout", "system_metrics_interval"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     if args.heartbeat_interval == 0:
@@ -99,7 +103,7 @@ def run_agent(args: argparse.Namespace) -> int:
         journal_dir=args.journal_dir, follow_log=args.follow_log, pid=args.pid, exit_marker=args.exit_marker,
         stream=args.stream, heartbeat_interval=args.heartbeat_interval, grace=args.grace,
         final_timeout=args.final_timeout, connect_timeout=args.connect_timeout,
-        max_queued_lines=args.max_queued_lines,
+        max_queued_lines=args.max_queued_lines, system_metrics_interval=args.system_metrics_interval,
     )
     try:
         return run(options)

@@ -50,6 +50,7 @@ from .follow import FileFollower, TrainingEnd
 from .lines import level_of
 from .outcome import Ending, final_state, last_lines, worker_state
 from .shipper import DEFAULT_MAX_QUEUED, LogShipper
+from .system import DEFAULT_INTERVAL, SystemMetrics
 from .watch import ACTIVE_ORDER, STOPPING, TERMINAL, TrialView, TrialWatcher, state_name
 
 log = logging.getLogger("trialplane.agent")
@@ -89,6 +90,8 @@ class Options:
     connect_timeout: float = 60.0
     max_queued_lines: int = DEFAULT_MAX_QUEUED
     poll_interval: float = 2.0
+    # Seconds between readings of the child's process tree and the GPUs; 0: none.
+    system_metrics_interval: float = DEFAULT_INTERVAL
 
     @property
     def sidecar(self) -> bool:
@@ -154,6 +157,8 @@ class Agent:
         self.reporter = Reporter(self.link)
         self.shipper = LogShipper(self.client, self.link, options.trial_id, rank=self.rank, worker=self.worker_name,
                                   max_queued=options.max_queued_lines)
+        self.system = SystemMetrics(self.client, self.link, options.trial_id, f"{self.worker_name}/{self.rank}",
+                                    interval=options.system_metrics_interval if not options.sidecar else 0)
         self.heartbeat_worker: int | None = None
         self._closing = threading.Event()
         self.view: TrialView | None = None
@@ -181,9 +186,11 @@ class Agent:
             if self.watcher is not None:
                 self.watcher.close()
             lines = self.shipper.close()
+            samples = self.system.close()
             unanswered = self.reporter.close()
-            if lines or unanswered:
+            if lines or samples or unanswered:
                 what = [f"{lines} log lines"] if lines else []
+                what += [f"{samples} system samples"] if samples else []
                 log.error("not delivered to %s: %s", self.client.address, "; ".join(what + unanswered))
             if self.shipper.dropped:
                 log.warning("%d log lines were dropped while the server was unreachable", self.shipper.dropped)
@@ -245,10 +252,12 @@ class Agent:
         shown = shlex.join(o.command)
         shown = shown if len(shown) <= 200 else shown[:197] + "..."
         log.info("trial %d run %d: running %s (pid %d)", o.trial_id, run_id, shown, child.pid)
+        self.system.watch(child.pid)
         self._report(S.TRIAL_STATE_RUNNING, run_id)
         worker.report(W.WORKER_STATE_RUNNING)
         sup = self._supervise(child, run_id)
         returncode = child.finish()
+        self.system.unwatch()
         code = exit_status(returncode)
         for _, text in child.pending_text():
             self.tail.append(text)
@@ -566,6 +575,7 @@ class Agent:
 
     def _flush_logs(self, deadline: float) -> None:
         self.shipper.flush(max(0.0, deadline - time.monotonic()))
+        self.system.flush(max(0.0, deadline - time.monotonic()))
 
     def _wait_answered(self, deadline: float) -> None:
         while self.reporter.pending() and time.monotonic() < deadline:

@@ -23,6 +23,8 @@ from support import ROOT, start_server, tool
 from trialplane.client import Client
 from trialplane.v1 import log_pb2, trial_pb2, worker_pb2
 from trialplane.v1 import log_service_pb2 as ls
+from trialplane.v1 import profiler_pb2 as pp
+from trialplane.v1 import profiler_service_pb2 as ps
 from trialplane.v1 import trial_service_pb2 as ts
 
 EXAMPLE = str(ROOT / "examples" / "train.py")
@@ -526,3 +528,42 @@ def test_with_the_server_gone_the_agent_exits_with_the_childs_code(restartable, 
     assert b"after the outage\n" in agent.stdout
     assert "the final state ERROR of trial" in agent.stderr and "did not reach" in agent.stderr
     assert "not delivered" in agent.stderr and "log lines" in agent.stderr
+
+
+# Burns CPU for about two seconds with a few MiB resident, then exits 0.
+BURNING_CHILD = """
+import time
+block = bytearray(16 * 1024 * 1024)
+end = time.monotonic() + 2.5
+while time.monotonic() < end:
+    sum(range(10_000))
+print("burnt", len(block))
+"""
+
+
+def test_the_agent_reports_the_childs_cpu_and_memory_as_system_profiler_series(server, sdk, agents):
+    trial = sdk.trials.create(name="system")
+    # The default: a reading a second.
+    agent = agents(server.address, trial.id, command=[PYTHON, "-c", BURNING_CHILD])
+    assert agent.wait() == 0, agent.stderr
+
+    listed = sdk.stubs.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    by_name = {s.labels.name: s for s in listed}
+    assert {"cpu_util", "memory_rss_bytes"} <= set(by_name), [s.labels for s in listed]
+    for series in by_name.values():
+        assert series.labels.metric_type == pp.PROFILER_METRIC_TYPE_SYSTEM
+        assert series.labels.agent_id.endswith("/0")
+    samples = sdk.stubs.profiler.GetProfilerSamples(ps.GetProfilerSamplesRequest(
+        series=[by_name["cpu_util"].labels, by_name["memory_rss_bytes"].labels])).series
+    cpu, rss = (list(s.samples.values) for s in samples)
+    assert cpu and max(cpu) > 10
+    assert rss and min(rss) > 16 * 1024 * 1024
+    assert list(samples[0].samples.batches) == list(range(len(cpu)))
+
+
+def test_system_metrics_interval_0_sends_no_profiler_series(server, sdk, agents):
+    trial = sdk.trials.create(name="no system")
+    agent = agents(server.address, trial.id, "--system-metrics-interval", "0",
+                   command=[PYTHON, "-c", "import time; time.sleep(1.5)"])
+    assert agent.wait() == 0, agent.stderr
+    assert not sdk.stubs.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
