@@ -11,7 +11,6 @@ import sys
 
 from .config import ServerConfig
 from .domain.errors import Unavailable
-from .storage.factory import UnknownStorage
 
 
 def add_serve_command(sub) -> None:
@@ -86,6 +85,10 @@ def run_serve(args) -> int:
         log_level=args.log_level,
     )
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Imported here, not at the top: `trialplane --help` and the client
+    # commands then start without loading the storage and numpy.
+    from .storage.factory import UnknownStorage
+
     try:
         asyncio.run(serve(config))
     except UnknownStorage as exc:
