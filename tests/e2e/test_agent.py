@@ -97,12 +97,6 @@ def agents(tmp_path):
         agent.cleanup()
 
 
-@pytest.fixture
-def sdk(server):
-    with Client(server.address) as client:
-        yield client
-
-
 def train(*args: str) -> list[str]:
     return [PYTHON, EXAMPLE, *args]
 

@@ -13,7 +13,6 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 from support import tool
 from support.proxy import Proxy
-from trialplane.client import Client
 from trialplane.client.cli import main
 from trialplane.v1 import (
     checkpoint_pb2,
@@ -52,12 +51,6 @@ def cli(server, capsys):
         return status, captured.out.splitlines(), captured.err.splitlines()
 
     return run
-
-
-@pytest.fixture
-def sdk(server):
-    with Client(server.address) as client:
-        yield client
 
 
 @pytest.fixture

@@ -61,19 +61,6 @@ STUDY = {
 }
 
 
-@pytest.fixture
-def sdk(server):
-    with Client(server.address) as client:
-        yield client
-
-
-@pytest.fixture
-def proxy(server):
-    p = Proxy(server.address)
-    yield p
-    p.stop()
-
-
 def running_trial(sdk, name="t", **fields):
     trial = sdk.trials.create(name=name, **fields)
     sdk.stubs.trials.ReportTrialState(ts.ReportTrialStateRequest(id=trial.id, state=trial_pb2.TRIAL_STATE_RUNNING))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from support import ServerThread, start_server, tool
 from support.postgres import database_url
-from support.proxy import FAIL_AFTER, Proxy
+from support.proxy import FAIL_AFTER
 from trialplane.client import Client, init, sync_journals
 from trialplane.client.cli import main
 from trialplane.client.sdk import environment
@@ -101,19 +101,6 @@ def restartable(db_path):
     srv = RestartableServer(db_path)
     yield srv
     srv.close()
-
-
-@pytest.fixture
-def sdk(server):
-    with Client(server.address) as client:
-        yield client
-
-
-@pytest.fixture
-def proxy(server):
-    p = Proxy(server.address)
-    yield p
-    p.stop()
 
 
 @pytest.fixture

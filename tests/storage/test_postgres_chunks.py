@@ -16,14 +16,6 @@ from trialplane.server.storage.factory import open_storage
 pytestmark = pytest.mark.skipif(not postgres.DSN, reason="needs TRIALPLANE_TEST_POSTGRES_DSN")
 
 
-@pytest.fixture
-def schema(tmp_path):
-    name = postgres.schema_for(str(tmp_path))
-    postgres.url_with_schema(name)
-    yield name
-    postgres.drop_schema(name)
-
-
 def test_metric_chunks_are_stored_with_lz4_and_read_back(schema):
     steps = np.arange(5000, dtype=np.int64)
     values = np.sin(steps / 7.0)

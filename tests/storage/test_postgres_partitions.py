@@ -24,14 +24,6 @@ DAY = 86_400_000_000
 T0 = 1_768_046_400_000_000  # 2026-01-10 12:00 UTC, in microseconds
 
 
-@pytest.fixture
-def schema(tmp_path):
-    name = postgres.schema_for(str(tmp_path))
-    postgres.url_with_schema(name)
-    yield name
-    postgres.drop_schema(name)
-
-
 def connect(schema: str) -> psycopg.Connection:
     return psycopg.connect(postgres.DSN, autocommit=True, options=f"-c search_path={schema}")
 
