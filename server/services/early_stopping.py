@@ -63,6 +63,17 @@ def decision_details(d: Decision, maximize: bool) -> dict:
     return {"rule": d.rule, "step": d.step, "threshold": signed(d.threshold), "value": signed(d.value)}
 
 
+def _judged(study_id: int, trial_ids: list[int], trials: StudyTrials) -> list[int]:
+    """The trials a check is about: those asked for, each in the study, or
+    else every unfinished one."""
+    if not trial_ids:
+        return sorted(t.id for t in trials.trials.values() if not lifecycle.is_terminal(t.state))
+    for tid in trial_ids:
+        if tid not in trials.trials:
+            raise NotFound("trial", f"{tid} in study {study_id}")
+    return trial_ids
+
+
 class EarlyStopping:
     def __init__(self, storage: Storage, feed: ChangeFeed):
         self.storage = storage
@@ -89,20 +100,20 @@ class EarlyStopping:
 
     async def check(self, study_id: int, trial_ids: list[int]) -> tuple[Study, list[Decision]]:
         """The rule's verdict on trials of a study (every unfinished one when
-        trial_ids is empty), without acting on it."""
+        trial_ids is empty), without acting on it. NotFound for a trial that
+        is not in the study."""
         watch = await self._watch(study_id)
         if watch is None:
             study = await self.storage.get_study(study_id)
-            wanted = trial_ids or []
-            return study, [Decision(t, False, "", reason="the study has no early-stopping rule") for t in wanted]
+            trials = StudyTrials(study_id, slack_for(self.storage))
+            await trials.catch_up(self.storage)
+            why = ("the study has no early-stopping rule" if not study.early_stopping.name
+                   else f"the study is {study.state.value}: its trials are not judged")
+            return study, [Decision(t, False, study.early_stopping.name, reason=why)
+                           for t in _judged(study_id, trial_ids, trials)]
         async with watch.busy:
             await self._refresh(watch)
-            if not trial_ids:
-                trial_ids = sorted(t.id for t in watch.trials.trials.values() if not lifecycle.is_terminal(t.state))
-            for tid in trial_ids:
-                if tid not in watch.trials.trials:
-                    raise NotFound("trial", f"{tid} in study {study_id}")
-            return watch.study, [watch.rule.decide(tid) for tid in trial_ids]
+            return watch.study, [watch.rule.decide(t) for t in _judged(study_id, trial_ids, watch.trials)]
 
     def forget(self, study_id: int) -> None:
         """The study changed here: read it again at its next look."""

@@ -95,6 +95,11 @@ def test_check_early_stopping_answers_without_acting(client):
     (c,) = running_trials(client, plain.id, 1)
     (d,) = client.studies.CheckEarlyStopping(ss.CheckEarlyStoppingRequest(study_id=plain.id, trial_ids=[c])).decisions
     assert (d.should_stop, d.reason) == (False, "the study has no early-stopping rule")
+    # Without trial_ids every unfinished trial is answered; a trial of another study is not found.
+    assert [x.trial_id for x in client.studies.CheckEarlyStopping(
+        ss.CheckEarlyStoppingRequest(study_id=plain.id)).decisions] == [c]
+    err = error_of(client.studies.CheckEarlyStopping, ss.CheckEarlyStoppingRequest(study_id=plain.id, trial_ids=[a]))
+    assert err.code == grpc.StatusCode.NOT_FOUND
 
 
 def test_a_running_trial_that_stores_no_metric_within_the_timeout_is_stopped(clocked_client, clocked_server, clock):
