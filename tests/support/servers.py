@@ -61,9 +61,22 @@ class ServerThread:
         if self.app is not None:
             self.call(self.app.stop(grace))
             self.app = None
+        self.call(_cancel_leftovers())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+async def _cancel_leftovers() -> None:
+    """Cancels and awaits what the stopped server left on its loop (the
+    tasks of streams gRPC cut), as asyncio.run does: closing the loop with
+    them pending would have them destroyed later, mid-way through another
+    test, with a traceback on its stderr."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
 
 
 class FakeClock:
