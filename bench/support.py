@@ -211,7 +211,7 @@ def health_check(address: str, timeout: float = START_TIMEOUT) -> None:
 def start_trialplane(db: Path | str, log: Path | None = None, args: Sequence[str] = ()) -> ServerProcess:
     """`trialplane serve` on a free port with the watchdog off, plus args; returns
     once its health Check says SERVING, with ready_after set to the seconds since spawn."""
-    argv = [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0", *args]
+    argv = [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0", "--no-auth", *args]
     server = ServerProcess(argv, "trialplane listening on ", log)
     health_check(server.wait_listening())
     server.ready_after = time.perf_counter() - server.began

@@ -63,6 +63,10 @@ def add_serve_command(sub) -> None:
     p.add_argument(
         "--retention-interval", type=float, default=d.retention_interval, help="seconds between retention sweeps; 0 disables"
     )
+    p.add_argument("--no-auth", dest="auth", action="store_false",
+                   help="serve without tokens: every call may do everything (local development only)")
+    p.add_argument("--admin-token-file", default=d.admin_token_file,
+                   help="where the first admin token's secret is written (owner-only) when the database has no token")
     p.add_argument("--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
 
 
@@ -83,6 +87,8 @@ def run_serve(args) -> int:
         max_buffered_samples=args.max_buffered_samples,
         retention_interval=args.retention_interval,
         log_level=args.log_level,
+        auth=args.auth,
+        admin_token_file=args.admin_token_file,
     )
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Imported here, not at the top: `trialplane --help` and the client

@@ -30,3 +30,8 @@ class ServerConfig:
     # How often the retention job runs, in seconds; 0 disables it.
     retention_interval: float = 3600.0
     log_level: str = "INFO"
+    # Ask every call for a bearer token (off: local development only).
+    auth: bool = True
+    # Where the first admin token's secret is written, readable by its
+    # owner only, when the database has no token yet.
+    admin_token_file: str = "./trialplane-admin.token"
