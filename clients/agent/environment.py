@@ -13,7 +13,15 @@ import os
 from collections.abc import Mapping
 
 # The names are the SDK's (clients/sdk/environment.py), which reads them.
-from ..sdk.environment import ADDRESS, AGENT, JOURNAL_DIR, TOKEN, TRIAL_ID, TRIAL_RUN_ID
+from ..sdk.environment import (
+    ADDRESS,
+    AGENT,
+    JOURNAL_DIR,
+    TOKEN,
+    TOKEN_FILE,
+    TRIAL_ID,
+    TRIAL_RUN_ID,
+)
 
 __all__ = ["ADDRESS", "AGENT", "JOURNAL_DIR", "RANK_VARIABLES", "TOKEN", "TRIAL_ID", "TRIAL_RUN_ID",
            "child_environment", "rank_from"]
@@ -56,6 +64,10 @@ def child_environment(
     env[TRIAL_ID] = str(trial_id)
     env[TRIAL_RUN_ID] = str(trial_run_id)
     env[AGENT] = "1"
+    # The token handed over is the child's only credential: not the agent's
+    # token file, nor a token of its own from the agent's environment.
+    env.pop(TOKEN_FILE, None)
+    env.pop(TOKEN, None)
     if token:
         env[TOKEN] = token
     if journal_dir:

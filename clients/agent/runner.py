@@ -34,6 +34,7 @@ from pathlib import Path
 from google.protobuf import struct_pb2
 from trialplane.v1 import (
     errors_pb2,
+    token_service_pb2,
     trial_pb2,
     trial_service_pb2,
     worker_pb2,
@@ -49,6 +50,7 @@ from .child import Child, describe_status, exit_status
 from .follow import FileFollower, TrainingEnd
 from .lines import level_of
 from .outcome import Ending, final_state, last_lines, worker_state
+from .secrets import Redactor, secret_values
 from .shipper import DEFAULT_MAX_QUEUED, LogShipper
 from .system import DEFAULT_INTERVAL, SystemMetrics
 from .watch import ACTIVE_ORDER, STOPPING, TERMINAL, TrialView, TrialWatcher, state_name
@@ -150,6 +152,7 @@ class Agent:
             options.address, token=options.token, timeout=CALL_TIMEOUT,
             retry=RetryPolicy(max_attempts=2, initial_backoff=0.2, max_backoff=1.0),
         )
+        self.redact = Redactor([self.client.token or "", *secret_values(os.environ)])
         self.link = Link(self.client.address)
         self.wake = threading.Event()
         self.signals: list[int] = []
@@ -235,7 +238,7 @@ class Agent:
         worker = _Worker(self, run_id, "worker")
         self._report_progress(run_id)
         env = environment.child_environment(
-            os.environ, address=self.client.address, token=o.token,
+            os.environ, address=self.client.address, token=self._run_token(run_id),
             trial_id=o.trial_id, trial_run_id=run_id, journal_dir=o.journal_dir,
             trial_environment=self.trial_environment,
         )
@@ -438,10 +441,28 @@ class Agent:
             log.error("cannot read trial %d: %s", o.trial_id, err)
             return None
         self.trial_environment = dict(trial.environment)
+        self.redact.add(*secret_values(self.trial_environment))
         self.view = TrialView(trial, self.wake)
         after = events.events[0].sequence if events.events else 0
         self.watcher = TrialWatcher(self.client, self.link, o.trial_id, self.view, after, o.poll_interval)
         return trial
+
+    def _run_token(self, run_id: int) -> str | None:
+        """A trial-run token for the child: it reports this run of this trial
+        and nothing else. None when the agent has no token (auth is off);
+        the agent's own token, with a warning, when none can be made."""
+        token = self.client.token
+        if not token:
+            return None
+        request = token_service_pb2.CreateTrialRunTokenRequest(trial_id=self.options.trial_id, trial_run_id=run_id)
+        try:
+            made = retrying(lambda: self.client.stubs.tokens.CreateTrialRunToken(request), self.link,
+                            deadline=time.monotonic() + self.options.connect_timeout)
+        except (GaveUp, TrialplaneError) as err:
+            log.warning("no trial-run token for run %d (%s); the command gets the agent's token", run_id, err)
+            return token
+        self.redact.add(made.secret)
+        return made.secret
 
     def submit(self, description: str, call) -> Future:
         future = self.reporter.submit(description, call)
@@ -582,6 +603,7 @@ class Agent:
             time.sleep(0.05)
 
     def _on_line(self, stream: str, text: str) -> None:
+        text = self.redact(text)
         self.tail.append(text)
         self.shipper.add(stream, text, level_of(text))
 

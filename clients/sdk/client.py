@@ -57,8 +57,10 @@ class Client:
     ):
         self.address = resolve_address(address)
         self.timeout = timeout
+        # The bearer secret calls carry (None: none); never in repr or logs.
+        self.token = resolve_token(token)
         self._raw_channel, self.channel = open_channel(
-            self.address, resolve_token(token), tls, retry or RetryPolicy(), max_message_bytes,
+            self.address, self.token, tls, retry or RetryPolicy(), max_message_bytes,
             channel_options,
         )
         self.stubs = Stubs(self.channel, timeout)

@@ -6,7 +6,8 @@ that starts it and the SDK inside it.
 arguments and reports to the right trial and run:
 
     TRIALPLANE_ADDRESS       the server, host:port (also read by Client)
-    TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client)
+    TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client);
+                             from an agent, a trial-run token good for this run only
     TRIALPLANE_TRIAL_ID      the trial the process trains
     TRIALPLANE_TRIAL_RUN_ID  the run of that trial the process belongs to
     TRIALPLANE_JOURNAL_DIR   where metric journals live (optional; default_journal_dir())
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ADDRESS = "TRIALPLANE_ADDRESS"
 TOKEN = "TRIALPLANE_TOKEN"
+# A file whose first line is the token; read by Client when TOKEN is unset.
+TOKEN_FILE = "TRIALPLANE_TOKEN_FILE"
 TRIAL_ID = "TRIALPLANE_TRIAL_ID"
 TRIAL_RUN_ID = "TRIALPLANE_TRIAL_RUN_ID"
 JOURNAL_DIR = "TRIALPLANE_JOURNAL_DIR"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..domain import principal as who
 from ..domain.errors import PermissionDenied, Unauthenticated
@@ -44,7 +45,7 @@ NOTHING = Targets()
 @dataclass(frozen=True)
 class Rule:
     scope: str
-    targets: Callable[[object], Targets]
+    targets: Callable[[Any], Targets]
     trial_run: bool = False
 
 
@@ -56,30 +57,30 @@ def _every(_request) -> Targets:
     return EVERY
 
 
-def study(get: Callable) -> Callable[[object], Targets]:
+def study(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(studies=(get(r),))
 
 
-def trial(get: Callable, run: Callable | None = None) -> Callable[[object], Targets]:
+def trial(get: Callable, run: Callable | None = None) -> Callable[[Any], Targets]:
     if run is None:
         return lambda r: Targets(trials=(get(r),))
     return lambda r: Targets(trials=(get(r),), runs=(run(r),))
 
 
-def worker(get: Callable) -> Callable[[object], Targets]:
+def worker(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(workers=(get(r),))
 
 
-def _listed_trials(get: Callable) -> Callable[[object], Targets]:
+def _listed_trials(get: Callable) -> Callable[[Any], Targets]:
     """A read of the trials a request lists; none listed reaches every trial."""
     return lambda r: Targets(trials=tuple(get(r))) if len(get(r)) else EVERY
 
 
-def _trial_or_every(get: Callable) -> Callable[[object], Targets]:
+def _trial_or_every(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(trials=(get(r),)) if get(r) else EVERY
 
 
-def _study_or_every(get: Callable) -> Callable[[object], Targets]:
+def _study_or_every(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(studies=(get(r),)) if get(r) else EVERY
 
 
@@ -107,7 +108,7 @@ def _create_trial(r) -> Targets:
     return Targets(studies=(r.trial.study_id,)) if r.trial.study_id else EVERY
 
 
-def _ids(get: Callable) -> Callable[[object], Targets]:
+def _ids(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(checkpoints=tuple(get(r)))
 
 
@@ -175,8 +176,8 @@ TABLE: dict[str, Rule] = {
     P + "StreamProfilerMetrics": Rule(WRITE, _profiler_stream, trial_run=True),
     P + "ReportProfilerMetrics": Rule(WRITE, trial(lambda r: r.batch.labels.trial_id), trial_run=True),
     P + "ListProfilerSeries": Rule(READ, trial(lambda r: r.trial_id)),
-    P + "GetProfilerSamples": Rule(READ, trial(lambda r: r.series.trial_id)),
-    P + "WatchProfilerSamples": Rule(READ, trial(lambda r: r.series.trial_id)),
+    P + "GetProfilerSamples": Rule(READ, lambda r: Targets(trials=tuple({s.trial_id for s in r.series}))),
+    P + "WatchProfilerSamples": Rule(READ, lambda r: Targets(trials=tuple({s.trial_id for s in r.series}))),
     # Logs
     L + "AddLogs": Rule(WRITE, lambda r: Targets(trials=tuple({x.trial_id for x in r.logs})), trial_run=True),
     L + "ListLogs": Rule(READ, trial(lambda r: r.trial_id)),
@@ -205,15 +206,19 @@ TABLE: dict[str, Rule] = {
 }
 
 
+# What a method missing from the table gets: refused to every principal.
+DENY_ALL = Rule(scope="unlisted", targets=_every)
+
+
 def _deny(method: str, principal: who.Principal, needed: str, because: str, **metadata) -> PermissionDenied:
     err = PermissionDenied(f"{principal.describe()} may not call {method.rsplit('/', 1)[-1]}: {because}")
     err.metadata.update({"method": method, "required_scope": needed, **{k: str(v) for k, v in metadata.items()}})
     return err
 
 
-def scope_check(method: str, rule: Rule | None, principal: who.Principal) -> None:
+def scope_check(method: str, rule: Rule, principal: who.Principal) -> None:
     """What the method needs of any principal, before its request is read."""
-    if rule is None:
+    if rule is DENY_ALL:
         raise _deny(method, principal, ADMIN, "the method is not in the server's access table")
     if principal.kind == who.TRIAL_RUN:
         if not rule.trial_run:

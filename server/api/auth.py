@@ -17,11 +17,12 @@ import grpc
 from ..domain import principal as who
 from ..domain.errors import DomainError, Unauthenticated
 from ..services.authority import Authority
-from .access import OPEN, TABLE, Rule, scope_check, target_check
-from .errors import abort
+from .access import DENY_ALL, OPEN, TABLE, Rule, scope_check, target_check
+from .errors import abort, internal_error
 from .handlers import Malformed
 
 _BEARER = "bearer "
+_NO_REQUEST = object()
 
 
 def bearer_secret(metadata) -> str:
@@ -52,41 +53,48 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is inner:
             return cached[1]
-        rule = self.table.get(method)
-        handler = inner if rule is not None and rule.scope == OPEN else self._wrap(method, rule, inner)
+        rule = self.table.get(method, DENY_ALL)
+        handler = inner if rule.scope == OPEN else self._wrap(method, rule, inner)
         self._wrapped[method] = (inner, handler)
         return handler
 
-    async def _admit(self, method: str, rule: Rule | None, context) -> who.Principal:
-        principal = await self.authority.principal(bearer_secret(context.invocation_metadata()))
+    async def _admit(self, method: str, rule: Rule, context) -> who.Principal:
+        principal = await self.authority_of().principal(bearer_secret(context.invocation_metadata()))
         scope_check(method, rule, principal)
         who.bind(principal)
         return principal
 
-    def _wrap(self, method: str, rule: Rule | None, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        authority = self.authority
+    def _wrap(self, method: str, rule: Rule, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        authority = self.authority_of
         admit = self._admit
 
-        async def check(principal, request):
-            if type(request) is not Malformed:
-                await target_check(method, rule, principal, request, authority)
+        async def refuse(context, exc: Exception):
+            await abort(context, exc if isinstance(exc, DomainError) else internal_error(method, exc))
+
+        async def enter(context, request=_NO_REQUEST) -> who.Principal:
+            try:
+                principal = await admit(method, rule, context)
+                if request is not _NO_REQUEST and type(request) is not Malformed:
+                    await target_check(method, rule, principal, request, authority())
+                return principal
+            except Exception as exc:  # noqa: BLE001 - every failure ends the call with a status
+                await refuse(context, exc)
+            raise AssertionError("abort returned")
 
         async def checked(principal, requests, context):
             async for request in requests:
-                try:
-                    await check(principal, request)
-                except DomainError as err:
-                    await abort(context, err)
+                if type(request) is not Malformed:
+                    try:
+                        await target_check(method, rule, principal, request, authority())
+                    except Exception as exc:  # noqa: BLE001
+                        await refuse(context, exc)
                 yield request
 
         if not inner.request_streaming and not inner.response_streaming:
             behavior = inner.unary_unary
 
             async def unary_unary(request, context):
-                try:
-                    await check(await admit(method, rule, context), request)
-                except DomainError as err:
-                    await abort(context, err)
+                await enter(context, request)
                 return await behavior(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -95,47 +103,33 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if not inner.request_streaming:
             behavior = inner.unary_stream
 
-            if _is_async_generator(behavior):
-                async def unary_stream(request, context):
-                    try:
-                        await check(await admit(method, rule, context), request)
-                    except DomainError as err:
-                        await abort(context, err)
-                    async for response in behavior(request, context):
-                        yield response
-            else:
-                async def unary_stream(request, context):
-                    try:
-                        await check(await admit(method, rule, context), request)
-                    except DomainError as err:
-                        await abort(context, err)
-                    await behavior(request, context)
+            async def yielded(request, context):
+                await enter(context, request)
+                async for response in behavior(request, context):
+                    yield response
+
+            async def written(request, context):
+                await enter(context, request)
+                await behavior(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, inner.request_deserializer, inner.response_serializer)
+                yielded if inspect.isasyncgenfunction(behavior) else written,
+                inner.request_deserializer, inner.response_serializer)
 
-        kind = "stream_stream" if inner.response_streaming else "stream_unary"
-        behavior = getattr(inner, kind)
+        behavior = inner.stream_stream if inner.response_streaming else inner.stream_unary
         make = grpc.stream_stream_rpc_method_handler if inner.response_streaming else grpc.stream_unary_rpc_method_handler
+        async def streamed(requests, context):
+            principal = await enter(context)
+            async for response in behavior(checked(principal, requests, context), context):
+                yield response
 
-        if _is_async_generator(behavior):
-            async def streaming(requests, context):
-                try:
-                    principal = await admit(method, rule, context)
-                except DomainError as err:
-                    await abort(context, err)
-                async for response in behavior(checked(principal, requests, context), context):
-                    yield response
-        else:
-            async def streaming(requests, context):
-                try:
-                    principal = await admit(method, rule, context)
-                except DomainError as err:
-                    await abort(context, err)
-                return await behavior(checked(principal, requests, context), context)
+        async def answered(requests, context):
+            principal = await enter(context)
+            return await behavior(checked(principal, requests, context), context)
 
-        return make(streaming, inner.request_deserializer, inner.response_serializer)
+        return make(streamed if inspect.isasyncgenfunction(behavior) else answered,
+                    inner.request_deserializer, inner.response_serializer)
 
-
-def _is_async_generator(fn) -> bool:
-    return inspect.isasyncgenfunction(fn)
+    def authority_of(self) -> Authority:
+        assert self.authority is not None, "the interceptor serves calls only once storage is open"
+        return self.authority

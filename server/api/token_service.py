@@ -38,6 +38,7 @@ class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
         token.create_time = self.clock()
         token.created_by = who.current().describe()
         stored = await self.storage.create_token(token)
+        assert stored is not None  # made unconditionally
         self.authority.forget_unknown()
         return token_service_pb2.CreateTokenResponse(token=token_to_proto(stored), secret=secret)
 

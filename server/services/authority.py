@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..domain.principal import Principal
 from ..domain.errors import NotFound, Unauthenticated
+from ..domain.principal import Principal
 from ..domain.tokens import ADMIN, Token, TokenKind, hash_secret, new_secret
 from ..domain.trial_lifecycle import is_terminal
 from ..storage.interface import Storage
