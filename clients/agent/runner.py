@@ -168,6 +168,8 @@ class Agent:
         self.watcher: TrialWatcher | None = None
         self.trial_environment: dict[str, str] = {}
         self._said_no_pid = False
+        # Whether the server asks for tokens; learnt before the first run.
+        self._auth_enabled: bool | None = None
 
     # --- the two modes -----------------------------------------------------
 
@@ -455,9 +457,15 @@ class Agent:
         if not token:
             return None
         request = token_service_pb2.CreateTrialRunTokenRequest(trial_id=self.options.trial_id, trial_run_id=run_id)
+        tokens = self.client.stubs.tokens
+        deadline = time.monotonic() + self.options.connect_timeout
         try:
-            made = retrying(lambda: self.client.stubs.tokens.CreateTrialRunToken(request), self.link,
-                            deadline=time.monotonic() + self.options.connect_timeout)
+            if self._auth_enabled is None:
+                self._auth_enabled = retrying(lambda: tokens.WhoAmI(token_service_pb2.WhoAmIRequest()), self.link,
+                                              deadline=deadline).auth_enabled
+            if not self._auth_enabled:
+                return token
+            made = retrying(lambda: tokens.CreateTrialRunToken(request), self.link, deadline=deadline)
         except (GaveUp, TrialplaneError) as err:
             log.warning("no trial-run token for run %d (%s); the command gets the agent's token", run_id, err)
             return token
