@@ -31,7 +31,14 @@ from trialplane.server.domain.tokens import Token, TokenKind, new_secret
 from trialplane.server.services.authority import Authority
 from trialplane.server.services.change_feed import ChangeFeed
 from trialplane.server.storage.factory import open_storage
-from trialplane.v1 import study_pb2, token_pb2, trial_pb2
+from trialplane.v1 import (
+    study_pb2,
+    study_service_pb2_grpc,
+    token_pb2,
+    token_service_pb2_grpc,
+    trial_pb2,
+    trial_service_pb2_grpc,
+)
 from trialplane.v1 import study_service_pb2 as ss
 from trialplane.v1 import token_service_pb2 as tk
 from trialplane.v1 import trial_service_pb2 as ts
@@ -115,8 +122,6 @@ def _sequential_us(address: str, secret: str | None, trial_id: int, calls: int) 
 def _secured_world(address: str, admin_secret: str) -> tuple[int, dict[str, str]]:
     md = [("authorization", f"Bearer {admin_secret}")]
     with grpc.insecure_channel(address) as channel:
-        from trialplane.v1 import study_service_pb2_grpc, token_service_pb2_grpc, trial_service_pb2_grpc
-
         studies = study_service_pb2_grpc.StudyServiceStub(channel)
         trials = trial_service_pb2_grpc.TrialServiceStub(channel)
         tokens = token_service_pb2_grpc.TokenServiceStub(channel)
@@ -132,8 +137,6 @@ def _secured_world(address: str, admin_secret: str) -> tuple[int, dict[str, str]
 
 def _open_world(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
-        from trialplane.v1 import trial_service_pb2_grpc
-
         return trial_service_pb2_grpc.TrialServiceStub(channel).CreateTrial(
             ts.CreateTrialRequest(trial=trial_pb2.Trial(name="t"))).id
 
