@@ -330,3 +330,32 @@ def test_a_database_that_does_not_exist_is_named_in_one_line():
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert 'database "trialplane_no_such_database" does not exist' in line
+
+
+def test_tokens_made_and_revoked_on_one_replica_hold_on_the_other(replicas, tmp_path):
+    from trialplane.v1 import token_pb2
+    from trialplane.v1 import token_service_pb2 as tk
+
+    first = tmp_path / "a.token"
+    a, _ = replicas("--auth", "--admin-token-file", str(first))
+    b, _ = replicas("--auth", "--admin-token-file", str(tmp_path / "b.token"))
+    # One database, one first admin token: the second replica found it made.
+    assert first.exists() and not (tmp_path / "b.token").exists()
+    admin = Client.connect(a.address, first.read_text().strip())
+    made = admin.tokens.CreateToken(tk.CreateTokenRequest(
+        token=token_pb2.Token(name="ci", kind=token_pb2.TOKEN_KIND_SERVICE, scopes=["read"])))
+    on_b = Client.connect(b.address, made.secret)
+    assert on_b.tokens.WhoAmI(tk.WhoAmIRequest()).principal == f"service token {made.token.id} (ci)"
+    admin.tokens.RevokeToken(tk.RevokeTokenRequest(id=made.token.id))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            on_b.tokens.WhoAmI(tk.WhoAmIRequest())
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in err.details()
+            break
+        time.sleep(0.01)
+    else:
+        pytest.fail("replica b still accepted the token 5 s after it was revoked on replica a")
+    for c in (admin, on_b):
+        c.channel.close()
