@@ -282,3 +282,37 @@ def test_eight_workers_suggesting_at_once_with_tpe_get_distinct_points(client):
     assert len(set(points)) == 8 and all(1e-4 <= p <= 0.1 for p in points)
     assert len({a.trials[0].id for a in answers}) == 8
     assert study_of(client, study.id).suggestion_count == 14
+
+
+def test_cmaes_after_a_restart_starts_from_the_studys_best_results(db_path):
+    from support import Client, start_server
+
+    xy = [study_pb2.ParameterSpec(name=n, type=study_pb2.PARAMETER_TYPE_DOUBLE,
+                                  feasible_space=study_pb2.FeasibleSpace(min=-1, max=1)) for n in ("x", "y")]
+
+    def loss(t):
+        p = hp(t)
+        return (p["x"] - 0.5) ** 2 + (p["y"] + 0.5) ** 2
+
+    srv = start_server(db_path)
+    c = Client.connect(srv.address)
+    study = make_study("warm", algorithm=algorithm("cmaes", population_size=6, sigma0=0.5))
+    del study.parameters[:]
+    study.parameters.extend(xy)
+    study = c.studies.CreateStudy(ss.CreateStudyRequest(study=study))
+    history = []
+    for _ in range(4):
+        for trial in suggest(c, study.id, 6).trials:
+            finish(c, trial.id, loss(trial))
+            history.append(loss(trial))
+    c.channel.close()
+    port = srv.app.port
+    srv.stop()
+    srv = start_server(db_path, port=port)
+    c = Client.connect(srv.address)
+    after = [loss(t) for t in suggest(c, study.id, 6).trials]
+    best_tenth = sorted(history)[: len(history) // 10 + 2]
+    assert sum(after) / len(after) < sum(history) / len(history)
+    assert min(after) < max(best_tenth) * 4
+    c.channel.close()
+    srv.stop()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from trialplane.server.domain.models import FeasibleSpace, ParameterSpec, ParameterType
 from trialplane.server.domain.search.base import Observed, Outcome, SettingsError
-from trialplane.server.domain.search.cma_es import CmaEs
+from trialplane.server.domain.search.cma_es import WARM_START_MIN, CmaEs
 from trialplane.server.domain.search.random_search import RandomSearch
 from trialplane.server.domain.search.space import Space
 
@@ -153,3 +153,30 @@ def test_after_a_restart_the_old_runs_candidates_are_not_told_to_the_new_one():
     assert designer._told and len(designer._told) == 2 and not told
     designer.update([done(8 + i, p) for i, p in enumerate(fresh[2:])], [])
     assert len(told) == 1 and designer.generation == 1
+
+
+def test_history_it_did_not_ask_for_warm_starts_it_near_the_best_results():
+    # A server restart: the new designer is told the study's history first.
+    rng = np.random.default_rng(0)
+    history = [{"x": float(x), "y": float(y)} for x, y in rng.uniform(-1, 1, size=(60, 2))]
+    designer = CmaEs(XY, {"population_size": "6"}, 7)
+    designer.update([done(i, p) for i, p in enumerate(history)], [])
+    batch = designer.suggest(6, 60)
+    assert designer.warm_started
+    cold = CmaEs(XY, {"population_size": "6"}, 7).suggest(6, 60)
+    assert np.mean([quadratic(p) for p in batch]) < np.mean([quadratic(p) for p in cold]) / 2
+    # Its own candidates are then told as usual, a generation at a time.
+    told = recording(designer)
+    designer.update([done(100 + i, p) for i, p in enumerate(batch)], [])
+    assert len(told) == 1 and designer.generation == 1
+
+
+def test_too_little_history_or_history_after_asking_leaves_it_cold():
+    few = CmaEs(XY, {"population_size": "4"}, 8)
+    few.update([done(i, {"x": 0.3, "y": -0.6 + 0.01 * i}) for i in range(WARM_START_MIN - 1)], [])
+    few.suggest(4, 0)
+    asked = CmaEs(XY, {"population_size": "4"}, 8)
+    asked.suggest(4, 0)
+    asked.update([done(i, {"x": 0.3, "y": -0.6 + 0.01 * i}) for i in range(30)], [])
+    asked.suggest(4, 4)
+    assert not few.warm_started and not asked.warm_started

@@ -24,6 +24,13 @@ a few times, then moved away from in growing steps, so pending suggestions
 are not repeated while the space has free points. When the optimizer
 says it has converged it starts again with a new seed.
 
+Warm start: results of trials it did not ask for, told before it has asked
+anything (the study's history, replayed into a designer built after a
+server restart or a settings change), are not lost. Once at least
+WARM_START_MIN of them have come, the optimizer starts from the
+distribution of the best of them (cmaes' get_warm_start_mgd, WS-CMA-ES)
+instead of the middle of the space.
+
 Settings: sigma0 (initial step size in the unit cube, default 1/6),
 population_size (default: CMA-ES's 4 + 3 ln d), variant (cma or sep,
 default cma), random_state (a non-negative integer seed in place of the
@@ -36,7 +43,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from cmaes import CMA, SepCMA
+from cmaes import CMA, SepCMA, get_warm_start_mgd
 
 from ..models import ParameterSpec
 from .base import Assignment, Designer, Observed, Outcome, SettingsError
@@ -46,6 +53,9 @@ from .space import Space
 
 _REASKS = 10
 _WIDEN = 20
+# Prior results needed to start from their distribution; the best tenth of
+# them (at least two) make it.
+WARM_START_MIN = 10
 
 
 @register
@@ -73,15 +83,41 @@ class CmaEs(Designer):
         # assignment key -> [((restart, generation), x)] of candidates waiting for their result
         self._pending: dict[tuple, list[tuple[tuple[int, int], np.ndarray]]] = {}
         self._told: list[tuple[np.ndarray, float]] = []
+        # Results of trials it did not ask for, while it has asked nothing.
+        self._prior: list[tuple[np.ndarray, float]] = []
+        self.warm_started = False
 
-    def _new_optimizer(self) -> CMA | SepCMA:
+    def _new_optimizer(self, start: tuple[np.ndarray, float, np.ndarray] | None = None) -> CMA | SepCMA:
         d = len(self._numeric)
         kind = SepCMA if self.variant == "sep" and d > 1 else CMA
+        mean, sigma, cov = start if start is not None else (np.full(d, 0.5), self.sigma0, None)
+        extra = {"cov": cov} if cov is not None and kind is CMA else {}
         try:
-            return kind(mean=np.full(d, 0.5), sigma=self.sigma0, bounds=np.tile([0.0, 1.0], (d, 1)),
-                        seed=(self.seed + self._restarts) % (1 << 32), population_size=self.population_size)
+            return kind(mean=mean, sigma=sigma, bounds=np.tile([0.0, 1.0], (d, 1)),
+                        seed=(self.seed + self._restarts) % (1 << 32), population_size=self.population_size, **extra)
         except AssertionError as exc:
             raise SettingsError("population_size", f"is not one CMA-ES can use: {exc}") from None
+
+    def _remember_prior(self, o: Observed) -> None:
+        """A result it did not ask for, kept for a warm start while nothing is asked."""
+        if self._pending or self._told or self._restarts or self.generation or self.warm_started:
+            return
+        if o.outcome != Outcome.COMPLETED or o.loss is None or not math.isfinite(o.loss):
+            return
+        u = self._space.encode(o.params)
+        if u is not None:
+            self._prior.append((u[self._numeric], float(o.loss)))
+
+    def _warm_start(self) -> None:
+        n = len(self._prior)
+        if n < WARM_START_MIN:
+            return
+        mean, sigma, cov = get_warm_start_mgd(self._prior, gamma=max(0.1, 2 / n), alpha=0.1)
+        mean = np.clip(mean, 0.0, 1.0)
+        sigma = float(min(max(sigma, 1e-3), 1.0))
+        self._optimizer = self._new_optimizer((mean, sigma, cov))
+        self._prior = []
+        self.warm_started = True
 
     @property
     def generation(self) -> int:
@@ -101,6 +137,7 @@ class CmaEs(Designer):
                 continue
             waiting = self._pending.get(self._space.key(o.params))
             if not waiting:
+                self._remember_prior(o)
                 continue
             generation, x = waiting.pop(0)
             if not waiting:
@@ -127,6 +164,9 @@ class CmaEs(Designer):
             self._optimizer = self._new_optimizer()
 
     def suggest(self, count: int, index: int) -> list[Assignment]:
+        if self._prior and not self._pending:
+            self._warm_start()
+            self._prior = []
         out = []
         for j in range(max(count, 0)):
             rng = point_rng(self.seed, index + j)
