@@ -13,7 +13,18 @@ import os
 from collections.abc import Mapping
 
 # The names are the SDK's (clients/sdk/environment.py), which reads them.
-from ..sdk.environment import ADDRESS, AGENT, JOURNAL_DIR, TOKEN, TRIAL_ID, TRIAL_RUN_ID
+from ..sdk.channel import TLS
+from ..sdk.environment import (
+    ADDRESS,
+    AGENT,
+    JOURNAL_DIR,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
+    TOKEN,
+    TRIAL_ID,
+    TRIAL_RUN_ID,
+)
 
 __all__ = ["ADDRESS", "AGENT", "JOURNAL_DIR", "RANK_VARIABLES", "TOKEN", "TRIAL_ID", "TRIAL_RUN_ID",
            "child_environment", "rank_from"]
@@ -39,12 +50,14 @@ def child_environment(
     address: str,
     token: str | None,
     trial_id: int,
+    tls: TLS | None = None,
     trial_run_id: int,
     journal_dir: str | None = None,
     trial_environment: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The training command's environment: the agent's own, then the trial's
-    `environment` map, then the trialplane variables (which win).
+    `environment` map, then the trialplane variables (which win): with tls,
+    the TLS files the agent uses, so the training's SDK speaks TLS as it does.
 
     PYTHONUNBUFFERED is set unless given: a Python child writing into a pipe
     would otherwise hold its output back in 8 KiB blocks, and lines would
@@ -58,6 +71,10 @@ def child_environment(
     env[AGENT] = "1"
     if token:
         env[TOKEN] = token
+    if tls is not None:
+        for name in (TLS_CA, TLS_CERT, TLS_KEY):
+            env.pop(name, None)
+        env.update(tls.environment())
     if journal_dir:
         env[JOURNAL_DIR] = journal_dir
     return env
