@@ -56,7 +56,7 @@ class ServerConfig:
         "./trialplane.db",
         "database: a SQLite file (created if missing), sqlite:///path, or postgresql://user@host/db"
         " (several replicas may share one)",
-        flag="db", metavar="URL",
+        flag="db",
     )
     # Seconds in-flight calls get to finish after SIGTERM.
     shutdown_grace: float = setting(10.0, "seconds in-flight calls get after SIGTERM", minimum=0)

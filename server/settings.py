@@ -309,11 +309,11 @@ def exposure_refusal(config: ServerConfig) -> str | None:
         return None
     fix = []
     if not config.tls:
-        fix.append("--tls-cert and --tls-key")
+        fix.append("give --tls-cert and --tls-key")
     if not config.auth:
-        fix.append("no --no-auth")
+        fix.append("drop --no-auth")
     return (f"refusing to listen on {config.host}, which is not a loopback address, without {' and '.join(missing)}: "
-            f"give {' and '.join(fix)}, or --insecure to serve it anyway")
+            f"{' and '.join(fix)}, or pass --insecure to serve it anyway")
 
 
 def _database_problem(url: str) -> str | None:

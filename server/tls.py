@@ -27,6 +27,7 @@ import os
 import ssl
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -51,7 +52,7 @@ class Material:
 
 def _read(what: str, path: str) -> bytes:
     try:
-        return open(path, "rb").read()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise TlsError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
 
@@ -104,7 +105,6 @@ class CertificateFiles:
         self._lock = threading.Lock()
         self._seen = self._signature()
         self.current = self.load()
-        self.reloads = 0
 
     def _paths(self) -> list[str]:
         return [p for p in (self.cert, self.key, self.client_ca) if p]
@@ -154,7 +154,6 @@ class CertificateFiles:
                 if material == self.current:
                     return None
                 self.current = material
-                self.reloads += 1
                 log.info("TLS certificate reloaded from %s", self.cert)
                 return material.configuration()
         except Exception:  # gRPC core would only print a bare traceback and fail the handshake

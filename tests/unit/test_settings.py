@@ -184,10 +184,10 @@ def test_a_non_loopback_host_needs_tls_and_auth_or_insecure():
     tls = {"tls_cert": "c.pem", "tls_key": "k.pem"}
     refusal = settings.exposure_refusal(ServerConfig(host="0.0.0.0"))
     assert refusal == ("refusing to listen on 0.0.0.0, which is not a loopback address, without TLS: "
-                       "give --tls-cert and --tls-key, or --insecure to serve it anyway")
-    assert "without TLS and auth: give --tls-cert and --tls-key and no --no-auth" in settings.exposure_refusal(
+                       "give --tls-cert and --tls-key, or pass --insecure to serve it anyway")
+    assert "without TLS and auth: give --tls-cert and --tls-key and drop --no-auth, or pass --insecure" in settings.exposure_refusal(
         ServerConfig(host="0.0.0.0", auth=False))
-    assert "without auth: give no --no-auth" in settings.exposure_refusal(ServerConfig(host="::", auth=False, **tls))
+    assert "without auth: drop --no-auth, or pass --insecure" in settings.exposure_refusal(ServerConfig(host="::", auth=False, **tls))
     assert settings.exposure_refusal(ServerConfig(host="0.0.0.0", **tls)) is None
     assert settings.exposure_refusal(ServerConfig(host="0.0.0.0", insecure=True, auth=False)) is None
     assert settings.exposure_refusal(ServerConfig(host="127.0.0.1", auth=False)) is None
@@ -197,7 +197,7 @@ def test_check_config_applies_the_rule_and_accepts_insecure(capsys):
     code, rows, _, err = check(capsys, "--host", "0.0.0.0")
     assert code == 2
     assert err == ["trialplane: refusing to listen on 0.0.0.0, which is not a loopback address, without TLS: "
-                   "give --tls-cert and --tls-key, or --insecure to serve it anyway"]
+                   "give --tls-cert and --tls-key, or pass --insecure to serve it anyway"]
     code, rows, last, err = check(capsys, "--host", "0.0.0.0", "--insecure", "--no-auth")
     assert (code, err) == (0, [])
     assert rows["insecure"] == ("true", "--insecure")
