@@ -250,3 +250,22 @@ def test_serve_help_names_each_variable(capsys):
     for text in ["$TRIALPLANE_PORT", "$TRIALPLANE_TLS_CERT", "$TRIALPLANE_NO_AUTH=1", "--config PATH", "--check-config",
                  "--log-format {text,json}", "default: 50051"]:
         assert text in out, text
+
+
+def test_a_flag_added_by_hand_is_read_from_the_environment_and_the_file_too(tmp_path):
+    import argparse
+
+    from trialplane.server.cli import _finish_settings
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grace", dest="shutdown_grace", type=float, default=3.0, help="seconds")
+    _finish_settings(parser)
+    assert "$TRIALPLANE_GRACE" in parser.format_help()
+    resolved = settings.resolve(parser, parser.parse_args([]), {"TRIALPLANE_GRACE": "4"})
+    assert (resolved.config.shutdown_grace, resolved.sources["shutdown_grace"]) == (4.0, "$TRIALPLANE_GRACE")
+    path = tmp_path / "serve.yaml"
+    path.write_text("grace: 5\n")
+    resolved = settings.resolve(parser, argparse.Namespace(config_file=str(path)), {})
+    assert (resolved.config.shutdown_grace, resolved.sources["shutdown_grace"]) == (5.0, str(path))
+    resolved = settings.resolve(parser, parser.parse_args(["--grace", "6"]), {"TRIALPLANE_GRACE": "4"})
+    assert resolved.config.shutdown_grace == 6.0
