@@ -20,8 +20,11 @@ install: $(STAMP)
 proto: $(STAMP)
 	$(PY) scripts/gen_protos.py generated
 
+# Local development: no tokens (AUTH= asks for them, writing the first
+# admin token to ./trialplane-admin.token).
+AUTH ?= --no-auth
 run: $(STAMP)
-	$(VENV)/bin/trialplane serve --host $(HOST) --port $(PORT) --db $(DB)
+	$(VENV)/bin/trialplane serve --host $(HOST) --port $(PORT) --db $(DB) $(AUTH)
 
 # With TRIALPLANE_TEST_POSTGRES_DSN (as .ci/run sets it) the storage suite
 # covers PostgreSQL too, and the API and end-to-end suites run a second time

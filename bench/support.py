@@ -208,10 +208,13 @@ def health_check(address: str, timeout: float = START_TIMEOUT) -> None:
         raise RuntimeError(f"health at {address} says {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
 
 
-def start_trialplane(db: Path | str, log: Path | None = None, args: Sequence[str] = ()) -> ServerProcess:
-    """`trialplane serve` on a free port with the watchdog off, plus args; returns
-    once its health Check says SERVING, with ready_after set to the seconds since spawn."""
-    argv = [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0", *args]
+def start_trialplane(db: Path | str, log: Path | None = None, args: Sequence[str] = (), auth: bool = False
+                     ) -> ServerProcess:
+    """`trialplane serve` on a free port with the watchdog off (and auth off
+    unless asked for), plus args; returns once its health Check says SERVING,
+    with ready_after set to the seconds since spawn."""
+    argv = [str(TRIALPLANE), "serve", "--port", "0", "--db", str(db), "--watchdog-interval", "0",
+            *([] if auth else ["--no-auth"]), *args]
     server = ServerProcess(argv, "trialplane listening on ", log)
     health_check(server.wait_listening())
     server.ready_after = time.perf_counter() - server.began
@@ -369,6 +372,10 @@ class Table:
 
     def add(self, key: str, value: float) -> None:
         self._by_key[key].samples.append(value)
+
+    def last(self, key: str) -> float:
+        """The latest sample of a row."""
+        return self._by_key[key].samples[-1]
 
     def note(self, key: str, text: str) -> None:
         self._by_key[key].note = text

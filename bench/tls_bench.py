@@ -5,7 +5,8 @@ server (the transport alone).
 Usage: .venv/bin/python bench/tls_bench.py [--runs N] [--calls N] [--connects N] [--messages N]
 
 Four server processes on 127.0.0.1, started once: `trialplane serve` over
-plaintext and with --tls-cert/--tls-key (each on a fresh SQLite database),
+plaintext and with --tls-cert/--tls-key (each on a fresh SQLite database,
+auth off: bench/auth_bench.py measures that),
 and the empty-handler ceiling of bench/support.py for TrialService and
 ProfilerService, over plaintext and (this script's --ceiling mode) over TLS
 with the same certificate. Certificates come from tests/support/certs.py
@@ -200,7 +201,8 @@ def main() -> int:
                                               ["--retention-interval", "0", "--log-level", "WARNING"]), None)
             tls_server = ServerProcess(
                 [str(TRIALPLANE), "serve", "--port", "0", "--db", str(work / "tls.db"), "--watchdog-interval", "0",
-                 "--retention-interval", "0", "--log-level", "WARNING", "--tls-cert", str(cert), "--tls-key", str(key)],
+                 "--retention-interval", "0", "--log-level", "WARNING", "--no-auth",
+                 "--tls-cert", str(cert), "--tls-key", str(key)],
                 "trialplane listening on ", work / "tls.log")
             tls_server.wait_listening()
             tls = Endpoint(tls_server, credentials)

@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,12 +23,15 @@ from trialplane.v1 import (
     profiler_service_pb2,
     study_service_pb2,
     study_service_pb2_grpc,
+    token_service_pb2,
+    token_service_pb2_grpc,
     trial_service_pb2,
     trial_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
 
+from .api.auth import AuthInterceptor
 from .api.checkpoint_service import CheckpointServicer
 from .api.handlers import MethodTable
 from .api.katib_early_stopping_service import KatibEarlyStoppingServicer
@@ -37,10 +41,12 @@ from .api.log_service import LogServicer
 from .api.metrics_service import MetricsServicer
 from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
+from .api.token_service import TokenServicer
 from .api.trial_service import TrialServicer
 from .api.worker_service import WorkerServicer
 from .config import ConfigError, ServerConfig
 from .domain.clock import now_us
+from .services.authority import Authority
 from .services.change_feed import ChangeFeed
 from .services.early_stopping import EarlyStopping
 from .services.jobs import RetentionJob, Watchdog
@@ -61,6 +67,7 @@ SERVICE_FILES = [
     checkpoint_service_pb2,
     profiler_service_pb2,
     log_service_pb2,
+    token_service_pb2,
     api_pb2,
 ]
 SERVICE_NAMES = [svc.full_name for f in SERVICE_FILES for svc in f.DESCRIPTOR.services_by_name.values()]
@@ -150,7 +157,7 @@ def _probe_port(host: str, port: int) -> None:
     raise OSError(f"cannot listen on {host}:{port} ({(problems or ['no address'])[0].lower()})")
 
 
-def _bind(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
+def _bind(config: ServerConfig, interceptors: list) -> tuple[grpc.aio.Server, int]:
     """A server bound to its port, before anything touches the database, so
     that a failed start leaves no file behind. ConfigError when the address
     may not be served that way or a TLS file is wrong."""
@@ -164,7 +171,7 @@ def _bind(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     try:
         address = f"{config.host}:{config.port}"
         if certificates is None:
@@ -181,7 +188,8 @@ def _bind(config: ServerConfig) -> tuple[grpc.aio.Server, int]:
 async def build_server(config: ServerConfig, storage: Storage | None = None) -> App:
     # Chosen before binding: a database address that names nothing fails first.
     storage = storage or open_storage(config.db_path, readers=config.reader_threads)
-    server, port = _bind(config)
+    auth = AuthInterceptor() if config.auth else None
+    server, port = _bind(config, [auth] if auth is not None else [])
     try:
         await storage.open()
     except BaseException:
@@ -189,6 +197,15 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
         raise
     clock = getattr(storage, "clock", now_us)
     feed = ChangeFeed(storage.change_relay())
+    authority = Authority(storage, feed, clock)
+    if auth is not None:
+        auth.authority = authority
+        try:
+            await authority.ensure_first_admin(Path(config.admin_token_file))
+        except OSError as exc:
+            await server.stop(None)
+            await storage.close()
+            raise OSError(f"cannot write the first admin token to {config.admin_token_file}: {exc.strerror}") from None
     trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     early_stopping = EarlyStopping(storage, feed)
@@ -208,6 +225,8 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     api_pb2_grpc.add_SuggestionServicer_to_server(KatibSuggestionServicer(KatibSuggestions(storage)), handlers)
     api_pb2_grpc.add_EarlyStoppingServicer_to_server(
         KatibEarlyStoppingServicer(KatibStopping(storage, feed, clock)), handlers)
+    token_service_pb2_grpc.add_TokenServiceServicer_to_server(
+        TokenServicer(storage, authority, clock, config.auth), handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
     for name in ["", *SERVICE_NAMES]:

@@ -99,9 +99,15 @@ class ServerConfig:
     tls_client_ca: str | None = setting(
         None, "PEM CA certificates; clients must present a certificate one of them signed (mutual TLS)",
         metavar="PEM")
-    # What auth does is the auth interceptor's; here it only decides, with
-    # TLS, whether a non-loopback address may be served.
-    auth: bool = setting(True, "serve without tokens (local development)", flag="no-auth", negate=True)
+    # Ask every call for a bearer token (off: local development only). With
+    # TLS it also decides whether a non-loopback address may be served.
+    auth: bool = setting(True, "serve without tokens: every call may do everything (local development only)",
+                         flag="no-auth", negate=True)
+    # Where the first admin token's secret is written, readable by its
+    # owner only, when the database has no token yet.
+    admin_token_file: str = setting(
+        "./trialplane-admin.token",
+        "where the first admin token's secret is written (owner-only) when the database has no token")
     insecure: bool = setting(
         False, "listen on a non-loopback address without TLS or without auth anyway")
 

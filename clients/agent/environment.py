@@ -22,6 +22,7 @@ from ..sdk.environment import (
     TLS_CERT,
     TLS_KEY,
     TOKEN,
+    TOKEN_FILE,
     TRIAL_ID,
     TRIAL_RUN_ID,
 )
@@ -50,8 +51,8 @@ def child_environment(
     address: str,
     token: str | None,
     trial_id: int,
-    tls: TLS | None = None,
     trial_run_id: int,
+    tls: TLS | None = None,
     journal_dir: str | None = None,
     trial_environment: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
@@ -69,6 +70,10 @@ def child_environment(
     env[TRIAL_ID] = str(trial_id)
     env[TRIAL_RUN_ID] = str(trial_run_id)
     env[AGENT] = "1"
+    # The token handed over is the child's only credential: not the agent's
+    # token file, nor a token of its own from the agent's environment.
+    env.pop(TOKEN_FILE, None)
+    env.pop(TOKEN, None)
     if token:
         env[TOKEN] = token
     if tls is not None:

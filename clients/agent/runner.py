@@ -34,6 +34,7 @@ from pathlib import Path
 from google.protobuf import struct_pb2
 from trialplane.v1 import (
     errors_pb2,
+    token_service_pb2,
     trial_pb2,
     trial_service_pb2,
     worker_pb2,
@@ -56,6 +57,7 @@ from .child import Child, describe_status, exit_status
 from .follow import FileFollower, TrainingEnd
 from .lines import level_of
 from .outcome import Ending, final_state, last_lines, worker_state
+from .secrets import Redactor, secret_values
 from .shipper import DEFAULT_MAX_QUEUED, LogShipper
 from .system import DEFAULT_INTERVAL, SystemMetrics
 from .watch import ACTIVE_ORDER, STOPPING, TERMINAL, TrialView, TrialWatcher, state_name
@@ -159,6 +161,7 @@ class Agent:
             options.address, token=options.token, tls=options.tls, timeout=CALL_TIMEOUT,
             retry=RetryPolicy(max_attempts=2, initial_backoff=0.2, max_backoff=1.0),
         )
+        self.redact = Redactor([self.client.token or "", *secret_values(os.environ)])
         self.link = Link(self.client.address)
         self.wake = threading.Event()
         self.signals: list[int] = []
@@ -174,6 +177,8 @@ class Agent:
         self.watcher: TrialWatcher | None = None
         self.trial_environment: dict[str, str] = {}
         self._said_no_pid = False
+        # Whether the server asks for tokens; learnt before the first run.
+        self._auth_enabled: bool | None = None
 
     # --- the two modes -----------------------------------------------------
 
@@ -244,7 +249,7 @@ class Agent:
         worker = _Worker(self, run_id, "worker")
         self._report_progress(run_id)
         env = environment.child_environment(
-            os.environ, address=self.client.address, token=o.token, tls=self.client.tls,
+            os.environ, address=self.client.address, token=self._run_token(run_id), tls=self.client.tls,
             trial_id=o.trial_id, trial_run_id=run_id, journal_dir=o.journal_dir,
             trial_environment=self.trial_environment,
         )
@@ -447,10 +452,34 @@ class Agent:
             log.error("cannot read trial %d: %s", o.trial_id, err)
             return None
         self.trial_environment = dict(trial.environment)
+        self.redact.add(*secret_values(self.trial_environment))
         self.view = TrialView(trial, self.wake)
         after = events.events[0].sequence if events.events else 0
         self.watcher = TrialWatcher(self.client, self.link, o.trial_id, self.view, after, o.poll_interval)
         return trial
+
+    def _run_token(self, run_id: int) -> str | None:
+        """A trial-run token for the child: it reports this run of this trial
+        and nothing else. None when the agent has no token (auth is off);
+        the agent's own token, with a warning, when none can be made."""
+        token = self.client.token
+        if not token:
+            return None
+        request = token_service_pb2.CreateTrialRunTokenRequest(trial_id=self.options.trial_id, trial_run_id=run_id)
+        tokens = self.client.stubs.tokens
+        deadline = time.monotonic() + self.options.connect_timeout
+        try:
+            if self._auth_enabled is None:
+                self._auth_enabled = retrying(lambda: tokens.WhoAmI(token_service_pb2.WhoAmIRequest()), self.link,
+                                              deadline=deadline).auth_enabled
+            if not self._auth_enabled:
+                return token
+            made = retrying(lambda: tokens.CreateTrialRunToken(request), self.link, deadline=deadline)
+        except (GaveUp, TrialplaneError) as err:
+            log.warning("no trial-run token for run %d (%s); the command gets the agent's token", run_id, err)
+            return token
+        self.redact.add(made.secret)
+        return made.secret
 
     def submit(self, description: str, call) -> Future:
         future = self.reporter.submit(description, call)
@@ -591,6 +620,7 @@ class Agent:
             time.sleep(0.05)
 
     def _on_line(self, stream: str, text: str) -> None:
+        text = self.redact(text)
         self.tail.append(text)
         self.shipper.add(stream, text, level_of(text))
 

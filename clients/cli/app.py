@@ -22,7 +22,8 @@ output: tables by default; -o json prints JSON Lines, the protobuf JSON of
 one item per line (as grpcurl spells it), also for show and for follows.
 exit status: 0 ok, 1 server error or server unreachable, 2 usage error.
 environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051; for sync, the
-server each journal names), TRIALPLANE_TOKEN, TRIALPLANE_TLS_CA,
+server each journal names), TRIALPLANE_TOKEN, TRIALPLANE_TOKEN_FILE (a file
+holding the token, such as the server's trialplane-admin.token), TRIALPLANE_TLS_CA,
 TRIALPLANE_TLS_CERT, TRIALPLANE_TLS_KEY, TRIALPLANE_TLS=1."""
 
 TRIAL_STATES_HELP = "only trials in this state (running, queued, completed ...); repeat for several"
@@ -147,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial", type=int, help="trial id")
     p = command(sub, "workers", "workers_list", "a trial's workers")
     p.add_argument("trial", type=int, help="trial id")
+
+    tokens = sub.add_parser("tokens", help="make, list and revoke bearer tokens (admin)").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    p = command(tokens, "create", "tokens_create", "make a token and print its secret (shown only once)")
+    p.add_argument("name", help="what the token is for: a person, a CI job")
+    p.add_argument("--scope", action="append", choices=["read", "write", "admin"],
+                   help="read (default), write or admin; a higher one includes the lower")
+    p.add_argument("--study", action="append", type=int, metavar="ID",
+                   help="reach only this study; repeat for several (default: every study)")
+    p.add_argument("--expires-in", metavar="DURATION", help="lifetime such as 30d, 12h, 15m (default: never)")
+    p.add_argument("--service", action="store_true", help="a token for a program rather than a person")
+    p = command(tokens, "list", "tokens_list", "list tokens (never their secrets)")
+    p.add_argument("--all", action="store_true", help="also revoked, expired and trial-run tokens")
+    p = command(tokens, "revoke", "tokens_revoke", "revoke a token, at once")
+    p.add_argument("id", type=int, help="token id")
+    command(tokens, "whoami", "tokens_whoami", "the token this command sends, as the server sees it")
 
     p = command(sub, "sync", "sync_journals",
                 "send the metrics training processes left unsent in their journals (killed, or closed with the "

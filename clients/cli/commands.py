@@ -18,6 +18,7 @@ from ..sdk.environment import journal_dir
 from ..sdk.values import enum_name, python_value
 from . import plot
 from .output import Printer, Table, duration, key_values, number, size, when
+from .tokens import tokens_create, tokens_list, tokens_revoke, tokens_whoami  # noqa: F401 - handlers by name
 
 
 class UsageError(Exception):

@@ -32,6 +32,7 @@ from . import environment
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 ADDRESS_ENV = environment.ADDRESS
 TOKEN_ENV = environment.TOKEN
+TOKEN_FILE_ENV = environment.TOKEN_FILE
 
 SERVICES = [
     "trialplane.v1.StudyService",
@@ -73,7 +74,20 @@ def resolve_address(address: str | None) -> str:
 
 
 def resolve_token(token: str | None) -> str | None:
-    return token if token is not None else (os.environ.get(TOKEN_ENV) or None)
+    """The token given, else $TRIALPLANE_TOKEN, else the first line of the
+    file $TRIALPLANE_TOKEN_FILE names (the server's admin token file, a
+    mounted secret)."""
+    if token is not None:
+        return token
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    path = os.environ.get(TOKEN_FILE_ENV)
+    if path:
+        try:
+            return Path(path).read_text().strip().splitlines()[0] or None
+        except (OSError, IndexError) as exc:
+            raise ValueError(f"cannot read the token in {TOKEN_FILE_ENV}={path}: {exc}") from None
+    return None
 
 
 @dataclass(frozen=True)

@@ -68,10 +68,12 @@ class Client:
     ):
         self.address = resolve_address(address)
         self.timeout = timeout
+        # The bearer secret calls carry (None: none); never in repr or logs.
+        self.token = resolve_token(token)
         # The TLS settings in use (None: plaintext), for an agent to hand on.
         self.tls = resolve_tls(tls)
         self._raw_channel, self.channel = open_channel(
-            self.address, resolve_token(token), self.tls or False, retry or RetryPolicy(), max_message_bytes,
+            self.address, self.token, self.tls or False, retry or RetryPolicy(), max_message_bytes,
             channel_options,
         )
         self.stubs = Stubs(self.channel, timeout)

@@ -6,7 +6,8 @@ that starts it and the SDK inside it.
 arguments and reports to the right trial and run:
 
     TRIALPLANE_ADDRESS       the server, host:port (also read by Client)
-    TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client)
+    TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client);
+                             from an agent, a trial-run token good for this run only
     TRIALPLANE_TLS_CA        PEM root certificates to check the server's with: TLS on
     TRIALPLANE_TLS_CERT      PEM client certificate, for a server that asks for one (mutual TLS)
     TRIALPLANE_TLS_KEY       its PEM private key
@@ -32,6 +33,8 @@ from pathlib import Path
 
 ADDRESS = "TRIALPLANE_ADDRESS"
 TOKEN = "TRIALPLANE_TOKEN"
+# A file whose first line is the token; read by Client when TOKEN is unset.
+TOKEN_FILE = "TRIALPLANE_TOKEN_FILE"
 TRIAL_ID = "TRIALPLANE_TRIAL_ID"
 TRIAL_RUN_ID = "TRIALPLANE_TRIAL_RUN_ID"
 JOURNAL_DIR = "TRIALPLANE_JOURNAL_DIR"

@@ -17,6 +17,7 @@ from trialplane.v1 import (
     metrics_service_pb2_grpc,
     profiler_service_pb2_grpc,
     study_service_pb2_grpc,
+    token_service_pb2_grpc,
     trial_service_pb2_grpc,
     worker_service_pb2_grpc,
 )
@@ -95,3 +96,4 @@ class Stubs:
         self.logs = guard(log_service_pb2_grpc.LogServiceStub)
         self.profiler = guard(profiler_service_pb2_grpc.ProfilerServiceStub)
         self.checkpoints = guard(checkpoint_service_pb2_grpc.CheckpointServiceStub)
+        self.tokens = guard(token_service_pb2_grpc.TokenServiceStub)

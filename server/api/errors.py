@@ -35,6 +35,8 @@ _CODES: list[tuple[type, grpc.StatusCode]] = [
     (domain.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (domain.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (domain.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
+    (domain.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (domain.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 ]
 
 

@@ -12,6 +12,7 @@ from trialplane.v1 import metrics_service_pb2 as ms
 from ..domain import listing
 from ..domain import metrics as m
 from ..domain.errors import DomainError, ResourceExhausted, ViolationCollector, invalid
+from ..domain.tokens import redact
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
 from ..storage.interface import DebugEvent, MetricSeriesSummary, Storage
@@ -211,7 +212,7 @@ def log_draft(line: log_pb2.TaskLog, path: str) -> m.LogDraft:
     v.raise_if_any()
     time = convert.timestamp_us(line.time, f"{path}.time") if line.HasField("time") else 0
     return m.LogDraft(line.trial_id, time, LOG_LEVELS.get(line.level, "INFO"), line.worker, line.stream or "stdout",
-                      line.rank, line.message)
+                      line.rank, redact(line.message))
 
 
 def summary_to_proto(s: MetricSeriesSummary) -> metrics_pb2.MetricSummary:

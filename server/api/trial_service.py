@@ -12,6 +12,7 @@ from trialplane.v1 import (
 )
 
 from ..domain import listing, study_rules, validation
+from ..domain import principal as who
 from ..domain import trial_lifecycle as lifecycle
 from ..domain.errors import ViolationCollector, invalid
 from ..domain.models import (
@@ -216,6 +217,18 @@ def _require_id(value: int, field: str = "id") -> int:
     return convert.require_id(value, field, "trial")
 
 
+def _signed(fn, principal: str):
+    """fn, with the principal that asked for it in its events' details."""
+
+    def change(trial, now):
+        made = fn(trial, now)
+        for event in made.events:
+            event.details.setdefault("principal", principal)
+        return made
+
+    return change
+
+
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     def __init__(self, storage: Storage, clock, feed: ChangeFeed):
         self.storage = storage
@@ -230,6 +243,9 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         return convert.apply_read_mask(trial_to_proto(trial, self.clock(), fields), mask)
 
     async def _change(self, trial_id: int, fn, key=None) -> trial_pb2.Trial:
+        by = who.current()
+        if by is not who.ANONYMOUS:
+            fn = _signed(fn, by.describe())
         trial = await self.storage.change_trial(_require_id(trial_id), fn, key)
         self.feed.trials.notify(trial_id)
         return self._out(trial)

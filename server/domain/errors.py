@@ -117,6 +117,21 @@ class ResourceExhausted(DomainError):
     reason = "LIMIT_EXCEEDED"
 
 
+class Unauthenticated(DomainError):
+    """No token, or one the server does not accept; `problem` says which."""
+
+    reason = "TOKEN_INVALID"
+
+    def __init__(self, message: str, problem: str):
+        super().__init__(message, metadata={"problem": problem})
+
+
+class PermissionDenied(DomainError):
+    """A valid token that does not allow the call."""
+
+    reason = "PERMISSION_DENIED"
+
+
 @dataclass
 class ViolationCollector:
     """Gathers every field violation of a request before raising once."""

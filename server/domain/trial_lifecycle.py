@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .errors import FailedPrecondition, StaleTrialRun, invalid, require_etag
 from .models import EarlyExitReason, Resources, Trial, TrialState
+from .tokens import redact
 
 S = TrialState
 
@@ -133,7 +134,7 @@ def _move(trial: Trial, dst: TrialState, now: int, message: str, details: dict |
     if dst in TERMINAL:
         trial.end_time = now
     trial.state = dst
-    return EventDraft(src, dst, trial.trial_run_id, message, dict(details or {}))
+    return EventDraft(src, dst, trial.trial_run_id, redact(message), dict(details or {}))
 
 
 def _stopping(trial: Trial, dst: TrialState, now: int, grace_seconds: float, message: str, details=None) -> EventDraft:
@@ -248,7 +249,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
     if report.task_id and report.task_id not in t.task_ids:
         t.task_ids.append(report.task_id)
     if report.failure_reason:
-        t.failure_reason = report.failure_reason
+        t.failure_reason = redact(report.failure_reason)
     if report.state == t.state:
         return Change(t)
     failing = report.state in (S.ERROR, S.STOPPING_ERROR)
@@ -257,7 +258,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
         details = dict(report.details)
         details.update({"automatic_retry": True, "attempt": attempts_used + 1, "max_attempts": t.retry_max_attempts})
         if report.failure_reason:
-            details["failure_reason"] = report.failure_reason
+            details["failure_reason"] = t.failure_reason
         message = report.message or f"run {t.trial_run_id} failed; retrying ({attempts_used + 1}/{t.retry_max_attempts})"
         return Change(t, [_start_new_run(t, now, message, details)])
     if report.state in STOPPING:

@@ -77,12 +77,17 @@ class KeyedSignal:
         self._events: dict[object, asyncio.Event] = {}
         self.topic = topic
         self._announce = announce
+        # Called with the key of every wake, here or announced by another
+        # process: caches of what the key names forget it.
+        self.listeners: list[Callable[[object], None]] = []
 
     def notify(self, key) -> None:
         self._announce(self.topic, key)
         self.wake(key)
 
     def wake(self, key) -> None:
+        for listener in self.listeners:
+            listener(key)
         event = self._events.pop(key, None)
         if event is not None:
             event.set()
@@ -130,6 +135,8 @@ class ChangeFeed:
         self.trials = KeyedSignal("trials", announce)
         # The workers of a trial, by trial id.
         self.workers = KeyedSignal("workers", announce)
+        # A token revoked, by token id.
+        self.tokens = KeyedSignal("tokens", announce)
 
     def deliver(self, topic: str, key: int | None) -> None:
         """What another server process announced: wakes the followers here."""

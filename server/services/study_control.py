@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..domain import principal as who
 from ..domain import study_lifecycle
 from ..domain import trial_lifecycle as lifecycle
 from ..domain.errors import FailedPrecondition
@@ -21,6 +22,8 @@ async def stop_study(storage: Storage, feed: ChangeFeed, study_id: int, reason: 
     """STOPPED, then a stop request to every unfinished trial; a trial that
     ended meanwhile is left as it is."""
     message = reason or "stopped by StopStudy"
+    principal = who.current()
+    by = {"principal": principal.describe()} if principal is not who.ANONYMOUS else None
     study = await storage.update_study(study_id, lambda s: study_lifecycle.leave(s, StudyState.STOPPED, message))
     after = None
     while True:
@@ -30,7 +33,8 @@ async def stop_study(storage: Storage, feed: ChangeFeed, study_id: int, reason: 
                 continue
             try:
                 await storage.change_trial(
-                    trial.id, lambda t, now: lifecycle.stop(t, now, grace_seconds=None, message=f"study: {message}"))
+                    trial.id, lambda t, now: lifecycle.stop(t, now, grace_seconds=None, message=f"study: {message}",
+                                                            details=by))
             except FailedPrecondition:
                 continue
             feed.trials.notify(trial.id)

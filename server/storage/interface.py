@@ -32,6 +32,7 @@ from ..domain.idempotency import RequestKey
 from ..domain.listing import Page, StudyFilter, TrialFilter, WorkerFilter
 from ..domain.models import Study, Trial, TrialEvent, Worker
 from ..domain.profiler import Chunk, ChunkSummary, Labels, SummaryTable
+from ..domain.tokens import Token
 from ..domain.trial_lifecycle import Change
 
 T = TypeVar("T")
@@ -417,6 +418,30 @@ class CheckpointStore(abc.ABC):
                                          ) -> list[Checkpoint]: ...
 
 
+class TokenStore(abc.ABC):
+    """Bearer tokens, kept by the hash of their secret."""
+
+    @abc.abstractmethod
+    async def create_token(self, token: Token, only_if_none: bool = False) -> Token | None:
+        """Stores a new token (its secret_hash set); with only_if_none, only
+        when there is no token at all yet (else None), decided in the same
+        transaction so that replicas starting together make one."""
+
+    @abc.abstractmethod
+    async def token_by_hash(self, secret_hash: bytes) -> Token | None: ...
+
+    @abc.abstractmethod
+    async def get_token(self, token_id: int) -> Token: ...
+
+    @abc.abstractmethod
+    async def list_tokens(self, page: Page, include_inactive: bool, include_trial_run: bool, now: int) -> Paged[Token]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    async def revoke_token(self, token_id: int, now: int) -> Token:
+        """Sets revoke_time once; a repeat returns the token as it is."""
+
+
 class ChangeRelay(abc.ABC):
     """Tells other server processes on the same database what changed, and
     this one what they changed: small (topic, key) pairs such as ("trials",
@@ -444,7 +469,8 @@ class JobLease(abc.ABC):
     async def release(self) -> None: ...
 
 
-class Storage(StudyStore, TrialStore, WorkerStore, ProfilerStore, MetricStore, ObservationStore, CheckpointStore):
+class Storage(StudyStore, TrialStore, WorkerStore, ProfilerStore, MetricStore, ObservationStore, CheckpointStore,
+              TokenStore):
     """Everything a server stores, opened once at start-up and closed at shutdown."""
 
     def change_relay(self) -> ChangeRelay | None:

@@ -577,3 +577,18 @@ class JournaledStorage(Storage):
 
     async def apply_checkpoint_retention(self, *args, **kwargs):
         return await self._write(self.inner.apply_checkpoint_retention(*args, **kwargs))
+
+    async def create_token(self, *args, **kwargs):
+        return await self._write(self.inner.create_token(*args, **kwargs))
+
+    async def token_by_hash(self, *args, **kwargs):
+        return await self._read(self.inner.token_by_hash(*args, **kwargs))
+
+    async def get_token(self, *args, **kwargs):
+        return await self._read(self.inner.get_token(*args, **kwargs))
+
+    async def list_tokens(self, *args, **kwargs):
+        return await self._read(self.inner.list_tokens(*args, **kwargs))
+
+    async def revoke_token(self, *args, **kwargs):
+        return await self._write(self.inner.revoke_token(*args, **kwargs))

@@ -546,7 +546,7 @@ class _GatedStorage(SqliteStorage):
 @pytest.mark.sqlite_only
 def test_streams_wait_once_all_together_hold_the_server_wide_limit(db_path):
     limit, per_batch, streams, batches = 1000, 600, 3, 5
-    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0,
+    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, auth=False,
                           max_buffered_samples=limit)
     storage = _GatedStorage(str(db_path))
     server = ServerThread(config, storage).start()
@@ -591,7 +591,8 @@ async def _open(storage: _GatedStorage) -> bool:
 
 @pytest.mark.sqlite_only
 def test_a_cancelled_stream_gives_its_share_of_the_limit_back(db_path):
-    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, max_buffered_samples=1000)
+    config = ServerConfig(port=0, db_path=str(db_path), watchdog_interval=0, retention_interval=0, max_buffered_samples=1000,
+                          auth=False)
     storage = _GatedStorage(str(db_path))
     server = ServerThread(config, storage).start()
     try:

@@ -561,3 +561,51 @@ def test_system_metrics_interval_0_sends_no_profiler_series(server, sdk, agents)
                    command=[PYTHON, "-c", "import time; time.sleep(1.5)"])
     assert agent.wait() == 0, agent.stderr
     assert not sdk.stubs.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+
+
+# --- on a server that asks for tokens ------------------------------------------
+
+SECURED_CHILD = """
+import os
+from trialplane.client import Client
+from trialplane.v1 import token_service_pb2 as tk
+from trialplane.v1 import trial_service_pb2 as ts
+token = os.environ["TRIALPLANE_TOKEN"]
+print("my token is", token)
+print("the agent's is", os.environ.get("AGENT_API_TOKEN", "unset"))
+with Client() as client:
+    print("I am", client.stubs.tokens.WhoAmI(tk.WhoAmIRequest()).principal)
+    try:
+        client.stubs.trials.ListTrials(ts.ListTrialsRequest())
+    except Exception as err:
+        print("listing:", type(err).__name__)
+"""
+
+
+@pytest.fixture
+def secured(db_path):
+    """A server that asks for tokens."""
+    srv = start_server(db_path, auth=True)
+    yield srv
+    srv.stop()
+
+
+def test_the_command_reports_with_a_trial_run_token_and_secrets_are_redacted(secured, db_path, agents):
+    admin_secret = db_path.with_suffix(".admin-token").read_text().strip()
+    admin = Client(secured.address, token=admin_secret)
+    trial = admin.trials.create(name="secured")
+    agent = agents(secured.address, trial.id, "--token", admin_secret, command=[PYTHON, "-c", SECURED_CHILD],
+                   env={"AGENT_API_TOKEN": "hunter2-but-longer"})
+    assert agent.wait() == 0, agent.stderr
+    assert admin.trials.get(trial.id).state == trial_pb2.TRIAL_STATE_COMPLETED
+    shipped = lines(admin, trial.id)
+    assert shipped == [
+        "my token is [redacted]",
+        "the agent's is [redacted]",
+        f"I am trial-run token 2 (trial {trial.id} run 1)",
+        "listing: PermissionDenied",
+    ]
+    # The child's own output passes through as it wrote it; only what is shipped is redacted.
+    assert b"my token is tp_" in agent.stdout
+    assert admin_secret not in agent.stdout.decode() + agent.stderr
+    admin.close()

@@ -307,3 +307,41 @@ def test_metrics_plot_draws_the_curves_with_axes_and_a_legend(cli, sdk):
     assert chart[-1].split("|")[1].startswith("+") or "+" in chart[-2].split("|")[1][:2]
     assert out[-3].strip().startswith("+-")
     assert out[-2].split() == ["0", "100", "step"] and out[-1].split() == ["*", "loss", "+", "acc"]
+
+
+def test_tokens_create_list_whoami_and_revoke_on_a_server_that_asks_for_them(db_path, capsys, monkeypatch):
+    from support import start_server
+
+    srv = start_server(db_path, auth=True)
+    monkeypatch.setenv("TRIALPLANE_TOKEN_FILE", str(db_path.with_suffix(".admin-token")))
+
+    def run(*argv):
+        status = main(["--address", srv.address, *argv])
+        captured = capsys.readouterr()
+        return status, captured.out.splitlines(), captured.err.splitlines()
+
+    try:
+        assert run("tokens", "whoami") == (0, ["user token 1 (admin): scopes admin, studies all"], [])
+        status, out, err = run("tokens", "create", "ci-bot", "--scope", "write", "--expires-in", "30d", "--service")
+        (secret,) = out
+        assert (status, err) == (0, []) and secret.startswith("tp_")
+        status, out, _ = run("tokens", "list")
+        assert status == 0 and out[0].split()[:4] == ["ID", "NAME", "KIND", "SCOPES"]
+        rows = [line.split() for line in out[1:]]
+        assert [r[:5] for r in rows] == [["2", "ci-bot", "SERVICE", "write", "all"], ["1", "admin", "USER", "admin", "all"]]
+        status, out, _ = run("-o", "json", "tokens", "list")
+        assert [json.loads(line)["name"] for line in out] == ["ci-bot", "admin"] and secret not in "".join(out)
+        assert run("--token", secret, "tokens", "whoami")[1] == ["service token 2 (ci-bot): scopes write, studies all"]
+        status, _, err = run("--token", secret, "tokens", "list")
+        assert status == 1 and err == ["trialplane: PERMISSION_DENIED (PERMISSION_DENIED): service token 2 (ci-bot) "
+                                       "may not call ListTokens: it needs the admin scope"]
+        assert run("tokens", "revoke", "2")[0] == 0
+        status, _, err = run("--token", secret, "studies", "list")
+        assert status == 1 and err == ["trialplane: UNAUTHENTICATED (TOKEN_INVALID): the bearer token was revoked"]
+        status, _, err = run("tokens", "create", "x", "--expires-in", "soon")
+        assert status == 2 and "give a positive count and a unit" in err[0]
+        monkeypatch.setenv("TRIALPLANE_TOKEN_FILE", str(db_path.parent / "missing.token"))
+        status, _, err = run("studies", "list")
+        assert status == 2 and "cannot read the token in TRIALPLANE_TOKEN_FILE" in err[0]
+    finally:
+        srv.stop()

@@ -37,8 +37,8 @@ def test_settings_from_a_config_file_and_the_environment_reach_the_server(tmp_pa
     config.write_text(f"db: {database_url(tmp_path / 'from-file.db')}\nlog-format: json\nlog-level: DEBUG\n")
     proc = subprocess.Popen(
         [tool("trialplane"), "serve", "--config", str(config), "--shutdown-grace", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=environment(TRIALPLANE_PORT="0", TRIALPLANE_LOG_LEVEL="INFO"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env=environment(TRIALPLANE_PORT="0", TRIALPLANE_LOG_LEVEL="INFO", TRIALPLANE_NO_AUTH="1"),
     )
     try:
         line = proc.stdout.readline()
@@ -54,6 +54,7 @@ def test_settings_from_a_config_file_and_the_environment_reach_the_server(tmp_pa
     stopped = [e for e in entries if e["message"] == "trialplane stopped"]
     assert len(stopped) == 1 and stopped[0]["logger"] == "trialplane.server"
     assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
+    assert not (tmp_path / "trialplane-admin.token").exists(), "TRIALPLANE_NO_AUTH=1 turned auth off"
 
 
 def test_json_logs_of_a_running_server(db_path):

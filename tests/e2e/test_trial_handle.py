@@ -88,7 +88,7 @@ class RestartableServer:
 
     def up(self) -> None:
         config = ServerConfig(port=self.port, db_path=database_url(self.db_path), watchdog_interval=0,
-                              retention_interval=0)
+                              retention_interval=0, auth=False)
         self.thread = ServerThread(config).start()
 
     def close(self) -> None:

@@ -93,8 +93,11 @@ class FakeClock:
 
 
 def start_server(db_path, clock=None, port: int = 0, **overrides) -> ServerThread:
-    """port 0 is a free one; a test that restarts a server passes the port it had."""
+    """port 0 is a free one; a test that restarts a server passes the port it had.
+    Auth is off unless a test turns it on (auth=True)."""
     url = database_url(db_path)
+    overrides.setdefault("auth", False)
+    overrides.setdefault("admin_token_file", str(Path(str(db_path)).with_suffix(".admin-token")))
     config = ServerConfig(port=port, db_path=url, watchdog_interval=0, retention_interval=0, **overrides)
     storage = open_storage(url, clock=clock) if clock is not None else None
     return ServerThread(config, storage).start()
@@ -103,7 +106,8 @@ def start_server(db_path, clock=None, port: int = 0, **overrides) -> ServerThrea
 class ServerProcess:
     def __init__(self, db_path, *extra):
         self.proc = subprocess.Popen(
-            [tool("trialplane"), "serve", "--port", "0", "--db", database_url(db_path), "--shutdown-grace", "5", *extra],
+            [tool("trialplane"), "serve", "--port", "0", "--db", database_url(db_path), "--shutdown-grace", "5",
+             *([] if "--auth" in extra else ["--no-auth"]), *[e for e in extra if e != "--auth"]],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

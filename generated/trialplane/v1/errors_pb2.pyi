@@ -30,6 +30,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_NOT_IMPLEMENTED: _ClassVar[ErrorReason]
     ERROR_REASON_MALFORMED_REQUEST: _ClassVar[ErrorReason]
     ERROR_REASON_RESPONSE_TOO_LARGE: _ClassVar[ErrorReason]
+    ERROR_REASON_TOKEN_INVALID: _ClassVar[ErrorReason]
+    ERROR_REASON_PERMISSION_DENIED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_FIELD: ErrorReason
 ERROR_REASON_RESOURCE_NOT_FOUND: ErrorReason
@@ -50,6 +52,8 @@ ERROR_REASON_METRIC_CONFLICT: ErrorReason
 ERROR_REASON_NOT_IMPLEMENTED: ErrorReason
 ERROR_REASON_MALFORMED_REQUEST: ErrorReason
 ERROR_REASON_RESPONSE_TOO_LARGE: ErrorReason
+ERROR_REASON_TOKEN_INVALID: ErrorReason
+ERROR_REASON_PERMISSION_DENIED: ErrorReason
 
 class IllegalTransitionDetails(_message.Message):
     __slots__ = ("trial_id", "current_state", "requested_state", "allowed_states")

@@ -31,7 +31,7 @@ from ..interface import (
     SuggestionPlan,
     TrialChange,
 )
-from . import checkpoints, metrics, profiler, records, requests, studies
+from . import checkpoints, metrics, profiler, records, requests, studies, tokens
 from .query import Query, keyset, marks, page_of
 from .statements import Database, Tx
 
@@ -651,3 +651,25 @@ class SqlStorage(Storage):
             return marked
 
         return await self._write(write)
+
+    # --- tokens --------------------------------------------------------------
+
+    async def create_token(self, token, only_if_none=False):
+        def write(tx):
+            if only_if_none and tokens.any_token(tx):
+                return None
+            return tokens.insert(tx, token)
+
+        return await self._write(write, small=True)
+
+    async def token_by_hash(self, secret_hash):
+        return await self._read(lambda tx: tokens.by_hash(tx, secret_hash), small=True)
+
+    async def get_token(self, token_id):
+        return await self._read(lambda tx: tokens.require(tx, token_id), small=True)
+
+    async def list_tokens(self, page, include_inactive, include_trial_run, now):
+        return await self._read(lambda tx: tokens.list_page(tx, page, include_inactive, include_trial_run, now))
+
+    async def revoke_token(self, token_id, now):
+        return await self._write(lambda tx: tokens.revoke(tx, token_id, now), small=True)

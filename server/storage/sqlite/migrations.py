@@ -369,7 +369,28 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX trials_study_state ON trials (study_id, state, id);
         """,
     ),
+    (
+        12,
+        "bearer tokens, kept by the hash of their secret",
+        """
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            secret_hash BLOB NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            study_ids TEXT,
+            trial_id INTEGER NOT NULL DEFAULT 0,
+            trial_run_id INTEGER NOT NULL DEFAULT 0,
+            create_time INTEGER NOT NULL,
+            expire_time INTEGER NOT NULL DEFAULT 0,
+            revoke_time INTEGER NOT NULL DEFAULT 0,
+            created_by TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    ),
 ]
+
 
 
 def _statements(sql: str) -> list[str]:
