@@ -44,7 +44,7 @@ from .api.study_service import StudyServicer
 from .api.token_service import TokenServicer
 from .api.trial_service import TrialServicer
 from .api.worker_service import WorkerServicer
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .domain.clock import now_us
 from .services.authority import Authority
 from .services.change_feed import ChangeFeed
@@ -52,8 +52,10 @@ from .services.early_stopping import EarlyStopping
 from .services.jobs import RetentionJob, Watchdog
 from .services.katib_search import KatibSuggestions
 from .services.katib_stopping import KatibStopping
+from .settings import exposure_refusal
 from .storage.factory import open_storage
 from .storage.interface import Storage
+from .tls import certificate_files
 
 log = logging.getLogger("trialplane.server")
 
@@ -157,7 +159,12 @@ def _probe_port(host: str, port: int) -> None:
 
 def _bind(config: ServerConfig, interceptors: list) -> tuple[grpc.aio.Server, int]:
     """A server bound to its port, before anything touches the database, so
-    that a failed start leaves no file behind."""
+    that a failed start leaves no file behind. ConfigError when the address
+    may not be served that way or a TLS file is wrong."""
+    refusal = exposure_refusal(config)
+    if refusal:
+        raise ConfigError(refusal)
+    certificates = certificate_files(config)
     _probe_port(config.host, config.port)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -166,7 +173,11 @@ def _bind(config: ServerConfig, interceptors: list) -> tuple[grpc.aio.Server, in
     ]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     try:
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
+        address = f"{config.host}:{config.port}"
+        if certificates is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, certificates.credentials())
     except RuntimeError:
         port = 0
     if port == 0:

@@ -13,7 +13,8 @@ Run a trial's training and report it to the server.
 wrap mode:    trialplane agent --trial 7 -- python train.py --lr 0.01
   runs the command (again for each new run the server starts), with
   TRIALPLANE_ADDRESS, TRIALPLANE_TOKEN, TRIALPLANE_TRIAL_ID,
-  TRIALPLANE_TRIAL_RUN_ID and TRIALPLANE_AGENT=1 in its environment.
+  TRIALPLANE_TRIAL_RUN_ID and TRIALPLANE_AGENT=1 in its environment (and
+  TRIALPLANE_TLS* with the agent's TLS files, when it speaks TLS).
 sidecar mode: trialplane agent --trial 7 --follow-log /logs/train.log --exit-marker /logs/exit
   follows a training that runs in another container, through its log file
   and its process id (--pid) or a file its wrapper writes the exit code to.
@@ -38,6 +39,9 @@ def add_agent_command(sub) -> None:
     p.add_argument("--address", default=argparse.SUPPRESS,
                    help="server host:port (default: $TRIALPLANE_ADDRESS, else 127.0.0.1:50051)")
     p.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (default: $TRIALPLANE_TOKEN)")
+    from ..cli.app import add_tls_options
+
+    add_tls_options(p, lambda value: argparse.SUPPRESS)
     p.add_argument("--trial", type=int, required=True, metavar="ID", help="the trial to run")
     p.add_argument("--rank", type=int, help="this worker's rank (default: from the launcher's environment)")
     p.add_argument("--journal-dir", metavar="DIR", help="passed to the training as TRIALPLANE_JOURNAL_DIR")
@@ -69,6 +73,7 @@ def add_agent_command(sub) -> None:
 
 
 def run_agent(args: argparse.Namespace) -> int:
+    from ..cli.app import client_tls
     from .runner import Options, run
 
     parser = args.agent_parser
@@ -91,6 +96,10 @@ def run_agent(args: argparse.Namespace) -> int:
     if args.heartbeat_interval == 0:
         parser.error("--heartbeat-interval must be more than 0")
 
+    try:
+        tls = client_tls(args)
+    except ValueError as err:
+        parser.error(str(err))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("trialplane agent: %(message)s"))
     logger = logging.getLogger("trialplane.agent")
@@ -99,7 +108,7 @@ def run_agent(args: argparse.Namespace) -> int:
     logger.propagate = False
 
     options = Options(
-        trial_id=args.trial, command=command, address=args.address, token=args.token, rank=args.rank,
+        trial_id=args.trial, command=command, address=args.address, token=args.token, tls=tls, rank=args.rank,
         journal_dir=args.journal_dir, follow_log=args.follow_log, pid=args.pid, exit_marker=args.exit_marker,
         stream=args.stream, heartbeat_interval=args.heartbeat_interval, grace=args.grace,
         final_timeout=args.final_timeout, connect_timeout=args.connect_timeout,

@@ -13,10 +13,14 @@ import os
 from collections.abc import Mapping
 
 # The names are the SDK's (clients/sdk/environment.py), which reads them.
+from ..sdk.channel import TLS
 from ..sdk.environment import (
     ADDRESS,
     AGENT,
     JOURNAL_DIR,
+    TLS_CA,
+    TLS_CERT,
+    TLS_KEY,
     TOKEN,
     TOKEN_FILE,
     TRIAL_ID,
@@ -48,11 +52,13 @@ def child_environment(
     token: str | None,
     trial_id: int,
     trial_run_id: int,
+    tls: TLS | None = None,
     journal_dir: str | None = None,
     trial_environment: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The training command's environment: the agent's own, then the trial's
-    `environment` map, then the trialplane variables (which win).
+    `environment` map, then the trialplane variables (which win): with tls,
+    the TLS files the agent uses, so the training's SDK speaks TLS as it does.
 
     PYTHONUNBUFFERED is set unless given: a Python child writing into a pipe
     would otherwise hold its output back in 8 KiB blocks, and lines would
@@ -70,6 +76,10 @@ def child_environment(
     env.pop(TOKEN, None)
     if token:
         env[TOKEN] = token
+    if tls is not None:
+        for name in (TLS_CA, TLS_CERT, TLS_KEY):
+            env.pop(name, None)
+        env.update(tls.environment())
     if journal_dir:
         env[JOURNAL_DIR] = journal_dir
     return env

@@ -41,7 +41,14 @@ from trialplane.v1 import (
     worker_service_pb2,
 )
 
-from ..sdk import Client, FailedPrecondition, NotFound, RetryPolicy, TrialplaneError
+from ..sdk import (
+    TLS,
+    Client,
+    FailedPrecondition,
+    NotFound,
+    RetryPolicy,
+    TrialplaneError,
+)
 from ..sdk.environment import journal_dir
 from ..sdk.sync import sync_journals
 from . import environment
@@ -77,6 +84,8 @@ class Options:
     command: list[str] = field(default_factory=list)
     address: str | None = None
     token: str | None = None
+    # None: TLS from the environment (plaintext when it names none).
+    tls: TLS | None = None
     rank: int | None = None
     journal_dir: str | None = None
     # Sidecar mode: the log file to follow, and what says the training ended.
@@ -149,7 +158,7 @@ class Agent:
         self.rank = options.rank if options.rank is not None else environment.rank_from()
         self.worker_name = socket.gethostname()
         self.client = Client(
-            options.address, token=options.token, timeout=CALL_TIMEOUT,
+            options.address, token=options.token, tls=options.tls, timeout=CALL_TIMEOUT,
             retry=RetryPolicy(max_attempts=2, initial_backoff=0.2, max_backoff=1.0),
         )
         self.redact = Redactor([self.client.token or "", *secret_values(os.environ)])
@@ -240,7 +249,7 @@ class Agent:
         worker = _Worker(self, run_id, "worker")
         self._report_progress(run_id)
         env = environment.child_environment(
-            os.environ, address=self.client.address, token=self._run_token(run_id),
+            os.environ, address=self.client.address, token=self._run_token(run_id), tls=self.client.tls,
             trial_id=o.trial_id, trial_run_id=run_id, journal_dir=o.journal_dir,
             trial_environment=self.trial_environment,
         )
@@ -521,7 +530,7 @@ class Agent:
         if not directory.exists():
             return
         try:
-            results = sync_journals(directory, address=self.client.address, token=self.options.token,
+            results = sync_journals(directory, address=self.client.address, token=self.options.token, tls=self.client.tls or False,
                                     trial_id=self.options.trial_id, trial_run_id=run_id,
                                     timeout=max(1.0, (deadline - time.monotonic()) / 2))
         except Exception as exc:  # noqa: BLE001 - the end of the run is reported anyway

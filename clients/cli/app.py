@@ -23,13 +23,14 @@ one item per line (as grpcurl spells it), also for show and for follows.
 exit status: 0 ok, 1 server error or server unreachable, 2 usage error.
 environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051; for sync, the
 server each journal names), TRIALPLANE_TOKEN, TRIALPLANE_TOKEN_FILE (a file
-holding the token, such as the server's trialplane-admin.token)."""
+holding the token, such as the server's trialplane-admin.token), TRIALPLANE_TLS_CA,
+TRIALPLANE_TLS_CERT, TRIALPLANE_TLS_KEY, TRIALPLANE_TLS=1."""
 
 TRIAL_STATES_HELP = "only trials in this state (running, queued, completed ...); repeat for several"
 
 
 def _global_options(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
-    """--address, --token and --output, taken before the command and after it.
+    """--address, --token, TLS and --output, taken before the command and after it.
 
     Only the top-level parser has defaults: a subcommand's copy is left out of
     the namespace unless given, so it never hides a value given earlier."""
@@ -40,8 +41,29 @@ def _global_options(parser: argparse.ArgumentParser, with_defaults: bool) -> Non
     parser.add_argument("--address", default=default(None),
                         help="server host:port (default: $TRIALPLANE_ADDRESS, else 127.0.0.1:50051)")
     parser.add_argument("--token", default=default(None), help="bearer token (default: $TRIALPLANE_TOKEN)")
+    add_tls_options(parser, default)
     parser.add_argument("-o", "--output", choices=["table", "json"], default=default("table"),
                         help="table, or json: JSON Lines, one item per line")
+
+
+def add_tls_options(parser: argparse.ArgumentParser, default) -> None:
+    """The client's TLS flags (the server's own are serve's --tls-*)."""
+    parser.add_argument("--tls", dest="client_tls", action="store_true", default=default(False),
+                        help="TLS with the system's root certificates (default: on when $TRIALPLANE_TLS=1 or a --tls-* is set)")
+    parser.add_argument("--tls-ca", dest="client_tls_ca", metavar="PEM", default=default(None),
+                        help="TLS, checking the server against these root certificates (default: $TRIALPLANE_TLS_CA)")
+    parser.add_argument("--tls-cert", dest="client_tls_cert", metavar="PEM", default=default(None),
+                        help="client certificate, for a server that requires one (default: $TRIALPLANE_TLS_CERT)")
+    parser.add_argument("--tls-key", dest="client_tls_key", metavar="PEM", default=default(None),
+                        help="the client certificate's key (default: $TRIALPLANE_TLS_KEY)")
+
+
+def client_tls(args):
+    """The TLS the flags ask for, each filled from its variable; None: plaintext."""
+    from ..sdk import TLS
+
+    return TLS.from_environment(getattr(args, "client_tls_ca", None), getattr(args, "client_tls_cert", None),
+                                getattr(args, "client_tls_key", None), on=getattr(args, "client_tls", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,7 +192,7 @@ def _run(args) -> int:
     # a second than wait out the SDK's longer default retries.
     retry = RetryPolicy(max_attempts=3, initial_backoff=0.2, max_backoff=1.0)
     try:
-        client = Client(args.address, token=args.token, retry=retry)
+        client = Client(args.address, token=args.token, tls=client_tls(args) or False, retry=retry)
     except ValueError as err:
         print(f"trialplane: {err}", file=sys.stderr)
         return 2

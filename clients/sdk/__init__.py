@@ -1,7 +1,7 @@
 """The Python SDK: `Client` and what its calls raise; `init()` and the trial
 handle `Run` for training scripts; `sync_journals()` for what they left."""
 
-from .channel import RetryPolicy
+from .channel import TLS, RetryPolicy
 from .client import Client
 from .errors import (
     Aborted,
@@ -30,6 +30,6 @@ from .sync import SyncResult, sync_journals
 __all__ = [
     "Aborted", "AlreadyExists", "Cancelled", "Client", "CloseResult", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
-    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "Terminated", "TrialplaneError",
+    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "TLS", "Terminated", "TrialplaneError",
     "Unauthenticated", "Unavailable", "Unimplemented", "Unknown", "init", "series_arrays", "sync_journals",
 ]

@@ -1,6 +1,12 @@
 """The channel a Client talks through: address, TLS, the bearer token, retries
 of UNAVAILABLE, and a request_id on every write that takes one.
 
+TLS is off unless asked for: tls=True (the system's root certificates), a
+path of PEM root certificates, or a TLS(ca, cert, key) with a client
+certificate for a server that wants one (mutual TLS). Left out (None), it
+comes from $TRIALPLANE_TLS_CA, $TRIALPLANE_TLS_CERT, $TRIALPLANE_TLS_KEY and
+$TRIALPLANE_TLS=1, and is off when none is set.
+
 Retries are gRPC's own (a service-config retryPolicy), so a retried call
 resends the same bytes: the request_id the interceptor put in on the first
 attempt is the one every retry carries, and the server answers a retry with
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,14 +90,83 @@ def resolve_token(token: str | None) -> str | None:
     return None
 
 
-def _credentials(tls: bool | str | Path | None) -> grpc.ChannelCredentials | None:
-    """None for plaintext; True for the system's root certificates; a path for
-    a file of PEM root certificates."""
-    if tls is None or tls is False:
+@dataclass(frozen=True)
+class TLS:
+    """How a client speaks TLS. ca: a file of PEM root certificates the
+    server's certificate must chain to (None: the system's). cert and key:
+    PEM files of a client certificate and its key, for a server that requires
+    one (mutual TLS); both or neither. server_name: the name the server's
+    certificate is checked against when it is not the address's host (a
+    certificate without the IP address one connects to)."""
+
+    ca: str | Path | None = None
+    cert: str | Path | None = None
+    key: str | Path | None = None
+    server_name: str | None = None
+
+    def __post_init__(self):
+        if (self.cert is None) != (self.key is None):
+            given, missing = ("cert", "key") if self.key is None else ("key", "cert")
+            raise ValueError(f"a TLS client {given} needs its {missing} too (${environment.TLS_CERT} and "
+                             f"${environment.TLS_KEY} in the environment)")
+
+    @classmethod
+    def from_environment(
+        cls,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        env: Mapping[str, str] = os.environ,
+        on: bool = False,
+    ) -> TLS | None:
+        """Each of ca, cert and key, else its $TRIALPLANE_TLS_* variable; None
+        (plaintext) when none is set and neither `on` nor $TRIALPLANE_TLS=1
+        asks for TLS with the system's roots."""
+        ca = ca or env.get(environment.TLS_CA) or None
+        cert = cert or env.get(environment.TLS_CERT) or None
+        key = key or env.get(environment.TLS_KEY) or None
+        if not (on or ca or cert or key or env.get(environment.TLS, "").strip() == "1"):
+            return None
+        return cls(ca, cert, key)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make a child process's Client speak the same
+        TLS (absolute paths: the child may start elsewhere)."""
+        env = {environment.TLS: "1"}
+        for name, path in ((environment.TLS_CA, self.ca), (environment.TLS_CERT, self.cert),
+                           (environment.TLS_KEY, self.key)):
+            if path is not None:
+                env[name] = os.path.abspath(path)
+        return env
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(what: str, path: str | Path | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read the TLS {what} {path}: {exc.strerror or exc}") from None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read("CA file", self.ca), private_key=read("key", self.key),
+            certificate_chain=read("certificate", self.cert),
+        )
+
+
+def resolve_tls(tls: bool | str | Path | TLS | None) -> TLS | None:
+    """None for plaintext. False: plaintext; True: the system's root
+    certificates; a path: a file of PEM root certificates; a TLS as it is;
+    None: from the environment (TLS.from_environment)."""
+    if tls is False:
         return None
+    if tls is None:
+        return TLS.from_environment()
     if tls is True:
-        return grpc.ssl_channel_credentials()
-    return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
+        return TLS()
+    if isinstance(tls, TLS):
+        return tls
+    return TLS(ca=tls)
 
 
 def _with_request_id(request):
@@ -150,7 +225,7 @@ class _OutgoingInterceptor(
 def open_channel(
     address: str,
     token: str | None,
-    tls: bool | str | Path | None,
+    tls: bool | str | Path | TLS | None,
     retry: RetryPolicy,
     max_message_bytes: int,
     extra_options: Sequence[tuple[str, Any]] = (),
@@ -167,9 +242,11 @@ def open_channel(
         ("grpc.max_reconnect_backoff_ms", 5000),
         *extra_options,
     ]
-    credentials = _credentials(tls)
-    if credentials is None:
+    settings = resolve_tls(tls)
+    if settings is None:
         raw = grpc.insecure_channel(address, options=options)
     else:
-        raw = grpc.secure_channel(address, credentials, options=options)
+        if settings.server_name:
+            options.append(("grpc.ssl_target_name_override", settings.server_name))
+        raw = grpc.secure_channel(address, settings.credentials(), options=options)
     return raw, grpc.intercept_channel(raw, _OutgoingInterceptor(token))

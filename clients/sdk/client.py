@@ -8,7 +8,14 @@ from typing import Any
 
 import grpc
 
-from .channel import RetryPolicy, open_channel, resolve_address, resolve_token
+from .channel import (
+    TLS,
+    RetryPolicy,
+    open_channel,
+    resolve_address,
+    resolve_tls,
+    resolve_token,
+)
 from .errors import Unavailable
 from .resources import (
     CheckpointsApi,
@@ -30,8 +37,12 @@ class Client:
     address: host:port, else $TRIALPLANE_ADDRESS, else 127.0.0.1:50051.
     token: sent as `authorization: Bearer <token>` on every call, else
     $TRIALPLANE_TOKEN; None and no variable sends none.
-    tls: None or False for plaintext, True for TLS with the system's root
-    certificates, a path for TLS with the PEM root certificates in that file.
+    tls: False for plaintext, True for TLS with the system's root
+    certificates, a path for TLS with the PEM root certificates in that file,
+    TLS(ca=..., cert=..., key=...) to present a client certificate too
+    (mutual TLS); None: from $TRIALPLANE_TLS_CA, $TRIALPLANE_TLS_CERT and
+    $TRIALPLANE_TLS_KEY ($TRIALPLANE_TLS=1: the system's roots), plaintext
+    when none is set. ValueError when a file cannot be read.
     timeout: the deadline in seconds of every unary call (streams that follow
     a trial have none); None waits for ever.
     retry: how calls failing with UNAVAILABLE are retried; RetryPolicy(1)
@@ -49,7 +60,7 @@ class Client:
         self,
         address: str | None = None,
         token: str | None = None,
-        tls: bool | str | Path | None = None,
+        tls: bool | str | Path | TLS | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -59,8 +70,10 @@ class Client:
         self.timeout = timeout
         # The bearer secret calls carry (None: none); never in repr or logs.
         self.token = resolve_token(token)
+        # The TLS settings in use (None: plaintext), for an agent to hand on.
+        self.tls = resolve_tls(tls)
         self._raw_channel, self.channel = open_channel(
-            self.address, self.token, tls, retry or RetryPolicy(), max_message_bytes,
+            self.address, self.token, self.tls or False, retry or RetryPolicy(), max_message_bytes,
             channel_options,
         )
         self.stubs = Stubs(self.channel, timeout)

@@ -8,6 +8,10 @@ arguments and reports to the right trial and run:
     TRIALPLANE_ADDRESS       the server, host:port (also read by Client)
     TRIALPLANE_TOKEN         the bearer token, when the server wants one (also read by Client);
                              from an agent, a trial-run token good for this run only
+    TRIALPLANE_TLS_CA        PEM root certificates to check the server's with: TLS on
+    TRIALPLANE_TLS_CERT      PEM client certificate, for a server that asks for one (mutual TLS)
+    TRIALPLANE_TLS_KEY       its PEM private key
+    TRIALPLANE_TLS           "1": TLS with the system's root certificates (when no CA file is named)
     TRIALPLANE_TRIAL_ID      the trial the process trains
     TRIALPLANE_TRIAL_RUN_ID  the run of that trial the process belongs to
     TRIALPLANE_JOURNAL_DIR   where metric journals live (optional; default_journal_dir())
@@ -35,6 +39,10 @@ TRIAL_ID = "TRIALPLANE_TRIAL_ID"
 TRIAL_RUN_ID = "TRIALPLANE_TRIAL_RUN_ID"
 JOURNAL_DIR = "TRIALPLANE_JOURNAL_DIR"
 AGENT = "TRIALPLANE_AGENT"
+TLS = "TRIALPLANE_TLS"
+TLS_CA = "TRIALPLANE_TLS_CA"
+TLS_CERT = "TRIALPLANE_TLS_CERT"
+TLS_KEY = "TRIALPLANE_TLS_KEY"
 
 
 def default_journal_dir() -> Path:

@@ -42,7 +42,7 @@ from trialplane.v1 import (
 )
 
 from . import environment
-from .channel import RetryPolicy
+from .channel import TLS, RetryPolicy
 from .client import Client
 from .delivery import MAX_ROWS, Delivery, DeliveryStats, backoff
 from .errors import FailedPrecondition, NotFound, TrialplaneError, Unimplemented
@@ -692,7 +692,7 @@ def init(
     *,
     address: str | None = None,
     token: str | None = None,
-    tls: bool | str | Path | None = None,
+    tls: bool | str | Path | TLS | None = None,
     trial_run_id: int | None = None,
     journal_dir: str | os.PathLike | None = None,
     journal_capacity: int = DEFAULT_CAPACITY,

@@ -19,6 +19,7 @@ from pathlib import Path
 from trialplane.v1 import trial_pb2, trial_service_pb2
 
 from . import environment
+from .channel import TLS
 from .client import Client
 from .delivery import Delivery
 from .errors import FailedPrecondition, NotFound, TrialplaneError
@@ -55,7 +56,7 @@ def sync_journals(
     *,
     address: str | None = None,
     token: str | None = None,
-    tls: bool | str | Path | None = None,
+    tls: bool | str | Path | TLS | None = None,
     trial_id: int | None = None,
     trial_run_id: int | None = None,
     timeout: float = DEFAULT_SYNC_TIMEOUT,
