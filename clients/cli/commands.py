@@ -234,6 +234,9 @@ def _resolve_metrics(client: Client, trial_id: int, names: list[str], group: str
     raise UsageError(f"{', '.join(names)} is in the groups {', '.join(groups)}; pick one with --group")
 
 
+# Rows of the chart, axes and legend included.
+PLOT_HEIGHT = 20
+
 # A row per point for --follow, which cannot measure rows it has not seen; NAME takes the rest.
 POINT_TABLE = Table(["STEP", "GROUP", "NAME", "VALUE"], flex="NAME", right={"STEP", "VALUE"})
 POINT_WIDTHS = [10, 12, 0, 12]
@@ -260,10 +263,12 @@ def metrics_show(client: Client, args, out: Printer) -> int:
         out.items(client.metrics.names(args.trial), SUMMARY_TABLE, _summary_row)
         return 0
     group, names = _resolve_metrics(client, args.trial, names, args.group)
+    if getattr(args, "log_y", False) and not getattr(args, "plot", False):
+        raise UsageError("--log-y is for --plot")
     if getattr(args, "plot", False):
         if not out.as_table:
             raise UsageError("--plot draws a chart; leave out -o to see it, or --plot for the points")
-        return _plot(client, args.trial, names, group, out)
+        return _plot(client, args.trial, names, group, out, getattr(args, "log_y", False))
     histories = client.metrics.histories(args.trial, names, group=group)
     if out.output in ("json", "yaml"):
         out.items(histories, SUMMARY_TABLE, _summary_row)
@@ -281,18 +286,17 @@ def metrics_show(client: Client, args, out: Printer) -> int:
     return 0
 
 
-def _plot(client: Client, trial_id: int, names: list[str], group: str, out: Printer) -> int:
+def _plot(client: Client, trial_id: int, names: list[str], group: str, out: Printer, log_y: bool) -> int:
     width = max(40, shutil.get_terminal_size((80, 24)).columns - 2)
     curves = []
     # Buckets keep each stretch's first, last, min and max, so spikes show.
     for series in client.metrics.histories(trial_id, names, group=group, buckets=width):
-        steps: list[int] = []
-        values: list[float] = []
-        for b in series.buckets:
-            steps += [b.first_step, b.first_step, b.last_step, b.last_step]
-            values += [b.first, b.min, b.max, b.last]
-        curves.append(plot.Curve(series.name, steps, values))
-    out.text(plot.render(curves, width=width))
+        buckets = [plot.Bucket(b.first_step, b.last_step, b.first, b.last, b.min, b.max) for b in series.buckets]
+        curves.append(plot.Curve(series.name, buckets))
+    try:
+        out.text(plot.render(curves, width=width, height=PLOT_HEIGHT, log_y=log_y, styled=out.styled))
+    except plot.PlotError as err:
+        raise UsageError(str(err)) from None
     return 0
 
 

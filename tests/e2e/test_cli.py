@@ -10,6 +10,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -79,8 +80,16 @@ def report(sdk, trial_id, step, group="training", **values):
 
 def test_help_lists_the_commands_and_serve_help_is_unchanged():
     top = subprocess.run([tool("trialplane"), "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ["serve", "studies", "trials", "metrics", "logs", "checkpoints", "workers"]:
+    for command in ["serve", "studies", "trials", "metrics", "logs", "checkpoints", "workers", "profiler", "top"]:
         assert f"    {command} " in top
+    # --help stays quick: what only printing or talking to a server needs is imported when a command runs.
+    probe = ("import sys, contextlib, io\n"
+             "from trialplane.client.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+             "    main(['--help'])\n"
+             "print(sorted(m for m in ('rich', 'yaml', 'plotext', 'grpc', 'numpy') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
     serve = subprocess.run([tool("trialplane"), "serve", "--help"], capture_output=True, text=True, check=True)
     assert serve.stdout.startswith("usage: trialplane serve [-h] [--host HOST] [--port PORT] [--db DB_PATH]")
     assert "--watchdog-interval" in serve.stdout and serve.stderr == ""
@@ -304,15 +313,50 @@ def test_metrics_plot_draws_the_curves_with_axes_and_a_legend(cli, sdk):
         report(sdk, trial.id, step, loss=2.0 - step / 50, acc=step / 100)
     status, out, _ = cli("metrics", str(trial.id), "--name", "loss", "--name", "acc", "--group", "training", "--plot")
     assert status == 0
-    chart = [line for line in out if "|" in line]
-    assert len(chart) == 16
-    # The value axis runs from the largest value at the top to the smallest at the bottom.
-    assert chart[0].split("|")[0].strip() == "2" and chart[-1].split("|")[0].strip() == "0"
-    # loss falls from the top left; acc rises from the bottom left to the right.
-    assert chart[0].split("|")[1].startswith("*") and chart[-1].split("|")[1].rstrip().endswith("*")
-    assert chart[-1].split("|")[1].startswith("+") or "+" in chart[-2].split("|")[1][:2]
-    assert out[-3].strip().startswith("+-")
-    assert out[-2].split() == ["0", "100", "step"] and out[-1].split() == ["*", "loss", "+", "acc"]
+    assert len(out) == 20 and all(len(line) <= 80 for line in out)
+    rows = [line for line in out if "┤" in line or "│" in line[:8]]
+    # The value axis: ticks from the largest value at the top to the smallest at the bottom.
+    labels = [float(line.split("┤")[0]) for line in rows if "┤" in line.split("│")[0]]
+    assert labels[0] == 2.0 and labels[-1] == 0.0 and labels == sorted(labels, reverse=True)
+    # loss falls from 2 at the top left to 0 at the bottom right; acc rises
+    # from 0 at the bottom left to the row of 1.0 at the right.
+    plot_area = [line.split("┤" if "┤" in line[:8] else "│", 1)[1] for line in rows]
+    assert "•" in plot_area[0][:3] and "•" in plot_area[-1][-4:]
+    one = next(i for i, line in enumerate(rows) if line.split("┤")[0].strip() == "1.0")
+    assert "+" in plot_area[-1][:3] and "+" in plot_area[one][-4:] and "+" not in "".join(plot_area[:one])
+    # The step axis with round ticks, its name, and the legend.
+    axis = next(i for i, line in enumerate(out) if "└" in line)
+    assert out[axis + 1].split() == ["0", "20", "40", "60", "80", "100"]
+    assert out[axis + 2].strip() == "step"
+    assert out[-1].split() == ["•", "loss", "(│", "min..max)", "+", "acc", "(┊", "min..max)"]
+
+    status, out, err = cli("-o", "json", "metrics", str(trial.id), "--name", "loss", "--plot")
+    assert (status, out) == (2, []) and err == ["trialplane: --plot draws a chart; leave out -o to see it, or --plot for the points"]
+
+
+def test_metrics_plot_log_y_spaces_powers_of_ten_evenly_and_refuses_values_at_or_below_0(cli, sdk):
+    trial = sdk.trials.create(name="log")
+    report_state(sdk, trial.id, trial_pb2.TRIAL_STATE_RUNNING)
+    for step in range(0, 61):
+        report(sdk, trial.id, step, loss=10 ** (2 - step / 20), shifted=1 - step / 30)
+    status, out, _ = cli("metrics", str(trial.id), "--name", "loss", "--plot", "--log-y")
+    assert status == 0
+    labels = [float(line.split("┤")[0]) for line in out if "┤" in line[:10]]
+    assert labels[0] == 100 and labels[-1] == 0.1
+    # Equal ratios take equal room: the ticks are a geometric sequence.
+    ratios = [a / b for a, b in zip(labels, labels[1:])]
+    assert max(ratios) / min(ratios) < 1.05, labels
+    # Falling by a tenth every 20 steps is a straight line on this axis: the
+    # curve crosses the middle row near the middle of the steps.
+    rows = [line for line in out if "┤" in line[:10] or line[:10].strip().startswith("│")]
+    middle = rows[len(rows) // 2].split("┤" if "┤" in rows[len(rows) // 2] else "│", 1)[1]
+    assert abs(middle.index("•") - len(middle) / 2) < len(middle) / 8, rows
+
+    status, out, err = cli("metrics", str(trial.id), "--name", "shifted", "--plot", "--log-y")
+    assert (status, out) == (2, [])
+    assert err == ["trialplane: --log-y needs values above 0: shifted is -1 between steps 60 and 60"]
+    status, out, err = cli("metrics", str(trial.id), "--name", "loss", "--log-y")
+    assert (status, err) == (2, ["trialplane: --log-y is for --plot"])
 
 
 def test_yaml_and_csv_parse_back_to_the_values_written(cli, sdk, study_file):
