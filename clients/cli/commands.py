@@ -196,7 +196,7 @@ def trials_transition(client: Client, args, out: Printer) -> int:
 
 EVENT_TABLE = Table(["SEQ", "TIME", "FROM", "TO", "RUN", "MESSAGE"], flex="MESSAGE", right={"SEQ", "RUN"})
 # Widths for --follow, which cannot measure rows it has not seen; MESSAGE takes the rest.
-EVENT_WIDTHS = [4, 19, 10, 17, 3, 0]
+EVENT_WIDTHS = [4, 19, 17, 17, 3, 0]
 
 
 def _event_row(event) -> list[str]:

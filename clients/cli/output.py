@@ -7,7 +7,7 @@ On a terminal the headers are bold; elsewhere the output is plain text with
 no colour, no box characters and no trailing blanks, so it greps. rich
 lays out about 3,000 rows a second, so a table of more rows than RICH_ROWS
 (a long metric history) is written here with the same layout and rich's
-cell widths.
+cell widths, unstyled.
 
 JSON is JSON Lines: the protobuf JSON mapping of each item on a line of its
 own, as grpcurl spells it. YAML is that same mapping as one YAML list of
@@ -92,7 +92,7 @@ class Table:
               styled: bool = False) -> list[str]:
         """The rows (after the header, when header) in the given column widths."""
         rows = [[cell_text(c) for c in r] for r in rows]
-        if styled or len(rows) <= RICH_ROWS:
+        if len(rows) <= RICH_ROWS:
             return _rich_lines(self, rows, widths, header, styled)
         return [self._plain_line(r, widths) for r in ([list(self.headers)] if header else []) + rows]
 

@@ -69,14 +69,14 @@ def top(client: Client, args, out: Printer) -> int:
             _live(client, frame, args.interval, out)
         else:
             while True:
-                out.text(_title(client, frame.trials(), args.interval, frame, out))
+                out.text(_frame_text(client, frame.trials(), args.interval, frame, out))
                 time.sleep(args.interval)
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def _title(client: Client, trials: list, interval: float, frame: _Frame, out: Printer) -> str:
+def _frame_text(client: Client, trials: list, interval: float, frame: _Frame, out: Printer) -> str:
     now = time.time()
     clock = dt.datetime.fromtimestamp(now).strftime("%H:%M:%S")
     head = f"live trials: {len(trials)} at {client.address}, {clock} (every {interval:g}s; Ctrl-C ends)"
@@ -91,5 +91,5 @@ def _live(client: Client, frame: _Frame, interval: float, out: Printer) -> None:
     console = Console(file=out.out, highlight=False, markup=False, emoji=False)
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
-            live.update(Text.from_ansi(_title(client, frame.trials(), interval, frame, out)), refresh=True)
+            live.update(Text.from_ansi(_frame_text(client, frame.trials(), interval, frame, out)), refresh=True)
             time.sleep(interval)

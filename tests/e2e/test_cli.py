@@ -577,3 +577,34 @@ def test_top_refreshes_until_ctrl_c_and_exits_0(server, sdk):
     finally:
         top.kill()
         top.wait()
+
+
+def test_every_read_command_prints_every_output_that_parses(cli, sdk, study_file):
+    study = sdk.studies.create(study_file)
+    trial = sdk.trials.create(study.id, "all", {"lr": 0.01, "optimizer": "adam"})
+    report_state(sdk, trial.id, trial_pb2.TRIAL_STATE_RUNNING)
+    report(sdk, trial.id, 1, loss=0.5)
+    sdk.stubs.logs.AddLogs(ls.AddLogsRequest(logs=[log_pb2.TaskLog(trial_id=trial.id, message="hello")]))
+    sdk.stubs.checkpoints.ReportCheckpoint(cs.ReportCheckpointRequest(checkpoint=checkpoint_pb2.Checkpoint(
+        uuid="ck-all", trial_id=trial.id, state=checkpoint_pb2.CHECKPOINT_STATE_COMPLETED, steps_completed=1)))
+    sdk.stubs.workers.RegisterWorker(ws.RegisterWorkerRequest(worker=worker_pb2.Worker(trial_id=trial.id, type="chief")))
+    stream_profiler(sdk, trial.id, "cpu_util", [12.5, 25.0])
+    t = str(trial.id)
+    commands = [["studies", "list"], ["trials", "list"], ["trials", "events", t], ["metrics", t],
+                ["metrics", t, "--name", "loss"], ["logs", t], ["checkpoints", t], ["workers", t], ["profiler", t],
+                ["profiler", t, "--series", "cpu_util"], ["top", "--once"]]
+    shows = [["studies", "show", "cli-study"], ["trials", "show", t]]
+    for command in commands + shows:
+        status, out, err = cli("-o", "json", *command)
+        assert (status, err) == (0, []) and out, command
+        assert all(isinstance(json.loads(line), dict) for line in out), command
+
+        status, out, err = cli("-o", "yaml", *command)
+        assert (status, err) == (0, []), command
+        document = yaml.safe_load("\n".join(out))
+        assert isinstance(document, dict) if command in shows else isinstance(document, list) and document, command
+
+        status, out, err = cli("-o", "csv", *command)
+        assert (status, err) == (0, []) and len(out) >= 2, command
+        if command in commands and command[0] != "logs":  # the table of logs is the lines themselves
+            assert next(csv.reader(out)) == cli(*command)[1][0].split(), command
