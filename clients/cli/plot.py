@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 LINE_MARKS = "•+x*o#"
 BAND_MARKS = "│┊╎┆║┋"
+# 256-colour numbers (plotext's own first ones): a curve's band, line and legend share one.
+COLOURS = [12, 10, 9, 14, 13, 11]
 TICKS = 5
 
 
@@ -101,7 +103,9 @@ def render(curves: Sequence[Curve], width: int = 80, height: int = 20, *, log_y:
     last = max(b[-1].last_step for _, b in drawn)
     for i, (_, buckets) in enumerate(drawn):
         middle = [(b.first_step + b.last_step) / 2 for b in buckets]
-        band_mark, line_mark = BAND_MARKS[i % len(BAND_MARKS)], LINE_MARKS[i % len(LINE_MARKS)]
+        colour = plotext.pixel(foreground=COLOURS[i % len(COLOURS)])
+        band_mark = plotext.marker(BAND_MARKS[i % len(BAND_MARKS)], colour)
+        line_mark = plotext.marker(LINE_MARKS[i % len(LINE_MARKS)], colour)
         low = figure.signal(middle, [b.min for b in buckets], marker=band_mark)
         high = figure.signal(middle, [b.max for b in buckets], marker=band_mark)
         figure.draw(high.fill(low))
@@ -118,6 +122,11 @@ def render(curves: Sequence[Curve], width: int = 80, height: int = 20, *, log_y:
         figure.ruler("y").scale("log")
     figure.label("step", axis="x")
     chart = figure.build().string(colorless=not styled)
-    legend = "   ".join(f"{LINE_MARKS[i % len(LINE_MARKS)]} {c.name} ({BAND_MARKS[i % len(BAND_MARKS)]} min..max)"
-                        for i, (c, _) in enumerate(drawn))
+
+    def paint(i: int, mark: str) -> str:
+        return f"\x1b[38;5;{COLOURS[i % len(COLOURS)]}m{mark}\x1b[0m" if styled else mark
+
+    legend = "   ".join(
+        f"{paint(i, LINE_MARKS[i % len(LINE_MARKS)])} {c.name} ({paint(i, BAND_MARKS[i % len(BAND_MARKS)])} min..max)"
+        for i, (c, _) in enumerate(drawn))
     return chart.rstrip("\n") + "\n " + legend
