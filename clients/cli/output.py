@@ -63,9 +63,9 @@ def clip(text: str, width: int) -> str:
 @dataclass
 class Table:
     """Columns by header; rows hold strings, numbers (see cell_text) or None.
-    flex names the column that is cut short (with an
-    ellipsis) when the rows would not fit the width; right holds the
-    columns aligned to the right (numbers)."""
+    flex names the column that is cut short (with an ellipsis) when the rows
+    would not fit the width; right holds the columns aligned to the right
+    (numbers)."""
 
     headers: Sequence[str]
     flex: str | None = None
