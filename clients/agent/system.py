@@ -5,8 +5,13 @@ Two threads, so that neither the child nor the sampling ever waits on the
 server. The sampler reads, every interval seconds while a run's child is
 alive, the summed CPU of the child's process tree (cpu_util, in percent of
 one core: 200 is two cores busy) and its summed resident memory
-(memory_rss_bytes), and per GPU gpu_util (percent) and gpu_memory_used
-(bytes, labelled with the GPU's uuid). It appends them to one in-memory
+(memory_rss_bytes); the host's disk and network throughput since the reading
+before (disk_read_bytes_per_second, disk_write_bytes_per_second,
+net_sent_bytes_per_second, net_recv_bytes_per_second: psutil's counters of
+every disk and interface, loopback included, as rates); and per GPU
+gpu_util (percent), gpu_memory_used (bytes), gpu_power_watts and
+gpu_temperature_celsius, labelled with the GPU's uuid (a reading the GPU
+does not support is left out, the others still sent). It appends them to one in-memory
 column per series. The sender cuts those columns every ship_interval seconds
 into one ReportProfilerMetrics call per series (metric type SYSTEM, agent_id
 the agent's host and rank), each under a request_id fixed when the chunk was
@@ -54,6 +59,62 @@ class _Column:
     values: deque = field(default_factory=deque)  # (value, batch, timestamp_us)
 
 
+class Rates:
+    """Per-second rates of counters that only grow (bytes read, bytes sent).
+
+    The first update is the baseline and gives no rate. A counter that went
+    down since the update before (reset, or a disk or interface gone) gives
+    no rate that time, and counts from its new value on."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, dict[str, float]] | None = None
+
+    def update(self, now: float, counters: dict[str, float]) -> dict[str, float]:
+        """now: monotonic seconds; counters: name -> value. Returns name -> per second."""
+        previous, self._last = self._last, (now, dict(counters))
+        if previous is None:
+            return {}
+        then, before = previous
+        elapsed = now - then
+        if elapsed <= 0:
+            return {}
+        return {name: (value - before[name]) / elapsed for name, value in counters.items()
+                if name in before and value >= before[name]}
+
+
+def io_counters() -> dict[str, float]:
+    """The host's disk and network byte counters by series name (psutil;
+    what a host does not have, such as disks in some containers, is left out)."""
+    out: dict[str, float] = {}
+    try:
+        disk = psutil.disk_io_counters()
+    except (OSError, RuntimeError):
+        disk = None
+    if disk is not None:
+        out["disk_read_bytes_per_second"] = float(disk.read_bytes)
+        out["disk_write_bytes_per_second"] = float(disk.write_bytes)
+    try:
+        net = psutil.net_io_counters()
+    except (OSError, RuntimeError):
+        net = None
+    if net is not None:
+        out["net_sent_bytes_per_second"] = float(net.bytes_sent)
+        out["net_recv_bytes_per_second"] = float(net.bytes_recv)
+    return out
+
+
+class HostIo:
+    """Disk and network throughput of the host between two readings."""
+
+    def __init__(self, counters=io_counters, clock=time.monotonic):
+        self._counters, self._clock = counters, clock
+        self._rates = Rates()
+
+    def read(self) -> list[tuple[Series, float]]:
+        rates = self._rates.update(self._clock(), self._counters())
+        return [(Series(name), value) for name, value in rates.items()]
+
+
 class _Gpus:
     """NVML's devices, or none: its absence is said once, in one log line."""
 
@@ -91,6 +152,16 @@ class _Gpus:
                 continue
             out.append((Series("gpu_util", gpu), float(util.gpu)))
             out.append((Series("gpu_memory_used", gpu), float(memory.used)))
+            # Many GPUs report no power draw (NVML_ERROR_NOT_SUPPORTED): that reading alone is left out.
+            try:
+                out.append((Series("gpu_power_watts", gpu), self.nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0))
+            except Exception:  # noqa: BLE001 - NVML_ERROR_NOT_SUPPORTED and kin
+                pass
+            try:
+                celsius = self.nvml.nvmlDeviceGetTemperature(handle, self.nvml.NVML_TEMPERATURE_GPU)
+                out.append((Series("gpu_temperature_celsius", gpu), float(celsius)))
+            except Exception:  # noqa: BLE001 - NVML_ERROR_NOT_SUPPORTED and kin
+                pass
         return out
 
     def close(self) -> None:
@@ -206,7 +277,9 @@ class SystemMetrics:
         assert self._gpus is not None
         index = 0
         last = time.monotonic()
-        tree.read()  # the baseline: CPU from here on
+        tree.read()  # the baselines: CPU and I/O from here on
+        host_io = HostIo()
+        host_io.read()
         while not stop.wait(self.interval):
             now = time.monotonic()
             reading = tree.read()
@@ -216,6 +289,7 @@ class SystemMetrics:
             elapsed = max(now - last, 1e-6)
             last = now
             samples = [(Series("cpu_util"), 100.0 * used / elapsed), (Series("memory_rss_bytes"), float(rss))]
+            samples += host_io.read()
             samples += self._gpus.read()
             self._record(samples, index, time.time_ns() // 1000)
             index += 1

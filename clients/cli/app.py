@@ -19,7 +19,9 @@ import sys
 
 EPILOG = """\
 output: tables by default; -o json prints JSON Lines, the protobuf JSON of
-one item per line (as grpcurl spells it), also for show and for follows.
+one item per line (as grpcurl spells it), also for show and for follows;
+-o yaml that JSON as one YAML list (one mapping for show); -o csv a header
+and a row per item with the table's columns.
 exit status: 0 ok, 1 server error or server unreachable, 2 usage error.
 environment: TRIALPLANE_ADDRESS (default 127.0.0.1:50051; for sync, the
 server each journal names), TRIALPLANE_TOKEN, TRIALPLANE_TOKEN_FILE (a file
@@ -42,8 +44,8 @@ def _global_options(parser: argparse.ArgumentParser, with_defaults: bool) -> Non
                         help="server host:port (default: $TRIALPLANE_ADDRESS, else 127.0.0.1:50051)")
     parser.add_argument("--token", default=default(None), help="bearer token (default: $TRIALPLANE_TOKEN)")
     add_tls_options(parser, default)
-    parser.add_argument("-o", "--output", choices=["table", "json"], default=default("table"),
-                        help="table, or json: JSON Lines, one item per line")
+    parser.add_argument("-o", "--output", choices=["table", "json", "yaml", "csv"], default=default("table"),
+                        help="table; json: JSON Lines, one item per line; yaml; csv")
 
 
 def add_tls_options(parser: argparse.ArgumentParser, default) -> None:
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     from trialplane.server.cli import add_serve_command
 
     from ..agent.cli import add_agent_command
+    from .views import add_view_commands
 
     parser = argparse.ArgumentParser(
         prog="trialplane", description="Control plane for machine-learning training trials",
@@ -88,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    studies = sub.add_parser("studies", help="list, show, create and delete studies").add_subparsers(
+    studies = sub.add_parser("studies", help="list, show, create and delete studies; suggest trials, stop, complete").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = command(studies, "list", "studies_list", "list studies")
     p.add_argument("--name", help="SQL ILIKE pattern on the name ('mnist-%%')")
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trial", type=int, help="trial id")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new events until the trial ends")
 
-    p = command(sub, "metrics", "metrics_show",
+    p = metrics = command(sub, "metrics", "metrics_show",
                 "a trial's metrics: summaries, or with --name or --group the history, a row per step")
     p.add_argument("trial", type=int, help="trial id")
     p.add_argument("--name", action="append", help="a metric's name; repeat for several columns")
@@ -172,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a journal file, or a directory searched for them (default: $TRIALPLANE_JOURNAL_DIR, "
                         "else ~/.cache/trialplane/journals)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying, in all (default: 60)")
+
+    add_view_commands(sub, studies, metrics, command)
     return parser
 
 
@@ -181,6 +186,16 @@ def _error_line(err, address: str) -> str:
     if isinstance(err, Unavailable) and not err.reason:
         return f"trialplane: cannot reach the server at {address}: {err.message}"
     return f"trialplane: {err}"
+
+
+def _handler(name: str):
+    """A handler named "function" (in commands.py) or "module:function"."""
+    import importlib
+
+    from . import commands
+
+    module, _, function = name.rpartition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}") if module else commands, function)
 
 
 def _run(args) -> int:
@@ -197,7 +212,7 @@ def _run(args) -> int:
         print(f"trialplane: {err}", file=sys.stderr)
         return 2
     try:
-        return getattr(commands, args.handler)(client, args, Printer(args.output))
+        return _handler(args.handler)(client, args, Printer(args.output))
     except TrialplaneError as err:
         print(_error_line(err, client.address), file=sys.stderr)
         return 1

@@ -3,7 +3,6 @@ parsed arguments and the Printer, and returns the exit status."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -66,8 +65,8 @@ def _parameter_line(spec) -> list[str]:
 
 def studies_show(client: Client, args, out: Printer) -> int:
     study = client.studies.get(int(args.study) if args.study.isdigit() else args.study)
-    if out.as_json:
-        out.json(study)
+    if not out.as_table:
+        out.one(study, STUDY_TABLE, _study_row)
         return 0
     limits = ", ".join(f"{k} {v}" for k, v in [("max", study.max_trials), ("parallel", study.parallel_trials)] if v)
     out.text(key_values([
@@ -78,8 +77,9 @@ def studies_show(client: Client, args, out: Printer) -> int:
         ("updated", when(study.update_time)), ("etag", study.etag),
     ]))
     if study.parameters:
-        out.text("\n" + Table(["PARAMETER", "TYPE", "VALUES", "SCALE"], flex="VALUES").render(
-            _parameter_line(p) for p in study.parameters))
+        out.text("")
+        out.table(Table(["PARAMETER", "TYPE", "VALUES", "SCALE"], flex="VALUES"),
+                  (_parameter_line(p) for p in study.parameters))
     return 0
 
 
@@ -113,9 +113,9 @@ class _Objectives:
         self.client = client
         self.names: dict[int, str] = {}
 
-    def best(self, trial) -> str:
+    def best(self, trial) -> float | str | None:
         if not trial.study_id or not trial.HasField("best_validation"):
-            return ""
+            return None
         if trial.study_id not in self.names:
             try:
                 self.names[trial.study_id] = self.client.studies.get(trial.study_id).objective.metric_name
@@ -123,12 +123,12 @@ class _Objectives:
                 self.names[trial.study_id] = ""
         value = trial.best_validation.metrics.avg_metrics.fields.get(self.names[trial.study_id])
         if value is None:
-            return ""
-        return number(value.number_value if value.WhichOneof("kind") == "number_value" else value.string_value)
+            return None
+        return value.number_value if value.WhichOneof("kind") == "number_value" else value.string_value
 
 
 def _trial_row(objectives: _Objectives):
-    def row(trial) -> list[str]:
+    def row(trial) -> list:
         return [str(trial.id), str(trial.study_id) if trial.study_id else "-", trial.name,
                 enum_name(trial_pb2.TrialState, "TRIAL_STATE_", trial.state), str(trial.steps_completed),
                 objectives.best(trial), duration(trial.wall_clock_seconds)]
@@ -154,15 +154,14 @@ SUMMARY_TABLE = Table(["GROUP", "NAME", "COUNT", "LAST", "MIN", "MAX", "STEP"], 
                       right={"COUNT", "LAST", "MIN", "MAX", "STEP"})
 
 
-def _summary_row(summary) -> list[str]:
-    return [summary.group, summary.name, str(summary.count), number(summary.last), number(summary.min),
-            number(summary.max), str(summary.last_step)]
+def _summary_row(summary) -> list:
+    return [summary.group, summary.name, summary.count, summary.last, summary.min, summary.max, summary.last_step]
 
 
 def trials_show(client: Client, args, out: Printer) -> int:
     trial = client.trials.get(args.trial)
-    if out.as_json:
-        out.json(trial)
+    if not out.as_table:
+        out.one(trial, TRIAL_TABLE, _trial_row(_Objectives(client)))
         return 0
     hyperparameters = ", ".join(f"{k}={python_value(v)}" for k, v in sorted(trial.hyperparameters.items()))
     checkpoints = f"{trial.checkpoint_count} ({size(trial.total_checkpoint_size_bytes)})" if trial.checkpoint_count else ""
@@ -180,7 +179,8 @@ def trials_show(client: Client, args, out: Printer) -> int:
         ("created", when(trial.create_time)), ("etag", trial.etag),
     ]))
     if trial.summary_metrics:
-        out.text("\n" + SUMMARY_TABLE.render(_summary_row(s) for s in trial.summary_metrics))
+        out.text("")
+        out.table(SUMMARY_TABLE, (_summary_row(s) for s in trial.summary_metrics))
     return 0
 
 
@@ -197,7 +197,7 @@ def trials_transition(client: Client, args, out: Printer) -> int:
 
 EVENT_TABLE = Table(["SEQ", "TIME", "FROM", "TO", "RUN", "MESSAGE"], flex="MESSAGE", right={"SEQ", "RUN"})
 # Widths for --follow, which cannot measure rows it has not seen; MESSAGE takes the rest.
-EVENT_WIDTHS = [4, 19, 10, 17, 3, 0]
+EVENT_WIDTHS = [4, 19, 17, 17, 3, 0]
 
 
 def _event_row(event) -> list[str]:
@@ -235,40 +235,69 @@ def _resolve_metrics(client: Client, trial_id: int, names: list[str], group: str
     raise UsageError(f"{', '.join(names)} is in the groups {', '.join(groups)}; pick one with --group")
 
 
+# Rows of the chart, axes and legend included.
+PLOT_HEIGHT = 20
+
+# A row per point for --follow, which cannot measure rows it has not seen; NAME takes the rest.
+POINT_TABLE = Table(["STEP", "GROUP", "NAME", "VALUE"], flex="NAME", right={"STEP", "VALUE"})
+POINT_WIDTHS = [10, 12, 0, 12]
+
+
+def metrics_follow(client: Client, args, out: Printer) -> int:
+    """New points as they are stored (from the first one), until the trial ends."""
+    client.trials.get(args.trial, fields=["id"])
+    series = client.metrics.watch(args.trial, names=args.name or ())
+    if args.group is not None:
+        series = (s for s in series if s.group == args.group)
+    batches = ((s, [[step, s.group, s.name, value] for step, value in zip(s.steps, s.values)]) for s in series)
+    out.stream_rows(batches, POINT_TABLE, POINT_TABLE.fit(POINT_WIDTHS))
+    return 0
+
+
 def metrics_show(client: Client, args, out: Printer) -> int:
+    if getattr(args, "follow", False):
+        if args.plot:
+            raise UsageError("--follow prints the points as rows; leave out --plot")
+        return metrics_follow(client, args, out)
     names = args.name or []
     if not names and args.group is None:
         out.items(client.metrics.names(args.trial), SUMMARY_TABLE, _summary_row)
         return 0
     group, names = _resolve_metrics(client, args.trial, names, args.group)
+    if getattr(args, "log_y", False) and not getattr(args, "plot", False):
+        raise UsageError("--log-y is for --plot")
     if getattr(args, "plot", False):
-        return _plot(client, args.trial, names, group, out)
+        if not out.as_table:
+            raise UsageError("--plot draws a chart; leave out -o to see it, or --plot for the points")
+        return _plot(client, args.trial, names, group, out, getattr(args, "log_y", False))
     histories = client.metrics.histories(args.trial, names, group=group)
-    if out.as_json:
-        for series in histories:
-            out.json(series)
+    if out.output in ("json", "yaml"):
+        out.items(histories, SUMMARY_TABLE, _summary_row)
         return 0
     by_step: dict[int, dict[str, float]] = {}
     for series in histories:
         for step, value in zip(series.steps, series.values):
             by_step.setdefault(step, {})[series.name] = value
     table = Table(["STEP", *names], right={"STEP", *names})
-    out.text(table.render([str(step)] + [number(values.get(n)) for n in names] for step, values in sorted(by_step.items())))
+    rows = ([step] + [values.get(n) for n in names] for step, values in sorted(by_step.items()))
+    if out.output == "csv":
+        out.csv_rows(table.headers, rows)
+    else:
+        out.table(table, rows)
     return 0
 
 
-def _plot(client: Client, trial_id: int, names: list[str], group: str, out: Printer) -> int:
+def _plot(client: Client, trial_id: int, names: list[str], group: str, out: Printer, log_y: bool) -> int:
     width = max(40, shutil.get_terminal_size((80, 24)).columns - 2)
     curves = []
     # Buckets keep each stretch's first, last, min and max, so spikes show.
     for series in client.metrics.histories(trial_id, names, group=group, buckets=width):
-        steps: list[int] = []
-        values: list[float] = []
-        for b in series.buckets:
-            steps += [b.first_step, b.first_step, b.last_step, b.last_step]
-            values += [b.first, b.min, b.max, b.last]
-        curves.append(plot.Curve(series.name, steps, values))
-    out.text(plot.render(curves, width=width))
+        buckets = [plot.Bucket(b.first_step, b.last_step, b.first, b.last, b.min, b.max) for b in series.buckets]
+        curves.append(plot.Curve(series.name, buckets))
+    try:
+        out.text(plot.render(curves, width=width, height=PLOT_HEIGHT, log_y=log_y, styled=out.styled))
+    except plot.PlotError as err:
+        raise UsageError(str(err)) from None
     return 0
 
 
@@ -280,26 +309,36 @@ def _log_line(line) -> str:
     return f"{when(line.time, seconds=True)} {level:<8} {source}{line.message}"
 
 
-def _print_logs(lines: Iterable, out: Printer) -> int:
-    """Prints the lines; the id of the last one (0 when none)."""
-    last = 0
-    for line in lines:
-        if out.as_json:
-            out.json(line)
-        else:
-            out.text(_log_line(line))
-        last = line.id
-    return last
+# The columns of -o csv; a table prints each line as _log_line writes it.
+LOG_TABLE = Table(["ID", "TIME", "LEVEL", "WORKER", "MESSAGE"], flex="MESSAGE", right={"ID"})
+
+
+def _log_row(line) -> list:
+    return [line.id, when(line.time, seconds=True),
+            enum_name(log_pb2.LogLevel, "LOG_LEVEL_", line.level or log_pb2.LOG_LEVEL_INFO), line.worker, line.message]
 
 
 def logs_show(client: Client, args, out: Printer) -> int:
     client.trials.get(args.trial, fields=["id"])
-    if args.tail is not None:
-        last_id = _print_logs(client.logs.tail(args.trial, args.tail), out)
+
+    def lines() -> Iterable:
+        last_id = 0
+        first: Iterable
+        if args.tail is not None:
+            first = client.logs.tail(args.trial, args.tail)
+        else:
+            first = [] if args.follow else client.logs.list(args.trial)
+        for line in first:
+            last_id = line.id
+            yield line
+        if args.follow:
+            yield from client.logs.follow(args.trial, after_id=last_id)
+
+    if out.as_table:
+        for line in lines():
+            out.text(_log_line(line))
     else:
-        last_id = 0 if args.follow else _print_logs(client.logs.list(args.trial), out)
-    if args.follow:
-        _print_logs(client.logs.follow(args.trial, after_id=last_id), out)
+        out.stream_rows(((line, [_log_row(line)]) for line in lines()), LOG_TABLE, [])
     return 0
 
 
@@ -355,14 +394,18 @@ def sync_journals(client: Client, args, out: Printer) -> int:
     if args.path and not os.path.exists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
     results = sync(args.path, address=args.address, token=args.token, timeout=args.timeout)
-    if out.as_json:
-        for r in results:
-            out.text(json.dumps({
-                "path": str(r.path), "trial_id": r.trial_id, "trial_run_id": r.trial_run_id, "address": r.address,
-                "points_sent": r.points_sent, "points_pending": r.points_pending, "points_refused": r.points_refused,
-                "points_dropped": r.points_dropped, "state_reported": r.state_reported, "skipped": r.skipped,
-                "error": r.error,
-            }))
+    if not out.as_table:
+        records = [{
+            "path": str(r.path), "trial_id": r.trial_id, "trial_run_id": r.trial_run_id, "address": r.address,
+            "points_sent": r.points_sent, "points_pending": r.points_pending, "points_refused": r.points_refused,
+            "points_dropped": r.points_dropped, "state_reported": r.state_reported, "skipped": r.skipped,
+            "error": r.error,
+        } for r in results]
+        if out.output == "csv":
+            out.csv_rows(SYNC_TABLE.headers,
+                         ([str(r.path), r.points_sent, r.points_pending, _sync_note(r)] for r in results))
+        else:
+            out.items(records, SYNC_TABLE, None)
         return 0 if all(r.done for r in results) else 1
     root = Path(args.path) if args.path else journal_dir()
 
@@ -372,8 +415,7 @@ def sync_journals(client: Client, args, out: Printer) -> int:
     if results:
         if root.is_dir():
             out.text(f"journals in {root}:")
-        out.text(SYNC_TABLE.render(
-            [shown(r.path), str(r.points_sent), str(r.points_pending), _sync_note(r)] for r in results))
+        out.table(SYNC_TABLE, ([shown(r.path), r.points_sent, r.points_pending, _sync_note(r)] for r in results))
     sent = sum(r.points_sent for r in results)
     remain = sum(r.points_pending for r in results)
     out.text(f"sent {sent} points from {len(results)} journals; {remain} points remain")

@@ -23,13 +23,14 @@ from .errors import (
     Unimplemented,
     Unknown,
 )
-from .resources import SeriesArrays, series_arrays
+from .resources import ProfilerApi, SeriesArrays, series_arrays
 from .run import CloseResult, Run, Terminated, init
 from .sync import SyncResult, sync_journals
 
 __all__ = [
     "Aborted", "AlreadyExists", "Cancelled", "Client", "CloseResult", "DataLoss", "DeadlineExceeded",
     "FailedPrecondition", "FieldViolation", "Internal", "InvalidArgument", "NotFound", "OutOfRange",
-    "PermissionDenied", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "TLS", "Terminated", "TrialplaneError",
+    "PermissionDenied", "ProfilerApi", "ResourceExhausted", "RetryPolicy", "Run", "SeriesArrays", "SyncResult", "TLS",
+    "Terminated", "TrialplaneError",
     "Unauthenticated", "Unavailable", "Unimplemented", "Unknown", "init", "series_arrays", "sync_journals",
 ]

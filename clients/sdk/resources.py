@@ -4,6 +4,8 @@ Every helper returns the API's own protobuf messages (trialplane.v1), as the
 server sent them; a listing is an iterator that fetches the next page when
 the one before is used up, so page tokens never show. The one exception is
 MetricsApi.history_arrays, which returns numpy columns (SeriesArrays).
+ProfilerApi is not an attribute of the Client; make one of its stubs:
+ProfilerApi(client.stubs).
 Arguments take Python values: enum values by name ("running" or
 "TRIAL_STATE_RUNNING") or number, datetimes, seconds or timedeltas, dicts in
 the proto3 JSON shape for nested messages.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import itertools
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,8 @@ from trialplane.v1 import (
     log_service_pb2,
     metrics_pb2,
     metrics_service_pb2,
+    profiler_pb2,
+    profiler_service_pb2,
     study_pb2,
     study_service_pb2,
     trial_pb2,
@@ -153,6 +158,36 @@ class StudiesApi:
     def delete(self, study_id: int, *, force: bool = False, etag: str = "") -> study_pb2.Study:
         """Deletes a study (with its trials when force) and returns it as it was."""
         return self._stub.DeleteStudy(study_service_pb2.DeleteStudyRequest(id=study_id, force=force, etag=etag))
+
+    def suggest(
+        self, study_id: int, count: int = 1, *, client_id: str | None = None,
+    ) -> study_service_pb2.SuggestTrialsResponse:
+        """Asks the study's search algorithm for count new trials (created
+        QUEUED); the answer's trials, and study_done once it hands out no
+        more. A client_id names the caller: a call with the same one first
+        returns that caller's unfinished trials, so a driver that retries
+        after a lost answer never grows the study. Left out, each call gets a
+        fresh one, which a retry of that call (gRPC's) reuses."""
+        request = study_service_pb2.SuggestTrialsRequest(
+            study_id=study_id, count=count, client_id=client_id if client_id is not None else uuid.uuid4().hex,
+        )
+        return self._stub.SuggestTrials(request)
+
+    def stop(self, study_id: int, *, reason: str = "") -> study_pb2.Study:
+        """Ends the search: the study STOPPED and each of its unfinished trials asked to stop."""
+        return self._stub.StopStudy(study_service_pb2.StopStudyRequest(id=study_id, reason=reason))
+
+    def complete(self, study_id: int, *, reason: str = "") -> study_pb2.Study:
+        """Marks the search done: the study COMPLETED takes no new trials; running ones go on."""
+        return self._stub.CompleteStudy(study_service_pb2.CompleteStudyRequest(id=study_id, reason=reason))
+
+    def check_early_stopping(
+        self, study_id: int, trial_ids: int | Iterable[int] = (),
+    ) -> builtins.list[study_service_pb2.EarlyStoppingDecision]:
+        """The early-stopping rule's verdict on the trials (every unfinished
+        trial of the study when none are named), without acting on it."""
+        request = study_service_pb2.CheckEarlyStoppingRequest(study_id=study_id, trial_ids=_ids(trial_ids))
+        return list(self._stub.CheckEarlyStopping(request).decisions)
 
 
 class TrialsApi:
@@ -486,3 +521,50 @@ class WorkersApi:
 
     def get(self, worker_id: int) -> worker_pb2.Worker:
         return self._stub.GetWorker(worker_service_pb2.GetWorkerRequest(id=worker_id))
+
+
+class ProfilerApi:
+    """Reads profiler series (what the agent's system metrics and the
+    profiler stream stored): ProfilerApi(client.stubs)."""
+
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.profiler
+
+    def series(self, trial_id: int, *, page_size: int = 0) -> Iterator[profiler_service_pb2.ProfilerSeries]:
+        """Every series of the trial with its extent, by name, agent, GPU and type."""
+        request = profiler_service_pb2.ListProfilerSeriesRequest(trial_id=trial_id, page_size=page_size)
+        return _pages(self._stub.ListProfilerSeries, request, "series")
+
+    def samples(
+        self,
+        series: Iterable[profiler_pb2.TrialProfilerMetricLabels],
+        *,
+        buckets: int = 0,
+        start_timestamp: int = 0,
+        end_timestamp: int = 0,
+        page_size: int = 0,
+    ) -> builtins.list[profiler_service_pb2.ProfilerSamples]:
+        """One ProfilerSamples per series (1 to 100), in that order: raw
+        samples (every page fetched and joined), or with buckets > 0 at most
+        that many buckets of equal time width keeping min, max and last.
+        Timestamps are microseconds since the Unix epoch."""
+        labels = builtins.list(series)
+        request = profiler_service_pb2.GetProfilerSamplesRequest(
+            series=labels, buckets=buckets, start_timestamp=start_timestamp, end_timestamp=end_timestamp,
+            page_size=page_size,
+        )
+        merged = [profiler_service_pb2.ProfilerSamples(labels=label) for label in labels]
+        for m in merged:
+            m.samples.labels.CopyFrom(m.labels)
+        by_key = {m.labels.SerializeToString(deterministic=True): m for m in merged}
+        while True:
+            response = self._stub.GetProfilerSamples(request)
+            for part in response.series:
+                m = by_key[part.labels.SerializeToString(deterministic=True)]
+                m.samples.values.extend(part.samples.values)
+                m.samples.batches.extend(part.samples.batches)
+                m.samples.timestamps.extend(part.samples.timestamps)
+                m.buckets.extend(part.buckets)
+            if not response.next_page_token:
+                return merged
+            request.page_token = response.next_page_token

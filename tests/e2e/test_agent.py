@@ -609,3 +609,53 @@ def test_the_command_reports_with_a_trial_run_token_and_secrets_are_redacted(sec
     assert b"my token is tp_" in agent.stdout
     assert admin_secret not in agent.stdout.decode() + agent.stderr
     admin.close()
+
+
+# Sends 8 MiB to itself over loopback TCP and writes 8 MiB to a file with
+# fsync, then keeps busy long enough for the agent's readings to cover that.
+IO_CHILD = """
+import os, socket, sys, threading, time
+server = socket.create_server(("127.0.0.1", 0))
+def drain():
+    conn, _ = server.accept()
+    while conn.recv(1 << 20):
+        pass
+threading.Thread(target=drain, daemon=True).start()
+with socket.create_connection(server.getsockname()) as client:
+    client.sendall(b"x" * (8 << 20))
+with open(sys.argv[1], "wb") as f:
+    f.write(os.urandom(8 << 20))
+    f.flush()
+    os.fsync(f.fileno())
+end = time.monotonic() + 2.5
+while time.monotonic() < end:
+    sum(range(10_000))
+"""
+IO_SERIES = ["disk_read_bytes_per_second", "disk_write_bytes_per_second", "net_sent_bytes_per_second",
+             "net_recv_bytes_per_second"]
+
+
+def test_the_agent_reports_the_hosts_disk_and_network_throughput(server, sdk, agents, tmp_path):
+    trial = sdk.trials.create(name="io")
+    agent = agents(server.address, trial.id, command=[PYTHON, "-c", IO_CHILD, str(tmp_path / "written")])
+    assert agent.wait() == 0, agent.stderr
+
+    listed = sdk.stubs.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    by_name = {s.labels.name: s for s in listed}
+    # A host whose disks psutil cannot count (some containers) reports the network only.
+    expected = IO_SERIES if psutil.disk_io_counters() is not None else IO_SERIES[2:]
+    assert set(expected) <= set(by_name), sorted(by_name)
+    series = [by_name[name].labels for name in ["cpu_util", *expected]]
+    samples = {s.labels.name: s.samples for s in sdk.stubs.profiler.GetProfilerSamples(
+        ps.GetProfilerSamplesRequest(series=series)).series}
+    for name in expected:
+        assert by_name[name].labels.metric_type == pp.PROFILER_METRIC_TYPE_SYSTEM and by_name[name].labels.gpu_uuid == ""
+        # A reading per interval, the same batches as cpu_util's, each a rate >= 0.
+        assert list(samples[name].batches) == list(samples["cpu_util"].batches)
+        assert all(v >= 0 for v in samples[name].values)
+
+    # The child's 8 MiB went out and came back in over loopback. Readings are
+    # a second apart (the default interval), so the rates add up to about the
+    # bytes moved; half of them is room for a slower reading.
+    assert sum(samples["net_sent_bytes_per_second"].values) >= 4 * 2**20, list(samples["net_sent_bytes_per_second"].values)
+    assert sum(samples["net_recv_bytes_per_second"].values) >= 4 * 2**20

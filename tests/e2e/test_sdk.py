@@ -17,6 +17,7 @@ from trialplane.client import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ProfilerApi,
     ResourceExhausted,
     RetryPolicy,
     TrialplaneError,
@@ -27,12 +28,15 @@ from trialplane.v1 import (
     errors_pb2,
     log_pb2,
     metrics_pb2,
+    study_pb2,
     trial_pb2,
     worker_pb2,
 )
 from trialplane.v1 import checkpoint_service_pb2 as cs
 from trialplane.v1 import log_service_pb2 as ls
 from trialplane.v1 import metrics_service_pb2 as ms
+from trialplane.v1 import profiler_pb2 as pp
+from trialplane.v1 import profiler_service_pb2 as ps
 from trialplane.v1 import trial_service_pb2 as ts
 from trialplane.v1 import worker_service_pb2 as ws
 
@@ -368,3 +372,50 @@ def test_raw_stubs_raise_the_sdk_errors_too(sdk):
     assert info.value.metadata["resource"] == "worker"
     with pytest.raises(NotFound):
         list(sdk.stubs.logs.WatchLogs(ls.WatchLogsRequest(trial_id=99)))
+
+
+def test_search_helpers_suggest_check_stop_and_complete(sdk):
+    study = sdk.studies.create(STUDY)
+    first = sdk.studies.suggest(study.id, 2)
+    assert len(first.trials) == 2 and not first.study_done
+    assert all(1 <= t.hyperparameters["layers"].int_value <= 8 for t in first.trials)
+    # Each call gets a client id of its own, so a second call makes new trials ...
+    second = sdk.studies.suggest(study.id, 1)
+    assert second.trials[0].id not in {t.id for t in first.trials}
+    # ... and a given one gets that client's unfinished trials back.
+    mine = sdk.studies.suggest(study.id, 1, client_id="driver-7")
+    assert sdk.studies.suggest(study.id, 1, client_id="driver-7").trials[0].id == mine.trials[0].id
+    assert len(list(sdk.trials.list(study.id))) == 4
+
+    running = mine.trials[0]
+    sdk.stubs.trials.ReportTrialState(ts.ReportTrialStateRequest(id=running.id, state=trial_pb2.TRIAL_STATE_RUNNING))
+    (decision,) = sdk.studies.check_early_stopping(study.id, running.id)
+    assert decision.trial_id == running.id and not decision.should_stop and decision.reason
+    with pytest.raises(NotFound):
+        sdk.studies.check_early_stopping(study.id, sdk.trials.create(name="elsewhere").id)
+
+    stopped = sdk.studies.stop(study.id, reason="budget")
+    assert (stopped.state, stopped.state_message) == (study_pb2.STUDY_STATE_STOPPED, "budget")
+    assert sdk.trials.get(running.id).state == trial_pb2.TRIAL_STATE_STOPPING_CANCELED
+    with pytest.raises(FailedPrecondition):
+        sdk.studies.complete(study.id)
+    other = sdk.studies.create({**STUDY, "name": "other"})
+    assert sdk.studies.complete(other.id, reason="enough").state == study_pb2.STUDY_STATE_COMPLETED
+    assert sdk.studies.suggest(other.id).study_done
+
+
+def test_profiler_series_and_raw_samples_joined_across_pages(sdk):
+    trial = sdk.trials.create(name="profiled")
+    labels = pp.TrialProfilerMetricLabels(trial_id=trial.id, name="gpu_util", gpu_uuid="GPU-1",
+                                          metric_type=pp.PROFILER_METRIC_TYPE_SYSTEM)
+    for start in (0, 3):
+        batch = pp.TrialProfilerMetricsBatch(values=[float(start + i) for i in range(3)], batches=[start + i for i in range(3)],
+                                             timestamps=[1_700_000_000_000_000 + start + i for i in range(3)], labels=labels)
+        sdk.stubs.profiler.ReportProfilerMetrics(ps.ReportProfilerMetricsRequest(batch=batch))
+    profiler = ProfilerApi(sdk.stubs)
+    (series,) = profiler.series(trial.id)
+    assert (series.labels, series.sample_count, series.first_batch, series.last_batch) == (labels, 6, 0, 5)
+    (raw,) = profiler.samples([labels], page_size=2)
+    assert list(raw.samples.values) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and list(raw.samples.batches) == list(range(6))
+    (bucketed,) = profiler.samples([labels], buckets=2)
+    assert [(b.count, b.min, b.max, b.last) for b in bucketed.buckets] == [(3, 0.0, 2.0, 2.0), (3, 3.0, 5.0, 5.0)]

@@ -1,0 +1,63 @@
+"""The arguments of the commands whose handlers live outside commands.py:
+profiler series, the live `top`, following and plotting metrics, and the
+search verbs of studies. Imports nothing heavy: it runs for every --help."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+DEFAULT_TOP_INTERVAL = 2.0
+DEFAULT_PROFILER_BUCKETS = 60
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_view_commands(sub, studies, metrics: argparse.ArgumentParser, command: Callable) -> None:
+    """sub: the top-level subparsers; studies: the studies group's; metrics:
+    the metrics command's parser; command(group, name, handler, help) makes a
+    leaf command with the global options."""
+    p = command(studies, "suggest", "search:studies_suggest",
+                "ask the study's search algorithm for new trials (created QUEUED)")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--count", type=_positive(int), default=1, help="how many trials, 1 to 100 (default: 1)")
+    p.add_argument("--client-id",
+                   help="names the caller: a repeat with the same id first returns its unfinished trials "
+                        "(default: a new id per call, so only a retry of this call gets the same trials)")
+    p = command(studies, "stop", "search:studies_stop", "end the search: the study STOPPED, its unfinished trials stopped")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--reason", help="why, for the study's state message and each trial's stop event")
+    p = command(studies, "complete", "search:studies_complete",
+                "mark the search done: the study COMPLETED takes no new trials; running ones go on")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--reason", help="why, for the study's state message")
+
+    metrics.add_argument("-f", "--follow", action="store_true",
+                         help="keep printing new points, a row each, until the trial ends")
+    metrics.add_argument("--log-y", action="store_true", help="with --plot: a logarithmic value axis")
+
+    p = command(sub, "profiler", "profiler:profiler_show",
+                "a trial's profiler series (count, last, min, max), or with --series its samples in time buckets")
+    p.add_argument("trial", type=int, help="trial id")
+    p.add_argument("--series", metavar="NAME", help="the samples of the series of this name (one per GPU and agent)")
+    p.add_argument("--gpu", help="with --series: only the series of this GPU uuid")
+    p.add_argument("--agent", help="with --series: only the series of this agent")
+    p.add_argument("--buckets", type=_positive(int), default=DEFAULT_PROFILER_BUCKETS,
+                   help=f"with --series: how many time buckets the server reduces the samples to "
+                        f"(default: {DEFAULT_PROFILER_BUCKETS}; at most 10,000)")
+
+    p = command(sub, "top", "top:top", "a live table of the running trials; Ctrl-C ends it")
+    p.add_argument("--study", help="only trials of this study (id or name)")
+    p.add_argument("-n", "--interval", type=_positive(float), default=DEFAULT_TOP_INTERVAL,
+                   help=f"seconds between refreshes (default: {DEFAULT_TOP_INTERVAL:g})")
+    p.add_argument("--once", action="store_true",
+                   help="print one frame and exit (so does -o json, yaml or csv)")
