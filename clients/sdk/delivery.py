@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-import numpy as np
 from trialplane.v1 import (
     checkpoint_service_pb2,
     checkpoint_service_pb2_grpc,
@@ -111,6 +110,9 @@ def columns_request(journal: Journal, records: list[Record], begin: int, end: in
     """The ReportMetricColumns request for POINTS records: a block per group
     and set of names, in the order they first appear. Depends on nothing but
     the records, so the same range always makes the same request."""
+    # Here, not at the top: the command line, which sends no points, starts without numpy.
+    import numpy as np
+
     grouped: dict[bytes, tuple[list[int], list[int], list[bytes]]] = {}
     for record in records:
         entry = grouped.get(record.blob)

@@ -20,9 +20,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import numpy as np
 from google.protobuf import field_mask_pb2
 from trialplane.v1 import (
     checkpoint_pb2,
@@ -42,6 +41,9 @@ from trialplane.v1 import (
 )
 
 from .stubs import ResponseStream, Stubs
+
+if TYPE_CHECKING:
+    import numpy as np
 from .values import (
     duration,
     enum_value,
@@ -338,6 +340,9 @@ class SeriesArrays:
 
 
 def series_arrays(series: metrics_service_pb2.MetricSeries) -> SeriesArrays:
+    # Imported here: the command line, which never needs it, starts without it.
+    import numpy as np
+
     count = len(series.steps)
     archived = np.array(series.archived, dtype=bool) if len(series.archived) else np.zeros(count, dtype=bool)
     return SeriesArrays(
