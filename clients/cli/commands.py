@@ -393,7 +393,7 @@ def _sync_note(result: SyncResult) -> str:
 def sync_journals(client: Client, args, out: Printer) -> int:
     if args.path and not os.path.exists(args.path):
         raise UsageError(f"{args.path}: no such file or directory")
-    results = sync(args.path, address=args.address, token=args.token, timeout=args.timeout)
+    results = sync(args.path, address=args.address, token=client.token, tls=client.tls or False, timeout=args.timeout)
     if not out.as_table:
         records = [{
             "path": str(r.path), "trial_id": r.trial_id, "trial_run_id": r.trial_run_id, "address": r.address,
