@@ -64,6 +64,32 @@ def add_serve_command(sub) -> None:
         "--retention-interval", type=float, default=d.retention_interval, help="seconds between retention sweeps; 0 disables"
     )
     p.add_argument("--log-level", default=d.log_level, choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    _add_operations_flags(p, d)
+
+
+def _add_operations_flags(p, d: ServerConfig) -> None:
+    """The metrics endpoint and the limits (docs/operations.md)."""
+    p.add_argument("--metrics-port", type=int, default=d.metrics_port,
+                   help="port of the Prometheus metrics endpoint (HTTP /metrics); 0 turns it off")
+    p.add_argument("--metrics-host", default=d.metrics_host, help="address the metrics endpoint listens on")
+    p.add_argument("--max-batch-points", type=int, default=d.max_batch_points,
+                   help="metric values per ReportMetrics or ReportMetricColumns call")
+    p.add_argument("--max-batch-items", type=int, default=d.max_batch_items,
+                   help="lines per AddLogs call, items per AddEvents call")
+    p.add_argument("--max-batch-samples", type=int, default=d.max_batch_samples,
+                   help="samples per profiler batch (a ReportProfilerMetrics call or a stream message)")
+    p.add_argument("--max-streams-per-principal", type=int, default=d.max_streams_per_principal,
+                   help="open streams per token (per client host with auth off); 0 means no limit")
+    p.add_argument("--stream-retry-seconds", type=float, default=d.stream_retry_seconds,
+                   help="how long a client refused a stream is told to wait")
+    p.add_argument("--max-stream-seconds", type=float, default=d.max_stream_seconds,
+                   help="seconds a Watch* stream stays open before the server ends it (clients resume); 0 means no limit")
+
+
+def _operations_settings(args) -> dict:
+    names = ("metrics_port", "metrics_host", "max_batch_points", "max_batch_items", "max_batch_samples",
+             "max_streams_per_principal", "stream_retry_seconds", "max_stream_seconds")
+    return {name: getattr(args, name) for name in names}
 
 
 def run_serve(args) -> int:
@@ -83,6 +109,7 @@ def run_serve(args) -> int:
         max_buffered_samples=args.max_buffered_samples,
         retention_interval=args.retention_interval,
         log_level=args.log_level,
+        **_operations_settings(args),
     )
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Imported here, not at the top: `trialplane --help` and the client

@@ -30,3 +30,21 @@ class ServerConfig:
     # How often the retention job runs, in seconds; 0 disables it.
     retention_interval: float = 3600.0
     log_level: str = "INFO"
+    # Prometheus metrics over HTTP on their own port (0: off) and address.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    # Limits, each answered with RESOURCE_EXHAUSTED naming it
+    # (docs/operations.md). Items per call: metric values per ReportMetrics
+    # or ReportMetricColumns, lines per AddLogs, items per AddEvents, samples
+    # per profiler batch; above the built-in maxima they are capped to them.
+    max_batch_points: int = 1_000_000
+    max_batch_items: int = 10_000
+    max_batch_samples: int = 1_000_000
+    # Open streams (Watch*, DownloadLogs, the profiler stream) per principal,
+    # or per client host with auth off; 0: no limit. A refused stream is told
+    # to try again after stream_retry_seconds.
+    max_streams_per_principal: int = 64
+    stream_retry_seconds: float = 2.0
+    # A Watch* stream open this long ends (the clients resume from their
+    # cursor); 0: no limit.
+    max_stream_seconds: float = 3600.0
