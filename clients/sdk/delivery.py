@@ -14,7 +14,7 @@ repeats. Once the server has settled a batch (stored it, or refused it for
 good) its end offset is acknowledged in the journal.
 
 Errors: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED, authentication
-and load (RESOURCE_EXHAUSTED other than LIMIT_EXCEEDED) are retried with
+and load (RESOURCE_EXHAUSTED other than LIMIT_EXCEEDED, or with a RetryInfo) are retried with
 exponential backoff, or after the RetryInfo delay when the server gave one;
 the points wait in the journal. INTERNAL and UNKNOWN get a few tries. Every
 other error refuses the batch for good (an unknown or terminal trial, a
@@ -299,7 +299,9 @@ class Delivery:
     def _failed(self, batch: Batch, error: TrialplaneError) -> tuple[str, float]:
         self.last_error = error
         batch.attempts += 1
-        retried = error.code in RETRIED or (error.code == S.RESOURCE_EXHAUSTED and error.reason != "LIMIT_EXCEEDED")
+        # A LIMIT_EXCEEDED with a RetryInfo passes later; without one the batch itself is too large.
+        retried = error.code in RETRIED or (error.code == S.RESOURCE_EXHAUSTED and (
+            error.reason != "LIMIT_EXCEEDED" or error.retry_delay is not None))
         if retried or (error.code in DOUBTFUL and batch.attempts < DOUBTFUL_ATTEMPTS):
             self._failures += 1
             delay = backoff(self._failures - 1)
