@@ -10,7 +10,7 @@ import time
 
 import pytest
 from support import start_server
-from trialplane.client import Client
+from trialplane.client import Client, init
 from trialplane.client.agent.calls import Link
 from trialplane.client.agent.shipper import LogShipper
 from trialplane.v1 import log_pb2, trial_pb2
@@ -159,5 +159,30 @@ def test_the_log_shipper_cuts_its_batches_to_the_server_limit(db_path):
             assert shipper.batch_lines == 3 and shipper.sent == 10
             stored = sdk.stubs.logs.ListLogs(ls.ListLogsRequest(trial_id=trial.id, page_size=100)).logs
             assert [line.message for line in stored] == [f"line {i}" for i in range(10)]
+    finally:
+        server.stop()
+
+
+def test_the_sdk_cuts_its_metric_batches_to_the_server_limit(db_path, tmp_path):
+    server = start_server(db_path, max_batch_points=50)
+    try:
+        with Client(server.address) as sdk:
+            trial = running_trial(sdk)
+            run = init(trial.id, address=server.address, journal_dir=tmp_path / "journals")
+            for step in range(40):
+                run.log(step, {f"m{i}": float(step * 10 + i) for i in range(5)})
+            result = run.close()
+            assert (result.points_sent, result.points_pending) == (200, 0)
+            for i in range(5):
+                series = sdk.stubs.metrics.GetMetricHistory(ms.GetMetricHistoryRequest(
+                    trial_ids=[trial.id], group="training", names=[f"m{i}"])).series[0]
+                assert list(series.steps) == list(range(40))
+                assert list(series.values) == [float(step * 10 + i) for step in range(40)]
+            def calls(code):
+                return sample(server, "trialplane_rpc_calls_total", service="trialplane.v1.MetricsService",
+                              method="ReportMetricColumns", code=code)
+
+            # The first batch held more than 50 values; the ones cut after it at most 50 each.
+            assert calls("RESOURCE_EXHAUSTED") == 1 and calls("OK") >= 4
     finally:
         server.stop()
