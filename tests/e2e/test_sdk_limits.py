@@ -9,10 +9,14 @@ import threading
 import time
 
 import pytest
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from support import start_server
 from trialplane.client import Client, init
 from trialplane.client.agent.calls import Link
 from trialplane.client.agent.shipper import LogShipper
+from trialplane.client.sdk.errors import ResourceExhausted
+from trialplane.client.sdk.stubs import LIMIT_ATTEMPTS
 from trialplane.v1 import log_pb2, trial_pb2
 from trialplane.v1 import log_service_pb2 as ls
 from trialplane.v1 import metrics_service_pb2 as ms
@@ -186,3 +190,41 @@ def test_the_sdk_cuts_its_metric_batches_to_the_server_limit(db_path, tmp_path):
             assert calls("RESOURCE_EXHAUSTED") == 1 and calls("OK") >= 4
     finally:
         server.stop()
+
+
+def limit_status(delay_seconds: float | None):
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message="past a limit")
+    details = [error_details_pb2.ErrorInfo(reason="LIMIT_EXCEEDED", domain="trialplane.v1",
+                                           metadata={"limit": "1", "limit_name": "some_limit"})]
+    if delay_seconds is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(delay_seconds * 1e9))
+        details.append(retry)
+    for detail in details:
+        status.details.add().Pack(detail)
+    return rpc_status.to_status(status)
+
+
+def test_unary_calls_with_a_request_id_wait_out_a_retry_info(proxy):
+    with Client(proxy.address) as sdk:
+        trial = running_trial(sdk)
+        proxy.fail("LogService/AddLogs", limit_status(0.05), limit_status(0.05))
+        add_lines(sdk, trial.id, ["kept"])
+        assert len(proxy.attempts_of("LogService/AddLogs")) == 3
+        lines = sdk.stubs.logs.ListLogs(ls.ListLogsRequest(trial_id=trial.id)).logs
+        assert [line.message for line in lines] == ["kept"]
+        # Bounded: after LIMIT_ATTEMPTS refusals the last one is raised, with its delay.
+        proxy.fail("LogService/AddLogs", *[limit_status(0.01)] * LIMIT_ATTEMPTS)
+        with pytest.raises(ResourceExhausted) as info:
+            add_lines(sdk, trial.id, ["refused"])
+        assert info.value.retry_delay == 0.01
+        # No request_id, or no RetryInfo: raised at once.
+        proxy.fail("TrialService/GetTrial", limit_status(0.01))
+        with pytest.raises(ResourceExhausted) as info:
+            sdk.trials.get(trial.id)
+        assert info.value.retry_delay == 0.01
+        proxy.fail("LogService/AddLogs", limit_status(None))
+        with pytest.raises(ResourceExhausted) as info:
+            add_lines(sdk, trial.id, ["too many"])
+        assert info.value.retry_delay is None
+        assert [line.message for line in sdk.stubs.logs.ListLogs(ls.ListLogsRequest(trial_id=trial.id)).logs] == ["kept"]
