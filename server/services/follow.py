@@ -27,7 +27,8 @@ def limit_lifetime(seconds: float) -> None:
 def _expired(seconds: float) -> LimitExceeded:
     return LimitExceeded(
         f"this stream was open {seconds:g} s, the longest this server keeps a follow open; open it again from"
-        " the last item received", name="max_stream_seconds", limit=seconds, retry_after=0.0)
+        " the last item received", name="max_stream_seconds", limit=int(seconds) if seconds.is_integer() else seconds,
+        retry_after=0.0)
 
 
 class Wakes(Protocol):
