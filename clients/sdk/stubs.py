@@ -14,6 +14,7 @@ is raised after the last attempt carries the delay as retry_delay.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -48,11 +49,11 @@ class ResponseStream:
     reopen() makes the same call again, for a stream refused before its
     first answer."""
 
-    def __init__(self, call, reopen: Callable[[], object] | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, call, reopen: Callable[[], object] | None = None):
         self._call = call
         self._reopen = reopen
-        self._sleep = sleep
-        self._closed = False
+        # Set by close(), which also cuts short a wait before reopening.
+        self._closed = threading.Event()
 
     def __iter__(self) -> Iterator:
         attempts = 1
@@ -64,20 +65,21 @@ class ResponseStream:
                     yield response
                 return
             except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.CANCELLED and (self._call.cancelled() or self._closed):
+                if err.code() == grpc.StatusCode.CANCELLED and (self._call.cancelled() or self._closed.is_set()):
                     return
                 error = from_rpc_error(err)
             delay = limit_delay(error)
-            if answered or delay is None or self._reopen is None or attempts >= LIMIT_ATTEMPTS or self._closed:
+            if answered or delay is None or self._reopen is None or attempts >= LIMIT_ATTEMPTS:
                 raise error from None
             attempts += 1
-            self._sleep(delay)
-            if self._closed:
+            if self._closed.wait(delay):
                 return
             self._call = self._reopen()
+            if self._closed.is_set():  # closed while it was being opened
+                self._call.cancel()
 
     def close(self) -> None:
-        self._closed = True
+        self._closed.set()
         self._call.cancel()
 
     def __enter__(self) -> ResponseStream:
