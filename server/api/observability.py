@@ -70,7 +70,7 @@ class Observability:
         self.calls = Counter("trialplane_rpc_calls", "Finished calls by method and status code",
                              ["service", "method", "code"], registry=r)
         self.latency = Histogram("trialplane_rpc_duration_seconds",
-                                 "Time from a unary-answer call's start to its answer, by method",
+                                 "Time from a unary call's start to its answer, by method",
                                  ["service", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.streams = Gauge("trialplane_rpc_open_streams", "Streaming calls open now, by method",
                              ["service", "method"], registry=r)
@@ -152,7 +152,7 @@ class StorageCollector(Collector):
 
 
 class CallMetrics(grpc.aio.ServerInterceptor):
-    """Counts every call by method and code, times unary answers, and keeps
+    """Counts every call by method and code, times unary calls, and keeps
     the number of open streams per method."""
 
     def __init__(self, observability: Observability):
