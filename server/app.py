@@ -37,8 +37,10 @@ from .api.handlers import MethodTable
 from .api.katib_early_stopping_service import KatibEarlyStoppingServicer
 from .api.katib_service import KatibDBManagerServicer
 from .api.katib_suggestion_service import KatibSuggestionServicer
+from .api.limits import BatchLimits, StreamLimits
 from .api.log_service import LogServicer
 from .api.metrics_service import MetricsServicer
+from .api.observability import Observability
 from .api.profiler_service import ProfilerServicer, add_profiler_service
 from .api.study_service import StudyServicer
 from .api.token_service import TokenServicer
@@ -85,6 +87,10 @@ class App:
     profiler: ProfilerServicer | None = None
     feed: ChangeFeed | None = None
     early_stopping: EarlyStopping | None = None
+    observability: Observability | None = None
+    # Port of the Prometheus endpoint; 0 when it is off.
+    metrics_port: int = 0
+    stream_limits: StreamLimits | None = None
     _tasks: list | None = None
 
     async def start(self) -> None:
@@ -108,6 +114,8 @@ class App:
         if self.early_stopping is not None:
             await self.early_stopping.close()
         await self.storage.close()
+        if self.observability is not None:
+            self.observability.close()
         log.info("trialplane stopped")
 
 
@@ -157,7 +165,15 @@ def _probe_port(host: str, port: int) -> None:
     raise OSError(f"cannot listen on {host}:{port} ({(problems or ['no address'])[0].lower()})")
 
 
-def _bind(config: ServerConfig, interceptors: list) -> tuple[grpc.aio.Server, int]:
+def interceptors(observability: Observability, auth: AuthInterceptor | None, stream_limits: StreamLimits
+                 ) -> list[grpc.aio.ServerInterceptor]:
+    """Every call passes these, outermost first: the call metrics see every
+    call (refusals by the ones after them included); auth next, binding the
+    call's principal, which the stream limits then count streams by."""
+    return [observability.interceptor, *([auth] if auth is not None else []), stream_limits]
+
+
+def _bind(config: ServerConfig, chain: list[grpc.aio.ServerInterceptor]) -> tuple[grpc.aio.Server, int]:
     """A server bound to its port, before anything touches the database, so
     that a failed start leaves no file behind. ConfigError when the address
     may not be served that way or a TLS file is wrong."""
@@ -171,7 +187,7 @@ def _bind(config: ServerConfig, interceptors: list) -> tuple[grpc.aio.Server, in
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options, interceptors=interceptors)
+    server = grpc.aio.server(options=options, interceptors=chain)
     try:
         address = f"{config.host}:{config.port}"
         if certificates is None:
@@ -189,12 +205,18 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     # Chosen before binding: a database address that names nothing fails first.
     storage = storage or open_storage(config.db_path, readers=config.reader_threads)
     auth = AuthInterceptor() if config.auth else None
-    server, port = _bind(config, [auth] if auth is not None else [])
+    observability = Observability(storage)
+    stream_limits = StreamLimits.from_config(config)
+    stream_limits.on_refused = observability.stream_refused
+    server, port = _bind(config, interceptors(observability, auth, stream_limits))
     try:
+        metrics_port = observability.serve(config.metrics_host, config.metrics_port) if config.metrics_port else 0
         await storage.open()
     except BaseException:
+        observability.close()
         await server.stop(None)
         raise
+    batch_limits = BatchLimits.from_config(config)
     clock = getattr(storage, "clock", now_us)
     feed = ChangeFeed(storage.change_relay())
     authority = Authority(storage, feed, clock)
@@ -209,15 +231,18 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     early_stopping = EarlyStopping(storage, feed)
-    metrics = MetricsServicer(storage, feed, config.max_message_bytes)
+    metrics = MetricsServicer(storage, feed, config.max_message_bytes, batch_limits)
     metrics.on_validation = early_stopping.notice
+    metrics.on_ingest = observability.ingested
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(metrics, handlers)
-    profiler = ProfilerServicer(storage, feed, config.max_message_bytes, config.max_buffered_samples)
+    profiler = ProfilerServicer(storage, feed, config.max_message_bytes, config.max_buffered_samples, batch_limits)
+    profiler.on_ingest = observability.ingested
     add_profiler_service(profiler, handlers)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(storage, feed), handlers)
     trial_service_pb2_grpc.add_TrialServiceServicer_to_server(trials, handlers)
-    logs = LogServicer(storage, feed, config.max_message_bytes)
+    logs = LogServicer(storage, feed, config.max_message_bytes, batch_limits)
     logs.on_validation = early_stopping.notice
+    logs.on_ingest = observability.ingested
     log_service_pb2_grpc.add_LogServiceServicer_to_server(logs, handlers)
     checkpoint_service_pb2_grpc.add_CheckpointServiceServicer_to_server(CheckpointServicer(storage), handlers)
     study_service_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(storage, feed, clock, early_stopping), handlers)
@@ -235,7 +260,9 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflection.aio.ReflectionServicer(reflection_names), handlers)
     retention = RetentionJob(storage, config.retention_days, clock)
     watchdog = Watchdog(storage, feed, clock, config.heartbeat_timeout)
-    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler, feed, early_stopping)
+    retention.on_action = watchdog.on_action = observability.job_action
+    return App(server, port, storage, health_servicer, watchdog, retention, config, profiler, feed, early_stopping,
+               observability, metrics_port, stream_limits)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -248,6 +275,8 @@ async def serve(config: ServerConfig) -> None:
     # The one line that says the server is up (scripts read the port from
     # it); from here on SIGTERM drains the server instead of killing it.
     print(f"trialplane listening on {config.host}:{app.port}", flush=True)
+    if app.metrics_port:
+        log.info("Prometheus metrics on http://%s:%d/metrics", config.metrics_host, app.metrics_port)
     await stop.wait()
     log.info("shutting down: draining in-flight calls for up to %.1fs", config.shutdown_grace)
     await app.stop()

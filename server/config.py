@@ -110,6 +110,30 @@ class ServerConfig:
         "where the first admin token's secret is written (owner-only) when the database has no token")
     insecure: bool = setting(
         False, "listen on a non-loopback address without TLS or without auth anyway")
+    # Prometheus metrics over HTTP on their own port (0: off) and address.
+    metrics_port: int = setting(0, "port of the Prometheus metrics endpoint (HTTP /metrics); 0 turns it off",
+                                minimum=0, maximum=65535)
+    metrics_host: str = setting("127.0.0.1", "address the metrics endpoint listens on")
+    # Limits, each answered with RESOURCE_EXHAUSTED naming it
+    # (docs/operations.md). Items per call: metric values per ReportMetrics
+    # or ReportMetricColumns, lines per AddLogs, items per AddEvents, samples
+    # per profiler batch; above the built-in maxima they are capped to them.
+    max_batch_points: int = setting(1_000_000, "metric values per ReportMetrics or ReportMetricColumns call",
+                                    minimum=1)
+    max_batch_items: int = setting(10_000, "lines per AddLogs call, items per AddEvents call", minimum=1)
+    max_batch_samples: int = setting(
+        1_000_000, "samples per profiler batch (a ReportProfilerMetrics call or a stream message)", minimum=1)
+    # Open streams (Watch*, DownloadLogs, the profiler stream) per principal,
+    # or per client host with auth off; 0: no limit. A refused stream is told
+    # to try again after stream_retry_seconds.
+    max_streams_per_principal: int = setting(
+        64, "open streams per token (per client host with auth off); 0 means no limit", minimum=0)
+    stream_retry_seconds: float = setting(2.0, "how long a client refused a stream is told to wait", minimum=0)
+    # A Watch* stream open this long ends (the clients resume from their
+    # cursor); 0: no limit.
+    max_stream_seconds: float = setting(
+        3600.0, "seconds a Watch* stream stays open before the server ends it (clients resume); 0 means no limit",
+        minimum=0)
 
     @property
     def tls(self) -> bool:

@@ -46,17 +46,18 @@ class GaveUp(Exception):
 
 class Backoff:
     """Waits of initial, initial * factor ... up to maximum seconds, each
-    jittered down by up to a quarter so agents do not retry in step."""
+    jittered down by up to a quarter so agents do not retry in step, and
+    never shorter than the server's RetryInfo delay (the hint)."""
 
     def __init__(self, initial: float = 0.2, maximum: float = 5.0, factor: float = 2.0):
         self.initial, self.maximum, self.factor = initial, maximum, factor
         self._next = initial
 
     def next(self, hint: float | None = None) -> float:
-        wait = self._next
+        wait = self._next * (1 - random.random() / 4)
         self._next = min(self.maximum, self._next * self.factor)
-        wait = max(wait, hint or 0.0)
-        return wait * (1 - random.random() / 4)
+        # A server's RetryInfo is a floor: the jitter never cuts it short.
+        return max(wait, hint or 0.0)
 
     def reset(self) -> None:
         self._next = self.initial
@@ -108,7 +109,9 @@ def retrying(
             if not is_transient(err):
                 link.ok()
                 raise
-            link.failed(err)
+            if err.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # A limit the server named is not an outage.
+                link.failed(err)
             wait = backoff.next(err.retry_delay)
             if deadline is not None:
                 left = deadline - time.monotonic()

@@ -58,6 +58,8 @@ class LogShipper:
         self.interval = interval
         self.sent = 0
         self.dropped = 0
+        # Lowered to the server's limit when it refuses a batch as too large.
+        self.batch_lines = BATCH_LINES
         self._queue: deque[Line] = deque()
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -109,7 +111,7 @@ class LogShipper:
     def _cut_batch(self) -> list[Line]:
         batch: list[Line] = []
         size = 0
-        while self._queue and len(batch) < BATCH_LINES:
+        while self._queue and len(batch) < self.batch_lines:
             line = self._queue[0]
             size += len(line.text) + 64
             if batch and size > BATCH_BYTES:
@@ -126,6 +128,21 @@ class LogShipper:
                 time=timestamp_pb2.Timestamp(seconds=line.time_ns // 1_000_000_000, nanos=line.time_ns % 1_000_000_000),
             ))
         return request
+
+    def _smaller(self, err: TrialplaneError, sent: int) -> bool:
+        """Whether err says the batch has more lines than the server takes
+        per call; then later batches are cut to its limit."""
+        if err.reason != "LIMIT_EXCEEDED" or err.metadata.get("limit_name") != "max_batch_items":
+            return False
+        try:
+            limit = int(err.metadata["limit"])
+        except (KeyError, ValueError):
+            return False
+        if not 0 < limit < sent:
+            return False
+        log.info("the server takes at most %d log lines per call; sending smaller batches", limit)
+        self.batch_lines = limit
+        return True
 
     def _run(self) -> None:
         backoff = Backoff()
@@ -152,6 +169,11 @@ class LogShipper:
                     self._cond.notify_all()
                 return
             except TrialplaneError as err:
+                if self._smaller(err, len(batch)):
+                    with self._cond:
+                        self._queue.extendleft(reversed(batch))
+                        self._in_flight = 0
+                    continue
                 # The server refused the lines themselves; sending them again
                 # would be refused again.
                 log.warning("the server refused %d log lines: %s", len(batch), err)

@@ -172,6 +172,10 @@ class TrialWatcher:
                     log.info("the server does not stream trial events; polling every %g s", self.poll_interval)
                     streaming = False
                     continue
+                if err.retry_delay is not None and err.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    # A server limit (a stream's lifetime, streams per caller): not an outage.
+                    self._closed.wait(err.retry_delay)
+                    continue
                 if is_transient(err):
                     self.link.failed(err)
                 else:

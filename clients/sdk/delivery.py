@@ -1,8 +1,9 @@
 """Sending what journals hold to the server.
 
 Records become ReportMetricColumns batches: up to MAX_ROWS records (or the
-server's 1,000 names and 1,000,000 values per call), one block per group and
-set of names. A checkpoint record is sent on its own with ReportCheckpoint,
+server's 1,000 names and 1,000,000 values per call, fewer once the server
+refused a batch for its --max-batch-points: the records are then cut again
+to that limit), one block per group and set of names. A checkpoint record is sent on its own with ReportCheckpoint,
 after the points before it, so its validation metrics are already stored.
 
 Every batch's request_id is made from the run, the journal's id and epoch,
@@ -14,7 +15,7 @@ repeats. Once the server has settled a batch (stored it, or refused it for
 good) its end offset is acknowledged in the journal.
 
 Errors: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED, authentication
-and load (RESOURCE_EXHAUSTED other than LIMIT_EXCEEDED) are retried with
+and load (RESOURCE_EXHAUSTED other than LIMIT_EXCEEDED, or with a RetryInfo) are retried with
 exponential backoff, or after the RetryInfo delay when the server gave one;
 the points wait in the journal. INTERNAL and UNKNOWN get a few tries. Every
 other error refuses the batch for good (an unknown or terminal trial, a
@@ -131,7 +132,7 @@ def columns_request(journal: Journal, records: list[Record], begin: int, end: in
     return request
 
 
-def next_batch(journal: Journal, max_rows: int = MAX_ROWS) -> Batch | None:
+def next_batch(journal: Journal, max_rows: int = MAX_ROWS, max_values: int = MAX_VALUES) -> Batch | None:
     """The next batch of records the journal holds that the sender has not
     taken, or None when there is none."""
     while True:
@@ -162,7 +163,7 @@ def next_batch(journal: Journal, max_rows: int = MAX_ROWS) -> Batch | None:
                     chosen.append(record)
                 break
             new_names = 0 if record.blob in seen else record.count
-            if chosen and (names + new_names > MAX_NAMES or values + record.count > MAX_VALUES):
+            if chosen and (names + new_names > MAX_NAMES or values + record.count > max_values):
                 break
             seen.add(record.blob)
             names += new_names
@@ -199,6 +200,8 @@ class Delivery:
         self._checkpoint = checkpoint_service_pb2_grpc.CheckpointServiceStub(channel).ReportCheckpoint
         self.journals = list(journals)
         self.max_rows = max_rows
+        # Lowered to the server's max_batch_points when it refuses a batch as too large.
+        self.max_values = MAX_VALUES
         self.call_timeout = call_timeout
         self.batch: Batch | None = None
         self.stats = DeliveryStats()
@@ -227,7 +230,7 @@ class Delivery:
             for journal in self.journals:
                 if journal.closed:
                     continue
-                self.batch = next_batch(journal, self.max_rows)
+                self.batch = next_batch(journal, self.max_rows, self.max_values)
                 if self.batch is not None:
                     break
         return self.batch
@@ -298,10 +301,33 @@ class Delivery:
             log.warning("trialplane: trial %d: %d reports were not stored because their step was already reported "
                         "with other values%s; log each step of a group once", request.trial_id, rejected, where)
 
+    def _recut(self, batch: Batch, error: TrialplaneError) -> bool:
+        """Whether the batch was refused as more values than the server takes
+        per call; then its records are cut again to the server's limit."""
+        if batch.is_checkpoint or error.reason != "LIMIT_EXCEEDED" or error.retry_delay is not None:
+            return False
+        if error.metadata.get("limit_name") != "max_batch_points":
+            return False
+        try:
+            limit = int(error.metadata["limit"])
+        except (KeyError, ValueError):
+            return False
+        if not 0 < limit < self.max_values:
+            return False
+        log.info("trialplane: the server takes at most %d metric values per call; sending smaller batches", limit)
+        self.max_values = limit
+        batch.journal.untake(batch.begin)
+        self.batch = None
+        return True
+
     def _failed(self, batch: Batch, error: TrialplaneError) -> tuple[str, float]:
         self.last_error = error
+        if self._recut(batch, error):
+            return "retry", 0.0
         batch.attempts += 1
-        retried = error.code in RETRIED or (error.code == S.RESOURCE_EXHAUSTED and error.reason != "LIMIT_EXCEEDED")
+        # A LIMIT_EXCEEDED with a RetryInfo passes later; without one the batch itself is too large.
+        retried = error.code in RETRIED or (error.code == S.RESOURCE_EXHAUSTED and (
+            error.reason != "LIMIT_EXCEEDED" or error.retry_delay is not None))
         if retried or (error.code in DOUBTFUL and batch.attempts < DOUBTFUL_ATTEMPTS):
             self._failures += 1
             delay = backoff(self._failures - 1)

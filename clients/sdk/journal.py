@@ -681,6 +681,18 @@ class Journal:
             self._read_cursor = max(self._read_cursor, end)
             return self._extents[0].lstart
 
+    def untake(self, begin: int) -> None:
+        """Gives back the records from begin on: the batch cut from them was
+        refused without being applied (too large for the server), so they
+        are cut again, into other ranges."""
+        with self._lock:
+            self._read_cursor = min(self._read_cursor, max(begin, self._extents[0].lstart))
+            if self.resend is not None and self.resend[0] == begin:
+                self.resend = None
+            if self._in_flight[0] == begin and self._mm is not None:
+                self._in_flight = (0, 0)
+                self._write_state()
+
     def set_in_flight(self, begin: int, end: int) -> None:
         """Records the range of the batch about to be sent."""
         with self._lock:

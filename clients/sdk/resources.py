@@ -16,6 +16,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from trialplane.v1 import (
     worker_service_pb2,
 )
 
-from .stubs import ResponseStream, Stubs
+from .errors import ResourceExhausted
+from .stubs import ResponseStream, Stubs, limit_delay
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,6 +76,27 @@ def _streamed(stream: ResponseStream, pick: Callable[[Any], Iterable]) -> Iterat
     with stream:
         for response in stream:
             yield from pick(response)
+
+
+# The limit a server names when it ends a follow for being open too long.
+FOLLOW_LIFETIME = "max_stream_seconds"
+
+
+def _resumed(open_stream: Callable[[], ResponseStream], pick: Callable[[Any], Iterable],
+             sleep: Callable[[float], None] = time.sleep) -> Iterator:
+    """The items of a follow that outlives the server's stream lifetime: when
+    the server ends the stream for that (RESOURCE_EXHAUSTED, limit
+    max_stream_seconds, with a RetryInfo), it is opened again after the
+    delay; open_stream starts from the cursor of the last item picked."""
+    while True:
+        try:
+            yield from _streamed(open_stream(), pick)
+            return
+        except ResourceExhausted as err:
+            delay = limit_delay(err)
+            if delay is None or err.metadata.get("limit_name") != FOLLOW_LIFETIME:
+                raise
+            sleep(delay)
 
 
 def _ids(trial_ids: int | Iterable[int]) -> list[int]:
@@ -313,10 +336,31 @@ class TrialsApi:
     def watch(self, trial_id: int, *, after_sequence: int = 0) -> Iterator[trial_pb2.TrialEvent]:
         """The trial's events after after_sequence, then new ones as they
         happen, until the trial is terminal."""
-        stream = self._stub.WatchTrialEvents(
-            trial_service_pb2.WatchTrialEventsRequest(trial_id=trial_id, after_sequence=after_sequence)
-        )
-        return _streamed(stream, lambda response: [response.event])
+        cursor = after_sequence
+
+        def open_stream() -> ResponseStream:
+            return self._stub.WatchTrialEvents(
+                trial_service_pb2.WatchTrialEventsRequest(trial_id=trial_id, after_sequence=cursor))
+
+        def pick(response) -> list:
+            nonlocal cursor
+            cursor = response.event.sequence
+            return [response.event]
+
+        return _resumed(open_stream, pick)
+
+
+def _points_after(series: metrics_service_pb2.MetricSeries, cursor: tuple[int, int]) -> metrics_service_pb2.MetricSeries:
+    """The series without its points at or before cursor (step, run)."""
+    keep = [i for i, point in enumerate(zip(series.steps, series.trial_run_ids)) if point > cursor]
+    if len(keep) == len(series.steps):
+        return series
+    out = metrics_service_pb2.MetricSeries(trial_id=series.trial_id, group=series.group, name=series.name)
+    for column in ("steps", "trial_run_ids", "times", "values", "archived"):
+        values = getattr(series, column)
+        if len(values):
+            getattr(out, column).extend(values[i] for i in keep)
+    return out
 
 
 @dataclass(frozen=True)
@@ -439,7 +483,28 @@ class MetricsApi:
         """New points of the trial's metrics as they are stored (those already
         stored after after_step first), until the trial is terminal."""
         request = metrics_service_pb2.WatchMetricsRequest(trial_id=trial_id, names=list(names), after_step=after_step)
-        return _streamed(self._stub.WatchMetrics(request), lambda response: response.series)
+        # One after_step cannot hold every series' cursor: a reopened stream
+        # starts where the first did and drops what was delivered already.
+        delivered: dict[tuple[str, str], tuple[int, int]] = {}
+        opened = 0
+
+        def open_stream() -> ResponseStream:
+            nonlocal opened
+            opened += 1
+            return self._stub.WatchMetrics(request)
+
+        def pick(response) -> list:
+            out = []
+            for series in response.series:
+                key = (series.group, series.name)
+                if opened > 1 and key in delivered:
+                    series = _points_after(series, delivered[key])
+                if series.steps:
+                    delivered[key] = (series.steps[-1], series.trial_run_ids[-1])
+                    out.append(series)
+            return out
+
+        return _resumed(open_stream, pick)
 
 
 class LogsApi:
@@ -470,8 +535,18 @@ class LogsApi:
     def follow(self, trial_id: int, *, after_id: int = 0) -> Iterator[log_pb2.TaskLog]:
         """The trial's lines after after_id, then new ones as they are stored,
         until the trial is terminal."""
-        stream = self._stub.WatchLogs(log_service_pb2.WatchLogsRequest(trial_id=trial_id, after_id=after_id))
-        return _streamed(stream, lambda response: response.logs)
+        cursor = after_id
+
+        def open_stream() -> ResponseStream:
+            return self._stub.WatchLogs(log_service_pb2.WatchLogsRequest(trial_id=trial_id, after_id=cursor))
+
+        def pick(response) -> Iterable:
+            nonlocal cursor
+            if response.logs:
+                cursor = response.logs[-1].id
+            return response.logs
+
+        return _resumed(open_stream, pick)
 
 
 class CheckpointsApi:

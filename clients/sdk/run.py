@@ -45,7 +45,13 @@ from . import environment
 from .channel import TLS, RetryPolicy
 from .client import Client
 from .delivery import MAX_ROWS, Delivery, DeliveryStats, backoff
-from .errors import FailedPrecondition, NotFound, TrialplaneError, Unimplemented
+from .errors import (
+    FailedPrecondition,
+    NotFound,
+    ResourceExhausted,
+    TrialplaneError,
+    Unimplemented,
+)
 from .journal import (
     DEFAULT_CAPACITY,
     MAX_VALUES,
@@ -235,7 +241,11 @@ class _StopWatcher(threading.Thread):
             except NotFound:
                 self._run._request_stop(f"trial {self._run.trial_id} no longer exists")
                 return
-            except TrialplaneError:
+            except TrialplaneError as err:
+                if isinstance(err, ResourceExhausted) and err.retry_delay is not None:
+                    # A server limit: open the stream again after the delay it gave.
+                    self._closed.wait(err.retry_delay)
+                    continue
                 failures += 1
             except Exception:
                 if self._closed.is_set():

@@ -4,11 +4,19 @@ A wrapped method is called like the generated one (request, timeout=...,
 metadata=...). Unary calls get the client's default timeout unless the
 caller gives one; streaming calls run until the server ends them or the
 caller stops iterating, so a follow is not cut off by a deadline.
+
+A call the server refused with RESOURCE_EXHAUSTED and a RetryInfo (it is
+past a limit now, not for good) is made again after that delay, at most
+LIMIT_ATTEMPTS times: a unary call that carries a request_id (so a retry is
+applied once), and a stream open (refused before its first answer). What
+is raised after the last attempt carries the delay as retry_delay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import grpc
 from trialplane.v1 import (
@@ -22,24 +30,57 @@ from trialplane.v1 import (
     worker_service_pb2_grpc,
 )
 
-from .errors import from_rpc_error
+from .errors import TrialplaneError, from_rpc_error
+
+LIMIT_ATTEMPTS = 5
+# Longest wait a RetryInfo may ask for; past it the error is raised at once.
+MAX_LIMIT_DELAY = 60.0
+
+
+def limit_delay(err: TrialplaneError) -> float | None:
+    """Seconds to wait before trying again when the server said the call is
+    past a limit for now (RESOURCE_EXHAUSTED with a RetryInfo), else None."""
+    if err.code != grpc.StatusCode.RESOURCE_EXHAUSTED or err.retry_delay is None:
+        return None
+    return err.retry_delay if err.retry_delay <= MAX_LIMIT_DELAY else None
 
 
 class ResponseStream:
-    """The messages of a server-streaming call; close() cancels the call."""
+    """The messages of a server-streaming call; close() cancels the call.
+    reopen() makes the same call again, for a stream refused before its
+    first answer."""
 
-    def __init__(self, call):
+    def __init__(self, call, reopen: Callable[[], object] | None = None):
         self._call = call
+        self._reopen = reopen
+        # Set by close(), which also cuts short a wait before reopening.
+        self._closed = threading.Event()
 
     def __iter__(self) -> Iterator:
-        try:
-            yield from self._call
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.CANCELLED and self._call.cancelled():
+        attempts = 1
+        while True:
+            answered = False
+            try:
+                for response in self._call:
+                    answered = True
+                    yield response
                 return
-            raise from_rpc_error(err) from None
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.CANCELLED and (self._call.cancelled() or self._closed.is_set()):
+                    return
+                error = from_rpc_error(err)
+            delay = limit_delay(error)
+            if answered or delay is None or self._reopen is None or attempts >= LIMIT_ATTEMPTS:
+                raise error from None
+            attempts += 1
+            if self._closed.wait(delay):
+                return
+            self._call = self._reopen()
+            if self._closed.is_set():  # closed while it was being opened
+                self._call.cancel()
 
     def close(self) -> None:
+        self._closed.set()
         self._call.cancel()
 
     def __enter__(self) -> ResponseStream:
@@ -47,6 +88,12 @@ class ResponseStream:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _has_request_id(request) -> bool:
+    """Whether the request carries a request_id (the channel fills in an empty one)."""
+    descriptor = getattr(request, "DESCRIPTOR", None)
+    return descriptor is not None and "request_id" in descriptor.fields_by_name
 
 
 class _Method:
@@ -57,14 +104,25 @@ class _Method:
 
     def __call__(self, request, timeout: float | None = None, **kwargs):
         if self._streaming:
+            def reopen():
+                return self._call(request, timeout=timeout, **kwargs)
+
             try:
-                return ResponseStream(self._call(request, timeout=timeout, **kwargs))
+                return ResponseStream(reopen(), reopen)
             except grpc.RpcError as err:
                 raise from_rpc_error(err) from None
-        try:
-            return self._call(request, timeout=timeout if timeout is not None else self._default_timeout, **kwargs)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+        timeout = timeout if timeout is not None else self._default_timeout
+        attempts = LIMIT_ATTEMPTS if _has_request_id(request) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._call(request, timeout=timeout, **kwargs)
+            except grpc.RpcError as err:
+                error = from_rpc_error(err)
+            delay = limit_delay(error)
+            if delay is None or attempt == attempts:
+                raise error from None
+            time.sleep(delay)
+        raise AssertionError("unreachable")
 
 
 class GuardedStub:

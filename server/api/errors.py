@@ -1,7 +1,9 @@
 """The one place where domain errors become gRPC statuses.
 
 Every status carries a google.rpc.ErrorInfo (reason from the ErrorReason enum)
-and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming each bad field.
+and, for INVALID_ARGUMENT, a google.rpc.BadRequest naming each bad field. A
+configured limit adds a google.rpc.QuotaFailure naming it and its value, and
+a google.rpc.RetryInfo when waiting helps.
 Anything unexpected becomes INTERNAL, never UNKNOWN, and is logged.
 """
 
@@ -12,7 +14,7 @@ import inspect
 import logging
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from trialplane.v1 import errors_pb2, trial_pb2
@@ -67,7 +69,26 @@ def _metadata_value(value) -> str:
     return prefix + value.value if prefix else str(value)
 
 
+def _seconds(seconds: float) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(int(seconds * 1e9))
+    return out
+
+
+def _limit_details(err: domain.LimitExceeded) -> list:
+    violation = error_details_pb2.QuotaFailure.Violation(
+        subject=err.subject, description=err.message, api_service=err.service, quota_id=err.name,
+        quota_value=int(err.limit),
+    )
+    details: list = [error_details_pb2.QuotaFailure(violations=[violation])]
+    if err.retry_after is not None:
+        details.append(error_details_pb2.RetryInfo(retry_delay=_seconds(err.retry_after)))
+    return details
+
+
 def _typed_details(err: domain.DomainError) -> list:
+    if isinstance(err, domain.LimitExceeded):
+        return _limit_details(err)
     if isinstance(err, IllegalTransition):
         return [errors_pb2.IllegalTransitionDetails(
             trial_id=err.trial_id,

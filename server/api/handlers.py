@@ -179,3 +179,15 @@ class MethodTable(grpc.GenericRpcHandler):
                 handler = self.methods[method] = guard(method, handler, self.max_response_bytes)
                 return handler
         return None
+
+
+def behavior_of(handler: grpc.RpcMethodHandler):
+    """The function that serves the handler's calls, whatever its kind."""
+    return getattr(handler, _MAKERS[(handler.request_streaming, handler.response_streaming)][0])
+
+
+def with_behavior(handler: grpc.RpcMethodHandler, behavior) -> grpc.RpcMethodHandler:
+    """The handler with another behavior of the same kind (an interceptor's
+    wrapper), its (de)serializers kept."""
+    _, make, _ = _MAKERS[(handler.request_streaming, handler.response_streaming)]
+    return make(behavior, handler.request_deserializer, handler.response_serializer)

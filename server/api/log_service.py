@@ -11,13 +11,14 @@ from trialplane.v1 import log_service_pb2 as ls
 
 from ..domain import listing
 from ..domain import metrics as m
-from ..domain.errors import ResourceExhausted, invalid
+from ..domain.errors import invalid
 from ..services.change_feed import ChangeFeed
 from ..services.follow import follow, trials_ended
 from ..storage.interface import LogLine, Storage
 from . import convert
 from .budget import FIELD, RESERVE, SCALAR, Room, text
 from .errors import rpc
+from .limits import DEFAULT_LIMITS, BatchLimits
 from .metrics_service import LOG_LEVELS, log_draft
 
 DEFAULT_FORMAT = "{asctime} {worker} {level} {msg}"
@@ -78,17 +79,20 @@ def render(fmt: str, trial_id: int, r: LogLine) -> str:
 
 
 class LogServicer(log_service_pb2_grpc.LogServiceServicer):
-    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int,
+                 limits: BatchLimits = DEFAULT_LIMITS):
         self.storage = storage
         self.feed = feed
         self.max_response_bytes = max_response_bytes
+        self.limits = limits
         # Called with the trials whose lines just became metric points.
         self.on_validation: Callable[[Iterable[int]], None] = lambda trial_ids: None
+        # Called with a kind ("log_lines", "metric_points") and how many were stored.
+        self.on_ingest: Callable[[str, int], None] = lambda kind, count: None
 
     @rpc
     async def AddLogs(self, request, context):
-        if len(request.logs) > m.MAX_BATCH_ITEMS:
-            raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} lines per AddLogs call (got {len(request.logs)})")
+        self.limits.items(len(request.logs), "AddLogs", "lines", "trialplane.v1.LogService")
         key = convert.request_key(request, "AddLogs")
         # All or nothing: storage checks every line's trial in its write
         # transaction, so a trial deleted meanwhile cannot split the call.
@@ -99,6 +103,8 @@ class LogServicer(log_service_pb2_grpc.LogServiceServicer):
         )
         outcome = await self.storage.ingest_metrics(batch, key)
         self.feed.metrics.notify()
+        self.on_ingest("log_lines", outcome.added)
+        self.on_ingest("metric_points", outcome.log_points)
         if outcome.log_points:
             self.on_validation({line.trial_id for line in batch.logs})
         return ls.AddLogsResponse(added=outcome.added, metric_points=outcome.log_points)

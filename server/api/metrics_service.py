@@ -19,7 +19,9 @@ from ..storage.interface import DebugEvent, MetricSeriesSummary, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, SCALAR, Room, text
 from .errors import error_reason, rpc
+from .limits import DEFAULT_LIMITS, BatchLimits
 
+SERVICE = "trialplane.v1.MetricsService"
 INT64_MAX = 2**63 - 1
 MAX_TRIALS_PER_QUERY = 100
 MAX_NAMES_PER_QUERY = 100
@@ -124,17 +126,15 @@ def column_block(block: ms.MetricColumns, path: str, v: ViolationCollector) -> m
                            values.reshape(rows, width), present)
 
 
-def column_batch(request: ms.ReportMetricColumnsRequest) -> m.ColumnBatch:
+def column_batch(request: ms.ReportMetricColumnsRequest, limits: BatchLimits = DEFAULT_LIMITS) -> m.ColumnBatch:
     """A validated ColumnBatch; ResourceExhausted past a limit, else
     InvalidArgument naming every bad field."""
-    for what, limit, requested in (
-        ("values", m.MAX_COLUMN_VALUES, sum(len(b.values) for b in request.blocks)),
-        ("names", m.MAX_COLUMN_NAMES, sum(len(b.names) for b in request.blocks)),
-    ):
-        if requested > limit:
-            raise ResourceExhausted(
-                f"at most {limit} {what} over all blocks per ReportMetricColumns call (got {requested}); send"
-                " several calls", metadata={"limit": limit, "requested": requested})
+    limits.points(sum(len(b.values) for b in request.blocks), "ReportMetricColumns", "values over all blocks")
+    names = sum(len(b.names) for b in request.blocks)
+    if names > m.MAX_COLUMN_NAMES:
+        raise ResourceExhausted(
+            f"at most {m.MAX_COLUMN_NAMES} names over all blocks per ReportMetricColumns call (got {names}); send"
+            " several calls", metadata={"limit": m.MAX_COLUMN_NAMES, "requested": names})
     v = ViolationCollector()
     if request.trial_id <= 0:
         v.add("trial_id", "must name a trial")
@@ -242,27 +242,35 @@ def item_error(list_name: str, index: int, err: DomainError) -> ms.ItemError:
 
 
 class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int,
+                 limits: BatchLimits = DEFAULT_LIMITS):
         self.storage = storage
         self.feed = feed
         self.max_response_bytes = max_response_bytes
+        self.limits = limits
         # Called with the trials that just stored validation points.
         self.on_validation: Callable[[Iterable[int]], None] = lambda trial_ids: None
+        # Called with a kind ("metric_points", "log_lines") and how many were stored.
+        self.on_ingest: Callable[[str, int], None] = lambda kind, count: None
 
     @rpc
     async def ReportMetrics(self, request, context):
+        points = len(request.metrics.metrics.avg_metrics)
+        if points > self.limits.max_points:
+            self.limits.points(points, "ReportMetrics")
         draft = report_draft(request)
         created = await self.storage.report_metrics(draft)
         self.feed.metrics.notify()
-        if created and draft.group == m.VALIDATION:
-            self.on_validation([draft.trial_id])
+        if created:
+            self.on_ingest("metric_points", len(draft.metrics))
+            if draft.group == m.VALIDATION:
+                self.on_validation([draft.trial_id])
         return CREATED if created else NOT_CREATED
 
     @rpc
     async def AddEvents(self, request, context):
-        total = len(request.reports) + len(request.events) + len(request.logs)
-        if total > m.MAX_BATCH_ITEMS:
-            raise ResourceExhausted(f"at most {m.MAX_BATCH_ITEMS} items per AddEvents call (got {total})")
+        self.limits.items(len(request.reports) + len(request.events) + len(request.logs), "AddEvents", "items", SERVICE)
+        self.limits.points(sum(len(r.metrics.metrics.avg_metrics) for r in request.reports), "AddEvents")
         key = convert.request_key(request, "AddEvents")
         batch = m.IngestBatch()
         errors: list[ms.ItemError] = []
@@ -287,6 +295,7 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
                 errors.append(item_error("logs", i, exc))
         outcome = await self.storage.ingest_metrics(batch, key)
         if outcome.added:
+            self._count_events(batch, outcome)
             self.feed.metrics.notify()
             self.on_validation({r.trial_id for r in batch.reports if r.group == m.VALIDATION}
                                | {line.trial_id for line in batch.logs})
@@ -294,12 +303,20 @@ class MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
         errors.sort(key=lambda e: (e.list, e.index))
         return ms.AddEventsResponse(added=outcome.added, errors=errors)
 
+    def _count_events(self, batch: m.IngestBatch, outcome: m.IngestOutcome) -> None:
+        refused = {(name, i) for name, i, _ in outcome.errors}
+        points = sum(len(r.metrics) for r, created in zip(batch.reports, outcome.report_created) if created)
+        points += sum(1 for where in batch.point_index if where not in refused)
+        self.on_ingest("metric_points", points)
+        self.on_ingest("log_lines", sum(1 for i in batch.log_index if ("logs", i) not in refused))
+
     @rpc
     async def ReportMetricColumns(self, request, context):
-        batch = column_batch(request)
+        batch = column_batch(request, self.limits)
         # One digest of the whole request: it tells a retry from another batch.
         key = convert.request_key(request, "ReportMetricColumns", f"trial {request.trial_id}")
         outcome = await self.storage.report_metric_columns(batch, key)
+        self.on_ingest("metric_points", outcome.points_stored)
         if outcome.rows_stored:
             self.feed.metrics.notify()
             if any(block.group == m.VALIDATION for block in request.blocks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -14,6 +15,7 @@ from ..domain.errors import (
     DomainError,
     FieldViolation,
     InvalidArgument,
+    LimitExceeded,
     MalformedRequest,
     NotFound,
     ResourceExhausted,
@@ -34,6 +36,7 @@ from ..storage.interface import IngestItem, SeriesInfo, Storage
 from . import convert
 from .budget import DOUBLE, FIELD, INT64, Room
 from .errors import abort, internal_error, rpc
+from .limits import DEFAULT_LIMITS, BatchLimits
 from .profiler_wire import Columns, _columns_from_message, parse_stream_request
 
 METRIC_TYPES = convert.EnumMap(profiler_pb2.ProfilerMetricType, "PROFILER_METRIC_TYPE_", MetricType)
@@ -133,7 +136,10 @@ class _IngestSession:
     stored by the next write, so the write size adapts to the load.
     """
 
-    def __init__(self, storage: Storage, context, notifier: Signal, budget: SampleBudget):
+    def __init__(self, storage: Storage, context, notifier: Signal, budget: SampleBudget,
+                 limits: BatchLimits = DEFAULT_LIMITS, on_stored: Callable[[int], None] = lambda samples: None):
+        self.limits = limits
+        self.on_stored = on_stored
         self.storage = storage
         self.context = context
         self.notifier = notifier
@@ -196,6 +202,7 @@ class _IngestSession:
         finally:
             self._release(samples)
         self.notifier.notify()
+        self.on_stored(result.stored_samples)
         self.acknowledged = max(self.acknowledged, result.acknowledged_sequence)
         for sequence, reason in result.rejected:
             await self.reject(sequence, reason)
@@ -234,6 +241,9 @@ class _IngestSession:
         if columns is None:
             await self.reject(req.sequence, "batch is required")
             return
+        # Past the limit the stream ends (after storing what came before):
+        # the sender must cut its batches smaller, not resend this one.
+        self.limits.samples(columns.values.size, "StreamProfilerMetrics message")
         item = prepare(req.sequence, req.batch, columns)
         if isinstance(item, FieldViolation):
             problem = in_batch(item)
@@ -247,11 +257,11 @@ class _IngestSession:
 
     async def run(self, request_iterator) -> None:
         flusher = asyncio.create_task(self.flusher())
-        malformed = None
+        malformed: DomainError | None = None
         try:
             try:
                 await self.read(request_iterator)
-            except MalformedRequest as err:
+            except (MalformedRequest, LimitExceeded) as err:
                 # The stream ends here, but what came before is stored and acknowledged.
                 malformed = err
             self.closed = True
@@ -267,18 +277,25 @@ class _IngestSession:
 
 
 class ProfilerServicer:
-    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int, max_buffered_samples: int):
+    def __init__(self, storage: Storage, feed: ChangeFeed, max_response_bytes: int, max_buffered_samples: int,
+                 limits: BatchLimits = DEFAULT_LIMITS):
         self.storage = storage
         self.feed = feed
         self.max_response_bytes = max_response_bytes
         self.budget = SampleBudget(max_buffered_samples)
+        self.limits = limits
+        # Called with a kind ("profiler_samples") and how many were stored.
+        self.on_ingest: Callable[[str, int], None] = lambda kind, count: None
+
+    def _stored(self, samples: int) -> None:
+        self.on_ingest("profiler_samples", samples)
 
     @staticmethod
     def _series_bytes(labels: Labels) -> int:
         return SERIES_BYTES + 2 * (FIELD + labels_to_proto(labels).ByteSize())
 
     async def StreamProfilerMetrics(self, request_iterator, context):
-        session = _IngestSession(self.storage, context, self.feed.profiler, self.budget)
+        session = _IngestSession(self.storage, context, self.feed.profiler, self.budget, self.limits, self._stored)
         try:
             await session.run(request_iterator)
         except grpc.aio.AbortError:
@@ -290,6 +307,7 @@ class ProfilerServicer:
 
     @rpc
     async def ReportProfilerMetrics(self, request, context):
+        self.limits.samples(len(request.batch.values), "ReportProfilerMetrics")
         key = convert.request_key(request, "ReportProfilerMetrics")
         item = prepare(1, request.batch, _columns_from_message(request.batch))
         if isinstance(item, FieldViolation):
@@ -299,6 +317,7 @@ class ProfilerServicer:
             # Outside a stream the one reason to refuse a valid batch.
             raise NotFound("trial", request.batch.labels.trial_id)
         self.feed.profiler.notify()
+        self._stored(result.stored_samples)
         return ps.ReportProfilerMetricsResponse(samples_stored=result.stored_samples)
 
     @rpc

@@ -117,6 +117,28 @@ class ResourceExhausted(DomainError):
     reason = "LIMIT_EXCEEDED"
 
 
+class LimitExceeded(ResourceExhausted):
+    """A configured server limit (docs/operations.md) refused the call.
+
+    name: the limit as ServerConfig calls it; limit: its value; subject:
+    what it is counted for (a principal, or "request" for a per-call limit);
+    retry_after: seconds after which the same call may pass, None when
+    sending it again cannot help (the caller must split it instead)."""
+
+    def __init__(self, message: str, *, name: str, limit: int | float, subject: str = "request",
+                 requested: int | None = None, retry_after: float | None = None, service: str = ""):
+        metadata: dict = {"limit": limit, "limit_name": name}
+        if requested is not None:
+            metadata["requested"] = requested
+        super().__init__(message, metadata=metadata)
+        self.name = name
+        self.limit = limit
+        self.subject = subject
+        self.requested = requested
+        self.retry_after = retry_after
+        self.service = service
+
+
 class Unauthenticated(DomainError):
     """No token, or one the server does not accept; `problem` says which."""
 

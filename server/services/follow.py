@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
 from ..domain import trial_lifecycle
+from ..domain.errors import LimitExceeded
 from ..storage.interface import Storage
 
 T = TypeVar("T")
+
+# (monotonic end, seconds) of the follows of the current call: the stream
+# limits bind it in the call's own task (api/limits.py); None: no end.
+_lifetime: ContextVar[tuple[float, float] | None] = ContextVar("trialplane_follow_lifetime", default=None)
+
+
+def limit_lifetime(seconds: float) -> None:
+    """Follows of the current call end after seconds (0: never)."""
+    _lifetime.set((time.monotonic() + seconds, seconds) if seconds > 0 else None)
+
+
+def _expired(seconds: float) -> LimitExceeded:
+    return LimitExceeded(
+        f"this stream was open {seconds:g} s, the longest this server keeps a follow open; open it again from"
+        " the last item received", name="max_stream_seconds", limit=int(seconds) if seconds.is_integer() else seconds,
+        retry_after=0.0)
 
 
 class Wakes(Protocol):
@@ -44,9 +64,16 @@ async def follow(
     until one comes back empty, so what was stored between the last read and
     the end is still delivered. Otherwise it waits for the signal, marked
     before the read, so a change stored while reading wakes it at once.
+
+    Under a lifetime limit the follow ends with LimitExceeded once it is
+    over, between two batches (so the client's cursor is the last item it
+    received) and not while the end is being drained.
     """
     ending = False
+    lifetime = _lifetime.get()
     while True:
+        if lifetime is not None and not ending and time.monotonic() >= lifetime[0]:
+            raise _expired(lifetime[1])
         mark = signal.mark()
         batch = await read()
         if batch:
@@ -57,4 +84,10 @@ async def follow(
         if await finished():
             ending = True
             continue
-        await signal.wait(since=mark)
+        if lifetime is None:
+            await signal.wait(since=mark)
+            continue
+        try:
+            await asyncio.wait_for(signal.wait(since=mark), max(0.0, lifetime[0] - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass

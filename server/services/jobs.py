@@ -30,6 +30,8 @@ class Job:
         self.lease = storage.job_lease(self.name)
         # Sweeps this process ran (a test's view of which replica works).
         self.sweeps = 0
+        # Called with (job, action, count) for what a sweep did (the metrics count it).
+        self.on_action: Callable[[str, str, int], None] = lambda job, action, count: None
 
     async def sweep(self) -> int:
         raise NotImplementedError
@@ -68,25 +70,34 @@ class Watchdog(Job):
 
     async def sweep(self) -> int:
         now = self.clock()
-        work: list[tuple[int, TrialChange]] = [
-            (trial_id, trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)
+        work: list[tuple[int, str, TrialChange]] = [
+            (trial_id, "deadline_passed", trial_lifecycle.expire) for trial_id in await self.storage.trials_due(now)
         ]
         if self.heartbeat_timeout > 0:
             silent = await self.storage.silent_trials(now - int(self.heartbeat_timeout * 1_000_000))
             timeout = self.heartbeat_timeout
-            work += [(trial_id, lambda t, at: trial_lifecycle.lose_contact(t, at, timeout)) for trial_id in silent]
+            work += [(trial_id, "heartbeat_lost", lambda t, at: trial_lifecycle.lose_contact(t, at, timeout))
+                     for trial_id in silent]
         for trial_id, seconds in await self.storage.metrics_overdue(now):
-            work.append((trial_id, functools.partial(trial_lifecycle.miss_metrics_deadline, timeout_seconds=seconds)))
+            work.append((trial_id, "metrics_overdue",
+                         functools.partial(trial_lifecycle.miss_metrics_deadline, timeout_seconds=seconds)))
         changed = 0
-        for trial_id, change in work:
+        for trial_id, action, change in work:
             try:
                 await self.storage.change_trial(trial_id, change)
             except DomainError as exc:
                 log.info("watchdog skipped trial %s: %s", trial_id, exc)
+                self.on_action(self.name, "skipped", 1)
                 continue
             self.feed.trials.notify(trial_id)
+            self.on_action(self.name, action, 1)
             changed += 1
         return changed
+
+
+# The metrics' action label of each count a retention sweep keeps.
+ACTIONS = {"rows in dropped partitions": "partition_rows_dropped", "profiler chunks": "profiler_chunks_deleted",
+           "log lines": "log_lines_deleted"}
 
 
 class RetentionJob(Job):
@@ -121,6 +132,8 @@ class RetentionJob(Job):
             "profiler chunks": await self._drain(self.storage.delete_expired_profiler),
             "log lines": await self._drain(self.storage.delete_expired_logs),
         }
+        for what, count in self.last_counts.items():
+            self.on_action(self.name, ACTIONS[what], count)
         if dropped:
             log.info("retention dropped partitions %s", ", ".join(f"{name} ({n} rows)" for name, n in dropped.items()))
         deleted = sum(self.last_counts.values())

@@ -300,6 +300,11 @@ class JournaledReports:
         self._stored_event = asyncio.Event()
 
     @property
+    def unstored(self) -> int:
+        """Reports acknowledged from the journal and not stored yet."""
+        return len(self._unstored)
+
+    @property
     def pending(self) -> bool:
         return bool(self._unstored)
 

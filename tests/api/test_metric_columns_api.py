@@ -284,7 +284,8 @@ def test_batches_past_the_limits_are_refused_with_the_limit(client):
     too_many = columns(trial.id, block(["a", "b"], range(values // 2), [1.0] * (values - 1)), block(["c"], [0], [1.0]))
     err = error_of(client.metrics.ReportMetricColumns, too_many)
     assert (err.code, err.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED")
-    assert err.metadata == {"limit": "1000000", "requested": "1000001"} and "1000000 values" in err.message
+    assert err.metadata == {"limit": "1000000", "limit_name": "max_batch_points", "requested": "1000001"}
+    assert "1000000 values" in err.message
     names = [f"m{i}" for i in range(1_001)]
     err = error_of(client.metrics.ReportMetricColumns, columns(trial.id, block(names, [0], [1.0] * len(names))))
     assert (err.code, err.reason, err.metadata) == (

@@ -76,6 +76,11 @@ class Engine:
         self.transactions = 0
         self.writes = 0
 
+    def queue_depth(self) -> int:
+        """Writes waiting for the writer connection or being written (read
+        by the metrics endpoint from its own thread: a snapshot)."""
+        return self._submitted - self._finished + len(self._small)
+
     @property
     def writer_connection(self) -> sqlite3.Connection:
         """For start-up work (migrations) before start() only."""
