@@ -226,3 +226,28 @@ def test_a_follow_ends_at_its_lifetime_with_a_retry_delay_of_zero(db_path):
     finally:
         client.channel.close()
         srv.stop()
+
+
+def test_with_auth_on_open_streams_are_counted_per_token(db_path):
+    from trialplane.v1 import token_pb2
+    from trialplane.v1 import token_service_pb2 as tk
+
+    srv = start_server(db_path, auth=True, max_streams_per_principal=1, stream_retry_seconds=0.5)
+    admin = Client.connect(srv.address, db_path.with_suffix(".admin-token").read_text().strip())
+    made = admin.tokens.CreateToken(tk.CreateTokenRequest(
+        token=token_pb2.Token(name="reader", kind=token_pb2.TOKEN_KIND_USER, scopes=["read"])))
+    reader = Client.connect(srv.address, made.secret)
+    trial = new_trial(admin)
+    report(admin, trial.id, S.TRIAL_STATE_RUNNING)
+    mine, theirs = open_follow(admin, trial.id), open_follow(reader, trial.id)
+    with pytest.raises(grpc.RpcError) as info:
+        next(reader.logs.WatchLogs(ls.WatchLogsRequest(trial_id=trial.id)))
+    violation, delay = quota_and_retry(decoded(info.value))
+    assert (violation.subject, delay) == (f"user:{made.token.id}", 0.5)
+    assert srv.app.stream_limits.open == {"user:1": 1, f"user:{made.token.id}": 1}
+    for call in (mine, theirs):
+        call.cancel()
+    wait_for(lambda: not srv.app.stream_limits.open, "every stream to be released")
+    for c in (admin, reader):
+        c.channel.close()
+    srv.stop()
