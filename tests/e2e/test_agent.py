@@ -21,7 +21,7 @@ import psutil
 import pytest
 from support import ROOT, start_server, tool
 from trialplane.client import Client
-from trialplane.v1 import log_pb2, trial_pb2, worker_pb2
+from trialplane.v1 import checkpoint_pb2, log_pb2, trial_pb2, worker_pb2
 from trialplane.v1 import log_service_pb2 as ls
 from trialplane.v1 import profiler_pb2 as pp
 from trialplane.v1 import profiler_service_pb2 as ps
@@ -659,3 +659,47 @@ def test_the_agent_reports_the_hosts_disk_and_network_throughput(server, sdk, ag
     # bytes moved; half of them is room for a slower reading.
     assert sum(samples["net_sent_bytes_per_second"].values) >= 4 * 2**20, list(samples["net_sent_bytes_per_second"].values)
     assert sum(samples["net_recv_bytes_per_second"].values) >= 4 * 2**20
+
+
+# --- examples/regression.py: a numpy training through the SDK -------------------
+
+REGRESSION = str(ROOT / "examples" / "regression.py")
+
+
+def test_the_numpy_example_reports_metrics_logs_system_series_a_checkpoint_and_completes(server, sdk, agents, tmp_path):
+    trial = sdk.trials.create(name="regression", hyperparameters={"lr": 0.05, "batch_size": 64})
+    agent = agents(server.address, trial.id, command=[
+        PYTHON, REGRESSION, "--steps", "60", "--eval-every", "20", "--step-seconds", "0.03",
+        "--checkpoint-dir", str(tmp_path / "ckpt")])
+    assert agent.wait() == 0, agent.stderr
+    assert sdk.trials.get(trial.id).state == S.TRIAL_STATE_COMPLETED
+    loss = sdk.metrics.history_arrays(trial.id, "loss")
+    assert list(loss.steps) == list(range(1, 61)) and loss.values[-10:].mean() < loss.values[:10].mean() / 5
+    val = sdk.metrics.history_arrays(trial.id, "val_loss", group="validation")
+    assert list(val.steps) == [20, 40, 60] and val.values[-1] < 0.1
+    stdout = lines(sdk, trial.id, "stdout")
+    assert stdout[0].startswith("step 1 loss=") and "step 60 loss=" in stdout[59]
+    assert stdout[-1] == "done at step 60; 63 points sent"
+    (checkpoint,) = sdk.checkpoints.list(trial.id)
+    saved = tmp_path / "ckpt" / f"trial-{trial.id}-run-1" / "step-60.npz"
+    assert (checkpoint.state, checkpoint.steps_completed) == (checkpoint_pb2.CHECKPOINT_STATE_COMPLETED, 60)
+    assert dict(checkpoint.resources) == {"step-60.npz": saved.stat().st_size}
+    assert checkpoint.storage_uri == saved.parent.as_uri()
+    listed = sdk.stubs.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    assert {"cpu_util", "memory_rss_bytes"} <= {s.labels.name for s in listed}
+
+
+def test_the_numpy_example_saves_where_it_is_when_the_trial_is_stopped(server, sdk, agents, tmp_path):
+    trial = sdk.trials.create(name="stopped regression")
+    agent = agents(server.address, trial.id, command=[
+        PYTHON, REGRESSION, "--steps", "100000", "--step-seconds", "0.01", "--checkpoint-dir", str(tmp_path)])
+    wait_for_line(sdk, trial.id, "step 20 loss=")
+    sdk.trials.stop(trial.id, grace_period=60)
+    assert agent.wait() == 0, agent.stderr
+    assert sdk.trials.get(trial.id).state == S.TRIAL_STATE_CANCELED
+    (stopped,) = [line for line in lines(sdk, trial.id, "stdout") if line.startswith("asked to stop")]
+    step = int(stopped.split()[5].rstrip(";"))
+    (checkpoint,) = sdk.checkpoints.list(trial.id)
+    assert checkpoint.steps_completed == step >= 20
+    assert (tmp_path / f"trial-{trial.id}-run-1" / f"step-{step}.npz").exists()
+    assert list(sdk.metrics.history_arrays(trial.id, "loss").steps) == list(range(1, step + 1))
