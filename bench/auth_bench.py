@@ -83,7 +83,7 @@ async def _direct(calls: int, db: str) -> dict[str, float]:
 
         handler = grpc.unary_unary_rpc_method_handler(behavior)
         interceptor = AuthInterceptor(authority)
-        wrapped = interceptor._wrap(GET, interceptor.table[GET], handler).unary_unary
+        wrapped = interceptor.wrap(GET, handler).unary_unary
         request = ts.GetTrialRequest(id=trial.id)
 
         async def per_call(fn, context) -> float:

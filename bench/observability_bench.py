@@ -29,7 +29,7 @@ import sys
 import time
 
 import grpc
-from support import ServerProcess, Table, median
+from support import ServerProcess, Table, median, serve_until_signalled
 
 CALLS = 100_000
 WINDOW = 1.5
@@ -97,7 +97,6 @@ def _bind(interceptor, continuation):
 
 
 async def _serve(kind: str) -> None:
-    import signal
 
     class Table_(grpc.GenericRpcHandler):
         def service(self, details):
@@ -107,14 +106,7 @@ async def _serve(kind: str) -> None:
     server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers((Table_(),))
     port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"bench listening on 127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(0.5)
+    await serve_until_signalled(server, "bench", f"127.0.0.1:{port}", grace=0.5)
 
 
 def _rate(address: str) -> float:

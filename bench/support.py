@@ -539,20 +539,31 @@ CEILINGS: dict[str, Callable[[], dict[str, grpc.RpcMethodHandler]]] = {
 }
 
 
-async def serve_ceiling(service: str, host: str, port: int) -> None:
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(f"trialplane.v1.{service}", CEILINGS[service]()),))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
+def ceiling_handlers(service: str) -> grpc.GenericRpcHandler:
+    """The empty handlers of one service, as a generic handler."""
+    return grpc.method_handlers_generic_handler(f"trialplane.v1.{service}", CEILINGS[service]())
+
+
+async def serve_until_signalled(server: grpc.aio.Server, label: str, address: str, grace: float = 1.0) -> None:
+    """Starts a bound server, prints "<label> listening on <address>" (what
+    ServerProcess waits for), and serves until SIGTERM or SIGINT."""
     await server.start()
-    print(f"ceiling listening on {host}:{bound}", flush=True)
+    print(f"{label} listening on {address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await server.stop(1.0)
+    await server.stop(grace)
+
+
+async def serve_ceiling(service: str, host: str, port: int) -> None:
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers((ceiling_handlers(service),))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    await serve_until_signalled(server, "ceiling", f"{host}:{bound}")
 
 
 def main() -> None:

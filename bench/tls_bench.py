@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import importlib.util
 import shlex
-import signal
 import sys
 import tempfile
 import time
@@ -141,20 +140,13 @@ def stream_rate(endpoint: Endpoint, trial_id: int, messages: int, run: int) -> f
 
 
 async def serve_tls_ceiling(service: str, cert: Path, key: Path) -> None:
-    from support import CEILINGS, SERVER_OPTIONS
+    from support import SERVER_OPTIONS, ceiling_handlers, serve_until_signalled
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(f"trialplane.v1.{service}", CEILINGS[service]()),))
+    server.add_generic_rpc_handlers((ceiling_handlers(service),))
     credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
     port = server.add_secure_port("127.0.0.1:0", credentials)
-    await server.start()
-    print(f"ceiling listening on 127.0.0.1:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(1.0)
+    await serve_until_signalled(server, "ceiling", f"127.0.0.1:{port}")
 
 
 def start_tls_ceiling(service: str, cert: Path, key: Path, credentials, log: Path) -> ServerProcess:

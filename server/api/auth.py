@@ -19,7 +19,7 @@ from ..domain.errors import DomainError, Unauthenticated
 from ..services.authority import Authority
 from .access import DENY_ALL, OPEN, TABLE, Rule, scope_check, target_check
 from .errors import abort, internal_error
-from .handlers import Malformed
+from .handlers import Malformed, WrappingInterceptor
 
 _BEARER = "bearer "
 _NO_REQUEST = object()
@@ -37,26 +37,17 @@ def bearer_secret(metadata) -> str:
                           " (the SDK and CLI read TRIALPLANE_TOKEN)", "missing")
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     def __init__(self, authority: Authority | None = None, table: dict[str, Rule] = TABLE):
         # Set once storage is open: the server is built, with its
         # interceptors, before that.
+        super().__init__()
         self.authority = authority
         self.table = table
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(self, continuation, handler_call_details):
-        inner = await continuation(handler_call_details)
-        if inner is None:
-            return None
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is inner:
-            return cached[1]
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         rule = self.table.get(method, DENY_ALL)
-        handler = inner if rule.scope == OPEN else self._wrap(method, rule, inner)
-        self._wrapped[method] = (inner, handler)
-        return handler
+        return handler if rule.scope == OPEN else self._wrap(method, rule, handler)
 
     async def _admit(self, method: str, rule: Rule, context) -> who.Principal:
         principal = await self.authority_of().principal(bearer_secret(context.invocation_metadata()))

@@ -130,6 +130,20 @@ def to_status(err: domain.DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+def status_name_of(context) -> str:
+    """The name of the status an abort or set_code left on a call (OK when
+    none), for counting calls by code."""
+    code = context.code()
+    if code is None:
+        return "OK"
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return "UNKNOWN"
+
+
 async def abort(context: grpc.aio.ServicerContext, err: domain.DomainError):
     status = to_status(err)
     await context.abort(status.code, status.details, trailing_metadata=status.trailing_metadata)

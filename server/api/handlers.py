@@ -191,3 +191,28 @@ def with_behavior(handler: grpc.RpcMethodHandler, behavior) -> grpc.RpcMethodHan
     wrapper), its (de)serializers kept."""
     _, make, _ = _MAKERS[(handler.request_streaming, handler.response_streaming)]
     return make(behavior, handler.request_deserializer, handler.response_serializer)
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """A server interceptor that serves each method through a handler built
+    once: wrap(method, handler) returns what to serve instead (the handler
+    itself to leave the method alone). A per-call cost of one lookup, kept
+    as long as the rest of the chain hands over the same handler."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self.wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError

@@ -32,7 +32,7 @@ from ..domain.errors import LimitExceeded
 from ..domain.profiler import MAX_SAMPLES_PER_BATCH
 from ..services.follow import limit_lifetime
 from .errors import abort
-from .handlers import behavior_of, with_behavior
+from .handlers import WrappingInterceptor, behavior_of, with_behavior
 
 # Streams of these services are the tools' own (grpcurl's reflection, health
 # watches) and are not counted.
@@ -95,37 +95,28 @@ def stream_key(context) -> str:
     return f"host:{peer_host(context.peer())}"
 
 
-class StreamLimits(grpc.aio.ServerInterceptor):
+class StreamLimits(WrappingInterceptor):
     """Counts the open streams of each principal; refuses one past
     max_streams, and bounds the lifetime of Watch* follows."""
 
     def __init__(self, max_streams: int, retry_seconds: float, lifetime_seconds: float):
+        super().__init__()
         self.max_streams = max_streams
         self.retry_seconds = retry_seconds
         self.lifetime_seconds = lifetime_seconds
         self.open: dict[str, int] = {}
         # Called for each refused stream (the metrics count them).
         self.on_refused: Callable[[], None] = lambda: None
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     @classmethod
     def from_config(cls, config) -> StreamLimits:
         return cls(config.max_streams_per_principal, config.stream_retry_seconds, config.max_stream_seconds)
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or not (handler.request_streaming or handler.response_streaming):
-            return handler
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service = method.split("/")[1] if method.count("/") == 2 else ""
-        if service in UNCOUNTED_SERVICES:
+        if not (handler.request_streaming or handler.response_streaming) or service in UNCOUNTED_SERVICES:
             return handler
-        wrapped = with_behavior(handler, self._wrap(method, service, behavior_of(handler)))
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return with_behavior(handler, self._wrap(method, service, behavior_of(handler)))
 
     async def _enter(self, context, service: str) -> str:
         key = stream_key(context)

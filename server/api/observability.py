@@ -30,7 +30,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .handlers import behavior_of, with_behavior
+from .errors import status_name_of
+from .handlers import WrappingInterceptor, behavior_of, with_behavior
 
 # Unary handlers here take from tens of microseconds to seconds.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -46,19 +47,6 @@ def split_method(method: str) -> tuple[str, str]:
     """("trialplane.v1.TrialService", "GetTrial") from "/trialplane.v1.TrialService/GetTrial"."""
     service, _, name = method.lstrip("/").partition("/")
     return service, name
-
-
-def _code_of(context) -> str:
-    """The status an abort or set_code left on the call (OK when none)."""
-    code = context.code()
-    if code is None:
-        return "OK"
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return "UNKNOWN"
 
 
 class Observability:
@@ -151,27 +139,18 @@ class StorageCollector(Collector):
                                     value=reports.unstored)
 
 
-class CallMetrics(grpc.aio.ServerInterceptor):
+class CallMetrics(WrappingInterceptor):
     """Counts every call by method and code, times unary calls, and keeps
     the number of open streams per method."""
 
     def __init__(self, observability: Observability):
+        super().__init__()
         self.o = observability
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = with_behavior(handler, self.wrap(method, handler))
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return with_behavior(handler, self._counted(method, handler))
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler):
+    def _counted(self, method: str, handler: grpc.RpcMethodHandler):
         service, name = split_method(method)
         calls = self.o.calls
         by_code: dict[str, object] = {}
@@ -203,10 +182,10 @@ def _counted_call(behavior, count, latency, open_streams):
             open_streams.inc()
         try:
             response = await behavior(request, context)
-            code = _code_of(context)
+            code = status_name_of(context)
             return response
         except grpc.aio.AbortError:
-            code = _code_of(context)
+            code = status_name_of(context)
             raise
         except asyncio.CancelledError:
             code = "CANCELLED"
@@ -228,9 +207,9 @@ def _counted_stream(behavior, count, open_streams):
         try:
             async for response in behavior(request, context):
                 yield response
-            code = _code_of(context)
+            code = status_name_of(context)
         except grpc.aio.AbortError:
-            code = _code_of(context)
+            code = status_name_of(context)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             code = "CANCELLED"
@@ -250,10 +229,10 @@ def _counted_blocking(behavior, count, latency):
         code = "UNKNOWN"
         try:
             response = behavior(request, context)
-            code = _code_of(context)
+            code = status_name_of(context)
             return response
         except Exception:
-            code = _code_of(context) if context.code() is not None else "UNKNOWN"
+            code = status_name_of(context) if context.code() is not None else "UNKNOWN"
             raise
         finally:
             count(code)

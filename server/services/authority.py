@@ -148,25 +148,22 @@ class Authority:
         self._trials.pop(trial_id, None)
 
     async def trial_of_worker(self, worker_id: int) -> int | None:
-        trial_id = self._worker_trials.get(worker_id)
-        if trial_id is None:
-            try:
-                trial_id = (await self.storage.get_worker(worker_id)).trial_id
-            except NotFound:
-                return None
-            if len(self._worker_trials) >= MAX_ENTRIES:
-                self._worker_trials.clear()
-            self._worker_trials[worker_id] = trial_id
-        return trial_id
+        return await _trial_of(self._worker_trials, worker_id, self.storage.get_worker)
 
     async def trial_of_checkpoint(self, uuid: str) -> int | None:
-        trial_id = self._checkpoint_trials.get(uuid)
-        if trial_id is None:
-            try:
-                trial_id = (await self.storage.get_checkpoint(uuid)).trial_id
-            except NotFound:
-                return None
-            if len(self._checkpoint_trials) >= MAX_ENTRIES:
-                self._checkpoint_trials.clear()
-            self._checkpoint_trials[uuid] = trial_id
-        return trial_id
+        return await _trial_of(self._checkpoint_trials, uuid, self.storage.get_checkpoint)
+
+
+async def _trial_of(cache: dict, key, get) -> int | None:
+    """The trial of a worker or checkpoint (which never changes), remembered;
+    None when there is no such thing."""
+    trial_id = cache.get(key)
+    if trial_id is None:
+        try:
+            trial_id = (await get(key)).trial_id
+        except NotFound:
+            return None
+        if len(cache) >= MAX_ENTRIES:
+            cache.clear()
+        cache[key] = trial_id
+    return trial_id

@@ -991,6 +991,56 @@ def test_katib_early_stop_marks(run):
 
     run(body)
 
+def test_tokens_are_kept_by_hash_listed_newest_first_and_revoked_once(run):
+    from trialplane.server.domain.tokens import Token, TokenKind, new_secret
+
+    def token(name, **fields):
+        secret, secret_hash = new_secret()
+        return secret, Token(name=name, kind=fields.pop("kind", TokenKind.USER), secret_hash=secret_hash,
+                             create_time=T0, **fields)
+
+    async def body(s):
+        _, first = token("admin", scopes=frozenset({"admin"}))
+        made = await s.create_token(first, only_if_none=True)
+        assert made is not None and made.id > 0
+        # A second first token is not made: one exists.
+        assert await s.create_token(token("again")[1], only_if_none=True) is None
+        _, scoped = token("ci", kind=TokenKind.SERVICE, scopes=frozenset({"read", "write"}),
+                          study_ids=frozenset({3, 5}), expire_time=T0 + 10)
+        scoped = await s.create_token(scoped)
+        _, run_token = token("trial 9 run 2", kind=TokenKind.TRIAL_RUN, trial_id=9, trial_run_id=2)
+        run_token = await s.create_token(run_token)
+        found = await s.token_by_hash(scoped.secret_hash)
+        assert found == scoped and found.study_ids == frozenset({3, 5}) and found.scopes == frozenset({"read", "write"})
+        assert await s.token_by_hash(b"\0" * 32) is None
+        assert (await s.get_token(run_token.id)).trial_run_id == 2
+        with pytest.raises(NotFound):
+            await s.get_token(10**9)
+
+        async def names(include_inactive, include_trial_run, now=T0):
+            page = listing.Page(size=1, order=listing.Order("id", descending=True), fingerprint="")
+            out = []
+            while True:
+                items, after = await s.list_tokens(page, include_inactive, include_trial_run, now)
+                out += [t.name for t in items]
+                if after is None:
+                    return out
+                page.after = after
+
+        assert await names(False, False) == ["ci", "admin"]
+        assert await names(False, True) == ["trial 9 run 2", "ci", "admin"]
+        assert await names(False, False, now=T0 + 10) == ["admin"]  # ci expired
+        revoked = await s.revoke_token(first.id, T0 + 1)
+        assert revoked.revoke_time == T0 + 1
+        assert (await s.revoke_token(first.id, T0 + 2)).revoke_time == T0 + 1
+        assert await names(False, False) == ["ci"]
+        assert await names(True, True, now=T0 + 10) == ["trial 9 run 2", "ci", "admin"]
+        with pytest.raises(NotFound):
+            await s.revoke_token(10**9, T0)
+
+    run(body)
+
+
 def test_checkpoints_report_list_delete_and_retain(run):
     CS = CheckpointState
 

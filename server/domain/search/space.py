@@ -142,8 +142,13 @@ def _clip01(u: float) -> float:
 def _grid_count(low: float, high: float, step: float, whole: bool) -> int:
     if whole:
         return (int(high) - int(low)) // int(step) + 1
-    # Tolerate max sitting a rounding error short of its grid point.
-    return int(math.floor((high - low) / step + 1e-9)) + 1
+    # Tolerate max sitting a rounding error short of its grid point. The
+    # difference high - low loses digits when both are large beside step, so
+    # the next point is also checked as the grid computes it.
+    n = int(math.floor((high - low) / step + 1e-9))
+    while low + (n + 1) * step <= high + 1e-9 * step:
+        n += 1
+    return n + 1
 
 
 def make_dim(spec: ParameterSpec) -> Dim:
