@@ -249,7 +249,13 @@ async def _own_trial(method, rule, principal, targets: Targets, authority: Autho
     if other_runs:
         raise _deny(method, principal, "trial_run",
                     f"the token is for run {principal.run_id} of trial {principal.trial_id}, not run {other_runs[0]}")
-    facts = await authority.trial_facts(principal.trial_id)
+    await run_check(principal, authority)
+
+
+async def run_check(principal: who.Principal, authority: Authority) -> None:
+    """A trial-run token works while its run is the trial's current one and
+    the trial has not finished."""
+    facts = await authority.trial_facts(principal.trial_id or 0)
     if facts is None or facts.finished or facts.run_id != principal.run_id:
         raise Unauthenticated(f"the trial-run token's run {principal.run_id} of trial {principal.trial_id} has ended",
                               "run_ended")

@@ -17,7 +17,7 @@ import grpc
 from ..domain import principal as who
 from ..domain.errors import DomainError, Unauthenticated
 from ..services.authority import Authority
-from .access import DENY_ALL, OPEN, TABLE, Rule, scope_check, target_check
+from .access import DENY_ALL, OPEN, TABLE, Rule, run_check, scope_check, target_check
 from .errors import abort, internal_error
 from .handlers import Malformed, WrappingInterceptor
 
@@ -49,11 +49,12 @@ class AuthInterceptor(WrappingInterceptor):
         rule = self.table.get(method, DENY_ALL)
         return handler if rule.scope == OPEN else self._wrap(method, rule, handler)
 
-    async def _admit(self, method: str, rule: Rule, context) -> who.Principal:
-        principal = await self.authority_of().principal(bearer_secret(context.invocation_metadata()))
+    async def _admit(self, method: str, rule: Rule, context) -> tuple[who.Principal, str]:
+        secret = bearer_secret(context.invocation_metadata())
+        principal = await self.authority_of().principal(secret)
         scope_check(method, rule, principal)
         who.bind(principal)
-        return principal
+        return principal, secret
 
     def _wrap(self, method: str, rule: Rule, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         authority = self.authority_of
@@ -62,18 +63,33 @@ class AuthInterceptor(WrappingInterceptor):
         async def refuse(context, exc: Exception):
             await abort(context, exc if isinstance(exc, DomainError) else internal_error(method, exc))
 
-        async def enter(context, request=_NO_REQUEST) -> who.Principal:
+        async def enter(context, request=_NO_REQUEST) -> tuple[who.Principal, str]:
             try:
-                principal = await admit(method, rule, context)
+                principal, secret = await admit(method, rule, context)
                 if request is not _NO_REQUEST and type(request) is not Malformed:
                     await target_check(method, rule, principal, request, authority())
-                return principal
+                return principal, secret
             except Exception as exc:  # noqa: BLE001 - every failure ends the call with a status
                 await refuse(context, exc)
             raise AssertionError("abort returned")
 
-        async def checked(principal, requests, context):
+        async def still_allowed(context, secret: str, writing: bool = False) -> who.Principal:
+            """On a stream, before each message either way: a token revoked or
+            expired ends the stream, and so does the end of a trial-run token's
+            run before a message it writes (its reads of its own trial may
+            follow the trial to its end)."""
+            try:
+                principal = await authority().principal(secret)
+                if writing and principal.kind == who.TRIAL_RUN:
+                    await run_check(principal, authority())
+                return principal
+            except Exception as exc:  # noqa: BLE001
+                await refuse(context, exc)
+            raise AssertionError("abort returned")
+
+        async def checked(secret, requests, context):
             async for request in requests:
+                principal = await still_allowed(context, secret, writing=True)
                 if type(request) is not Malformed:
                     try:
                         await target_check(method, rule, principal, request, authority())
@@ -95,8 +111,9 @@ class AuthInterceptor(WrappingInterceptor):
             behavior = inner.unary_stream
 
             async def yielded(request, context):
-                await enter(context, request)
+                _, secret = await enter(context, request)
                 async for response in behavior(request, context):
+                    await still_allowed(context, secret)
                     yield response
 
             async def written(request, context):
@@ -110,13 +127,14 @@ class AuthInterceptor(WrappingInterceptor):
         behavior = inner.stream_stream if inner.response_streaming else inner.stream_unary
         make = grpc.stream_stream_rpc_method_handler if inner.response_streaming else grpc.stream_unary_rpc_method_handler
         async def streamed(requests, context):
-            principal = await enter(context)
-            async for response in behavior(checked(principal, requests, context), context):
+            _, secret = await enter(context)
+            async for response in behavior(checked(secret, requests, context), context):
+                await still_allowed(context, secret)
                 yield response
 
         async def answered(requests, context):
-            principal = await enter(context)
-            return await behavior(checked(principal, requests, context), context)
+            _, secret = await enter(context)
+            return await behavior(checked(secret, requests, context), context)
 
         return make(streamed if inspect.isasyncgenfunction(behavior) else answered,
                     inner.request_deserializer, inner.response_serializer)

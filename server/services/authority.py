@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,28 +99,31 @@ class Authority:
 
     async def ensure_first_admin(self, path: Path) -> bool:
         """With no token at all, makes an admin token and writes its secret
-        to path, readable by its owner only. False when tokens exist."""
+        to path, readable by its owner only. False when tokens exist.
+
+        The secret is written to a new file of its own (O_EXCL, mode 0600,
+        an unguessable name beside path) and moved into place only once the
+        token is stored: nothing another user made can receive it."""
+        if await self.storage.any_token():
+            return False
         secret, secret_hash = new_secret()
-        staged = path.with_name(f".{path.name}.{os.getpid()}.new")
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, staged_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        staged = Path(staged_name)
         try:
-            os.write(fd, (secret + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secret + "\n")
+                out.flush()
+                os.fsync(out.fileno())
             made = await self.storage.create_token(
                 Token(name="admin", kind=TokenKind.USER, scopes=frozenset({ADMIN}), secret_hash=secret_hash,
                       create_time=self.clock(), created_by="server"),
                 only_if_none=True,
             )
-        except BaseException:
+            if made is None:
+                return False
+            os.replace(staged, path)
+        finally:
             staged.unlink(missing_ok=True)
-            raise
-        if made is None:
-            staged.unlink(missing_ok=True)
-            return False
-        os.replace(staged, path)
         log.info("made the first admin token (id %d); its secret is in %s", made.id, path)
         return True
 

@@ -428,6 +428,9 @@ class TokenStore(abc.ABC):
         transaction so that replicas starting together make one."""
 
     @abc.abstractmethod
+    async def any_token(self) -> bool: ...
+
+    @abc.abstractmethod
     async def token_by_hash(self, secret_hash: bytes) -> Token | None: ...
 
     @abc.abstractmethod

@@ -586,6 +586,9 @@ class JournaledStorage(Storage):
     async def create_token(self, *args, **kwargs):
         return await self._write(self.inner.create_token(*args, **kwargs))
 
+    async def any_token(self, *args, **kwargs):
+        return await self._read(self.inner.any_token(*args, **kwargs))
+
     async def token_by_hash(self, *args, **kwargs):
         return await self._read(self.inner.token_by_hash(*args, **kwargs))
 

@@ -6,6 +6,7 @@ secrets kept out of what the server stores and logs."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import grpc
@@ -313,6 +314,7 @@ def test_the_first_admin_token_is_written_once_for_its_owner_only(db_path):
     path = db_path.with_suffix(".admin-token")
     secret = path.read_text().strip()
     assert oct(path.stat().st_mode & 0o777) == "0o600" and secret.startswith("tp_") and len(secret) == 46
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}")] == []
     srv.stop()
     srv = start_server(db_path, auth=True)
     assert path.read_text().strip() == secret
@@ -439,3 +441,60 @@ def test_a_method_missing_from_the_table_is_refused_even_to_admin(monkeypatch, d
     assert admin.tokens.WhoAmI(tk.WhoAmIRequest()).principal == "user token 1 (admin)"
     admin.channel.close()
     srv.stop()
+
+
+def test_a_revoked_token_ends_its_open_streams_at_their_next_message(secured, admin):
+    from trialplane.v1 import profiler_pb2 as pp
+    from trialplane.v1 import profiler_service_pb2 as ps
+
+    study = bare_study(admin, "s")
+    trial = running_trial(admin, study.id, "t")
+    secret, token = make_token(admin, "streamer", ["write"])
+    streamer = Client.connect(secured.address, secret)
+    t0 = (time.time_ns() // 1000 // 1_000_000 - 3600) * 1_000_000
+
+    def batch(sequence):
+        return ps.StreamProfilerMetricsRequest(stream_id="s1", sequence=sequence, batch=pp.TrialProfilerMetricsBatch(
+            values=[float(sequence)], batches=[sequence], timestamps=[t0 + sequence],
+            labels=pp.TrialProfilerMetricLabels(trial_id=trial.id, name="gpu", agent_id="a", gpu_uuid="g",
+                                                metric_type=pp.PROFILER_METRIC_TYPE_SYSTEM)))
+
+    def batches():
+        yield batch(1)
+        admin.tokens.RevokeToken(tk.RevokeTokenRequest(id=token.id))
+        yield batch(2)
+        yield batch(3)
+
+    watch = streamer.logs.WatchLogs(ls.WatchLogsRequest(trial_id=trial.id))
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in streamer.profiler.StreamProfilerMetrics(batches()):
+            pass
+    assert (info.value.code(), "revoked" in info.value.details()) == (UNAUTHENTICATED, True)
+    # The watch opened before the revocation ends at its next answer.
+    admin.logs.AddLogs(ls.AddLogsRequest(logs=[log_pb2.TaskLog(trial_id=trial.id, message="after")]))
+    with pytest.raises(grpc.RpcError) as info:
+        next(watch)
+    assert info.value.code() == UNAUTHENTICATED
+    series = admin.profiler.ListProfilerSeries(ps.ListProfilerSeriesRequest(trial_id=trial.id)).series
+    assert sum(s.sample_count for s in series) <= 1
+    streamer.channel.close()
+
+
+def test_ids_of_deleted_studies_and_trials_are_not_given_out_again(secured, admin):
+    kept = bare_study(admin, "kept")
+    gone = bare_study(admin, "gone")
+    trial = running_trial(admin, gone.id, "t")
+    secret, _ = make_token(admin, "gone-only", ["read"], [gone.id])
+    run_secret = admin.tokens.CreateTrialRunToken(tk.CreateTrialRunTokenRequest(trial_id=trial.id)).secret
+    admin.trials.KillTrial(ts.KillTrialRequest(id=trial.id))
+    admin.studies.DeleteStudy(ss.DeleteStudyRequest(id=gone.id, force=True))
+    new_study = bare_study(admin, "new")
+    new_trial = running_trial(admin, new_study.id, "n")
+    assert new_study.id > gone.id > kept.id and new_trial.id > trial.id
+    limited = Client.connect(secured.address, secret)
+    assert error_of(limited.studies.GetStudy, ss.GetStudyRequest(id=new_study.id)).code == DENIED
+    old_run = Client.connect(secured.address, run_secret)
+    err = error_of(old_run.trials.GetTrial, ts.GetTrialRequest(id=new_trial.id))
+    assert err.code == DENIED and err.metadata["trial_id"] == str(new_trial.id)
+    for c in (limited, old_run):
+        c.channel.close()

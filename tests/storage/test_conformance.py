@@ -1000,8 +1000,10 @@ def test_tokens_are_kept_by_hash_listed_newest_first_and_revoked_once(run):
                              create_time=T0, **fields)
 
     async def body(s):
+        assert not await s.any_token()
         _, first = token("admin", scopes=frozenset({"admin"}))
         made = await s.create_token(first, only_if_none=True)
+        assert await s.any_token()
         assert made is not None and made.id > 0
         # A second first token is not made: one exists.
         assert await s.create_token(token("again")[1], only_if_none=True) is None

@@ -38,3 +38,54 @@ def test_a_failed_migration_leaves_no_trace(tmp_path, monkeypatch):
     versions = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
     assert 99 not in versions and max(versions) == MIGRATIONS[-1][0]
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+
+
+def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(tmp_path, monkeypatch):
+    import asyncio
+
+    from trialplane.server.domain.models import Study, Trial, TrialState
+    from trialplane.server.domain.tokens import Token, TokenKind
+    from trialplane.server.domain.trial_lifecycle import Change, EventDraft
+    from trialplane.server.storage.factory import open_storage
+    from trialplane.server.storage.sqlite import migrations
+
+    path = str(tmp_path / "old.db")
+
+    async def before():
+        s = open_storage(path, journal=False)
+        await s.open()
+        study = await s.create_study(Study(name="s"))
+        for name in ("t1", "t2", "t3"):
+            await s.create_trial(Trial(name=name, study_id=study.id), None, lambda _: None)
+        await s.change_trial(2, lambda t, now: Change(t, [EventDraft(TrialState.QUEUED, TrialState.QUEUED, 1, "mark")]))
+        # A trial-run token outlives its deleted trial: its id must not be given out again.
+        await s.create_token(Token(name="run", kind=TokenKind.TRIAL_RUN, trial_id=3, trial_run_id=1,
+                                   secret_hash=b"x" * 32, create_time=1))
+        await s.delete_trial(3, lambda _: None)
+        await s.close()
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 13])
+    asyncio.run(before())
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+    conn = connect(path)
+    assert migrations.migrate(conn) == [13]
+    schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]
+    assert "AUTOINCREMENT" in schema and "trials__new" not in schema
+    assert [r[0] for r in conn.execute("SELECT name FROM trials ORDER BY id")] == ["t1", "t2"]
+    # Indexes came along, and the references still cascade.
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'trials_study_state'").fetchone()
+    assert conn.execute("SELECT count(*) FROM trial_events WHERE trial_id = 2").fetchone()[0] == 1
+    conn.execute("DELETE FROM trials WHERE id = 2")
+    assert conn.execute("SELECT count(*) FROM trial_events WHERE trial_id = 2").fetchone()[0] == 0
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn.close()
+
+    async def after():
+        s = open_storage(path, journal=False)
+        await s.open()
+        made = await s.create_trial(Trial(name="new", study_id=1), None, lambda _: None)
+        await s.close()
+        return made.id
+
+    # 3 was deleted before the migration, and a token names it; 2 since: the new one is 4.
+    assert asyncio.run(after()) == 4

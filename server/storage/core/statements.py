@@ -43,6 +43,12 @@ class Dialect(Protocol):
     # whole database).
     for_update: str
 
+    def lock_table(self, table: str) -> str:
+        """A statement that holds back other writers of a table until the
+        transaction ends, for a decision on "no row yet" ("" where one
+        writer holds the whole database)."""
+        ...
+
     def least(self, a: str, b: str) -> str:
         """The smaller of two expressions (NULL-free)."""
         ...

@@ -656,11 +656,14 @@ class SqlStorage(Storage):
 
     async def create_token(self, token, only_if_none=False):
         def write(tx):
-            if only_if_none and tokens.any_token(tx):
+            if only_if_none and tokens.any_token(tx, lock=True):
                 return None
             return tokens.insert(tx, token)
 
         return await self._write(write, small=True)
+
+    async def any_token(self):
+        return await self._read(tokens.any_token, small=True)
 
     async def token_by_hash(self, secret_hash):
         return await self._read(lambda tx: tokens.by_hash(tx, secret_hash), small=True)

@@ -39,7 +39,11 @@ def insert(tx: Tx, t: Token) -> Token:
     return t
 
 
-def any_token(tx: Tx) -> bool:
+def any_token(tx: Tx, lock: bool = False) -> bool:
+    """Whether a token exists; lock: and no other transaction makes one
+    until this one ends (replicas starting together make one first token)."""
+    if lock and tx.dialect.lock_table("tokens"):
+        tx.run(tx.dialect.lock_table("tokens"))
     return tx.one("SELECT 1 FROM tokens LIMIT 1") is not None
 
 

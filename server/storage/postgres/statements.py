@@ -23,6 +23,9 @@ from ..core.statements import Args, Dialect
 class PostgresDialect:
     for_update = " FOR UPDATE"
 
+    def lock_table(self, table: str) -> str:
+        return f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
+
     def least(self, a: str, b: str) -> str:
         return f"LEAST({a}, {b})"
 

@@ -6,10 +6,12 @@ schema_migrations, so a crash never leaves a half-applied version.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
+from collections.abc import Callable
 
-MIGRATIONS: list[tuple[int, str, str]] = [
+MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], object]]] = [
     (
         1,
         "studies, trials, trial events and workers",
@@ -389,8 +391,56 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        13,
+        "ids of studies, trials, workers and tokens are never given out again",
+        # A rowid table hands out max(id) + 1, so deleting the newest trial
+        # gave its id to the next one: a cache, a token limited to a study or
+        # a trial-run token naming the old one would reach the new one.
+        # AUTOINCREMENT is only had by making the table again.
+        lambda conn: _autoincrement(conn, "studies", "trials", "workers", "tokens", floors=_NAMED_BY_TOKENS),
+    ),
 ]
 
+
+# Ids deleted rows had that tokens still name: the next ids start past them.
+_NAMED_BY_TOKENS: dict[str, str] = {
+    "trials": "SELECT max(trial_id) FROM tokens",
+    "studies": "SELECT max(value) FROM tokens, json_each(tokens.study_ids) WHERE tokens.study_ids IS NOT NULL",
+}
+
+
+def _autoincrement(conn: sqlite3.Connection, *tables: str, floors: dict[str, str]) -> None:
+    """Makes each table again with AUTOINCREMENT on its id, with its rows,
+    indexes and triggers (SQLite's procedure for a change ALTER TABLE cannot
+    make). Runs with foreign keys off: the tables that reference it keep
+    their rows. floors: per table, a query of an id the next ones must pass."""
+    for table in tables:
+        _remake_with_autoincrement(conn, table)
+        floor = conn.execute(floors[table]).fetchone()[0] if table in floors else None
+        if floor:
+            conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (int(floor), table))
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS"
+                         " (SELECT 1 FROM sqlite_sequence WHERE name = ?)", (table, int(floor), table))
+
+
+def _remake_with_autoincrement(conn: sqlite3.Connection, table: str) -> None:
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    made, found = re.subn(r"\bid INTEGER PRIMARY KEY\b(?! AUTOINCREMENT)", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql,
+                          count=1)
+    if not found:
+        return
+    made = re.sub(rf"^CREATE TABLE \"?{table}\"?", f"CREATE TABLE {table}__new", made, count=1)
+    extras = [row[0] for row in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') AND sql IS NOT NULL",
+        (table,))]
+    columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+    conn.execute(made)
+    conn.execute(f"INSERT INTO {table}__new ({columns}) SELECT {columns} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}__new RENAME TO {table}")
+    for statement in extras:
+        conn.execute(statement)
 
 
 def _statements(sql: str) -> list[str]:
@@ -406,27 +456,47 @@ def applied_versions(conn: sqlite3.Connection) -> set[int]:
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Applies every pending migration; returns the versions applied now."""
-    done = applied_versions(conn)
+    """Applies every pending migration; returns the versions applied now.
+
+    A migration is SQL, or a function of the connection for what SQL alone
+    cannot say. Foreign keys are off while migrations run (a table made
+    again would otherwise take its referencing rows with it) and checked
+    before each commit."""
+    pending = [m for m in MIGRATIONS if m[0] not in applied_versions(conn)]
+    if not pending:
+        return []
     newly = []
-    for version, name, sql in MIGRATIONS:
-        if version in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        # Another process may have applied it while this one waited for the lock.
-        if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
-            conn.execute("ROLLBACK")
-            continue
-        try:
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for version, name, sql in pending:
+            if _apply(conn, version, name, sql):
+                newly.append(version)
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
+    return newly
+
+
+def _apply(conn: sqlite3.Connection, version: int, name: str, sql) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    # Another process may have applied it while this one waited for the lock.
+    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+        conn.execute("ROLLBACK")
+        return False
+    try:
+        if callable(sql):
+            sql(conn)
+        else:
             for statement in _statements(sql):
                 conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, int(time.time())),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        newly.append(version)
-    return newly
+        broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+        if broken is not None:
+            raise sqlite3.IntegrityError(f"migration {version} broke a foreign key: {tuple(broken)}")
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (version, name, int(time.time())),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True

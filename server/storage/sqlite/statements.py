@@ -19,6 +19,9 @@ from ..core.statements import Args, Dialect
 class SqliteDialect:
     for_update = ""
 
+    def lock_table(self, table: str) -> str:
+        return ""
+
     def least(self, a: str, b: str) -> str:
         return f"min({a}, {b})"
 
