@@ -51,6 +51,18 @@ def scrape(server) -> dict[tuple[str, tuple], float]:
     }
 
 
+def scrape_until(server, done, timeout: float = 10.0) -> dict[tuple[str, tuple], float]:
+    """A scrape in which done(samples) holds: a call ended by an error is
+    counted once its handler has returned, which may be just after the
+    client has the error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(server)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.02)
+
+
 def value(samples, name, **labels) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
@@ -67,7 +79,7 @@ def test_calls_are_counted_by_method_and_code(observed):
     for _ in range(2):
         assert error_of(client.trials.GetTrial, ts.GetTrialRequest(id=trial.id + 100)).code == grpc.StatusCode.NOT_FOUND
     assert error_of(client.trials.GetTrial, ts.GetTrialRequest(id=-1)).code == grpc.StatusCode.INVALID_ARGUMENT
-    samples = scrape(server)
+    samples = scrape_until(server, lambda s: calls(s, TRIALS, "GetTrial", "INVALID_ARGUMENT"))
     assert calls(samples, TRIALS, "CreateTrial", "OK") == 1
     assert calls(samples, TRIALS, "GetTrial", "OK") == 3
     assert calls(samples, TRIALS, "GetTrial", "NOT_FOUND") == 2

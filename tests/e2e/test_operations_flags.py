@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 import urllib.request
 
 import grpc
@@ -36,10 +37,18 @@ def test_the_flags_reach_the_server(db_path):
         err = error_of(client.logs.AddLogs, ls.AddLogsRequest(logs=lines))
         assert (err.code, err.metadata["limit"], err.metadata["limit_name"]) == (
             grpc.StatusCode.RESOURCE_EXHAUSTED, "3", "max_batch_items")
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        assert ('trialplane_rpc_calls_total{code="RESOURCE_EXHAUSTED",method="AddLogs",'
-                'service="trialplane.v1.LogService"} 1.0') in text
+        counted = ('trialplane_rpc_calls_total{code="RESOURCE_EXHAUSTED",method="AddLogs",'
+                   'service="trialplane.v1.LogService"} 1.0')
+        # The call is counted once its handler has returned, which may be
+        # just after the client has its answer.
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+                text = response.read().decode()
+            if counted in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert counted in text
     finally:
         client.channel.close()
         code, _ = process.terminate()
