@@ -231,6 +231,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     trials = TrialServicer(storage, clock, feed)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     early_stopping = EarlyStopping(storage, feed)
+    trials.on_created = early_stopping.know
     metrics = MetricsServicer(storage, feed, config.max_message_bytes, batch_limits)
     metrics.on_validation = early_stopping.notice
     metrics.on_ingest = observability.ingested

@@ -242,6 +242,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
         validation.check_text(v, "client_id", request.client_id, validation.MAX_TAG)
         v.raise_if_any()
         suggested = await self.suggestions.suggest(study_id, request.client_id, request.count or 1)
+        self.early_stopping.know((t.id, t.study_id) for t in suggested.trials)
         now = self.clock()
         return study_service_pb2.SuggestTrialsResponse(
             trials=[trial_to_proto(t, now) for t in suggested.trials],

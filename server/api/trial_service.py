@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trialplane.v1 import (
     checkpoint_pb2,
     metrics_pb2,
@@ -235,6 +237,8 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         self.clock = clock
         # Wakes WatchTrialEvents streams when this server changed their trial.
         self.feed = feed
+        # Told (trial id, study id) of each trial made here.
+        self.on_created: Callable[[list[tuple[int, int]]], None] = lambda made: None
 
     def _out(self, trial: Trial, mask=None) -> trial_pb2.Trial:
         if mask is None or not mask.paths:
@@ -267,7 +271,9 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             if study is not None:
                 study_rules.check_accepts_trials(study)
 
-        return self._out(await self.storage.create_trial(trial, key, admit))
+        made = await self.storage.create_trial(trial, key, admit)
+        self.on_created([(made.id, made.study_id)])
+        return self._out(made)
 
     @rpc
     async def GetTrial(self, request, context):

@@ -73,6 +73,8 @@ def _judged(study_id: int, trial_ids: list[int], trials: StudyTrials) -> list[in
             raise NotFound("trial", f"{tid} in study {study_id}")
     return trial_ids
 
+# Trials whose study is remembered; past it the map starts again.
+MAX_KNOWN_TRIALS = 200_000
 
 class EarlyStopping:
     def __init__(self, storage: Storage, feed: ChangeFeed):
@@ -89,6 +91,13 @@ class EarlyStopping:
         self.stopped: list[Decision] = []
 
     # --- what the servicers call ------------------------------------------
+
+    def know(self, trials: Iterable[tuple[int, int]]) -> None:
+        """(trial id, study id) of trials just made here: their validation
+        reports then cost no read of the trial to find its study."""
+        if len(self._study_of) > MAX_KNOWN_TRIALS:
+            self._study_of.clear()
+        self._study_of.update(trials)
 
     def notice(self, trial_ids: Iterable[int]) -> None:
         """Trials whose validation metrics were just stored."""
@@ -136,7 +145,7 @@ class EarlyStopping:
                     study_id = (await self.storage.get_trial(tid)).study_id
                 except NotFound:
                     continue
-                self._study_of[tid] = study_id
+                self.know([(tid, study_id)])
             if study_id:
                 by_study.setdefault(study_id, set()).add(tid)
         for study_id, ids in by_study.items():

@@ -61,28 +61,50 @@ class Suggestions:
                 search.designer.update(ended, [])
 
     async def suggest(self, study_id: int, client_id: str, count: int) -> Suggested:
-        study = await self.storage.get_study(study_id)
-        if study.state == StudyState.ACTIVE and not study.parameters:
-            raise FailedPrecondition(
-                f"study {study_id} has no search space: give it parameters to search",
-                reason="ILLEGAL_TRANSITION", metadata={"study_id": study_id},
-            )
-        if study.state != StudyState.ACTIVE:
-            return await self.storage.suggest_trials(study_id, client_id, count, _nothing)
-        search = self._search_for(study)
+        """A study with a warm search is not read first: the write that
+        suggests locks it, and its plan checks the search still fits (else
+        the study is read again and the call made once more)."""
+        try:
+            return await self._suggest(study_id, client_id, count, self._searches.get(study_id))
+        except _SearchChanged:
+            self.forget(study_id)
+            return await self._suggest(study_id, client_id, count, None)
+
+    async def _suggest(self, study_id: int, client_id: str, count: int, search: StudySearch | None) -> Suggested:
+        if search is None:
+            study = await self.storage.get_study(study_id)
+            if study.state == StudyState.ACTIVE and not study.parameters:
+                raise FailedPrecondition(
+                    f"study {study_id} has no search space: give it parameters to search",
+                    reason="ILLEGAL_TRANSITION", metadata={"study_id": study_id},
+                )
+            if study.state != StudyState.ACTIVE:
+                return await self.storage.suggest_trials(study_id, client_id, count, _nothing)
+            search = self._search_for(study)
         await self._catch_up(search)
+        warm = search
 
         def plan(locked: Study, unfinished: list[Trial], room: int) -> list[dict]:
-            if locked.algorithm != search.spec or locked.parameters != search.parameters:
-                raise Aborted(f"the algorithm of study {study_id} changed meanwhile; retry")
-            with search.lock:
-                search.designer.update([], [history.observed(t) for t in unfinished])
-                return search.designer.suggest(room, locked.suggestion_count)
+            if locked.state != StudyState.ACTIVE:
+                return []
+            if locked.algorithm != warm.spec or locked.parameters != warm.parameters:
+                raise _SearchChanged()
+            with warm.lock:
+                warm.designer.update([], [history.observed(t) for t in unfinished])
+                return warm.designer.suggest(room, locked.suggestion_count)
 
         return await self.storage.suggest_trials(study_id, client_id, count, plan)
 
     def forget(self, study_id: int) -> None:
         self._searches.pop(study_id, None)
+
+
+class _SearchChanged(Aborted):
+    """The study's algorithm or space changed since its search was made; a
+    second time in one call it reaches the client as ABORTED."""
+
+    def __init__(self) -> None:
+        super().__init__("the algorithm or the space of the study changed meanwhile; retry")
 
 
 def _nothing(study: Study, unfinished: list[Trial], room: int) -> list[dict]:
