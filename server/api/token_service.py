@@ -75,7 +75,7 @@ class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
         if request.trial_run_id and request.trial_run_id != trial.trial_run_id:
             raise StaleTrialRun(trial_id, trial.trial_run_id, request.trial_run_id)
         token = Token(name=f"trial {trial_id} run {trial.trial_run_id}", kind=TokenKind.TRIAL_RUN,
-                      trial_id=trial_id, trial_run_id=trial.trial_run_id)
+                      trial_id=trial_id, trial_run_id=trial.trial_run_id, parent_id=who.current().token_id or 0)
         return await self._made(token)
 
     @rpc
@@ -93,8 +93,9 @@ class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
     @rpc
     async def RevokeToken(self, request, context):
         token_id = convert.require_id(request.id, "id", "token")
-        token = await self.storage.revoke_token(token_id, self.clock())
-        self.authority.feed.tokens.notify(token_id)
+        token, children = await self.storage.revoke_token(token_id, self.clock())
+        for revoked in [token_id, *children]:
+            self.authority.feed.tokens.notify(revoked)
         return token_to_proto(token)
 
     @rpc

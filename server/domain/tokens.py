@@ -45,6 +45,8 @@ class Token:
     trial_id: int = 0
     trial_run_id: int = 0
     created_by: str = ""
+    # The token a trial-run token was made with: revoking that one revokes it.
+    parent_id: int = 0
     id: int = 0
     create_time: int = 0
     revoke_time: int = 0
@@ -105,4 +107,4 @@ def validated(token: Token, now: int) -> Token:
         problems.append(FieldViolation("token.study_ids", "an admin token reaches every study; leave study_ids empty"))
     if problems:
         raise InvalidArgument(problems)
-    return replace(token, id=0, revoke_time=0, trial_id=0, trial_run_id=0)
+    return replace(token, id=0, revoke_time=0, trial_id=0, trial_run_id=0, parent_id=0)

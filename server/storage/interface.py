@@ -441,8 +441,10 @@ class TokenStore(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    async def revoke_token(self, token_id: int, now: int) -> Token:
-        """Sets revoke_time once; a repeat returns the token as it is."""
+    async def revoke_token(self, token_id: int, now: int) -> tuple[Token, list[int]]:
+        """Sets revoke_time once (a repeat returns the token as it is), and on
+        the trial-run tokens made with it; returns the token and the ids of
+        those revoked with it now."""
 
 
 class ChangeRelay(abc.ABC):

@@ -498,3 +498,22 @@ def test_ids_of_deleted_studies_and_trials_are_not_given_out_again(secured, admi
     assert err.code == DENIED and err.metadata["trial_id"] == str(new_trial.id)
     for c in (limited, old_run):
         c.channel.close()
+
+
+def test_revoking_a_token_revokes_the_trial_run_tokens_made_with_it(secured, admin):
+    study = bare_study(admin, "s")
+    trial = running_trial(admin, study.id, "t")
+    agent_secret, agent_token = make_token(admin, "agent", ["write"], kind=token_pb2.TOKEN_KIND_SERVICE)
+    agent = Client.connect(secured.address, agent_secret)
+    made = agent.tokens.CreateTrialRunToken(tk.CreateTrialRunTokenRequest(trial_id=trial.id))
+    by_admin = admin.tokens.CreateTrialRunToken(tk.CreateTrialRunTokenRequest(trial_id=trial.id))
+    child = Client.connect(secured.address, made.secret)
+    assert report_metrics(child, trial.id, 1).created
+    admin.tokens.RevokeToken(tk.RevokeTokenRequest(id=agent_token.id))
+    err = error_of(report_metrics, child, trial.id, 2)
+    assert (err.code, err.metadata["problem"]) == (UNAUTHENTICATED, "revoked")
+    # The admin's own trial-run token for the same run is not the agent's: it still works.
+    other = Client.connect(secured.address, by_admin.secret)
+    assert report_metrics(other, trial.id, 2).created
+    for c in (agent, child, other):
+        c.channel.close()

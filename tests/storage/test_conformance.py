@@ -1032,11 +1032,16 @@ def test_tokens_are_kept_by_hash_listed_newest_first_and_revoked_once(run):
         assert await names(False, False) == ["ci", "admin"]
         assert await names(False, True) == ["trial 9 run 2", "ci", "admin"]
         assert await names(False, False, now=T0 + 10) == ["admin"]  # ci expired
-        revoked = await s.revoke_token(first.id, T0 + 1)
-        assert revoked.revoke_time == T0 + 1
-        assert (await s.revoke_token(first.id, T0 + 2)).revoke_time == T0 + 1
+        # A trial-run token made with the first one goes when it does.
+        _, child = token("trial 9 run 3", kind=TokenKind.TRIAL_RUN, trial_id=9, trial_run_id=3, parent_id=first.id)
+        child = await s.create_token(child)
+        revoked, with_it = await s.revoke_token(first.id, T0 + 1)
+        assert (revoked.revoke_time, with_it) == (T0 + 1, [child.id])
+        assert (await s.token_by_hash(child.secret_hash)).revoke_time == T0 + 1
+        again, none = await s.revoke_token(first.id, T0 + 2)
+        assert (again.revoke_time, none) == (T0 + 1, [])
         assert await names(False, False) == ["ci"]
-        assert await names(True, True, now=T0 + 10) == ["trial 9 run 2", "ci", "admin"]
+        assert await names(True, True, now=T0 + 10) == ["trial 9 run 3", "trial 9 run 2", "ci", "admin"]
         with pytest.raises(NotFound):
             await s.revoke_token(10**9, T0)
 

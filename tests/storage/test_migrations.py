@@ -44,7 +44,6 @@ def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(
     import asyncio
 
     from trialplane.server.domain.models import Study, Trial, TrialState
-    from trialplane.server.domain.tokens import Token, TokenKind
     from trialplane.server.domain.trial_lifecycle import Change, EventDraft
     from trialplane.server.storage.factory import open_storage
     from trialplane.server.storage.sqlite import migrations
@@ -58,17 +57,18 @@ def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(
         for name in ("t1", "t2", "t3"):
             await s.create_trial(Trial(name=name, study_id=study.id), None, lambda _: None)
         await s.change_trial(2, lambda t, now: Change(t, [EventDraft(TrialState.QUEUED, TrialState.QUEUED, 1, "mark")]))
-        # A trial-run token outlives its deleted trial: its id must not be given out again.
-        await s.create_token(Token(name="run", kind=TokenKind.TRIAL_RUN, trial_id=3, trial_run_id=1,
-                                   secret_hash=b"x" * 32, create_time=1))
         await s.delete_trial(3, lambda _: None)
         await s.close()
 
     monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 13])
     asyncio.run(before())
+    # A trial-run token outlives its deleted trial: its id must not be given out again.
+    with sqlite3.connect(path) as old:
+        old.execute("INSERT INTO tokens (name, kind, secret_hash, scopes, trial_id, trial_run_id, create_time)"
+                    " VALUES ('run', 'TRIAL_RUN', ?, '', 3, 1, 1)", (b"x" * 32,))
     monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
     conn = connect(path)
-    assert migrations.migrate(conn) == [13]
+    assert migrations.migrate(conn) == [v for v, _, _ in MIGRATIONS if v >= 13]
     schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]
     assert "AUTOINCREMENT" in schema and "trials__new" not in schema
     assert [r[0] for r in conn.execute("SELECT name FROM trials ORDER BY id")] == ["t1", "t2"]

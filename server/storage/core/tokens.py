@@ -12,7 +12,7 @@ from .query import Query, keyset, page_of
 from .statements import Tx
 
 _COLUMNS = ("name", "kind", "secret_hash", "scopes", "study_ids", "trial_id", "trial_run_id", "create_time",
-            "expire_time", "revoke_time", "created_by")
+            "expire_time", "revoke_time", "created_by", "parent_id")
 _INSERT = f"INSERT INTO tokens ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 
 
@@ -20,7 +20,7 @@ def to_row(t: Token) -> tuple:
     return (
         t.name, t.kind.value, t.secret_hash, ",".join(sorted(t.scopes)),
         None if t.study_ids is None else json.dumps(sorted(t.study_ids)), t.trial_id, t.trial_run_id,
-        t.create_time, t.expire_time, t.revoke_time, t.created_by,
+        t.create_time, t.expire_time, t.revoke_time, t.created_by, t.parent_id,
     )
 
 
@@ -31,6 +31,7 @@ def from_row(row) -> Token:
         study_ids=None if row["study_ids"] is None else frozenset(json.loads(row["study_ids"])),
         trial_id=row["trial_id"], trial_run_id=row["trial_run_id"], create_time=row["create_time"],
         expire_time=row["expire_time"], revoke_time=row["revoke_time"], created_by=row["created_by"],
+        parent_id=row["parent_id"],
     )
 
 
@@ -59,12 +60,17 @@ def require(tx: Tx, token_id: int, lock: bool = False) -> Token:
     return from_row(row)
 
 
-def revoke(tx: Tx, token_id: int, now: int) -> Token:
+def revoke(tx: Tx, token_id: int, now: int) -> tuple[Token, list[int]]:
+    """The token, revoked (once), and the ids of the trial-run tokens made
+    with it that were revoked with it now."""
     t = require(tx, token_id, lock=True)
     if not t.revoke_time:
         tx.run("UPDATE tokens SET revoke_time = ? WHERE id = ?", (now, token_id))
         t.revoke_time = now
-    return t
+    children = [r["id"] for r in tx.all("SELECT id FROM tokens WHERE parent_id = ? AND revoke_time = 0", (token_id,))]
+    if children:
+        tx.run(f"UPDATE tokens SET revoke_time = ? WHERE id IN ({', '.join('?' for _ in children)})", (now, *children))
+    return t, children
 
 
 def list_page(tx: Tx, page: Page, include_inactive: bool, include_trial_run: bool, now: int) -> Paged[Token]:

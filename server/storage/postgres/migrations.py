@@ -424,6 +424,14 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "trial-run tokens remember the token they were made with",
+        """
+        ALTER TABLE tokens ADD COLUMN parent_id BIGINT NOT NULL DEFAULT 0;
+        CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id != 0;
+        """,
+    ),
 ]
 
 

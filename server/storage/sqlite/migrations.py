@@ -400,6 +400,14 @@ MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], object]]] 
         # AUTOINCREMENT is only had by making the table again.
         lambda conn: _autoincrement(conn, "studies", "trials", "workers", "tokens", floors=_NAMED_BY_TOKENS),
     ),
+    (
+        14,
+        "trial-run tokens remember the token they were made with",
+        """
+        ALTER TABLE tokens ADD COLUMN parent_id INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id != 0;
+        """,
+    ),
 ]
 
 
