@@ -80,6 +80,9 @@ class SqlStorage(Storage):
 
     def __init__(self, clock: Callable[[], int] = now_us):
         self.clock = clock
+        # Unfinished trials SuggestTrials decides on, kept parsed between its
+        # writes (studies.unfinished).
+        self._parsed_unfinished: studies.ParsedTrials = {}
 
     async def _write(self, fn, small: bool = False):
         return await self.db.write(fn, small)
@@ -248,8 +251,11 @@ class SqlStorage(Storage):
     async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan) -> Suggested:
         def write(tx):
             study = self._study(tx, study_id, lock=True)
-            unfinished = studies.unfinished(tx, study_id)
-            mine = [t for t in unfinished if client_id and t.client_id == client_id][:count]
+            unfinished = studies.unfinished(tx, study_id, self._parsed_unfinished)
+            # What is answered is read afresh (summaries included); the shared
+            # parsed trials only decide.
+            mine = [self._trial(tx, t.id, summaries=False) for t in unfinished
+                    if client_id and t.client_id == client_id][:count]
             room = study_lifecycle.suggestion_room(study, len(unfinished), count - len(mine))
             made: list[Trial] = []
             if room:
@@ -266,8 +272,10 @@ class SqlStorage(Storage):
                 if len(points) < room:
                     study_lifecycle.leave(study, StudyState.COMPLETED, study_lifecycle.EXHAUSTED)
                 studies.save(tx, study, now)
+                study.version += 1
+                study.update_time = now
             self._attach_summaries(tx, mine)
-            return Suggested(mine + made, self._study(tx, study_id))
+            return Suggested(mine + made, study)
 
         return await self._write(write)
 

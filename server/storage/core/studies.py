@@ -31,12 +31,43 @@ def save(tx: Tx, study: Study, now: int) -> None:
     )
 
 
-def unfinished(tx: Tx, study_id: int) -> list[Trial]:
-    rows = tx.all(
-        f"SELECT * FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)}) ORDER BY id",
+# Parsed unfinished trials by id, with the version they were parsed at.
+ParsedTrials = dict[int, tuple[int, Trial]]
+MAX_PARSED = 50_000
+
+
+def unfinished(tx: Tx, study_id: int, parsed: ParsedTrials | None = None) -> list[Trial]:
+    """The study's unfinished trials, in id order, for deciding on them
+    (their metric summaries are not read). With parsed, a trial whose
+    version is the one parsed before is not parsed again; the trials are
+    then shared: read them, do not change them."""
+    if parsed is None:
+        rows = tx.all(
+            f"SELECT * FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)}) ORDER BY id",
+            (study_id, *_UNFINISHED),
+        )
+        return [records.trial_from_row(r) for r in rows]
+    versions = tx.tuples(
+        f"SELECT id, version FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)}) ORDER BY id",
         (study_id, *_UNFINISHED),
     )
-    return [records.trial_from_row(r) for r in rows]
+    found: dict[int, Trial] = {}
+    stale = []
+    for trial_id, version in versions:
+        entry = parsed.get(trial_id)
+        if entry is not None and entry[0] == version:
+            found[trial_id] = entry[1]
+        else:
+            stale.append(trial_id)
+    if len(parsed) + len(stale) > MAX_PARSED:
+        parsed.clear()
+    for start in range(0, len(stale), 500):
+        chunk = stale[start:start + 500]
+        for row in tx.all(f"SELECT * FROM trials WHERE id IN ({marks(chunk)})", tuple(chunk)):
+            trial = records.trial_from_row(row)
+            found[trial.id] = trial
+            parsed[trial.id] = (trial.version, trial)
+    return [found[trial_id] for trial_id, _ in versions]
 
 
 def _count(tx: Tx, study_id: int, states: list[str], negate: bool = False) -> int:
