@@ -19,7 +19,7 @@ from ..domain.errors import DomainError, Unauthenticated
 from ..services.authority import Authority
 from .access import DENY_ALL, OPEN, TABLE, Rule, run_check, scope_check, target_check
 from .errors import abort, internal_error
-from .handlers import Malformed, WrappingInterceptor
+from .handlers import Malformed, WrappingInterceptor, behavior_of, with_behavior
 
 _BEARER = "bearer "
 _NO_REQUEST = object()
@@ -49,95 +49,77 @@ class AuthInterceptor(WrappingInterceptor):
         rule = self.table.get(method, DENY_ALL)
         return handler if rule.scope == OPEN else self._wrap(method, rule, handler)
 
-    async def _admit(self, method: str, rule: Rule, context) -> tuple[who.Principal, str]:
-        secret = bearer_secret(context.invocation_metadata())
-        principal = await self.authority_of().principal(secret)
-        scope_check(method, rule, principal)
-        who.bind(principal)
-        return principal, secret
-
-    def _wrap(self, method: str, rule: Rule, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _wrap(self, method: str, rule: Rule, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         authority = self.authority_of
-        admit = self._admit
+        behavior = behavior_of(handler)
 
-        async def refuse(context, exc: Exception):
-            await abort(context, exc if isinstance(exc, DomainError) else internal_error(method, exc))
-
-        async def enter(context, request=_NO_REQUEST) -> tuple[who.Principal, str]:
+        async def checking(context, check):
+            """What check gives; any failure of it ends the call with its status."""
             try:
-                principal, secret = await admit(method, rule, context)
-                if request is not _NO_REQUEST and type(request) is not Malformed:
-                    await target_check(method, rule, principal, request, authority())
-                return principal, secret
+                return await check
             except Exception as exc:  # noqa: BLE001 - every failure ends the call with a status
-                await refuse(context, exc)
+                await abort(context, exc if isinstance(exc, DomainError) else internal_error(method, exc))
             raise AssertionError("abort returned")
 
-        async def still_allowed(context, secret: str, writing: bool = False) -> who.Principal:
+        async def admit(context, request=_NO_REQUEST) -> str:
+            """The call's secret, once its principal is bound and allowed."""
+            secret = bearer_secret(context.invocation_metadata())
+            principal = await authority().principal(secret)
+            scope_check(method, rule, principal)
+            who.bind(principal)
+            if request is not _NO_REQUEST and type(request) is not Malformed:
+                await target_check(method, rule, principal, request, authority())
+            return secret
+
+        async def still_allowed(secret: str, writing: bool = False) -> who.Principal:
             """On a stream, before each message either way: a token revoked or
             expired ends the stream, and so does the end of a trial-run token's
             run before a message it writes (its reads of its own trial may
             follow the trial to its end)."""
-            try:
-                principal = await authority().principal(secret)
-                if writing and principal.kind == who.TRIAL_RUN:
-                    await run_check(principal, authority())
-                return principal
-            except Exception as exc:  # noqa: BLE001
-                await refuse(context, exc)
-            raise AssertionError("abort returned")
+            principal = await authority().principal(secret)
+            if writing and principal.kind == who.TRIAL_RUN:
+                await run_check(principal, authority())
+            return principal
 
         async def checked(secret, requests, context):
             async for request in requests:
-                principal = await still_allowed(context, secret, writing=True)
+                principal = await checking(context, still_allowed(secret, writing=True))
                 if type(request) is not Malformed:
-                    try:
-                        await target_check(method, rule, principal, request, authority())
-                    except Exception as exc:  # noqa: BLE001
-                        await refuse(context, exc)
+                    await checking(context, target_check(method, rule, principal, request, authority()))
                 yield request
 
-        if not inner.request_streaming and not inner.response_streaming:
-            behavior = inner.unary_unary
-
-            async def unary_unary(request, context):
-                await enter(context, request)
+        if not handler.request_streaming and not handler.response_streaming:
+            async def unary(request, context):
+                await checking(context, admit(context, request))
                 return await behavior(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, inner.request_deserializer, inner.response_serializer)
+            return with_behavior(handler, unary)
 
-        if not inner.request_streaming:
-            behavior = inner.unary_stream
-
+        streams_out = inspect.isasyncgenfunction(behavior)
+        if not handler.request_streaming:
             async def yielded(request, context):
-                _, secret = await enter(context, request)
+                secret = await checking(context, admit(context, request))
                 async for response in behavior(request, context):
-                    await still_allowed(context, secret)
+                    await checking(context, still_allowed(secret))
                     yield response
 
             async def written(request, context):
-                await enter(context, request)
+                await checking(context, admit(context, request))
                 await behavior(request, context)
 
-            return grpc.unary_stream_rpc_method_handler(
-                yielded if inspect.isasyncgenfunction(behavior) else written,
-                inner.request_deserializer, inner.response_serializer)
+            return with_behavior(handler, yielded if streams_out else written)
 
-        behavior = inner.stream_stream if inner.response_streaming else inner.stream_unary
-        make = grpc.stream_stream_rpc_method_handler if inner.response_streaming else grpc.stream_unary_rpc_method_handler
         async def streamed(requests, context):
-            _, secret = await enter(context)
+            secret = await checking(context, admit(context))
             async for response in behavior(checked(secret, requests, context), context):
-                await still_allowed(context, secret)
+                await checking(context, still_allowed(secret))
                 yield response
 
         async def answered(requests, context):
-            _, secret = await enter(context)
+            secret = await checking(context, admit(context))
             return await behavior(checked(secret, requests, context), context)
 
-        return make(streamed if inspect.isasyncgenfunction(behavior) else answered,
-                    inner.request_deserializer, inner.response_serializer)
+        return with_behavior(handler, streamed if streams_out else answered)
 
     def authority_of(self) -> Authority:
         assert self.authority is not None, "the interceptor serves calls only once storage is open"
