@@ -252,7 +252,7 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
     api_pb2_grpc.add_EarlyStoppingServicer_to_server(
         KatibEarlyStoppingServicer(KatibStopping(storage, feed, clock)), handlers)
     token_service_pb2_grpc.add_TokenServiceServicer_to_server(
-        TokenServicer(storage, authority, clock, config.auth), handlers)
+        TokenServicer(storage, feed, clock, config.auth), handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
     for name in ["", *SERVICE_NAMES]:

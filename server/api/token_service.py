@@ -9,7 +9,7 @@ from ..domain import principal as who
 from ..domain.errors import FailedPrecondition, StaleTrialRun, invalid
 from ..domain.tokens import Token, TokenKind, new_secret, validated
 from ..domain.trial_lifecycle import is_terminal
-from ..services.authority import Authority
+from ..services.change_feed import ChangeFeed
 from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
@@ -27,9 +27,10 @@ def token_to_proto(t: Token) -> token_pb2.Token:
 
 
 class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
-    def __init__(self, storage: Storage, authority: Authority, clock, auth_enabled: bool):
+    def __init__(self, storage: Storage, feed: ChangeFeed, clock, auth_enabled: bool):
         self.storage = storage
-        self.authority = authority
+        # Tells every replica's caches of a revoked token.
+        self.feed = feed
         self.clock = clock
         self.auth_enabled = auth_enabled
 
@@ -39,7 +40,6 @@ class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
         token.created_by = who.current().describe()
         stored = await self.storage.create_token(token)
         assert stored is not None  # made unconditionally
-        self.authority.forget_unknown()
         return token_service_pb2.CreateTokenResponse(token=token_to_proto(stored), secret=secret)
 
     @rpc
@@ -95,7 +95,7 @@ class TokenServicer(token_service_pb2_grpc.TokenServiceServicer):
         token_id = convert.require_id(request.id, "id", "token")
         token, children = await self.storage.revoke_token(token_id, self.clock())
         for revoked in [token_id, *children]:
-            self.authority.feed.tokens.notify(revoked)
+            self.feed.tokens.notify(revoked)
         return token_to_proto(token)
 
     @rpc

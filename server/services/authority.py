@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.errors import NotFound, Unauthenticated
-from ..domain.principal import Principal
+from ..domain.principal import SERVICE, TRIAL_RUN, USER, Principal
 from ..domain.tokens import ADMIN, Token, TokenKind, hash_secret, new_secret
 from ..domain.trial_lifecycle import is_terminal
 from ..storage.interface import Storage
@@ -41,7 +41,7 @@ class TrialFacts:
 
 def principal_of(token: Token) -> Principal:
     return Principal(
-        kind={TokenKind.USER: "user", TokenKind.SERVICE: "service", TokenKind.TRIAL_RUN: "trial-run"}[token.kind],
+        kind={TokenKind.USER: USER, TokenKind.SERVICE: SERVICE, TokenKind.TRIAL_RUN: TRIAL_RUN}[token.kind],
         name=token.name, token_id=token.id, scopes=token.granted(), study_ids=token.study_ids,
         trial_id=token.trial_id or None, run_id=token.trial_run_id or None,
     )
@@ -59,7 +59,6 @@ class Authority:
         self._changes = 0
         feed.tokens.listeners.append(self._token_changed)
         feed.trials.listeners.append(self._trial_changed)
-        self.feed = feed
 
     # --- tokens ----------------------------------------------------------------
 
@@ -90,12 +89,6 @@ class Authority:
         for key, entry in list(self._tokens.items()):
             if entry is not None and entry[0].id == token_id:
                 del self._tokens[key]
-
-    def forget_unknown(self) -> None:
-        """Drops the remembered misses: a token was just made."""
-        self._changes += 1
-        for key in [k for k, v in self._tokens.items() if v is None]:
-            del self._tokens[key]
 
     async def ensure_first_admin(self, path: Path) -> bool:
         """With no token at all, makes an admin token and writes its secret
