@@ -34,7 +34,6 @@ from pathlib import Path
 from google.protobuf import struct_pb2
 from trialplane.v1 import (
     errors_pb2,
-    token_service_pb2,
     trial_pb2,
     trial_service_pb2,
     worker_pb2,
@@ -465,16 +464,15 @@ class Agent:
         token = self.client.token
         if not token:
             return None
-        request = token_service_pb2.CreateTrialRunTokenRequest(trial_id=self.options.trial_id, trial_run_id=run_id)
-        tokens = self.client.stubs.tokens
+        tokens = self.client.tokens
         deadline = time.monotonic() + self.options.connect_timeout
         try:
             if self._auth_enabled is None:
-                self._auth_enabled = retrying(lambda: tokens.WhoAmI(token_service_pb2.WhoAmIRequest()), self.link,
-                                              deadline=deadline).auth_enabled
+                self._auth_enabled = retrying(tokens.whoami, self.link, deadline=deadline).auth_enabled
             if not self._auth_enabled:
                 return token
-            made = retrying(lambda: tokens.CreateTrialRunToken(request), self.link, deadline=deadline)
+            made = retrying(lambda: tokens.create_for_run(self.options.trial_id, run_id), self.link,
+                            deadline=deadline)
         except (GaveUp, TrialplaneError) as err:
             log.warning("no trial-run token for run %d (%s); the command gets the agent's token", run_id, err)
             return token

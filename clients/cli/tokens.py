@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import re
 
-from google.protobuf import duration_pb2
 from trialplane.v1 import token_pb2
-from trialplane.v1 import token_service_pb2 as tk
 
 from ..sdk import Client
 from ..sdk.values import enum_name
@@ -43,14 +41,8 @@ def _row(token) -> list[str]:
 
 
 def tokens_create(client: Client, args, out: Printer) -> int:
-    token = token_pb2.Token(
-        name=args.name, kind=token_pb2.TOKEN_KIND_SERVICE if args.service else token_pb2.TOKEN_KIND_USER,
-        scopes=args.scope or ["read"], study_ids=args.study or [],
-    )
-    request = tk.CreateTokenRequest(token=token)
-    if args.expires_in:
-        request.ttl.CopyFrom(duration_pb2.Duration(seconds=parse_duration(args.expires_in)))
-    made = client.stubs.tokens.CreateToken(request)
+    made = client.tokens.create(args.name, args.scope or ["read"], studies=args.study or [], service=args.service,
+                                ttl_seconds=parse_duration(args.expires_in) if args.expires_in else None)
     if out.as_json:
         out.json(made)
     else:
@@ -59,28 +51,17 @@ def tokens_create(client: Client, args, out: Printer) -> int:
 
 
 def tokens_list(client: Client, args, out: Printer) -> int:
-    def pages():
-        page_token = ""
-        while True:
-            page = client.stubs.tokens.ListTokens(tk.ListTokensRequest(
-                include_inactive=args.all, include_trial_run=args.all, page_token=page_token))
-            yield from page.tokens
-            page_token = page.next_page_token
-            if not page_token:
-                return
-
-    out.items(pages(), TOKEN_TABLE, _row)
+    out.items(client.tokens.list(include_inactive=args.all, include_trial_run=args.all), TOKEN_TABLE, _row)
     return 0
 
 
 def tokens_revoke(client: Client, args, out: Printer) -> int:
-    revoked = client.stubs.tokens.RevokeToken(tk.RevokeTokenRequest(id=args.id))
-    out.items([revoked], TOKEN_TABLE, _row)
+    out.items([client.tokens.revoke(args.id)], TOKEN_TABLE, _row)
     return 0
 
 
 def tokens_whoami(client: Client, args, out: Printer) -> int:
-    me = client.stubs.tokens.WhoAmI(tk.WhoAmIRequest())
+    me = client.tokens.whoami()
     if out.as_json:
         out.json(me)
     elif not me.auth_enabled:

@@ -22,6 +22,7 @@ from .resources import (
     LogsApi,
     MetricsApi,
     StudiesApi,
+    TokensApi,
     TrialsApi,
     WorkersApi,
 )
@@ -83,6 +84,7 @@ class Client:
         self.logs = LogsApi(self.stubs)
         self.checkpoints = CheckpointsApi(self.stubs)
         self.workers = WorkersApi(self.stubs)
+        self.tokens = TokensApi(self.stubs)
 
     def wait_until_ready(self, timeout: float = 10.0) -> None:
         """Returns once the channel is connected; Unavailable after timeout seconds."""

@@ -35,6 +35,8 @@ from trialplane.v1 import (
     profiler_service_pb2,
     study_pb2,
     study_service_pb2,
+    token_pb2,
+    token_service_pb2,
     trial_pb2,
     trial_service_pb2,
     worker_pb2,
@@ -451,16 +453,12 @@ class MetricsApi:
             page_size=page_size,
         )
         merged: dict[tuple[int, str, str], metrics_service_pb2.MetricSeries] = {}
-        while True:
-            response = self._stub.GetMetricHistory(request)
-            for part in response.series:
-                key = (part.trial_id, part.group, part.name)
-                if key not in merged:
-                    merged[key] = metrics_service_pb2.MetricSeries(trial_id=part.trial_id, group=part.group, name=part.name)
-                _append_part(merged[key], part)
-            if not response.next_page_token:
-                return list(merged.values())
-            request.page_token = response.next_page_token
+        for part in _pages(self._stub.GetMetricHistory, request, "series"):
+            key = (part.trial_id, part.group, part.name)
+            if key not in merged:
+                merged[key] = metrics_service_pb2.MetricSeries(trial_id=part.trial_id, group=part.group, name=part.name)
+            _append_part(merged[key], part)
+        return list(merged.values())
 
     def history(self, trial_id: int, name: str, *, group: str = "training", **options: Any) -> metrics_service_pb2.MetricSeries:
         """The whole history of one metric of one trial (options as histories takes them)."""
@@ -603,6 +601,41 @@ class WorkersApi:
         return self._stub.GetWorker(worker_service_pb2.GetWorkerRequest(id=worker_id))
 
 
+class TokensApi:
+    """Bearer tokens. The secret of a new token is in what create and
+    create_for_run return, and nowhere else."""
+
+    def __init__(self, stubs: Stubs):
+        self._stub = stubs.tokens
+
+    def create(self, name: str, scopes: Iterable[str] = ("read",), *, studies: Iterable[int] = (),
+               service: bool = False, ttl_seconds: int | None = None) -> token_service_pb2.CreateTokenResponse:
+        """A user token (a service token with service=True); admin only."""
+        request = token_service_pb2.CreateTokenRequest(token=token_pb2.Token(
+            name=name, kind=token_pb2.TOKEN_KIND_SERVICE if service else token_pb2.TOKEN_KIND_USER,
+            scopes=list(scopes), study_ids=list(studies)))
+        if ttl_seconds is not None:
+            request.ttl.seconds = ttl_seconds
+        return self._stub.CreateToken(request)
+
+    def create_for_run(self, trial_id: int, trial_run_id: int = 0) -> token_service_pb2.CreateTokenResponse:
+        """A trial-run token for a trial's current run (or the run named)."""
+        return self._stub.CreateTrialRunToken(
+            token_service_pb2.CreateTrialRunTokenRequest(trial_id=trial_id, trial_run_id=trial_run_id))
+
+    def list(self, *, include_inactive: bool = False, include_trial_run: bool = False) -> Iterator[token_pb2.Token]:
+        """Tokens, newest first, without their secrets; admin only."""
+        request = token_service_pb2.ListTokensRequest(include_inactive=include_inactive,
+                                                      include_trial_run=include_trial_run)
+        return _pages(self._stub.ListTokens, request, "tokens")
+
+    def revoke(self, token_id: int) -> token_pb2.Token:
+        return self._stub.RevokeToken(token_service_pb2.RevokeTokenRequest(id=token_id))
+
+    def whoami(self) -> token_service_pb2.WhoAmIResponse:
+        return self._stub.WhoAmI(token_service_pb2.WhoAmIRequest())
+
+
 class ProfilerApi:
     """Reads profiler series (what the agent's system metrics and the
     profiler stream stored): ProfilerApi(client.stubs)."""
@@ -637,14 +670,10 @@ class ProfilerApi:
         for m in merged:
             m.samples.labels.CopyFrom(m.labels)
         by_key = {m.labels.SerializeToString(deterministic=True): m for m in merged}
-        while True:
-            response = self._stub.GetProfilerSamples(request)
-            for part in response.series:
-                m = by_key[part.labels.SerializeToString(deterministic=True)]
-                m.samples.values.extend(part.samples.values)
-                m.samples.batches.extend(part.samples.batches)
-                m.samples.timestamps.extend(part.samples.timestamps)
-                m.buckets.extend(part.buckets)
-            if not response.next_page_token:
-                return merged
-            request.page_token = response.next_page_token
+        for part in _pages(self._stub.GetProfilerSamples, request, "series"):
+            m = by_key[part.labels.SerializeToString(deterministic=True)]
+            m.samples.values.extend(part.samples.values)
+            m.samples.batches.extend(part.samples.batches)
+            m.samples.timestamps.extend(part.samples.timestamps)
+            m.buckets.extend(part.buckets)
+        return merged

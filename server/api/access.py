@@ -108,8 +108,12 @@ def _create_trial(r) -> Targets:
     return Targets(studies=(r.trial.study_id,)) if r.trial.study_id else EVERY
 
 
-def _ids(get: Callable) -> Callable[[Any], Targets]:
+def checkpoints(get: Callable) -> Callable[[Any], Targets]:
     return lambda r: Targets(checkpoints=tuple(get(r)))
+
+
+def _series(r) -> Targets:
+    return Targets(trials=tuple({s.trial_id for s in r.series}))
 
 
 S, T, W, M, C, P, L = (f"/trialplane.v1.{name}Service/" for name in
@@ -167,17 +171,17 @@ TABLE: dict[str, Rule] = {
     # Checkpoints
     C + "ReportCheckpoint": Rule(WRITE, trial(lambda r: r.checkpoint.trial_id, lambda r: r.checkpoint.trial_run_id),
                                  trial_run=True),
-    C + "GetCheckpoint": Rule(READ, _ids(lambda r: [r.uuid])),
+    C + "GetCheckpoint": Rule(READ, checkpoints(lambda r: [r.uuid])),
     C + "ListCheckpoints": Rule(READ, _checkpoints_listed),
-    C + "UpdateCheckpoint": Rule(WRITE, _ids(lambda r: [r.checkpoint.uuid])),
-    C + "DeleteCheckpoints": Rule(WRITE, _ids(lambda r: r.uuids)),
+    C + "UpdateCheckpoint": Rule(WRITE, checkpoints(lambda r: [r.checkpoint.uuid])),
+    C + "DeleteCheckpoints": Rule(WRITE, checkpoints(lambda r: r.uuids)),
     C + "ApplyCheckpointRetention": Rule(WRITE, study(lambda r: r.study_id)),
     # Profiler
     P + "StreamProfilerMetrics": Rule(WRITE, _profiler_stream, trial_run=True),
     P + "ReportProfilerMetrics": Rule(WRITE, trial(lambda r: r.batch.labels.trial_id), trial_run=True),
     P + "ListProfilerSeries": Rule(READ, trial(lambda r: r.trial_id)),
-    P + "GetProfilerSamples": Rule(READ, lambda r: Targets(trials=tuple({s.trial_id for s in r.series}))),
-    P + "WatchProfilerSamples": Rule(READ, lambda r: Targets(trials=tuple({s.trial_id for s in r.series}))),
+    P + "GetProfilerSamples": Rule(READ, _series),
+    P + "WatchProfilerSamples": Rule(READ, _series),
     # Logs
     L + "AddLogs": Rule(WRITE, lambda r: Targets(trials=tuple({x.trial_id for x in r.logs})), trial_run=True),
     L + "ListLogs": Rule(READ, trial(lambda r: r.trial_id)),
