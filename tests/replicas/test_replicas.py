@@ -43,8 +43,8 @@ def replicas(database):
     """Starts replicas on the test's database; all are stopped at the end."""
     started: list[ServerProcess] = []
 
-    def start(*extra: str) -> tuple[ServerProcess, Client]:
-        process = ServerProcess(database, *extra)
+    def start(*extra: str, auth: bool = False) -> tuple[ServerProcess, Client]:
+        process = ServerProcess(database, *extra, auth=auth)
         started.append(process)
         return process, Client.connect(process.address)
 
@@ -337,8 +337,8 @@ def test_tokens_made_and_revoked_on_one_replica_hold_on_the_other(replicas, tmp_
     from trialplane.v1 import token_service_pb2 as tk
 
     first = tmp_path / "a.token"
-    a, _ = replicas("--auth", "--admin-token-file", str(first))
-    b, _ = replicas("--auth", "--admin-token-file", str(tmp_path / "b.token"))
+    a, _ = replicas("--admin-token-file", str(first), auth=True)
+    b, _ = replicas("--admin-token-file", str(tmp_path / "b.token"), auth=True)
     # One database, one first admin token: the second replica found it made.
     assert first.exists() and not (tmp_path / "b.token").exists()
     admin = Client.connect(a.address, first.read_text().strip())

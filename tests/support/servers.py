@@ -104,10 +104,12 @@ def start_server(db_path, clock=None, port: int = 0, **overrides) -> ServerThrea
 
 
 class ServerProcess:
-    def __init__(self, db_path, *extra):
+    """`trialplane serve` with extra flags; auth is off unless asked for."""
+
+    def __init__(self, db_path, *extra, auth: bool = False):
         self.proc = subprocess.Popen(
             [tool("trialplane"), "serve", "--port", "0", "--db", database_url(db_path), "--shutdown-grace", "5",
-             *([] if "--auth" in extra else ["--no-auth"]), *[e for e in extra if e != "--auth"]],
+             *([] if auth else ["--no-auth"]), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
