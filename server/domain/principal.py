@@ -50,10 +50,7 @@ def current() -> Principal:
     return _current.get()
 
 
-def bind(principal: Principal):
-    """Makes `principal` current in this task; returns the reset token."""
-    return _current.set(principal)
-
-
-def unbind(reset) -> None:
-    _current.reset(reset)
+def bind(principal: Principal) -> None:
+    """Makes `principal` current for the rest of this task (each call runs in
+    a task of its own)."""
+    _current.set(principal)

@@ -75,10 +75,6 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def looks_like_secret(text: str) -> bool:
-    return SECRET_PREFIX in text and SECRET_PATTERN.search(text) is not None
-
-
 def redact(text: str) -> str:
     """text with every token secret in it replaced."""
     if SECRET_PREFIX not in text:

@@ -36,17 +36,13 @@ ParsedTrials = dict[int, tuple[int, Trial]]
 MAX_PARSED = 50_000
 
 
-def unfinished(tx: Tx, study_id: int, parsed: ParsedTrials | None = None) -> list[Trial]:
+def unfinished(tx: Tx, study_id: int, parsed: ParsedTrials) -> list[Trial]:
     """The study's unfinished trials, in id order, for deciding on them
-    (their metric summaries are not read). With parsed, a trial whose
-    version is the one parsed before is not parsed again; the trials are
-    then shared: read them, do not change them."""
+    (their metric summaries are not read). A trial whose version is the one
+    in parsed is not parsed again; the trials are shared: read them, do not
+    change them."""
     # Sorted here, not by ORDER BY id: SQLite would then walk every trial of
     # the study in id order rather than the (study_id, state, id) index.
-    if parsed is None:
-        rows = tx.all(f"SELECT * FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)})",
-                      (study_id, *_UNFINISHED))
-        return sorted((records.trial_from_row(r) for r in rows), key=lambda t: t.id)
     versions = sorted(tx.tuples(f"SELECT id, version FROM trials WHERE study_id = ? AND state IN ({marks(_UNFINISHED)})",
                                 (study_id, *_UNFINISHED)))
     found: dict[int, Trial] = {}
