@@ -188,13 +188,15 @@ def inside(params: dict, specs: Sequence[ParameterSpec]) -> bool:
     return True
 
 
-def suggest(stubs: Stubs, study_id: int, count: int, specs: Sequence[ParameterSpec], client_id: str = "") -> list[trial_pb2.Trial]:
-    got = stubs.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study_id, count=count, client_id=client_id),
-                                      timeout=TIMEOUT)
+def suggest(stubs: Stubs, study_id: int, count: int, specs: Sequence[ParameterSpec], client_id: str = "",
+            start: bool = False) -> list[trial_pb2.Trial]:
+    got = stubs.studies.SuggestTrials(
+        ss.SuggestTrialsRequest(study_id=study_id, count=count, client_id=client_id, start=start), timeout=TIMEOUT)
     check(len(got.trials) == count and not got.study_done,
           f"SuggestTrials(count={count}) on study {study_id} returned {len(got.trials)} trials, study_done={got.study_done}")
+    expected = S.TRIAL_STATE_RUNNING if start else S.TRIAL_STATE_QUEUED
     for t in got.trials:
-        check(t.state == S.TRIAL_STATE_QUEUED and inside(params_of(t), specs),
+        check(t.state == expected and inside(params_of(t), specs),
               f"trial {t.id} came back {S.TrialState.Name(t.state)} with {params_of(t)}")
     return list(got.trials)
 
@@ -424,15 +426,19 @@ def run_workers(worker: Callable[[int], None]) -> float:
         return time.perf_counter() - begin
 
 
-def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run: int) -> dict:
-    """The loop over gRPC: trials/s, best value, per-call p50s, repeated points."""
+def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run: int, started: bool = False) -> dict:
+    """The loop over gRPC: trials/s, best value, per-call p50s, repeated
+    points. started: two calls per trial, SuggestTrials(start) and
+    CompleteTrial with the objective (Optuna's ask and tell), instead of
+    four (SuggestTrials, RUNNING, ReportMetrics, COMPLETED)."""
     channels = [grpc.insecure_channel(address) for _ in range(WORKERS)]
     try:
         for ch in channels:
             grpc.channel_ready_future(ch).result(timeout=TIMEOUT)
-        study_id = create_study(Stubs(channels[0]), f"driver-{algorithm}-{run}", algorithm, seed, BRANIN_SPACE)
+        study_id = create_study(Stubs(channels[0]), f"driver-{algorithm}-{run}{'-started' if started else ''}",
+                                algorithm, seed, BRANIN_SPACE)
         tickets = Budget(budget)
-        calls: dict[str, list[float]] = {"suggest": [], "state": [], "metrics": []}
+        calls: dict[str, list[float]] = {"suggest": [], "state": [], "metrics": [], "complete": []}
         values: list[float] = []
         points: list[tuple] = []
         lock = threading.Lock()
@@ -441,7 +447,21 @@ def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run:
             stubs = Stubs(channels[i])
             mine: dict[str, list[float]] = {k: [] for k in calls}
             my_values, my_points = [], []
-            while tickets.take():
+            while started and tickets.take():
+                t0 = time.perf_counter()
+                (trial,) = suggest(stubs, study_id, 1, BRANIN_SPACE, client_id=f"worker-{i}", start=True)
+                t1 = time.perf_counter()
+                params = params_of(trial)
+                value = branin(params)
+                done = stubs.trials.CompleteTrial(ts.CompleteTrialRequest(
+                    id=trial.id, final_metrics={"val_loss": value}, steps_completed=1), timeout=TIMEOUT)
+                mine["suggest"].append(t1 - t0)
+                mine["complete"].append(time.perf_counter() - t1)
+                check(done.state == S.TRIAL_STATE_COMPLETED and done.searcher_metric_value == value,
+                      f"CompleteTrial of trial {trial.id} answered {S.TrialState.Name(done.state)}")
+                my_values.append(value)
+                my_points.append((params["x1"], params["x2"]))
+            while not started and tickets.take():
                 t0 = time.perf_counter()
                 (trial,) = suggest(stubs, study_id, 1, BRANIN_SPACE, client_id=f"worker-{i}")
                 t1 = time.perf_counter()
@@ -472,7 +492,7 @@ def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run:
         check(math.isclose(server_best(stubs, study_id), best, rel_tol=1e-12),
               f"driver study {study_id}: server's best {server_best(stubs, study_id)} != the client's {best}")
         return {"rate": budget / seconds, "best": best, "repeats": len(points) - len(set(points)),
-                **{k: 1000 * median(v) for k, v in calls.items()}}
+                **{k: 1000 * median(v) for k, v in calls.items() if v}}
     finally:
         for ch in channels:
             ch.close()

@@ -228,10 +228,11 @@ async def build_server(config: ServerConfig, storage: Storage | None = None) -> 
             await server.stop(None)
             await storage.close()
             raise OSError(f"cannot write the first admin token to {config.admin_token_file}: {exc.strerror}") from None
-    trials = TrialServicer(storage, clock, feed)
+    trials = TrialServicer(storage, clock, feed, batch_limits)
     handlers = GenericHandlersOnly(server, config.max_message_bytes)
     early_stopping = EarlyStopping(storage, feed)
     trials.on_created = early_stopping.know
+    trials.on_validation = early_stopping.notice
     metrics = MetricsServicer(storage, feed, config.max_message_bytes, batch_limits)
     metrics.on_validation = early_stopping.notice
     metrics.on_ingest = observability.ingested

@@ -146,6 +146,7 @@ TABLE: dict[str, Rule] = {
     T + "RestartTrial": Rule(WRITE, trial(lambda r: r.id)),
     T + "ReportTrialState": Rule(WRITE, trial(lambda r: r.id, lambda r: r.trial_run_id), trial_run=True),
     T + "ReportEarlyExit": Rule(WRITE, trial(lambda r: r.id, lambda r: r.trial_run_id), trial_run=True),
+    T + "CompleteTrial": Rule(WRITE, trial(lambda r: r.id, lambda r: r.trial_run_id), trial_run=True),
     T + "ListTrialEvents": Rule(READ, trial(lambda r: r.trial_id), trial_run=True),
     T + "WatchTrialEvents": Rule(READ, trial(lambda r: r.trial_id), trial_run=True),
     # Workers

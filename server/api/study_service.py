@@ -241,7 +241,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
             v.add("count", f"must be 0 to {MAX_SUGGESTIONS}")
         validation.check_text(v, "client_id", request.client_id, validation.MAX_TAG)
         v.raise_if_any()
-        suggested = await self.suggestions.suggest(study_id, request.client_id, request.count or 1)
+        suggested = await self.suggestions.suggest(study_id, request.client_id, request.count or 1, request.start)
         self.early_stopping.know((t.id, t.study_id) for t in suggested.trials)
         now = self.clock()
         return study_service_pb2.SuggestTrialsResponse(

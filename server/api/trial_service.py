@@ -14,6 +14,7 @@ from trialplane.v1 import (
 )
 
 from ..domain import listing, study_rules, validation
+from ..domain import metrics as m
 from ..domain import principal as who
 from ..domain import trial_lifecycle as lifecycle
 from ..domain.errors import ViolationCollector, invalid
@@ -33,6 +34,7 @@ from ..services.follow import follow, trials_ended
 from ..storage.interface import Storage
 from . import convert
 from .errors import rpc
+from .limits import DEFAULT_LIMITS, BatchLimits
 
 TRIAL_STATES = convert.EnumMap(trial_pb2.TrialState, "TRIAL_STATE_", TrialState)
 EARLY_EXIT = convert.EnumMap(trial_pb2.TrialEarlyExitReason, "TRIAL_EARLY_EXIT_REASON_", EarlyExitReason)
@@ -231,14 +233,42 @@ def _signed(fn, principal: str):
     return change
 
 
+def _final_report(request: trial_service_pb2.CompleteTrialRequest) -> m.ReportDraft | None:
+    """CompleteTrial's final metrics as a validation report, or None when
+    it has none; INVALID_ARGUMENT names each bad field."""
+    values = dict(request.final_metrics)
+    v = ViolationCollector()
+    if request.trial_run_id < 0:
+        v.add("trial_run_id", "must not be negative")
+    if request.steps_completed < 0:
+        v.add("steps_completed", "must not be negative")
+    if len(request.request_id) > 128:
+        v.add("request_id", "must be at most 128 characters")
+    if not m.names_ok(values):
+        for name in values:
+            m.check_name(v, f"final_metrics[{name}]", name, m.MAX_METRIC_NAME)
+    v.raise_if_any()
+    if not values:
+        return None
+    return m.ReportDraft(request.id, request.trial_run_id, m.VALIDATION, request.steps_completed, 0, values)
+
+
+def _signed_by_caller(fn):
+    by = who.current()
+    return fn if by is who.ANONYMOUS else _signed(fn, by.describe())
+
+
 class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
-    def __init__(self, storage: Storage, clock, feed: ChangeFeed):
+    def __init__(self, storage: Storage, clock, feed: ChangeFeed, limits: BatchLimits = DEFAULT_LIMITS):
         self.storage = storage
         self.clock = clock
+        self.limits = limits
         # Wakes WatchTrialEvents streams when this server changed their trial.
         self.feed = feed
         # Told (trial id, study id) of each trial made here.
         self.on_created: Callable[[list[tuple[int, int]]], None] = lambda made: None
+        # Told the trials whose validation metrics a call stored.
+        self.on_validation: Callable[[list[int]], None] = lambda trial_ids: None
 
     def _out(self, trial: Trial, mask=None) -> trial_pb2.Trial:
         if mask is None or not mask.paths:
@@ -247,10 +277,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
         return convert.apply_read_mask(trial_to_proto(trial, self.clock(), fields), mask)
 
     async def _change(self, trial_id: int, fn, key=None) -> trial_pb2.Trial:
-        by = who.current()
-        if by is not who.ANONYMOUS:
-            fn = _signed(fn, by.describe())
-        trial = await self.storage.change_trial(_require_id(trial_id), fn, key)
+        trial = await self.storage.change_trial(_require_id(trial_id), _signed_by_caller(fn), key)
         self.feed.trials.notify(trial_id)
         return self._out(trial)
 
@@ -391,6 +418,25 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             lambda t, now: lifecycle.report_early_exit(t, now, reason, request.trial_run_id),
             "ReportEarlyExit",
         )
+
+    @rpc
+    async def CompleteTrial(self, request, context):
+        trial_id = _require_id(request.id)
+        report = _final_report(request)
+        if report is not None and len(report.metrics) > self.limits.max_points:
+            self.limits.points(len(report.metrics), "CompleteTrial", service="trialplane.v1.TrialService")
+
+        def change(t, now):
+            return lifecycle.complete(t, now, trial_run_id=request.trial_run_id, steps_completed=request.steps_completed,
+                                      message=request.message, etag=request.etag)
+
+        key = convert.request_key(request, "CompleteTrial", f"trial {trial_id}")
+        trial = await self.storage.complete_trial(trial_id, report, _signed_by_caller(change), key)
+        self.feed.trials.notify(trial_id)
+        if report is not None:
+            self.feed.metrics.notify()
+            self.on_validation([trial_id])
+        return self._out(trial)
 
     @rpc
     async def ListTrialEvents(self, request, context):

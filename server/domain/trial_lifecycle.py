@@ -9,7 +9,7 @@ other's result and the loser gets FAILED_PRECONDITION (or ABORTED on an etag).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .errors import FailedPrecondition, StaleTrialRun, invalid, require_etag
 from .models import EarlyExitReason, Resources, Trial, TrialState
@@ -105,6 +105,20 @@ class IllegalTransition(FailedPrecondition):
         self.allowed_states = allowed or []
 
 
+# The trial's own lists and dicts: a copy gets new ones, so changing them
+# never changes the trial as stored. What they hold is shared; no
+# transition changes a value inside them in place.
+_CONTAINERS = tuple(f.name for f in fields(Trial) if f.default_factory in (list, dict))
+
+
+def _copy(trial: Trial) -> Trial:
+    """The trial to change, at a ninth of what a deepcopy costs."""
+    t = copy.copy(trial)
+    for name in _CONTAINERS:
+        setattr(t, name, copy.copy(getattr(trial, name)))
+    return t
+
+
 def _check_etag(trial: Trial, etag: str) -> None:
     require_etag("trial", trial.id, trial.version, etag)
 
@@ -161,7 +175,7 @@ def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = 
     """details: recorded on the event beside the grace period (an early-
     stopping decision's rule, step, threshold and value)."""
     _check_etag(trial, etag)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
     if t.state in (S.STOPPING_CANCELED, S.STOPPING_KILLED):
         return Change(t)
@@ -176,7 +190,7 @@ def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = 
 
 def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if t.state == S.STOPPING_KILLED:
         return Change(t)
     if t.state in NOTHING_RUNNING:
@@ -188,7 +202,7 @@ def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change
 
 def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if t.state == S.PAUSED:
         return Change(t)
     if t.state in ACTIVE:
@@ -198,7 +212,7 @@ def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Chang
 
 def activate(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if t.state in ACTIVE:
         return Change(t)
     if t.state == S.PAUSED:
@@ -210,7 +224,7 @@ def restart(trial: Trial, now: int, *, resources: Resources | None = None, messa
     _check_etag(trial, etag)
     if trial.state in TERMINAL:
         raise IllegalTransition(trial, S.QUEUED, "restart")
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     details = {"previous_trial_run_id": t.trial_run_id}
     if resources is not None:
         details["new_resources"] = True
@@ -239,7 +253,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
     """
     _check_etag(trial, report.etag)
     _check_run(trial, report.trial_run_id)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if report.state != t.state and not reported_transition_allowed(t.state, report.state):
         raise IllegalTransition(trial, report.state, "report state of", reportable_states(trial.state))
     if report.runner_state:
@@ -268,9 +282,28 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
     return Change(t, [ev])
 
 
+def start(trial: Trial, now: int, message: str) -> Change:
+    """A trial made for a caller that runs it itself: RUNNING at once."""
+    t = _copy(trial)
+    return Change(t, [_move(t, S.RUNNING, now, message)])
+
+
+def complete(trial: Trial, now: int, *, trial_run_id: int = 0, steps_completed: int = 0, message: str = "",
+             etag: str = "") -> Change:
+    """The caller that ran the trial ends it with its result (stored beside
+    this change): from an active state, or STOPPING_COMPLETED, to COMPLETED."""
+    _check_etag(trial, etag)
+    _check_run(trial, trial_run_id)
+    if not reported_transition_allowed(trial.state, S.COMPLETED):
+        raise IllegalTransition(trial, S.COMPLETED, "complete")
+    t = _copy(trial)
+    t.steps_completed = max(t.steps_completed, steps_completed)
+    return Change(t, [_move(t, S.COMPLETED, now, message or "completed with its result")])
+
+
 def report_early_exit(trial: Trial, now: int, reason: EarlyExitReason, trial_run_id: int = 0) -> Change:
     _check_run(trial, trial_run_id)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if t.state == S.STOPPING_COMPLETED and t.early_exit_reason == reason:
         return Change(t)
     if t.state not in ACTIVE:
@@ -287,7 +320,7 @@ def expire(trial: Trial, now: int) -> Change:
     stopping state that stayed silent is ended; a run past its max runtime is
     asked to stop.
     """
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     if t.state in STOPPING and t.stop_deadline is not None and t.stop_deadline <= now:
         if t.state == S.STOPPING_CANCELED:
             return Change(t, [_stopping(t, S.STOPPING_KILLED, now, KILL_GRACE_SECONDS, "grace period expired; killing")])
@@ -306,7 +339,7 @@ def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: st
     from .validation import check_trial_fields
 
     _check_etag(trial, etag)
-    t = copy.deepcopy(trial)
+    t = _copy(trial)
     for attr in attributes:
         setattr(t, attr, copy.deepcopy(getattr(incoming, attr)))
     if not t.name:
@@ -330,7 +363,7 @@ def lose_contact(trial: Trial, now: int, silent_seconds: float) -> Change:
     sent a heartbeat for silent_seconds: the run failed. The retry strategy
     applies as for a reported failure."""
     if trial.state not in ACTIVE:
-        return Change(copy.deepcopy(trial))
+        return Change(_copy(trial))
     reason = f"no heartbeat from any worker of run {trial.trial_run_id} for {silent_seconds:.0f} s"
     report = StateReport(
         state=S.ERROR, trial_run_id=trial.trial_run_id, message=reason, failure_reason=reason,

@@ -4,6 +4,7 @@ only what changed (trials ordered by update_time, then id) since."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from ..domain.models import Trial
 from ..storage.interface import Storage
@@ -30,24 +31,42 @@ class StudyTrials:
         # (update_time, id) of the newest trial read.
         self.cursor: tuple[int, int] | None = None
         self._reading = asyncio.Lock()
+        # absorb() also runs inside writes, on the storage's threads.
+        self._absorbing = threading.Lock()
+
+    def after(self) -> tuple[int, int] | None:
+        """The key to read changed trials after."""
+        cursor = self.cursor
+        if cursor is None or not self.slack_us:
+            return cursor
+        return (cursor[0] - self.slack_us, 0)
+
+    def absorb(self, page: list[Trial]) -> list[Trial]:
+        """Takes in a page of trials read in (update_time, id) order; returns
+        those whose version is new to this tracker."""
+        changed: list[Trial] = []
+        with self._absorbing:
+            for trial in page:
+                known = self.trials.get(trial.id)
+                if known is None or known.version < trial.version:
+                    self.trials[trial.id] = trial
+                    changed.append(trial)
+            if page:
+                last = (page[-1].update_time, page[-1].id)
+                if self.cursor is None or last > self.cursor:
+                    self.cursor = last
+        return changed
 
     async def catch_up(self, storage: Storage) -> list[Trial]:
         """Reads the trials changed since the last call; returns those whose
         version is new to this tracker."""
         async with self._reading:
             changed: list[Trial] = []
-            after = None if self.cursor is None else (
-                self.cursor if not self.slack_us else (self.cursor[0] - self.slack_us, 0))
+            after = self.after()
             while True:
                 page = await storage.search_history(self.study_id, after, PAGE)
-                for trial in page:
-                    known = self.trials.get(trial.id)
-                    if known is None or known.version < trial.version:
-                        self.trials[trial.id] = trial
-                        changed.append(trial)
+                changed.extend(self.absorb(page))
                 if page:
                     after = (page[-1].update_time, page[-1].id)
-                    if self.cursor is None or after > self.cursor:
-                        self.cursor = after
                 if len(page) < PAGE:
                     return changed

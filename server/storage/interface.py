@@ -45,6 +45,17 @@ TrialChange = Callable[[Trial, Now], Change]
 SuggestionPlan = Callable[[Study, list[Trial], int], list[dict]]
 
 
+@dataclass
+class HistoryRead:
+    """Trials of a study changed after an (update_time, id) key, at most
+    limit of them in that order, read inside a suggesting write (the study
+    locked) and handed to learn before the plan runs."""
+
+    after: tuple[int, int] | None
+    learn: Callable[[list[Trial]], None]
+    limit: int = 1000
+
+
 class Suggested(NamedTuple):
     """What SuggestTrials hands out: the caller's unfinished trials, then the
     new ones, and the study as the write left it."""
@@ -177,11 +188,14 @@ class StudyStore(abc.ABC):
     async def delete_study(self, study_id: int, check: StudyCheck) -> Study: ...
 
     @abc.abstractmethod
-    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan) -> Suggested:
+    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan,
+                             start: TrialChange | None = None, history: HistoryRead | None = None) -> Suggested:
         """With the study locked: the client's unfinished trials (at most
         count), then new QUEUED trials from plan for the rest, as far as
         parallel_trials and max_trials leave room; the study counts them in
         suggestion_count and completes when plan found the space exhausted.
+        start: a change made to each new trial before it is stored, its
+        events appended. history: what changed in the study, read first.
         NotFound for an unknown study."""
 
     @abc.abstractmethod
@@ -217,6 +231,15 @@ class TrialStore(abc.ABC):
     async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
         """Applies change(trial, now) and appends its events. A request seen
         before returns the trial as it is now without applying anything."""
+
+    @abc.abstractmethod
+    async def complete_trial(self, trial_id: int, report: m.ReportDraft | None, change: TrialChange,
+                             key: RequestKey | None = None) -> Trial:
+        """In one transaction: stores report as ingest_metrics would (a
+        report at step 0 is put at the trial's steps_completed), raising its
+        refusal (NotFound, TrialFinished, StaleTrialRun, MetricConflict), then
+        applies change(trial, now) to the trial it left and appends its
+        events. A request seen before returns the trial as it is now."""
 
     @abc.abstractmethod
     async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial: ...

@@ -469,6 +469,9 @@ class JournaledStorage(Storage):
     async def change_trial(self, *args, **kwargs):
         return await self._write(self.inner.change_trial(*args, **kwargs))
 
+    async def complete_trial(self, *args, **kwargs):
+        return await self._write(self.inner.complete_trial(*args, **kwargs))
+
     async def delete_trial(self, *args, **kwargs):
         return await self._write(self.inner.delete_trial(*args, **kwargs))
 

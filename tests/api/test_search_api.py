@@ -316,3 +316,104 @@ def test_cmaes_after_a_restart_starts_from_the_studys_best_results(db_path):
     assert min(after) < max(best_tenth) * 4
     c.channel.close()
     srv.stop()
+
+
+def complete(client, trial_id: int, **fields) -> trial_pb2.Trial:
+    return client.trials.CompleteTrial(ts.CompleteTrialRequest(id=trial_id, **fields))
+
+
+def test_ask_and_tell_started_trials_end_with_their_result_in_one_call(client):
+    study = create_study(client, "ask-tell", objective=study_pb2.Objective(
+        metric_name="val_loss", type=study_pb2.OBJECTIVE_TYPE_MINIMIZE, goal=0.1))
+    a, b = suggest_started = client.studies.SuggestTrials(ss.SuggestTrialsRequest(
+        study_id=study.id, count=2, client_id="driver", start=True)).trials
+    assert [t.state for t in suggest_started] == [S.TRIAL_STATE_RUNNING] * 2
+    assert all(t.HasField("start_time") for t in suggest_started)
+    events = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=a.id)).events
+    assert [(e.from_state, e.to_state, e.message) for e in events] == [
+        (S.TRIAL_STATE_QUEUED, S.TRIAL_STATE_RUNNING, "started by SuggestTrials for driver")]
+    # A repeat returns the driver's running trials as they are.
+    again = client.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study.id, count=2, client_id="driver", start=True))
+    assert [(t.id, t.etag) for t in again.trials] == [(a.id, a.etag), (b.id, b.etag)]
+
+    done = complete(client, a.id, final_metrics={"val_loss": 0.4, "accuracy": 0.8}, steps_completed=12, request_id="tell-a")
+    assert (done.state, done.searcher_metric_value, done.steps_completed) == (S.TRIAL_STATE_COMPLETED, 0.4, 12)
+    assert {s.name: (s.last, s.last_step) for s in done.summary_metrics} == {"val_loss": (0.4, 12), "accuracy": (0.8, 12)}
+    assert done.best_validation.metrics.avg_metrics["val_loss"] == 0.4 and done.best_validation.total_batches == 12
+    # A retry with the same request_id changes nothing; other values under it are refused.
+    assert complete(client, a.id, final_metrics={"val_loss": 0.4, "accuracy": 0.8}, steps_completed=12,
+                    request_id="tell-a").etag == done.etag
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(
+        id=a.id, final_metrics={"val_loss": 0.3}, request_id="tell-a"))
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REQUEST_ID_REUSED")
+    # Without one, a completed trial takes no second result.
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(id=a.id, final_metrics={"val_loss": 0.3}))
+    assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+    # The next suggestion for the driver is a new trial; a result at the goal completes the study.
+    (c,) = client.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study.id, count=2, client_id="driver",
+                                                                start=True)).trials[1:]
+    assert c.id not in (a.id, b.id)
+    complete(client, b.id, final_metrics={"val_loss": 0.05})
+    ended = study_of(client, study.id)
+    assert ended.state == COMPLETED and ended.state_message == f"goal reached: val_loss 0.05 <= 0.1 in trial {b.id}"
+    # A trial completed without final metrics keeps what it reported before.
+    validate(client, c.id, 0.7)
+    plain = complete(client, c.id)
+    assert (plain.state, plain.searcher_metric_value) == (S.TRIAL_STATE_COMPLETED, 0.7)
+
+
+@pytest.mark.parametrize("request_fields, field", [
+    ({"id": 0}, "id"),
+    ({"steps_completed": -1}, "steps_completed"),
+    ({"trial_run_id": -1}, "trial_run_id"),
+    ({"final_metrics": {"": 1.0}}, "final_metrics[]"),
+    ({"final_metrics": {"bad\nname": 1.0}}, "final_metrics[bad\nname]"),
+    ({"request_id": "r" * 129}, "request_id"),
+])
+def test_bad_complete_requests_name_their_field_and_change_nothing(client, request_fields, field):
+    study = create_study(client, "bad-tell")
+    (trial,) = suggest(client, study.id, 1).trials
+    request = {"id": trial.id, "final_metrics": {"val_loss": 0.5}, **request_fields}
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(**request))
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=trial.id)).state == S.TRIAL_STATE_QUEUED
+
+
+def test_complete_refuses_what_the_trial_cannot_take_and_keeps_serving(client):
+    study = create_study(client, "refused")
+    a, b = suggest(client, study.id, 2).trials
+    assert error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(id=10_000)).code == grpc.StatusCode.NOT_FOUND
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(id=a.id, trial_run_id=3,
+                                                                        final_metrics={"val_loss": 1.0}))
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "STALE_TRIAL_RUN")
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(id=a.id, etag="99"))
+    assert err.code == grpc.StatusCode.ABORTED
+    client.trials.PauseTrial(ts.PauseTrialRequest(id=b.id))
+    err = error_of(client.trials.CompleteTrial, ts.CompleteTrialRequest(id=b.id, final_metrics={"val_loss": 1.0}))
+    assert (err.code, err.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ILLEGAL_TRANSITION")
+    # Nothing of the refused calls was stored.
+    for t in (a, b):
+        assert list(client.trials.GetTrial(ts.GetTrialRequest(id=t.id)).summary_metrics) == []
+    assert complete(client, a.id, final_metrics={"val_loss": 1.0}).state == S.TRIAL_STATE_COMPLETED
+
+
+def test_eight_ask_and_tell_drivers_with_tpe_learn_and_never_share_a_point(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    study = create_study(client, "tpe-ask-tell", algorithm=algorithm("tpe", n_startup_trials=4), parallel_trials=16)
+
+    def driver(w: int) -> list[float]:
+        points = []
+        for _ in range(5):
+            (t,) = client.studies.SuggestTrials(ss.SuggestTrialsRequest(
+                study_id=study.id, count=1, client_id=f"w{w}", start=True)).trials
+            lr = t.hyperparameters["lr"].double_value
+            points.append(lr)
+            assert complete(client, t.id, final_metrics={"val_loss": abs(lr - 0.01)}).state == S.TRIAL_STATE_COMPLETED
+        return points
+
+    with ThreadPoolExecutor(8) as pool:
+        points = [p for ps in pool.map(driver, range(8)) for p in ps]
+    assert len(points) == 40 and len(set(points)) == 40
+    done = client.trials.ListTrials(ts.ListTrialsRequest(study_id=study.id, states=[S.TRIAL_STATE_COMPLETED]))
+    assert len(done.trials) == 40 and all(t.HasField("searcher_metric_value") for t in done.trials)

@@ -17,6 +17,7 @@ from trialplane.server.domain import metrics as m
 from trialplane.server.domain import trial_lifecycle as lifecycle
 from trialplane.server.domain.checkpoints import Checkpoint, CheckpointState
 from trialplane.server.domain.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     MetricConflict,
@@ -41,6 +42,7 @@ from trialplane.server.domain.profiler import Chunk, Labels, MetricType
 from trialplane.server.storage.factory import open_storage
 from trialplane.server.storage.interface import (
     CheckpointFilter,
+    HistoryRead,
     IngestItem,
     Observation,
     Storage,
@@ -319,6 +321,81 @@ def test_search_history_pages_by_update_time(run):
         assert [t.id for t in await s.search_history(study.id, after)] == [changed.id]
         # The changed trial moved to the end.
         assert [t.id for t in await s.search_history(study.id, None, limit=2)] == [t.id for t in made[1:]]
+
+    run(body)
+
+
+def test_suggested_trials_can_start_running_and_history_is_read_in_the_write(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s"))
+        learned: list = []
+        start = lambda tr, now: lifecycle.start(tr, now, "started for w1")  # noqa: E731
+        history = HistoryRead(None, lambda page: learned.append([t.id for t in page]))
+        made = (await s.suggest_trials(study.id, "w1", 2, index_plan([]), start, history)).trials
+        assert [t.state for t in made] == [TrialState.RUNNING] * 2 and all(t.start_time for t in made)
+        assert learned == [[]]
+        for t in made:
+            stored = await s.get_trial(t.id)
+            assert (stored.state, stored.start_time) == (TrialState.RUNNING, t.start_time)
+            events = await s.list_trial_events(t.id, 0, 10)
+            assert [(e.sequence, e.from_state, e.to_state, e.message) for e in events] == [
+                (1, TrialState.QUEUED, TrialState.RUNNING, "started for w1")]
+        # The client gets its running trials back as they are.
+        again = (await s.suggest_trials(study.id, "w1", 2, index_plan([]), start)).trials
+        assert [(t.id, t.version) for t in again] == [(t.id, t.version) for t in made]
+        # A history read names the trials changed after its key, oldest change first.
+        await s.change_trial(made[1].id, lambda tr, now: lifecycle.report_state(
+            tr, now, lifecycle.StateReport(state=TrialState.RUNNING, steps_completed=3)))
+        after = (made[0].update_time, made[0].id)
+        await s.suggest_trials(study.id, "w2", 1, index_plan([]), None, HistoryRead(
+            after, lambda page: learned.append([t.id for t in page])))
+        assert learned[-1] == [made[1].id]
+        # What learn raises ends the write with nothing written.
+        def refuse(page):
+            raise FailedPrecondition("no")
+        with pytest.raises(FailedPrecondition):
+            await s.suggest_trials(study.id, "w3", 1, index_plan([]), None, HistoryRead(None, refuse))
+        assert (await s.get_study(study.id)).suggestion_count == 3
+
+    run(body)
+
+
+def test_complete_trial_stores_the_result_and_ends_the_trial_at_once(run):
+    async def body(s):
+        study = await s.create_study(Study(name="s", objective=Objective(metric_name="loss", type=ObjectiveType.MINIMIZE),
+                                           max_trials=2))
+        a, b = (await s.suggest_trials(study.id, "", 2, index_plan([]))).trials
+        await s.change_trial(a.id, running(report_steps=7))
+        report = m.ReportDraft(a.id, 0, m.VALIDATION, 0, 0, {"loss": 0.25, "acc": 0.75})
+        done = await s.complete_trial(a.id, report, lambda tr, now: lifecycle.complete(tr, now), key("CompleteTrial", "c1"))
+        assert done.state == TrialState.COMPLETED and done.searcher_metric_value == 0.25
+        # Step 0 is the trial's steps_completed.
+        assert done.best_validation["total_batches"] == 7 and done.best_validation["metrics"] == {"loss": 0.25, "acc": 0.75}
+        assert {(x.group, x.name): (x.summary.last, x.summary.last_step) for x in await s.metric_summaries([a.id])} == {
+            ("validation", "loss"): (0.25, 7), ("validation", "acc"): (0.75, 7)}
+        events = await s.list_trial_events(a.id, 0, 10)
+        assert [e.to_state for e in events] == [TrialState.RUNNING, TrialState.COMPLETED]
+        # A retry stores nothing again and returns the trial as it is.
+        again = await s.complete_trial(a.id, m.ReportDraft(a.id, 0, m.VALIDATION, 0, 0, {"loss": 0.25, "acc": 0.75}),
+                                       lambda tr, now: lifecycle.complete(tr, now), key("CompleteTrial", "c1"))
+        assert again.version == done.version and len(await s.list_trial_events(a.id, 0, 10)) == 2
+        # A refused report or a refused change leaves no trace.
+        with pytest.raises(TrialFinished):
+            await s.complete_trial(a.id, m.ReportDraft(a.id, 0, m.VALIDATION, 9, 0, {"loss": 0.1}),
+                                   lambda tr, now: lifecycle.complete(tr, now))
+        with pytest.raises(StaleTrialRun):
+            await s.complete_trial(b.id, m.ReportDraft(b.id, 4, m.VALIDATION, 1, 0, {"loss": 0.5}),
+                                   lambda tr, now: lifecycle.complete(tr, now))
+        with pytest.raises(Aborted):
+            await s.complete_trial(b.id, m.ReportDraft(b.id, 0, m.VALIDATION, 1, 0, {"loss": 0.5}),
+                                   lambda tr, now: lifecycle.complete(tr, now, etag="999"))
+        assert await s.metric_summaries([b.id]) == [] and (await s.get_trial(b.id)).state == TrialState.QUEUED
+        with pytest.raises(NotFound):
+            await s.complete_trial(b.id + 100, None, lambda tr, now: lifecycle.complete(tr, now))
+        # Without a report the trial ends with what it reported before; the last of max_trials ends the study.
+        last = await s.complete_trial(b.id, None, lambda tr, now: lifecycle.complete(tr, now))
+        assert last.state == TrialState.COMPLETED and last.searcher_metric_value is None
+        assert (await s.get_study(study.id)).state == StudyState.COMPLETED
 
     run(body)
 

@@ -80,14 +80,16 @@ class DeleteStudyRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., force: _Optional[bool] = ..., etag: _Optional[str] = ...) -> None: ...
 
 class SuggestTrialsRequest(_message.Message):
-    __slots__ = ("study_id", "count", "client_id")
+    __slots__ = ("study_id", "count", "client_id", "start")
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
     study_id: int
     count: int
     client_id: str
-    def __init__(self, study_id: _Optional[int] = ..., count: _Optional[int] = ..., client_id: _Optional[str] = ...) -> None: ...
+    start: bool
+    def __init__(self, study_id: _Optional[int] = ..., count: _Optional[int] = ..., client_id: _Optional[str] = ..., start: _Optional[bool] = ...) -> None: ...
 
 class SuggestTrialsResponse(_message.Message):
     __slots__ = ("trials", "study_done")

@@ -140,8 +140,8 @@ class StudyServiceServicer:
 
     def SuggestTrials(self, request, context):
         """Asks the study's search algorithm for new trials: each is created
-        QUEUED with a hyperparameter point from the study's space and
-        returned. A repeat with the same client_id first returns that client's
+        QUEUED (RUNNING with start) with a hyperparameter point from the
+        study's space and returned. A repeat with the same client_id first returns that client's
         unfinished trials, so a retrying driver never grows the study. Fewer
         trials than count (or none, with study_done) come back when
         parallel_trials or max_trials leaves no room or the space is exhausted.

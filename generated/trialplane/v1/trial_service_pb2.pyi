@@ -182,6 +182,31 @@ class ReportEarlyExitRequest(_message.Message):
     request_id: str
     def __init__(self, id: _Optional[int] = ..., early_exit: _Optional[_Union[_trial_pb2.TrialEarlyExit, _Mapping]] = ..., trial_run_id: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class CompleteTrialRequest(_message.Message):
+    __slots__ = ("id", "final_metrics", "steps_completed", "trial_run_id", "message", "etag", "request_id")
+    class FinalMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FINAL_METRICS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    final_metrics: _containers.ScalarMap[str, float]
+    steps_completed: int
+    trial_run_id: int
+    message: str
+    etag: str
+    request_id: str
+    def __init__(self, id: _Optional[int] = ..., final_metrics: _Optional[_Mapping[str, float]] = ..., steps_completed: _Optional[int] = ..., trial_run_id: _Optional[int] = ..., message: _Optional[str] = ..., etag: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
 class ListTrialEventsRequest(_message.Message):
     __slots__ = ("trial_id", "page_size", "page_token", "after_sequence", "descending")
     TRIAL_ID_FIELD_NUMBER: _ClassVar[int]

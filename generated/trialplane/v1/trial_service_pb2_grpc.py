@@ -102,6 +102,11 @@ class TrialServiceStub:
                 request_serializer=trialplane_dot_v1_dot_trial__service__pb2.ReportEarlyExitRequest.SerializeToString,
                 response_deserializer=trialplane_dot_v1_dot_trial__pb2.Trial.FromString,
                 _registered_method=True)
+        self.CompleteTrial = channel.unary_unary(
+                '/trialplane.v1.TrialService/CompleteTrial',
+                request_serializer=trialplane_dot_v1_dot_trial__service__pb2.CompleteTrialRequest.SerializeToString,
+                response_deserializer=trialplane_dot_v1_dot_trial__pb2.Trial.FromString,
+                _registered_method=True)
         self.ListTrialEvents = channel.unary_unary(
                 '/trialplane.v1.TrialService/ListTrialEvents',
                 request_serializer=trialplane_dot_v1_dot_trial__service__pb2.ListTrialEventsRequest.SerializeToString,
@@ -243,6 +248,19 @@ class TrialServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteTrial(self, request, context):
+        """Ends a trial with its result, as Vizier's CompleteTrial and Optuna's
+        tell() do: the final metrics are stored as one validation report at
+        steps_completed and the trial moves to COMPLETED, in one transaction, so
+        a completed trial never lacks its objective and the search learns both
+        at once. The trial must be active (QUEUED to RUNNING, or
+        STOPPING_COMPLETED); a retry with the same request_id returns the
+        trial and stores nothing again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTrialEvents(self, request, context):
         """The trial's history of state changes, oldest first unless descending.
         """
@@ -320,6 +338,11 @@ def add_TrialServiceServicer_to_server(servicer, server):
             'ReportEarlyExit': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportEarlyExit,
                     request_deserializer=trialplane_dot_v1_dot_trial__service__pb2.ReportEarlyExitRequest.FromString,
+                    response_serializer=trialplane_dot_v1_dot_trial__pb2.Trial.SerializeToString,
+            ),
+            'CompleteTrial': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTrial,
+                    request_deserializer=trialplane_dot_v1_dot_trial__service__pb2.CompleteTrialRequest.FromString,
                     response_serializer=trialplane_dot_v1_dot_trial__pb2.Trial.SerializeToString,
             ),
             'ListTrialEvents': grpc.unary_unary_rpc_method_handler(
@@ -663,6 +686,33 @@ class TrialService:
             target,
             '/trialplane.v1.TrialService/ReportEarlyExit',
             trialplane_dot_v1_dot_trial__service__pb2.ReportEarlyExitRequest.SerializeToString,
+            trialplane_dot_v1_dot_trial__pb2.Trial.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTrial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trialplane.v1.TrialService/CompleteTrial',
+            trialplane_dot_v1_dot_trial__service__pb2.CompleteTrialRequest.SerializeToString,
             trialplane_dot_v1_dot_trial__pb2.Trial.FromString,
             options,
             channel_credentials,

@@ -56,6 +56,9 @@ class Designer(abc.ABC):
     name: ClassVar[str]
     # Settings it takes, name -> description (for errors and docs).
     settings_help: ClassVar[Mapping[str, str]] = {}
+    # False where points do not depend on the study's trials: such a
+    # designer is told nothing, and the trials are not read for it.
+    learns: ClassVar[bool] = True
 
     def __init__(self, space: Sequence[ParameterSpec], settings: Mapping[str, str], seed: int):
         """Raises SettingsError for an unknown setting, a bad value, or a

@@ -29,6 +29,7 @@ from .space import Space
 @register
 class GridSearch(Designer):
     name = "grid"
+    learns = False
     settings_help: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, space: Sequence[ParameterSpec], settings: Mapping[str, str], seed: int):

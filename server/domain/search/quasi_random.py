@@ -32,6 +32,7 @@ from .space import Space
 @register
 class QuasiRandomSearch(Designer):
     name = "quasirandom"
+    learns = False
     settings_help = {
         "sequence": "sobol (default) or halton",
         "scramble": "true (default) or false: scramble the sequence with the seed",

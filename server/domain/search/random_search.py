@@ -22,6 +22,7 @@ from .space import Space
 @register
 class RandomSearch(Designer):
     name = "random"
+    learns = False
     settings_help = {"random_state": "non-negative integer seed used instead of the study's seed"}
 
     def __init__(self, space: Sequence[ParameterSpec], settings: Mapping[str, str], seed: int):

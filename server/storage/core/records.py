@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
 
 from ...domain.listing import fold
 from ...domain.models import (
@@ -30,6 +29,12 @@ from ...domain.models import (
     WorkerState,
 )
 from .statements import Row
+
+
+def _fields(obj) -> dict:
+    """A flat dataclass as a dict of its fields. asdict() copies every
+    value deeply, which costs more than the JSON encoding that follows."""
+    return dict(vars(obj))
 
 
 def nan_to_null(x: float | None) -> float | None:
@@ -70,7 +75,7 @@ def study_row(s: Study) -> dict:
                 "name": p.name,
                 "type": _enum_value(p.type),
                 "scale": p.scale.value if p.scale else None,
-                "feasible_space": asdict(p.feasible_space),
+                "feasible_space": _fields(p.feasible_space),
             }
             for p in s.parameters
         ],
@@ -79,9 +84,9 @@ def study_row(s: Study) -> dict:
         "max_trials": s.max_trials,
         "parallel_trials": s.parallel_trials,
         "tags": s.tags,
-        "metric_definitions": [asdict(d) for d in s.metric_definitions],
+        "metric_definitions": [_fields(d) for d in s.metric_definitions],
         "metadata": s.metadata,
-        "checkpoint_retention": asdict(s.checkpoint_retention),
+        "checkpoint_retention": _fields(s.checkpoint_retention),
         "max_failed_trials": s.max_failed_trials,
         "metrics_timeout_seconds": s.metrics_timeout_seconds,
         "state_message": s.state_message,
@@ -153,20 +158,20 @@ def trial_row(t: Trial) -> dict:
         "log_retention_days": t.log_retention_days,
         "max_runtime_seconds": t.max_runtime_seconds,
         "retry_max_attempts": t.retry_max_attempts,
-        "resources": asdict(t.resources),
+        "resources": _fields(t.resources),
         "environment": t.environment,
         "notes": t.notes,
         "tags": t.tags,
         "source_info": None
         if t.source_info is None
-        else {**asdict(t.source_info), "type": _enum_value(t.source_info.type)},
+        else {**_fields(t.source_info), "type": _enum_value(t.source_info.type)},
         "runner_state": t.runner_state,
         "early_exit_reason": _enum_value(t.early_exit_reason),
         "failure_reason": t.failure_reason,
         "task_ids": t.task_ids,
         "running_seconds": t.running_seconds,
         "running_since": t.running_since,
-        "metric_definitions": [asdict(d) for d in t.metric_definitions],
+        "metric_definitions": [_fields(d) for d in t.metric_definitions],
     }
     return {
         "study_id": t.study_id or None,

@@ -22,6 +22,7 @@ from ...domain.models import Study, StudyState, Trial, TrialState, Worker
 from ...domain.trial_lifecycle import WORKING
 from ...domain.worker_lifecycle import LIVE
 from ..interface import (
+    HistoryRead,
     IngestItem,
     IngestResult,
     Paged,
@@ -46,6 +47,30 @@ def _insert(tx: Tx, table: str, row: dict) -> int:
 def _update(tx: Tx, table: str, row_id: int, row: dict) -> None:
     sets = ", ".join(f"{c} = ?" for c in row)
     tx.run(f"UPDATE {table} SET {sets} WHERE id = ?", (*row.values(), row_id))
+
+
+def _append_events(tx: Tx, trial_id: int, events: list, now: int) -> None:
+    if not events:
+        return
+    last = tx.value("SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,))
+    # The trial's row is locked (or new), so the sequence stays gapless
+    # whichever replica appends.
+    tx.run_many(
+        "INSERT INTO trial_events (trial_id, sequence, time, from_state, to_state, trial_run_id, message, details)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(trial_id, last + i + 1, now, ev.from_state.value, ev.to_state.value, ev.trial_run_id, ev.message,
+          records.dumps(ev.details)) for i, ev in enumerate(events)],
+    )
+
+
+def _changed_trials(tx: Tx, study_id: int, after: tuple[int, int] | None, limit: int) -> list[Trial]:
+    """The study's trials changed after an (update_time, id) key, in that order."""
+    sql, args = "SELECT * FROM trials WHERE study_id = ?", [study_id]
+    if after is not None:
+        sql += " AND (update_time, id) > (?, ?)"
+        args.extend(after)
+    rows = tx.all(sql + " ORDER BY update_time, id LIMIT ?", (*args, limit))
+    return [records.trial_from_row(r) for r in rows]
 
 
 def _set_tags(tx: Tx, table: str, owner_col: str, owner_id: int, tags: list[str]) -> None:
@@ -248,9 +273,12 @@ class SqlStorage(Storage):
 
         return await self._write(write, small=True)
 
-    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan) -> Suggested:
+    async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan,
+                             start: TrialChange | None = None, history: HistoryRead | None = None) -> Suggested:
         def write(tx):
             study = self._study(tx, study_id, lock=True)
+            if history is not None:
+                history.learn(_changed_trials(tx, study_id, history.after, history.limit))
             unfinished = studies.unfinished(tx, study_id, self._parsed_unfinished)
             # What is answered is read afresh (summaries included); the shared
             # parsed trials only decide.
@@ -265,7 +293,12 @@ class SqlStorage(Storage):
                     number = study.suggestion_count + len(made) + 1
                     trial = Trial(study_id=study_id, name=f"{study.name}-{number}", hyperparameters=params,
                                   client_id=client_id, create_time=now, update_time=now, version=1)
+                    events = []
+                    if start is not None:
+                        started = start(trial, now)
+                        trial, events = started.trial, started.events
                     trial.id = _insert(tx, "trials", records.trial_row(trial))
+                    _append_events(tx, trial.id, events, now)
                     made.append(trial)
                 study.suggestion_count += len(made)
                 study.trial_count += len(made)
@@ -277,7 +310,7 @@ class SqlStorage(Storage):
             self._attach_summaries(tx, mine)
             return Suggested(mine + made, study)
 
-        return await self._write(write)
+        return await self._write(write, small=count <= 4)
 
     async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
         def read(tx):
@@ -298,15 +331,7 @@ class SqlStorage(Storage):
         return await self._read(read)
 
     async def search_history(self, study_id: int, after: tuple[int, int] | None, limit: int = 1000) -> list[Trial]:
-        def read(tx):
-            sql, args = "SELECT * FROM trials WHERE study_id = ?", [study_id]
-            if after is not None:
-                sql += " AND (update_time, id) > (?, ?)"
-                args.extend(after)
-            rows = tx.all(sql + " ORDER BY update_time, id LIMIT ?", (*args, limit))
-            return [records.trial_from_row(r) for r in rows]
-
-        return await self._read(read)
+        return await self._read(lambda tx: _changed_trials(tx, study_id, after, limit))
 
     async def get_trial(self, trial_id: int) -> Trial:
         return await self._read(lambda tx: self._trial(tx, trial_id), small=True)
@@ -343,30 +368,43 @@ class SqlStorage(Storage):
             if requests.recall(tx, key) is not None:
                 return self._trial(tx, trial_id)
             now = self.clock()
-            result = change(current, now)
             requests.remember(tx, key, str(trial_id), now)
-            updated = result.trial
-            updated.update_time = now
-            updated.version = current.version + 1
-            _update(tx, "trials", trial_id, records.trial_row(updated))
-            if updated.tags != current.tags:
-                _set_tags(tx, "trial_tags", "trial_id", trial_id, updated.tags)
-            studies.after_trial_change(tx, current, updated, now)
-            if result.events:
-                last = tx.value(
-                    "SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,)
-                )
-                # The trial's row is locked, so the sequence stays gapless
-                # whichever replica appends.
-                tx.run_many(
-                    "INSERT INTO trial_events (trial_id, sequence, time, from_state, to_state, trial_run_id, message,"
-                    " details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(trial_id, last + i + 1, now, ev.from_state.value, ev.to_state.value, ev.trial_run_id, ev.message,
-                      records.dumps(ev.details)) for i, ev in enumerate(result.events)],
-                )
-            return self._trial(tx, trial_id)
+            return self._apply(tx, current, change(current, now), now)
 
         return await self._write(write, small=True)
+
+    async def complete_trial(self, trial_id: int, report: m.ReportDraft | None, change: TrialChange,
+                             key: RequestKey | None = None) -> Trial:
+        def write(tx):
+            current = self._trial(tx, trial_id, lock=True, summaries=False)
+            if requests.recall(tx, key) is not None:
+                return self._trial(tx, trial_id)
+            now = self.clock()
+            requests.remember(tx, key, str(trial_id), now)
+            if report is not None:
+                report.steps = report.steps or current.steps_completed
+                outcome = metrics.ingest(tx, m.IngestBatch(reports=[report], report_index=[0]), now)
+                if outcome.errors:
+                    raise outcome.errors[0][2]
+                # The report updated the trial's best and latest validation.
+                current = self._trial(tx, trial_id, summaries=False)
+            return self._apply(tx, current, change(current, now), now)
+
+        return await self._write(write, small=True)
+
+    def _apply(self, tx: Tx, current: Trial, result, now: int) -> Trial:
+        """Stores a change of a locked trial and appends its events; the
+        trial as stored, with its summaries."""
+        updated = result.trial
+        updated.update_time = now
+        updated.version = current.version + 1
+        _update(tx, "trials", current.id, records.trial_row(updated))
+        if updated.tags != current.tags:
+            _set_tags(tx, "trial_tags", "trial_id", current.id, updated.tags)
+        studies.after_trial_change(tx, current, updated, now)
+        _append_events(tx, current.id, result.events, now)
+        self._attach_summaries(tx, [updated])
+        return updated
 
     async def delete_trial(self, trial_id: int, check: Callable[[Trial], None]) -> Trial:
         def write(tx):
