@@ -35,13 +35,16 @@ call costs) and then on each grown study (its designer rebuilt from every
 trial).
 
 Part 2, driver loop: 8 worker threads with a channel each share a budget of
---budget trials of a fresh study; each worker repeats SuggestTrials(count=1,
-client_id=its name), RUNNING, ReportMetrics of Branin on two DOUBLEs,
-COMPLETED. trials/s from the first call to the last answer, for random and
-tpe, each beside Optuna doing the same loop in the same run: 8 threads of
+--budget trials of a fresh study, in two loops. The worker loop repeats
+SuggestTrials(count=1, client_id=its name), RUNNING, ReportMetrics of Branin
+on two DOUBLEs, COMPLETED: what an agent-run trial goes through. The ask loop
+repeats SuggestTrials(start) and CompleteTrial with Branin's value: what a
+driver that evaluates the points itself needs, as Optuna's ask and tell.
+trials/s from the first call to the last answer, for random and tpe, each
+beside Optuna doing its loop in the same run: 8 threads of
 study.ask()/study.tell() on one study with RDBStorage on a SQLite file
 (RandomSampler, TPESampler with its defaults). The same 8 threads making
-four calls per trial to the empty handler give the transport's limit.
+four (two) calls per trial to the empty handler give the transport's limit.
 Per-call p50s inside the loop, repeated points and the best value found by
 each at that budget are rows too (Branin's optimum is 0.397887). The
 client threads share one interpreter and the machine's cores with the
@@ -498,8 +501,8 @@ def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run:
             ch.close()
 
 
-def ceiling_driver(address: str, budget: int) -> float:
-    """trials/s of the same threads making four calls per trial to the empty handler."""
+def ceiling_driver(address: str, budget: int, calls: int = 4) -> float:
+    """trials/s of the same threads making `calls` calls per trial to the empty handler."""
     channels = [grpc.insecure_channel(address) for _ in range(WORKERS)]
     try:
         tickets = Budget(budget)
@@ -508,7 +511,7 @@ def ceiling_driver(address: str, budget: int) -> float:
         def worker(i: int) -> None:
             stub = study_service_pb2_grpc.StudyServiceStub(channels[i])
             while tickets.take():
-                for _ in range(4):
+                for _ in range(calls):
                     stub.SuggestTrials(request, timeout=TIMEOUT)
 
         return budget / run_workers(worker)
@@ -539,35 +542,53 @@ def optuna_driver(tmp: Path, sampler_name: str, budget: int, seed: int, run: int
     return {"rate": budget / seconds, "best": study.best_value}
 
 
+# The loops: (row key, started, calls per trial, what a trial's calls are).
+LOOPS = (("", False, 4, "SuggestTrials, RUNNING, ReportMetrics, COMPLETED"),
+         ("ask", True, 2, "SuggestTrials(start), CompleteTrial"))
+
+
 def driver_rows(table: Table, args: argparse.Namespace) -> None:
     loop = f"{WORKERS} threads, {args.budget} trials"
-    table.define("ceiling", "empty handler, 4 calls per trial", "trials/s", f"{loop}: the transport's limit")
-    for name in DRIVER_ALGORITHMS:
-        note = "target >= 300 trials/s" if name == "random" else ""
-        table.define(f"tp-{name}", f"trialplane {name}, over gRPC", "trials/s", note or loop, ratio="trialplane as % of Optuna")
-        sampler = "RandomSampler" if name == "random" else "TPESampler"
-        table.define(f"optuna-{name}", f"Optuna {sampler}, RDB on SQLite", "trials/s", "ask/tell, same threads",
-                     ceiling_of=f"tp-{name}")
+    for key, _, calls, what in LOOPS:
+        suffix = f" ({key})" if key else ""
+        table.define(f"ceiling{key}", f"empty handler, {calls} calls per trial", "trials/s", f"{loop}: the transport's limit")
+        for name in DRIVER_ALGORITHMS:
+            note = "target >= 300 trials/s" if name == "random" else loop
+            table.define(f"tp-{name}{key}", f"trialplane {name}, {calls} calls{suffix}", "trials/s", f"{note}; {what}",
+                         ratio="trialplane as % of Optuna")
+            sampler = "RandomSampler" if name == "random" else "TPESampler"
+            table.define(f"optuna-{name}{key}", f"Optuna {sampler}, RDB on SQLite", "trials/s", "ask/tell, same threads",
+                         ceiling_of=f"tp-{name}{key}")
     for name in DRIVER_ALGORITHMS:
         table.define(f"tp-{name}:suggest", f"{name} loop: SuggestTrials p50", "ms", "per call, all workers")
         table.define(f"tp-{name}:state", f"{name} loop: ReportTrialState p50", "ms", "RUNNING and COMPLETED")
         table.define(f"tp-{name}:metrics", f"{name} loop: ReportMetrics p50", "ms", "one validation point")
-        table.define(f"tp-{name}:repeats", f"{name} loop: repeated points", "trials", "suggested twice in one study")
+        table.define(f"tp-{name}ask:suggest", f"{name} ask loop: SuggestTrials(start) p50", "ms", "per call, all workers")
+        table.define(f"tp-{name}ask:complete", f"{name} ask loop: CompleteTrial p50", "ms", "the objective and COMPLETED")
+        for key, _, _, _ in LOOPS:
+            table.define(f"tp-{name}{key}:repeats", f"{name} {key or 'worker'} loop: repeated points", "trials",
+                         "suggested twice in one study")
     for name in DRIVER_ALGORITHMS:
         table.define(f"tp-{name}:best", f"best Branin value, trialplane {name}", "value", f"optimum {BRANIN_OPTIMUM}")
+        table.define(f"tp-{name}ask:best", "  the same, ask loop", "value")
         table.define(f"optuna-{name}:best", f"best Branin value, Optuna {name}", "value")
 
 
 def driver_run(table: Table, args: argparse.Namespace, run: int, db: str | Path, log: Path, tmp: Path) -> None:
     server = start_trialplane(db, log, QUIET)
     ceiling = start_ceiling("StudyService", log.with_name("ceiling.log"))
-    table.add("ceiling", ceiling_driver(ceiling.address, args.budget))
+    for key, _, calls, _ in LOOPS:
+        table.add(f"ceiling{key}", ceiling_driver(ceiling.address, args.budget, calls))
     for name in DRIVER_ALGORITHMS:
-        got = trialplane_driver(server.address, name, args.budget, run, run)
-        for key in ("rate", "suggest", "state", "metrics", "repeats", "best"):
-            table.add(f"tp-{name}:{key}" if key != "rate" else f"tp-{name}", got[key])
+        for key, started, _, _ in LOOPS:
+            got = trialplane_driver(server.address, name, args.budget, run, run, started)
+            table.add(f"tp-{name}{key}", got.pop("rate"))
+            for what, value in got.items():
+                table.add(f"tp-{name}{key}:{what}", value)
         theirs = optuna_driver(tmp, name, args.budget, run, run)
-        table.add(f"optuna-{name}", theirs["rate"])
+        # Optuna's ask/tell is one loop; it is the same-run reference of both.
+        for key, _, _, _ in LOOPS:
+            table.add(f"optuna-{name}{key}", theirs["rate"])
         table.add(f"optuna-{name}:best", theirs["best"])
         print(f"  run {run + 1}: driver loop {name} done", flush=True)
     server.stop()

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else ~/.cache/trialplane/journals)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to keep trying, in all (default: 60)")
 
-    add_view_commands(sub, studies, metrics, command)
+    add_view_commands(sub, studies, trials, metrics, command)
     return parser
 
 

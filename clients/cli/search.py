@@ -1,4 +1,5 @@
-"""studies suggest, stop and complete: the search verbs of a study."""
+"""studies suggest, stop and complete, the search verbs of a study, and
+trials complete, which ends a trial a driver ran with its result."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .output import Printer
 
 def studies_suggest(client: Client, args, out: Printer) -> int:
     study_id = _study_id(client, args.study)
-    answer = client.studies.suggest(study_id, args.count, client_id=args.client_id)
+    answer = client.studies.suggest(study_id, args.count, client_id=args.client_id, start=args.start)
     out.items(answer.trials, TRIAL_TABLE, _trial_row(_Objectives(client)))
     if answer.study_done or len(answer.trials) < args.count:
         # On stderr, so what stdout holds still parses as the listing.
@@ -36,4 +37,11 @@ def studies_stop(client: Client, args, out: Printer) -> int:
 def studies_complete(client: Client, args, out: Printer) -> int:
     study = client.studies.complete(_study_id(client, args.study), reason=args.reason or "")
     out.items([study], STUDY_TABLE, _study_row)
+    return 0
+
+
+def trials_complete(client: Client, args, out: Printer) -> int:
+    trial = client.trials.complete(args.trial, dict(args.metric), steps_completed=args.steps,
+                                   message=args.message or "")
+    out.items([trial], TRIAL_TABLE, _trial_row(_Objectives(client)))
     return 0

@@ -1,6 +1,6 @@
 """The arguments of the commands whose handlers live outside commands.py:
 profiler series, the live `top`, following and plotting metrics, and the
-search verbs of studies. Imports nothing heavy: it runs for every --help."""
+search verbs of studies and trials. Imports nothing heavy: it runs for every --help."""
 
 from __future__ import annotations
 
@@ -22,8 +22,18 @@ def _positive(kind: type) -> Callable[[str], float]:
     return parse
 
 
-def add_view_commands(sub, studies, metrics: argparse.ArgumentParser, command: Callable) -> None:
-    """sub: the top-level subparsers; studies: the studies group's; metrics:
+def _metric(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be NAME=NUMBER, not {text!r}") from None
+
+
+def add_view_commands(sub, studies, trials, metrics: argparse.ArgumentParser, command: Callable) -> None:
+    """sub: the top-level subparsers; studies, trials: those groups'; metrics:
     the metrics command's parser; command(group, name, handler, help) makes a
     leaf command with the global options."""
     p = command(studies, "suggest", "search:studies_suggest",
@@ -33,6 +43,17 @@ def add_view_commands(sub, studies, metrics: argparse.ArgumentParser, command: C
     p.add_argument("--client-id",
                    help="names the caller: a repeat with the same id first returns its unfinished trials "
                         "(default: a new id per call, so only a retry of this call gets the same trials)")
+    p.add_argument("--start", action="store_true",
+                   help="make the trials RUNNING at once, for a caller that runs them itself and ends each "
+                        "with `trials complete`")
+    p = command(trials, "complete", "search:trials_complete",
+                "end a trial with its result: final metrics as its validation, then COMPLETED")
+    p.add_argument("trial", type=int, help="trial id")
+    p.add_argument("--metric", action="append", type=_metric, default=[], metavar="NAME=VALUE",
+                   help="a final value (val_loss=0.21); repeat for several; none: the trial keeps what it reported")
+    p.add_argument("--steps", type=int, default=0,
+                   help="the step of the result and the trial's steps_completed (default: the trial's own)")
+    p.add_argument("--message", help="why, for the trial's event history")
     p = command(studies, "stop", "search:studies_stop", "end the search: the study STOPPED, its unfinished trials stopped")
     p.add_argument("study", help="id or name")
     p.add_argument("--reason", help="why, for the study's state message and each trial's stop event")

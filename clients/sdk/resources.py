@@ -187,16 +187,19 @@ class StudiesApi:
         return self._stub.DeleteStudy(study_service_pb2.DeleteStudyRequest(id=study_id, force=force, etag=etag))
 
     def suggest(
-        self, study_id: int, count: int = 1, *, client_id: str | None = None,
+        self, study_id: int, count: int = 1, *, client_id: str | None = None, start: bool = False,
     ) -> study_service_pb2.SuggestTrialsResponse:
         """Asks the study's search algorithm for count new trials (created
-        QUEUED); the answer's trials, and study_done once it hands out no
-        more. A client_id names the caller: a call with the same one first
-        returns that caller's unfinished trials, so a driver that retries
-        after a lost answer never grows the study. Left out, each call gets a
-        fresh one, which a retry of that call (gRPC's) reuses."""
+        QUEUED, or RUNNING with start for a driver that runs them itself and
+        ends each with trials.complete); the answer's trials, and study_done
+        once it hands out no more. A client_id names the caller: a call with
+        the same one first returns that caller's unfinished trials, so a
+        driver that retries after a lost answer never grows the study. Left
+        out, each call gets a fresh one, which a retry of that call (gRPC's)
+        reuses."""
         request = study_service_pb2.SuggestTrialsRequest(
             study_id=study_id, count=count, client_id=client_id if client_id is not None else uuid.uuid4().hex,
+            start=start,
         )
         return self._stub.SuggestTrials(request)
 
@@ -325,6 +328,27 @@ class TrialsApi:
             resources=message_from(resources, trial_pb2.Resources) if resources is not None else None,
         )
         return self._stub.RestartTrial(request)
+
+    def complete(
+        self,
+        trial_id: int,
+        final_metrics: Mapping[str, float] | None = None,
+        *,
+        steps_completed: int = 0,
+        trial_run_id: int = 0,
+        message: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+    ) -> trial_pb2.Trial:
+        """Ends a trial with its result: final_metrics ({"val_loss": 0.21})
+        stored as its validation at steps_completed (0: the trial's own) and
+        the trial COMPLETED, in one call (Optuna's tell). Left out, request_id
+        is a fresh one, so a retry of this call stores nothing twice."""
+        request = trial_service_pb2.CompleteTrialRequest(
+            id=trial_id, final_metrics=dict(final_metrics or {}), steps_completed=steps_completed,
+            trial_run_id=trial_run_id, message=message, etag=etag, request_id=request_id or uuid.uuid4().hex,
+        )
+        return self._stub.CompleteTrial(request)
 
     def events(
         self, trial_id: int, *, after_sequence: int = 0, descending: bool = False, page_size: int = 0,

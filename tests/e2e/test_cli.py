@@ -558,6 +558,25 @@ def test_studies_suggest_stop_and_complete(cli, sdk, study_file, tmp_path):
     assert status == 0 and out[1:] == [] and err == ["trialplane: 0 of 1 trials: the study hands out no more trials"]
 
 
+def test_a_driver_asks_for_started_trials_and_completes_them_with_a_result(cli, sdk, study_file):
+    study = sdk.studies.create(study_file)
+    status, out, _ = cli("-o", "json", "studies", "suggest", "cli-study", "--start", "--client-id", "d1")
+    trial = json_format.Parse(out[0], trial_pb2.Trial())
+    assert status == 0 and trial.state == trial_pb2.TRIAL_STATE_RUNNING and trial.study_id == study.id
+    status, out, _ = cli("trials", "complete", str(trial.id), "--metric", "val_loss=0.25", "--metric", "acc=0.5",
+                         "--steps", "30", "--message", "done by hand")
+    assert status == 0 and out[1].split()[3] == "COMPLETED"
+    done = sdk.trials.get(trial.id)
+    assert (done.searcher_metric_value, done.steps_completed) == (0.25, 30)
+    assert {m.name: m.last for m in done.summary_metrics} == {"val_loss": 0.25, "acc": 0.5}
+    assert list(sdk.trials.events(trial.id))[-1].message == "done by hand"
+    with pytest.raises(SystemExit) as usage:
+        cli("trials", "complete", str(trial.id), "--metric", "val_loss")
+    assert usage.value.code == 2
+    status, out, err = cli("trials", "complete", str(trial.id))
+    assert status == 1 and err[-1].startswith("trialplane: FAILED_PRECONDITION (ILLEGAL_TRANSITION): ")
+
+
 def test_top_refreshes_until_ctrl_c_and_exits_0(server, sdk):
     trial = sdk.trials.create(name="watched")
     report_state(sdk, trial.id, trial_pb2.TRIAL_STATE_RUNNING)

@@ -404,6 +404,19 @@ def test_search_helpers_suggest_check_stop_and_complete(sdk):
     assert sdk.studies.suggest(other.id).study_done
 
 
+def test_ask_and_tell_with_the_sdk(sdk):
+    study = sdk.studies.create({**STUDY, "name": "ask-tell"})
+    (trial,) = sdk.studies.suggest(study.id, client_id="driver", start=True).trials
+    assert trial.state == trial_pb2.TRIAL_STATE_RUNNING
+    done = sdk.trials.complete(trial.id, {"accuracy": 0.9}, steps_completed=5)
+    # MAXIMIZE: the searcher's value is the accuracy negated.
+    assert (done.state, done.searcher_metric_value, done.steps_completed) == (trial_pb2.TRIAL_STATE_COMPLETED, -0.9, 5)
+    with pytest.raises(FailedPrecondition):
+        sdk.trials.complete(trial.id, {"accuracy": 0.95})
+    (after,) = sdk.studies.suggest(study.id, client_id="driver", start=True).trials
+    assert after.id != trial.id
+
+
 def test_profiler_series_and_raw_samples_joined_across_pages(sdk):
     trial = sdk.trials.create(name="profiled")
     labels = pp.TrialProfilerMetricLabels(trial_id=trial.id, name="gpu_util", gpu_uuid="GPU-1",
