@@ -116,7 +116,8 @@ class Database(Protocol):
         ...
 
     def write_now(self, fn: Callable[[Tx], T]) -> Future:
-        """Starts a write at once, from the event loop; the future resolves
+        """Starts a write from the event loop, at once or at the end of the
+        loop's turn, before any write made after it; the future resolves
         once it is committed."""
         ...
 

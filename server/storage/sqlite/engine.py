@@ -67,7 +67,7 @@ class Engine:
         # Held by whoever uses the writer connection: the writer thread for a
         # group, or the event loop committing the small writes of one turn.
         self._write_lock = threading.Lock()
-        self._small: list[tuple[WriteFn, asyncio.Future]] = []
+        self._small: list[tuple[WriteFn, asyncio.Future | Future]] = []
         # Writes handed to the writer thread and writes it has finished; each
         # counter has one writing thread. The loop commits small writes itself
         # only when the two are equal, so writes keep the order they came in.
@@ -101,18 +101,18 @@ class Engine:
         return fut
 
     def write_now(self, fn: WriteFn) -> Future:
-        """Runs fn in a transaction on the calling thread (the event loop)
-        when the writer thread has nothing to do, else queues it like
-        submit(). For a batch of many cheap statements: run on the writer
-        thread, each statement hands the GIL back and forth with the busy
-        event loop, which costs both threads more than the statements."""
-        outcomes = self._run_inline([fn])
-        if outcomes is None:
-            return self.submit(fn)
-        ((ok, value),) = outcomes
+        """Runs fn, from the event loop, at the end of this turn of it, in
+        the transaction of the small writes made during the turn (in the
+        order they were made), on the loop itself when the writer thread
+        has nothing to do, else queued like submit(). For the journal's
+        store of waiting reports: the write that made it store them follows
+        in the same commit. A batch of many cheap statements run on the
+        writer thread would hand the GIL back and forth with the busy loop
+        at each statement, which costs both threads more than the
+        statements."""
         fut: Future = Future()
         fut.set_running_or_notify_cancel()
-        fut.set_result(value) if ok else fut.set_exception(value)
+        self._add_small(fn, fut)
         return fut
 
     def _run_inline(self, fns: list[WriteFn]) -> list[tuple[bool, Any]] | None:
@@ -139,16 +139,25 @@ class Engine:
         turn of the event loop are committed together at the end of it, on
         the loop itself when the writer thread is idle."""
         if not small or self._closed:
+            if self._small:
+                # What was queued before this write goes first.
+                self._flush_small()
             return await asyncio.wrap_future(self.submit(fn))
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future = asyncio.get_running_loop().create_future()
+        self._add_small(fn, future)
+        return await future
+
+    def _add_small(self, fn: WriteFn, future) -> None:
+        """Queues fn for the transaction at the end of this turn of the loop;
+        future is an asyncio or a concurrent future."""
         self._small.append((fn, future))
         if len(self._small) == 1:
-            loop.call_soon(self._flush_small)
-        return await future
+            asyncio.get_running_loop().call_soon(self._flush_small)
 
     def _flush_small(self) -> None:
         batch, self._small = self._small, []
+        if not batch:
+            return
         outcomes = self._run_inline([fn for fn, _ in batch])
         if outcomes is not None:
             for (_, future), (ok, value) in zip(batch, outcomes):
@@ -159,7 +168,7 @@ class Engine:
             asyncio.ensure_future(self._relay(self.submit(fn), future))
 
     @staticmethod
-    async def _relay(source: Future, target: asyncio.Future) -> None:
+    async def _relay(source: Future, target: asyncio.Future | Future) -> None:
         try:
             result = await asyncio.wrap_future(source)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
