@@ -35,16 +35,18 @@ call costs) and then on each grown study (its designer rebuilt from every
 trial).
 
 Part 2, driver loop: 8 worker threads with a channel each share a budget of
---budget trials of a fresh study, in two loops. The worker loop repeats
+--budget trials of a fresh study, in three loops. The worker loop repeats
 SuggestTrials(count=1, client_id=its name), RUNNING, ReportMetrics of Branin
-on two DOUBLEs, COMPLETED: what an agent-run trial goes through. The ask loop
-repeats SuggestTrials(start) and CompleteTrial with Branin's value: what a
-driver that evaluates the points itself needs, as Optuna's ask and tell.
+on two DOUBLEs, COMPLETED: what an agent-run trial goes through. The started
+loop is the issue's (suggest one, report the objective, complete), with
+the trial RUNNING from SuggestTrials(start): SuggestTrials, ReportMetrics,
+COMPLETED. The ask loop repeats SuggestTrials(start) and CompleteTrial with
+Branin's value, as Optuna's ask and tell.
 trials/s from the first call to the last answer, for random and tpe, each
 beside Optuna doing its loop in the same run: 8 threads of
 study.ask()/study.tell() on one study with RDBStorage on a SQLite file
 (RandomSampler, TPESampler with its defaults). The same 8 threads making
-four (two) calls per trial to the empty handler give the transport's limit.
+as many calls per trial to the empty handler give the transport's limit.
 Per-call p50s inside the loop, repeated points and the best value found by
 each at that budget are rows too (Branin's optimum is 0.397887). The
 client threads share one interpreter and the machine's cores with the
@@ -429,17 +431,43 @@ def run_workers(worker: Callable[[int], None]) -> float:
         return time.perf_counter() - begin
 
 
-def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run: int, started: bool = False) -> dict:
-    """The loop over gRPC: trials/s, best value, per-call p50s, repeated
-    points. started: two calls per trial, SuggestTrials(start) and
-    CompleteTrial with the objective (Optuna's ask and tell), instead of
-    four (SuggestTrials, RUNNING, ReportMetrics, COMPLETED)."""
+def one_trial(stubs: Stubs, study_id: int, client_id: str, loop: str, mine: dict[str, list[float]]) -> tuple[dict, float]:
+    """One trial of a driver loop (see LOOPS), each call's seconds added to
+    mine; the trial's hyperparameters and Branin value."""
+    t0 = time.perf_counter()
+    (trial,) = suggest(stubs, study_id, 1, BRANIN_SPACE, client_id=client_id, start=loop != "worker")
+    t1 = time.perf_counter()
+    mine["suggest"].append(t1 - t0)
+    if loop == "worker":
+        report_state(stubs, trial.id, S.TRIAL_STATE_RUNNING)
+        t2 = time.perf_counter()
+        mine["state"].append(t2 - t1)
+        t1 = t2
+    params = params_of(trial)
+    value = branin(params)
+    if loop == "ask":
+        done = stubs.trials.CompleteTrial(ts.CompleteTrialRequest(
+            id=trial.id, final_metrics={"val_loss": value}, steps_completed=1), timeout=TIMEOUT)
+        mine["complete"].append(time.perf_counter() - t1)
+        check(done.state == S.TRIAL_STATE_COMPLETED and done.searcher_metric_value == value,
+              f"CompleteTrial of trial {trial.id} answered {S.TrialState.Name(done.state)}")
+        return params, value
+    stubs.metrics.ReportMetrics(validation(trial.id, value), timeout=TIMEOUT)
+    t2 = time.perf_counter()
+    report_state(stubs, trial.id, S.TRIAL_STATE_COMPLETED)
+    mine["metrics"].append(t2 - t1)
+    mine["state"].append(time.perf_counter() - t2)
+    return params, value
+
+
+def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run: int, loop: str = "worker") -> dict:
+    """The loop over gRPC (a kind of LOOPS): trials/s, best value, per-call
+    p50s, repeated points."""
     channels = [grpc.insecure_channel(address) for _ in range(WORKERS)]
     try:
         for ch in channels:
             grpc.channel_ready_future(ch).result(timeout=TIMEOUT)
-        study_id = create_study(Stubs(channels[0]), f"driver-{algorithm}-{run}{'-started' if started else ''}",
-                                algorithm, seed, BRANIN_SPACE)
+        study_id = create_study(Stubs(channels[0]), f"driver-{algorithm}-{loop}-{run}", algorithm, seed, BRANIN_SPACE)
         tickets = Budget(budget)
         calls: dict[str, list[float]] = {"suggest": [], "state": [], "metrics": [], "complete": []}
         values: list[float] = []
@@ -450,35 +478,8 @@ def trialplane_driver(address: str, algorithm: str, budget: int, seed: int, run:
             stubs = Stubs(channels[i])
             mine: dict[str, list[float]] = {k: [] for k in calls}
             my_values, my_points = [], []
-            while started and tickets.take():
-                t0 = time.perf_counter()
-                (trial,) = suggest(stubs, study_id, 1, BRANIN_SPACE, client_id=f"worker-{i}", start=True)
-                t1 = time.perf_counter()
-                params = params_of(trial)
-                value = branin(params)
-                done = stubs.trials.CompleteTrial(ts.CompleteTrialRequest(
-                    id=trial.id, final_metrics={"val_loss": value}, steps_completed=1), timeout=TIMEOUT)
-                mine["suggest"].append(t1 - t0)
-                mine["complete"].append(time.perf_counter() - t1)
-                check(done.state == S.TRIAL_STATE_COMPLETED and done.searcher_metric_value == value,
-                      f"CompleteTrial of trial {trial.id} answered {S.TrialState.Name(done.state)}")
-                my_values.append(value)
-                my_points.append((params["x1"], params["x2"]))
-            while not started and tickets.take():
-                t0 = time.perf_counter()
-                (trial,) = suggest(stubs, study_id, 1, BRANIN_SPACE, client_id=f"worker-{i}")
-                t1 = time.perf_counter()
-                report_state(stubs, trial.id, S.TRIAL_STATE_RUNNING)
-                t2 = time.perf_counter()
-                params = params_of(trial)
-                value = branin(params)
-                stubs.metrics.ReportMetrics(validation(trial.id, value), timeout=TIMEOUT)
-                t3 = time.perf_counter()
-                report_state(stubs, trial.id, S.TRIAL_STATE_COMPLETED)
-                t4 = time.perf_counter()
-                mine["suggest"].append(t1 - t0)
-                mine["state"].extend((t2 - t1, t4 - t3))
-                mine["metrics"].append(t3 - t2)
+            while tickets.take():
+                params, value = one_trial(stubs, study_id, f"worker-{i}", loop, mine)
                 my_values.append(value)
                 my_points.append((params["x1"], params["x2"]))
             with lock:
@@ -542,53 +543,60 @@ def optuna_driver(tmp: Path, sampler_name: str, budget: int, seed: int, run: int
     return {"rate": budget / seconds, "best": study.best_value}
 
 
-# The loops: (row key, started, calls per trial, what a trial's calls are).
-LOOPS = (("", False, 4, "SuggestTrials, RUNNING, ReportMetrics, COMPLETED"),
-         ("ask", True, 2, "SuggestTrials(start), CompleteTrial"))
+# The loops: (kind, calls per trial, what a trial's calls are). "worker" is
+# an agent's trial (it reports RUNNING itself); "started" the issue's loop,
+# suggest one, report the objective, complete, with the trial started by
+# SuggestTrials; "ask" Optuna's ask and tell.
+LOOPS = (("worker", 4, "SuggestTrials, RUNNING, ReportMetrics, COMPLETED"),
+         ("started", 3, "SuggestTrials(start), ReportMetrics, COMPLETED"),
+         ("ask", 2, "SuggestTrials(start), CompleteTrial"))
+CALL_ROWS = {"suggest": "SuggestTrials p50", "state": "ReportTrialState p50", "metrics": "ReportMetrics p50",
+             "complete": "CompleteTrial p50"}
+LOOP_CALLS = {"worker": ("suggest", "state", "metrics"), "started": ("suggest", "metrics", "state"),
+              "ask": ("suggest", "complete")}
 
 
 def driver_rows(table: Table, args: argparse.Namespace) -> None:
     loop = f"{WORKERS} threads, {args.budget} trials"
-    for key, _, calls, what in LOOPS:
-        suffix = f" ({key})" if key else ""
-        table.define(f"ceiling{key}", f"empty handler, {calls} calls per trial", "trials/s", f"{loop}: the transport's limit")
+    for kind, calls, what in LOOPS:
+        table.define(f"ceiling-{kind}", f"empty handler, {calls} calls per trial", "trials/s",
+                     f"{loop}: the transport's limit")
         for name in DRIVER_ALGORITHMS:
             note = "target >= 300 trials/s" if name == "random" else loop
-            table.define(f"tp-{name}{key}", f"trialplane {name}, {calls} calls{suffix}", "trials/s", f"{note}; {what}",
+            table.define(f"tp-{name}-{kind}", f"trialplane {name}, {kind} loop", "trials/s", f"{note}; {what}",
                          ratio="trialplane as % of Optuna")
             sampler = "RandomSampler" if name == "random" else "TPESampler"
-            table.define(f"optuna-{name}{key}", f"Optuna {sampler}, RDB on SQLite", "trials/s", "ask/tell, same threads",
-                         ceiling_of=f"tp-{name}{key}")
+            table.define(f"optuna-{name}-{kind}", f"Optuna {sampler}, RDB on SQLite", "trials/s",
+                         "ask/tell, same threads", ceiling_of=f"tp-{name}-{kind}")
     for name in DRIVER_ALGORITHMS:
-        table.define(f"tp-{name}:suggest", f"{name} loop: SuggestTrials p50", "ms", "per call, all workers")
-        table.define(f"tp-{name}:state", f"{name} loop: ReportTrialState p50", "ms", "RUNNING and COMPLETED")
-        table.define(f"tp-{name}:metrics", f"{name} loop: ReportMetrics p50", "ms", "one validation point")
-        table.define(f"tp-{name}ask:suggest", f"{name} ask loop: SuggestTrials(start) p50", "ms", "per call, all workers")
-        table.define(f"tp-{name}ask:complete", f"{name} ask loop: CompleteTrial p50", "ms", "the objective and COMPLETED")
-        for key, _, _, _ in LOOPS:
-            table.define(f"tp-{name}{key}:repeats", f"{name} {key or 'worker'} loop: repeated points", "trials",
+        for kind, _, _ in LOOPS:
+            for call in LOOP_CALLS[kind]:
+                table.define(f"tp-{name}-{kind}:{call}", f"{name} {kind} loop: {CALL_ROWS[call]}", "ms",
+                             "per call, all workers")
+            table.define(f"tp-{name}-{kind}:repeats", f"{name} {kind} loop: repeated points", "trials",
                          "suggested twice in one study")
     for name in DRIVER_ALGORITHMS:
-        table.define(f"tp-{name}:best", f"best Branin value, trialplane {name}", "value", f"optimum {BRANIN_OPTIMUM}")
-        table.define(f"tp-{name}ask:best", "  the same, ask loop", "value")
+        for kind, _, _ in LOOPS:
+            table.define(f"tp-{name}-{kind}:best", f"best Branin value, trialplane {name}, {kind} loop", "value",
+                         f"optimum {BRANIN_OPTIMUM}")
         table.define(f"optuna-{name}:best", f"best Branin value, Optuna {name}", "value")
 
 
 def driver_run(table: Table, args: argparse.Namespace, run: int, db: str | Path, log: Path, tmp: Path) -> None:
     server = start_trialplane(db, log, QUIET)
     ceiling = start_ceiling("StudyService", log.with_name("ceiling.log"))
-    for key, _, calls, _ in LOOPS:
-        table.add(f"ceiling{key}", ceiling_driver(ceiling.address, args.budget, calls))
+    for kind, calls, _ in LOOPS:
+        table.add(f"ceiling-{kind}", ceiling_driver(ceiling.address, args.budget, calls))
     for name in DRIVER_ALGORITHMS:
-        for key, started, _, _ in LOOPS:
-            got = trialplane_driver(server.address, name, args.budget, run, run, started)
-            table.add(f"tp-{name}{key}", got.pop("rate"))
+        for kind, _, _ in LOOPS:
+            got = trialplane_driver(server.address, name, args.budget, run, run, kind)
+            table.add(f"tp-{name}-{kind}", got.pop("rate"))
             for what, value in got.items():
-                table.add(f"tp-{name}{key}:{what}", value)
+                table.add(f"tp-{name}-{kind}:{what}", value)
         theirs = optuna_driver(tmp, name, args.budget, run, run)
-        # Optuna's ask/tell is one loop; it is the same-run reference of both.
-        for key, _, _, _ in LOOPS:
-            table.add(f"optuna-{name}{key}", theirs["rate"])
+        # Optuna's ask/tell is one loop; it is the same-run reference of each.
+        for kind, _, _ in LOOPS:
+            table.add(f"optuna-{name}-{kind}", theirs["rate"])
         table.add(f"optuna-{name}:best", theirs["best"])
         print(f"  run {run + 1}: driver loop {name} done", flush=True)
     server.stop()

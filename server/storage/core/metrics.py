@@ -296,15 +296,17 @@ def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome |
     """The common single report of a running trial, in the fewest statements:
     the report row's unique keys do the deduplication and each metric is a
     one-point append. None when the general path must handle it (an error to
-    report, a restarted run to roll back, a point not newer than its series,
-    a validation report)."""
-    if report.group == m.VALIDATION or len(report.metrics) > 16:
+    report, a restarted run to roll back, a point not newer than its series)."""
+    if len(report.metrics) > 16:
         return None
-    row = tx.one("SELECT state, trial_run_id, metrics_run FROM trials WHERE id = ?", (report.trial_id,))
-    if row is None or m.target_problem(report.trial_id, row[0], row[1], report.trial_run_id):
+    validation = report.group == m.VALIDATION
+    # A validation report updates the trial's row: it is locked then.
+    row = tx.one("SELECT id, study_id, state, trial_run_id, searcher_metric_value, metrics_run FROM trials WHERE id = ?"
+                 + (tx.dialect.for_update if validation else ""), (report.trial_id,))
+    if row is None or m.target_problem(report.trial_id, row["state"], row["trial_run_id"], report.trial_run_id):
         return None
-    run = report.trial_run_id or row[1]
-    if run > row[2]:
+    run = report.trial_run_id or row["trial_run_id"]
+    if run > row["metrics_run"]:
         return None
     series = _Series(tx)
     loaded = []
@@ -316,13 +318,17 @@ def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome |
         loaded.append((sid, value, summary, ordinal, small))
     inserted = tx.run(
         "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
-        " VALUES (?, ?, ?, ?, ?, '{}', ?, ?) ON CONFLICT DO NOTHING",
-        (report.trial_id, run, report.group, report.steps, report.report_time or now, report.request_id or None,
-         report.digest),
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (report.trial_id, run, report.group, report.steps, report.report_time or now,
+         dumps({"metrics": report.metrics}) if validation else "{}", report.request_id or None, report.digest),
     )
     if not inserted:
         # A retry or a conflict: the general path tells which.
         return None
+    if validation:
+        trials = _Trials(tx)
+        trials.rows[report.trial_id] = row
+        _note_validation(tx, trials, report, now)
     out = m.IngestOutcome(trial_ids={report.trial_id})
     time = report.report_time or now
     for sid, value, summary, ordinal, small in loaded:

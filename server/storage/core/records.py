@@ -199,6 +199,14 @@ def trial_row(t: Trial) -> dict:
     }
 
 
+def with_validation(t: Trial, row: Row) -> None:
+    """Sets the validation fields of a trial from its row's columns
+    (latest_validation, best_validation, searcher_metric_value)."""
+    t.latest_validation = _json_or_none(row["latest_validation"])
+    t.best_validation = _json_or_none(row["best_validation"])
+    t.searcher_metric_value = row["searcher_metric_value"]
+
+
 def _json_or_none(text):
     return None if text is None else json.loads(text)
 

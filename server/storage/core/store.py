@@ -387,7 +387,9 @@ class SqlStorage(Storage):
                 if outcome.errors:
                     raise outcome.errors[0][2]
                 # The report updated the trial's best and latest validation.
-                current = self._trial(tx, trial_id, summaries=False)
+                records.with_validation(current, tx.one(
+                    "SELECT latest_validation, best_validation, searcher_metric_value FROM trials WHERE id = ?",
+                    (trial_id,)))
             return self._apply(tx, current, change(current, now), now)
 
         return await self._write(write, small=True)
