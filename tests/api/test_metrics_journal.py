@@ -241,3 +241,28 @@ def test_a_retry_racing_a_report_stored_the_direct_way_is_a_retry(tmp_path):
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_a_large_write_right_behind_journaled_reports_finds_them_stored(tmp_path):
+    async def scenario():
+        storage = open_storage(str(tmp_path / "order.db"))
+        await storage.open()
+        try:
+            trial = await storage.create_trial(Trial(name="order"), None, lambda study: None)
+            assert await storage.report_metrics(loss_report(trial.id, 5)) is True
+            assert storage.reports.unstored == 1
+            # Six reports: more than one turn's small writes take, so the batch
+            # goes to the writer thread, behind the store of the journaled one.
+            clash = m.ReportDraft(trial.id, 0, "training", 5, 0, {"loss": 50.0})
+            batch = m.IngestBatch(reports=[clash, *(loss_report(trial.id, step) for step in range(6, 11))],
+                                  report_index=list(range(6)))
+            outcome = await storage.ingest_metrics(batch)
+            assert outcome.added == 5 and [(index, type(err).__name__) for _, index, err in outcome.errors] == [
+                (0, "MetricConflict")]
+            summaries = await storage.metric_summaries([trial.id], "training")
+            assert [(s.name, s.summary.count, s.summary.vmin) for s in summaries] == [("loss", 6, 5.0)]
+            assert storage.reports.unstored == 0
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
