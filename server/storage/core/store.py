@@ -316,7 +316,12 @@ class SqlStorage(Storage):
             self._attach_summaries(tx, mine)
             return Suggested(mine + made, study)
 
-        return await self._write(write, small=count <= 4)
+        suggested = await self._write(write, small=count <= 4)
+        # Committed, so as a read of their rows would parse them: the next
+        # suggestion decides on them without parsing them again.
+        for trial in suggested.trials:
+            self._parsed_unfinished[trial.id] = (trial.version, trial)
+        return suggested
 
     async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
         def read(tx):
