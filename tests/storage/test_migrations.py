@@ -3,8 +3,18 @@
 import sqlite3
 
 import sqlite_utils
+from trialplane.server.domain.models import Study, Trial
+from trialplane.server.storage.core import records
 from trialplane.server.storage.sqlite.engine import connect
 from trialplane.server.storage.sqlite.migrations import MIGRATIONS, migrate
+
+
+def insert_old_study(conn, study: Study) -> None:
+    """A study row as versions before 15 kept it: its suggestion count in the body."""
+    row = records.study_row(study)
+    row["body"] = row["body"][:-1] + f', "suggestion_count": {row.pop("suggestion_count")}}}'
+    row.update(create_time=1, update_time=1, version=1)
+    conn.execute(f"INSERT INTO studies ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", tuple(row.values()))
 
 
 def test_migrations_apply_once_and_record_themselves(tmp_path):
@@ -43,29 +53,25 @@ def test_a_failed_migration_leaves_no_trace(tmp_path, monkeypatch):
 def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(tmp_path, monkeypatch):
     import asyncio
 
-    from trialplane.server.domain.models import Study, Trial, TrialState
-    from trialplane.server.domain.trial_lifecycle import Change, EventDraft
     from trialplane.server.storage.factory import open_storage
     from trialplane.server.storage.sqlite import migrations
 
     path = str(tmp_path / "old.db")
-
-    async def before():
-        s = open_storage(path, journal=False)
-        await s.open()
-        study = await s.create_study(Study(name="s"))
-        for name in ("t1", "t2", "t3"):
-            await s.create_trial(Trial(name=name, study_id=study.id), None, lambda _: None)
-        await s.change_trial(2, lambda t, now: Change(t, [EventDraft(TrialState.QUEUED, TrialState.QUEUED, 1, "mark")]))
-        await s.delete_trial(3, lambda _: None)
-        await s.close()
-
     monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 13])
-    asyncio.run(before())
-    # A trial-run token outlives its deleted trial: its id must not be given out again.
-    with sqlite3.connect(path) as old:
+    with connect(path) as old:
+        migrations.migrate(old)
+        # The rows today's code would write, as the schema of version 12 holds them.
+        insert_old_study(old, Study(name="s", trial_count=2))
+        for name in ("t1", "t2", "t3"):
+            row = records.trial_row(Trial(name=name, study_id=1, create_time=1, update_time=1, version=1))
+            old.execute(f"INSERT INTO trials ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", tuple(row.values()))
+        old.execute("INSERT INTO trial_events (trial_id, sequence, time, from_state, to_state, trial_run_id, message,"
+                    " details) VALUES (2, 1, 1, 'QUEUED', 'QUEUED', 1, 'mark', '{}')")
+        old.execute("DELETE FROM trials WHERE id = 3")
+        # A trial-run token outlives its deleted trial: its id must not be given out again.
         old.execute("INSERT INTO tokens (name, kind, secret_hash, scopes, trial_id, trial_run_id, create_time)"
                     " VALUES ('run', 'TRIAL_RUN', ?, '', 3, 1, 1)", (b"x" * 32,))
+        old.commit()
     monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
     conn = connect(path)
     assert migrations.migrate(conn) == [v for v, _, _ in MIGRATIONS if v >= 13]
@@ -89,3 +95,32 @@ def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(
 
     # 3 was deleted before the migration, and a token names it; 2 since: the new one is 4.
     assert asyncio.run(after()) == 4
+
+
+def test_migration_15_moves_the_suggestion_count_out_of_the_body(tmp_path, monkeypatch):
+    import asyncio
+
+    from trialplane.server.storage.factory import open_storage
+    from trialplane.server.storage.sqlite import migrations
+
+    path = str(tmp_path / "v14.db")
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 15])
+    with connect(path) as old:
+        migrations.migrate(old)
+        insert_old_study(old, Study(name="counted", suggestion_count=7))
+        old.commit()
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
+    conn = connect(path)
+    assert migrations.migrate(conn) == [15]
+    assert tuple(conn.execute("SELECT suggestion_count, json_extract(body, '$.suggestion_count') FROM studies").fetchone()) == (7, None)
+    conn.close()
+
+    async def read():
+        s = open_storage(path, journal=False)
+        await s.open()
+        try:
+            return (await s.get_study(1)).suggestion_count
+        finally:
+            await s.close()
+
+    assert asyncio.run(read()) == 7

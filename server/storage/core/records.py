@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -90,7 +91,6 @@ def study_row(s: Study) -> dict:
         "max_failed_trials": s.max_failed_trials,
         "metrics_timeout_seconds": s.metrics_timeout_seconds,
         "state_message": s.state_message,
-        "suggestion_count": s.suggestion_count,
     }
     return {
         "name": s.name,
@@ -98,6 +98,7 @@ def study_row(s: Study) -> dict:
         "owner": s.owner,
         "state": s.state.value,
         "trial_count": s.trial_count,
+        "suggestion_count": s.suggestion_count,
         "create_time": s.create_time,
         "update_time": s.update_time,
         "version": s.version,
@@ -105,7 +106,27 @@ def study_row(s: Study) -> dict:
     }
 
 
-def study_from_row(row: Row) -> Study:
+# Parsed study bodies by study id, with the body text they were parsed from.
+ParsedStudies = dict[int, tuple[str, Study]]
+MAX_PARSED_STUDIES = 10_000
+
+
+def study_from_row(row: Row, parsed: ParsedStudies | None = None) -> Study:
+    """parsed: a cache of parsed bodies; a row whose body text is the cached
+    one is not parsed again (its columns are still read)."""
+    if parsed is not None:
+        entry = parsed.get(row["id"])
+        if entry is not None and entry[0] == row["body"]:
+            s = copy.copy(entry[1])
+            s.name, s.owner, s.state = row["name"], row["owner"], StudyState(row["state"])
+            s.trial_count, s.suggestion_count = row["trial_count"], row["suggestion_count"]
+            s.create_time, s.update_time, s.version = row["create_time"], row["update_time"], row["version"]
+            return s
+        s = study_from_row(row)
+        if len(parsed) >= MAX_PARSED_STUDIES:
+            parsed.clear()
+        parsed[row["id"]] = (row["body"], copy.copy(s))
+        return s
     b = json.loads(row["body"])
     obj = b["objective"]
     return Study(
@@ -144,7 +165,7 @@ def study_from_row(row: Row) -> Study:
         max_failed_trials=b.get("max_failed_trials", 0),
         metrics_timeout_seconds=b.get("metrics_timeout_seconds", 0.0),
         state_message=b.get("state_message", ""),
-        suggestion_count=b.get("suggestion_count", 0),
+        suggestion_count=row["suggestion_count"],
     )
 
 

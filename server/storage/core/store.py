@@ -114,6 +114,8 @@ class SqlStorage(Storage):
         # Unfinished trials SuggestTrials decides on, kept parsed between its
         # writes (studies.unfinished).
         self._parsed_unfinished: studies.ParsedTrials = {}
+        # Study bodies SuggestTrials reads, kept parsed while they are unchanged.
+        self._parsed_studies: records.ParsedStudies = {}
 
     async def _write(self, fn, small: bool = False):
         return await self.db.write(fn, small)
@@ -159,12 +161,14 @@ class SqlStorage(Storage):
     # --- studies -----------------------------------------------------------
 
     @staticmethod
-    def _study(tx: Tx, study_id: int, lock: bool = False) -> Study:
-        """lock: keep the row locked until the write commits."""
+    def _study(tx: Tx, study_id: int, lock: bool = False, parsed: records.ParsedStudies | None = None) -> Study:
+        """lock: keep the row locked until the write commits. parsed: a
+        cache of parsed bodies (the study returned is then a shallow copy
+        of a cached one: replace its lists, do not change them)."""
         row = tx.one("SELECT * FROM studies WHERE id = ?" + (tx.dialect.for_update if lock else ""), (study_id,))
         if row is None:
             raise NotFound("study", study_id)
-        return records.study_from_row(row)
+        return records.study_from_row(row, parsed)
 
     async def create_study(self, study: Study, key: RequestKey | None = None) -> Study:
         def write(tx):
@@ -282,7 +286,7 @@ class SqlStorage(Storage):
     async def suggest_trials(self, study_id: int, client_id: str, count: int, plan: SuggestionPlan,
                              start: TrialChange | None = None, history: HistoryRead | None = None) -> Suggested:
         def write(tx):
-            study = self._study(tx, study_id, lock=True)
+            study = self._study(tx, study_id, lock=True, parsed=self._parsed_studies)
             if history is not None:
                 history.learn(_changed_trials(tx, study_id, history.after, history.limit))
             unfinished = studies.unfinished(tx, study_id, self._parsed_unfinished)
@@ -310,7 +314,9 @@ class SqlStorage(Storage):
                 study.trial_count += len(made)
                 if len(points) < room:
                     study_lifecycle.leave(study, StudyState.COMPLETED, study_lifecycle.EXHAUSTED)
-                studies.save(tx, study, now)
+                    studies.save(tx, study, now)
+                else:
+                    studies.save_counts(tx, study, now)
                 study.version += 1
                 study.update_time = now
             self._attach_summaries(tx, mine)

@@ -26,9 +26,17 @@ def save(tx: Tx, study: Study, now: int) -> None:
     """Writes a study read with locked() back, as a new version."""
     row = records.study_row(study)
     tx.run(
-        "UPDATE studies SET state = ?, trial_count = ?, update_time = ?, version = version + 1, body = ? WHERE id = ?",
-        (row["state"], row["trial_count"], now, row["body"], study.id),
+        "UPDATE studies SET state = ?, trial_count = ?, suggestion_count = ?, update_time = ?, version = version + 1,"
+        " body = ? WHERE id = ?",
+        (row["state"], row["trial_count"], row["suggestion_count"], now, row["body"], study.id),
     )
+
+
+def save_counts(tx: Tx, study: Study, now: int) -> None:
+    """Writes back a locked study whose trial and suggestion counts are all
+    that changed, as a new version; its body stays as it is."""
+    tx.run("UPDATE studies SET trial_count = ?, suggestion_count = ?, update_time = ?, version = version + 1"
+           " WHERE id = ?", (study.trial_count, study.suggestion_count, now, study.id))
 
 
 # Parsed unfinished trials by id, with the version they were parsed at.

@@ -432,6 +432,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id != 0;
         """,
     ),
+    (
+        9,
+        "a study's suggestion count in a column of its own",
+        """
+        ALTER TABLE studies ADD COLUMN suggestion_count BIGINT NOT NULL DEFAULT 0;
+        UPDATE studies SET suggestion_count = coalesce((body::jsonb ->> 'suggestion_count')::bigint, 0),
+            body = (body::jsonb - 'suggestion_count')::text;
+        """,
+    ),
 ]
 
 

@@ -408,6 +408,15 @@ MIGRATIONS: list[tuple[int, str, str | Callable[[sqlite3.Connection], object]]] 
         CREATE INDEX tokens_parent ON tokens (parent_id) WHERE parent_id != 0;
         """,
     ),
+    (
+        15,
+        "a study's suggestion count in a column of its own",
+        """
+        ALTER TABLE studies ADD COLUMN suggestion_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE studies SET suggestion_count = coalesce(json_extract(body, '$.suggestion_count'), 0),
+            body = json_remove(body, '$.suggestion_count');
+        """,
+    ),
 ]
 
 
