@@ -1,5 +1,6 @@
 """Numbered migrations: applied once, with their bookkeeping row, in order."""
 
+import contextlib
 import sqlite3
 
 import sqlite_utils
@@ -7,6 +8,24 @@ from trialplane.server.domain.models import Study, Trial
 from trialplane.server.storage.core import records
 from trialplane.server.storage.sqlite.engine import connect
 from trialplane.server.storage.sqlite.migrations import MIGRATIONS, migrate
+
+
+@contextlib.contextmanager
+def database_before(path: str, version: int, monkeypatch):
+    """A connection to a new database at the versions below version, to
+    hold rows as they were then; committed and closed on exit, with every
+    migration known again."""
+    from trialplane.server.storage.sqlite import migrations
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < version])
+    conn = connect(path)
+    try:
+        migrations.migrate(conn)
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()
+        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
 
 
 def insert_old_study(conn, study: Study) -> None:
@@ -57,9 +76,7 @@ def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(
     from trialplane.server.storage.sqlite import migrations
 
     path = str(tmp_path / "old.db")
-    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 13])
-    with connect(path) as old:
-        migrations.migrate(old)
+    with database_before(path, 13, monkeypatch) as old:
         # The rows today's code would write, as the schema of version 12 holds them.
         insert_old_study(old, Study(name="s", trial_count=2))
         for name in ("t1", "t2", "t3"):
@@ -71,8 +88,6 @@ def test_migration_13_keeps_rows_and_references_and_ids_are_not_given_out_again(
         # A trial-run token outlives its deleted trial: its id must not be given out again.
         old.execute("INSERT INTO tokens (name, kind, secret_hash, scopes, trial_id, trial_run_id, create_time)"
                     " VALUES ('run', 'TRIAL_RUN', ?, '', 3, 1, 1)", (b"x" * 32,))
-        old.commit()
-    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
     conn = connect(path)
     assert migrations.migrate(conn) == [v for v, _, _ in MIGRATIONS if v >= 13]
     schema = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()[0]
@@ -104,12 +119,8 @@ def test_migration_15_moves_the_suggestion_count_out_of_the_body(tmp_path, monke
     from trialplane.server.storage.sqlite import migrations
 
     path = str(tmp_path / "v14.db")
-    monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 15])
-    with connect(path) as old:
-        migrations.migrate(old)
+    with database_before(path, 15, monkeypatch) as old:
         insert_old_study(old, Study(name="counted", suggestion_count=7))
-        old.commit()
-    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
     conn = connect(path)
     assert migrations.migrate(conn) == [15]
     assert tuple(conn.execute("SELECT suggestion_count, json_extract(body, '$.suggestion_count') FROM studies").fetchone()) == (7, None)

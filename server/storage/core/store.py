@@ -380,18 +380,11 @@ class SqlStorage(Storage):
         return await self._read(read)
 
     async def change_trial(self, trial_id: int, change: TrialChange, key: RequestKey | None = None) -> Trial:
-        def write(tx):
-            current = self._trial(tx, trial_id, lock=True, summaries=False)
-            if requests.recall(tx, key) is not None:
-                return self._trial(tx, trial_id)
-            now = self.clock()
-            requests.remember(tx, key, str(trial_id), now)
-            return self._apply(tx, current, change(current, now), now)
-
-        return await self._write(write, small=True)
+        return await self.complete_trial(trial_id, None, change, key)
 
     async def complete_trial(self, trial_id: int, report: m.ReportDraft | None, change: TrialChange,
                              key: RequestKey | None = None) -> Trial:
+        # change_trial is this without a report.
         def write(tx):
             current = self._trial(tx, trial_id, lock=True, summaries=False)
             if requests.recall(tx, key) is not None:
