@@ -712,7 +712,7 @@ class ChunkStats(Block):
             count=len(live), first_step=int(live.steps[0]), last_step=int(live.steps[-1]),
             first_time=int(live.times[0]), last_time=int(live.times[-1]), first=float(v[0]), last=float(v[-1]),
             vmin=float(np.fmin.reduce(v)), vmax=float(np.fmax.reduce(v)),
-            total=float(v[finite].sum()), finite_count=int(finite.sum()),
+            total=_total(v[finite]), finite_count=int(finite.sum()),
         )
 
     @classmethod
@@ -724,6 +724,12 @@ class ChunkStats(Block):
             first=values[0], last=values[-1], vmin=min(finite) if finite else math.nan,
             vmax=max(finite) if finite else math.nan, total=float(sum(finite)), finite_count=len(finite),
         )
+
+
+def _total(values: np.ndarray) -> float:
+    # Both infinities make the total NaN, as sum() of the floats does, without a warning.
+    with np.errstate(invalid="ignore"):
+        return float(values.sum())
 
 
 def add_to_summary(s: SeriesSummary, live: PointColumns) -> None:
@@ -738,7 +744,7 @@ def add_to_summary(s: SeriesSummary, live: PointColumns) -> None:
     finite = ~np.isnan(v)
     s.count += len(live)
     s.finite_count += int(finite.sum())
-    s.total += float(v[finite].sum())
+    s.total += _total(v[finite])
     if finite.any():
         s.vmin = float(np.fmin(s.vmin, v[finite].min()))
         s.vmax = float(np.fmax(s.vmax, v[finite].max()))
