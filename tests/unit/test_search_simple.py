@@ -63,6 +63,20 @@ def test_quasirandom_point_i_equals_across_independent_designers(specs, seed, in
         assert QuasiRandomSearch(specs, {"sequence": sequence}, seed).suggest(1, i) == a.suggest(1, i)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.lists(st.tuples(st.integers(0, 200), st.integers(1, 40)), min_size=1, max_size=12))
+def test_points_drawn_ahead_are_the_points_drawn_one_by_one(seed, asks):
+    """Asks in any order, repeats and jumps included, get what a fresh
+    designer gives for each index alone; no two answers share a dict."""
+    for cls in (RandomSearch, QuasiRandomSearch):
+        walker = cls(MIXED, {}, seed)
+        for index, count in asks:
+            got = walker.suggest(count, index)
+            assert got == [cls(MIXED, {}, seed).suggest(1, index + j)[0] for j in range(count)]
+            got[0]["opt"] = "changed"
+            assert walker.suggest(1, index) == cls(MIXED, {}, seed).suggest(1, index)
+
+
 def test_sobol_spreads_the_first_points_over_every_cell():
     # 16 scrambled Sobol points in 2-D put exactly 4 in each quarter of each axis
     specs = [spec(T.DOUBLE, "x", min=0, max=1), spec(T.DOUBLE, "y", min=0, max=1)]

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from ..models import ParameterSpec
+from .ahead import PointsAhead
 from .base import Assignment, Designer, Observed
 from .registry import register
 from .settings import Settings
@@ -48,6 +49,7 @@ class QuasiRandomSearch(Designer):
         self._space = Space(self.space)
         self._engine: qmc.QMCEngine | None = None
         self._position = 0
+        self._ahead = PointsAhead(self._decoded)
 
     def update(self, completed: Sequence[Observed], active: Sequence[Observed]) -> None:
         pass  # the sequence does not depend on results
@@ -76,4 +78,7 @@ class QuasiRandomSearch(Designer):
     def suggest(self, count: int, index: int) -> list[Assignment]:
         if count <= 0:
             return []
-        return [self._space.decode(u) for u in self._draw(max(index, 0), count)]
+        return self._ahead.take(max(index, 0), count)
+
+    def _decoded(self, index: int, count: int) -> list[Assignment]:
+        return [self._space.decode(u) for u in self._draw(index, count)]

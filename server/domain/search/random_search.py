@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..models import ParameterSpec
+from .ahead import PointsAhead
 from .base import Assignment, Designer, Observed
 from .registry import register
 from .settings import Settings, point_rng
@@ -29,10 +30,14 @@ class RandomSearch(Designer):
         super().__init__(space, settings, seed)
         self.seed = Settings(self.name, settings, self.settings_help).seed(seed)
         self._space = Space(self.space)
+        self._ahead = PointsAhead(self._draw)
 
     def update(self, completed: Sequence[Observed], active: Sequence[Observed]) -> None:
         pass  # results do not change where random points fall
 
     def suggest(self, count: int, index: int) -> list[Assignment]:
+        return self._ahead.take(index, count)
+
+    def _draw(self, index: int, count: int) -> list[Assignment]:
         d = len(self._space)
         return [self._space.decode(point_rng(self.seed, index + j).random(d)) for j in range(count)]
