@@ -417,6 +417,27 @@ def test_ask_and_tell_with_the_sdk(sdk):
     assert after.id != trial.id
 
 
+def test_the_ask_and_tell_example_runs_a_study_to_its_budget(server, sdk):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "ask_and_tell.py"
+    env = {**os.environ, "TRIALPLANE_ADDRESS": server.address}
+    done = subprocess.run([sys.executable, str(script), "--trials", "24", "--workers", "3"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    study = sdk.studies.get("branin-ask-and-tell")
+    assert (study.state, study.trial_count) == (study_pb2.STUDY_STATE_COMPLETED, 24)
+    trials = list(sdk.trials.list(study.id))
+    assert {t.state for t in trials} == {trial_pb2.TRIAL_STATE_COMPLETED}
+    assert all(t.summary_metrics[0].name == "branin" for t in trials)
+    best = min(trials, key=lambda t: t.searcher_metric_value)
+    assert done.stdout.startswith(f"24 trials told; best: trial {best.id} at ")
+    assert done.stdout.rstrip().endswith(f"branin {best.searcher_metric_value:.6f} (optimum 0.397887)")
+
+
 def test_profiler_series_and_raw_samples_joined_across_pages(sdk):
     trial = sdk.trials.create(name="profiled")
     labels = pp.TrialProfilerMetricLabels(trial_id=trial.id, name="gpu_util", gpu_uuid="GPU-1",
