@@ -242,8 +242,6 @@ def _final_report(request: trial_service_pb2.CompleteTrialRequest) -> m.ReportDr
         v.add("trial_run_id", "must not be negative")
     if request.steps_completed < 0:
         v.add("steps_completed", "must not be negative")
-    if len(request.request_id) > 128:
-        v.add("request_id", "must be at most 128 characters")
     if not m.names_ok(values):
         for name in values:
             m.check_name(v, f"final_metrics[{name}]", name, m.MAX_METRIC_NAME)
@@ -422,6 +420,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     @rpc
     async def CompleteTrial(self, request, context):
         trial_id = _require_id(request.id)
+        key = convert.request_key(request, "CompleteTrial", f"trial {trial_id}")
         report = _final_report(request)
         if report is not None and len(report.metrics) > self.limits.max_points:
             self.limits.points(len(report.metrics), "CompleteTrial", service="trialplane.v1.TrialService")
@@ -430,7 +429,6 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
             return lifecycle.complete(t, now, trial_run_id=request.trial_run_id, steps_completed=request.steps_completed,
                                       message=request.message, etag=request.etag)
 
-        key = convert.request_key(request, "CompleteTrial", f"trial {trial_id}")
         trial = await self.storage.complete_trial(trial_id, report, _signed_by_caller(change), key)
         self.feed.trials.notify(trial_id)
         if report is not None:

@@ -76,8 +76,6 @@ class QuasiRandomSearch(Designer):
         return points
 
     def suggest(self, count: int, index: int) -> list[Assignment]:
-        if count <= 0:
-            return []
         return self._ahead.take(max(index, 0), count)
 
     def _decoded(self, index: int, count: int) -> list[Assignment]:

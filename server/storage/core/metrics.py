@@ -292,6 +292,12 @@ def _classify_reports(tx, reports: list[m.ReportDraft]) -> tuple[set[int], dict[
     return fresh, refused
 
 
+def _report_body(report: m.ReportDraft) -> str:
+    # Values live in their series; validation reports keep them in the
+    # report too: checkpoints are ranked by them.
+    return dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
+
+
 def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome | None:
     """The common single report of a running trial, in the fewest statements:
     the report row's unique keys do the deduplication and each metric is a
@@ -319,8 +325,8 @@ def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome |
     inserted = tx.run(
         "INSERT INTO metric_reports (trial_id, trial_run_id, group_name, steps, report_time, body, request_id, digest)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (report.trial_id, run, report.group, report.steps, report.report_time or now,
-         dumps({"metrics": report.metrics}) if validation else "{}", report.request_id or None, report.digest),
+        (report.trial_id, run, report.group, report.steps, report.report_time or now, _report_body(report),
+         report.request_id or None, report.digest),
     )
     if not inserted:
         # A retry or a conflict: the general path tells which.
@@ -400,10 +406,7 @@ def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.
         if run > rolled_back.get(report.trial_id, 1):
             rebuild.update(_rollback(tx, report.trial_id, run, report.steps))
             rolled_back[report.trial_id] = run
-        # Values live in their series; validation reports keep them in the
-        # report too: checkpoints are ranked by them.
-        body = dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
-        rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, body,
+        rows.append((report.trial_id, run, report.group, report.steps, report.report_time or now, _report_body(report),
                      report.request_id or None, report.digest))
         if report.group == m.VALIDATION:
             _note_validation(tx, trials, report, now)

@@ -55,10 +55,12 @@ def _update(tx: Tx, table: str, row_id: int, row: dict, before: dict | None = No
         tx.run(f"UPDATE {table} SET {sets} WHERE id = ?", (*row.values(), row_id))
 
 
-def _append_events(tx: Tx, trial_id: int, events: list, now: int) -> None:
+def _append_events(tx: Tx, trial_id: int, events: list, now: int, last: int | None = None) -> None:
+    """last: the trial's last event sequence when known (0 for a new trial)."""
     if not events:
         return
-    last = tx.value("SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,))
+    if last is None:
+        last = tx.value("SELECT coalesce(max(sequence), 0) FROM trial_events WHERE trial_id = ?", (trial_id,))
     # The trial's row is locked (or new), so the sequence stays gapless
     # whichever replica appends.
     tx.run_many(
@@ -308,7 +310,7 @@ class SqlStorage(Storage):
                         started = start(trial, now)
                         trial, events = started.trial, started.events
                     trial.id = _insert(tx, "trials", records.trial_row(trial))
-                    _append_events(tx, trial.id, events, now)
+                    _append_events(tx, trial.id, events, now, last=0)
                     made.append(trial)
                 study.suggestion_count += len(made)
                 study.trial_count += len(made)
