@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass, field, fields
 
 from .errors import FailedPrecondition, StaleTrialRun, invalid, require_etag
-from .models import EarlyExitReason, Resources, Trial, TrialState
+from .models import EarlyExitReason, Resources, Trial, TrialState, shallow_copy
 from .tokens import redact
 
 S = TrialState
@@ -112,8 +112,8 @@ _CONTAINERS = tuple(f.name for f in fields(Trial) if f.default_factory in (list,
 
 
 def _copy(trial: Trial) -> Trial:
-    """The trial to change, at a ninth of what a deepcopy costs."""
-    t = copy.copy(trial)
+    """The trial to change, at about a thirteenth of what a deepcopy costs."""
+    t = shallow_copy(trial)
     for name in _CONTAINERS:
         setattr(t, name, copy.copy(getattr(trial, name)))
     return t

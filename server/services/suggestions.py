@@ -97,8 +97,12 @@ class Suggestions:
         def plan(locked: Study, unfinished: list[Trial], room: int) -> list[dict]:
             if locked.state != StudyState.ACTIVE:
                 return []
-            if locked.algorithm != warm.spec or locked.parameters != warm.parameters:
-                raise _SearchChanged()
+            if locked.algorithm is not warm.spec or locked.parameters is not warm.parameters:
+                if locked.algorithm != warm.spec or locked.parameters != warm.parameters:
+                    raise _SearchChanged()
+                # The study's parsed body is kept between writes: from now on
+                # the same objects, and the check above is by identity.
+                warm.spec, warm.parameters = locked.algorithm, locked.parameters
             with warm.lock:
                 if warm.designer.learns:
                     warm.designer.update([], [history.observed(t) for t in unfinished])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -28,6 +27,7 @@ from ...domain.models import (
     TrialState,
     Worker,
     WorkerState,
+    shallow_copy,
 )
 from .statements import Row
 
@@ -117,7 +117,7 @@ def study_from_row(row: Row, parsed: ParsedStudies | None = None) -> Study:
     if parsed is not None:
         entry = parsed.get(row["id"])
         if entry is not None and entry[0] == row["body"]:
-            s = copy.copy(entry[1])
+            s = shallow_copy(entry[1])
             s.name, s.owner, s.state = row["name"], row["owner"], StudyState(row["state"])
             s.trial_count, s.suggestion_count = row["trial_count"], row["suggestion_count"]
             s.create_time, s.update_time, s.version = row["create_time"], row["update_time"], row["version"]
@@ -125,7 +125,7 @@ def study_from_row(row: Row, parsed: ParsedStudies | None = None) -> Study:
         s = study_from_row(row)
         if len(parsed) >= MAX_PARSED_STUDIES:
             parsed.clear()
-        parsed[row["id"]] = (row["body"], copy.copy(s))
+        parsed[row["id"]] = (row["body"], shallow_copy(s))
         return s
     b = json.loads(row["body"])
     obj = b["objective"]

@@ -327,8 +327,7 @@ class SqlStorage(Storage):
         suggested = await self._write(write, small=count <= 4)
         # Committed, so as a read of their rows would parse them: the next
         # suggestion decides on them without parsing them again.
-        for trial in suggested.trials:
-            self._parsed_unfinished[trial.id] = (trial.version, trial)
+        studies.keep_parsed(self._parsed_unfinished, suggested.trials)
         return suggested
 
     async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
@@ -404,7 +403,10 @@ class SqlStorage(Storage):
                     (trial_id,)))
             return self._apply(tx, current, change(current, now), now)
 
-        return await self._write(write, small=True)
+        trial = await self._write(write, small=True)
+        if trial.study_id:
+            studies.keep_parsed(self._parsed_unfinished, [trial])
+        return trial
 
     def _apply(self, tx: Tx, current: Trial, result, now: int) -> Trial:
         """Stores a change of a locked trial and appends its events; the

@@ -72,6 +72,16 @@ def unfinished(tx: Tx, study_id: int, parsed: ParsedTrials) -> list[Trial]:
     return [found[trial_id] for trial_id, _ in versions]
 
 
+def keep_parsed(parsed: ParsedTrials, trials: list[Trial]) -> None:
+    """Trials as a committed write stored them, so the next unfinished()
+    finds them parsed; a finished one leaves the cache."""
+    for trial in trials:
+        if trial.state in TERMINAL:
+            parsed.pop(trial.id, None)
+        else:
+            parsed[trial.id] = (trial.version, trial)
+
+
 def _count(tx: Tx, study_id: int, states: list[str], negate: bool = False) -> int:
     op = "NOT IN" if negate else "IN"
     return tx.value(f"SELECT count(*) FROM trials WHERE study_id = ? AND state {op} ({marks(states)})",
