@@ -111,8 +111,9 @@ class IllegalTransition(FailedPrecondition):
 _CONTAINERS = tuple(f.name for f in fields(Trial) if f.default_factory in (list, dict))
 
 
-def _copy(trial: Trial) -> Trial:
-    """The trial to change, at about a thirteenth of what a deepcopy costs."""
+def copied(trial: Trial) -> Trial:
+    """The trial with containers of its own, at about a thirteenth of what a
+    deepcopy costs."""
     t = shallow_copy(trial)
     for name in _CONTAINERS:
         setattr(t, name, copy.copy(getattr(trial, name)))
@@ -175,7 +176,7 @@ def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = 
     """details: recorded on the event beside the grace period (an early-
     stopping decision's rule, step, threshold and value)."""
     _check_etag(trial, etag)
-    t = _copy(trial)
+    t = copied(trial)
     grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
     if t.state in (S.STOPPING_CANCELED, S.STOPPING_KILLED):
         return Change(t)
@@ -190,7 +191,7 @@ def stop(trial: Trial, now: int, *, grace_seconds: float | None, message: str = 
 
 def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = _copy(trial)
+    t = copied(trial)
     if t.state == S.STOPPING_KILLED:
         return Change(t)
     if t.state in NOTHING_RUNNING:
@@ -202,7 +203,7 @@ def kill(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change
 
 def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = _copy(trial)
+    t = copied(trial)
     if t.state == S.PAUSED:
         return Change(t)
     if t.state in ACTIVE:
@@ -212,7 +213,7 @@ def pause(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Chang
 
 def activate(trial: Trial, now: int, *, message: str = "", etag: str = "") -> Change:
     _check_etag(trial, etag)
-    t = _copy(trial)
+    t = copied(trial)
     if t.state in ACTIVE:
         return Change(t)
     if t.state == S.PAUSED:
@@ -224,7 +225,7 @@ def restart(trial: Trial, now: int, *, resources: Resources | None = None, messa
     _check_etag(trial, etag)
     if trial.state in TERMINAL:
         raise IllegalTransition(trial, S.QUEUED, "restart")
-    t = _copy(trial)
+    t = copied(trial)
     details = {"previous_trial_run_id": t.trial_run_id}
     if resources is not None:
         details["new_resources"] = True
@@ -253,7 +254,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
     """
     _check_etag(trial, report.etag)
     _check_run(trial, report.trial_run_id)
-    t = _copy(trial)
+    t = copied(trial)
     if report.state != t.state and not reported_transition_allowed(t.state, report.state):
         raise IllegalTransition(trial, report.state, "report state of", reportable_states(trial.state))
     if report.runner_state:
@@ -284,7 +285,7 @@ def report_state(trial: Trial, now: int, report: StateReport) -> Change:
 
 def start(trial: Trial, now: int, message: str) -> Change:
     """A trial made for a caller that runs it itself: RUNNING at once."""
-    t = _copy(trial)
+    t = copied(trial)
     return Change(t, [_move(t, S.RUNNING, now, message)])
 
 
@@ -296,14 +297,14 @@ def complete(trial: Trial, now: int, *, trial_run_id: int = 0, steps_completed: 
     _check_run(trial, trial_run_id)
     if not reported_transition_allowed(trial.state, S.COMPLETED):
         raise IllegalTransition(trial, S.COMPLETED, "complete")
-    t = _copy(trial)
+    t = copied(trial)
     t.steps_completed = max(t.steps_completed, steps_completed)
     return Change(t, [_move(t, S.COMPLETED, now, message or "completed with its result")])
 
 
 def report_early_exit(trial: Trial, now: int, reason: EarlyExitReason, trial_run_id: int = 0) -> Change:
     _check_run(trial, trial_run_id)
-    t = _copy(trial)
+    t = copied(trial)
     if t.state == S.STOPPING_COMPLETED and t.early_exit_reason == reason:
         return Change(t)
     if t.state not in ACTIVE:
@@ -320,7 +321,7 @@ def expire(trial: Trial, now: int) -> Change:
     stopping state that stayed silent is ended; a run past its max runtime is
     asked to stop.
     """
-    t = _copy(trial)
+    t = copied(trial)
     if t.state in STOPPING and t.stop_deadline is not None and t.stop_deadline <= now:
         if t.state == S.STOPPING_CANCELED:
             return Change(t, [_stopping(t, S.STOPPING_KILLED, now, KILL_GRACE_SECONDS, "grace period expired; killing")])
@@ -339,7 +340,7 @@ def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: st
     from .validation import check_trial_fields
 
     _check_etag(trial, etag)
-    t = _copy(trial)
+    t = copied(trial)
     for attr in attributes:
         setattr(t, attr, copy.deepcopy(getattr(incoming, attr)))
     if not t.name:
@@ -363,7 +364,7 @@ def lose_contact(trial: Trial, now: int, silent_seconds: float) -> Change:
     sent a heartbeat for silent_seconds: the run failed. The retry strategy
     applies as for a reported failure."""
     if trial.state not in ACTIVE:
-        return Change(_copy(trial))
+        return Change(copied(trial))
     reason = f"no heartbeat from any worker of run {trial.trial_run_id} for {silent_seconds:.0f} s"
     report = StateReport(
         state=S.ERROR, trial_run_id=trial.trial_run_id, message=reason, failure_reason=reason,

@@ -400,6 +400,35 @@ def test_complete_trial_stores_the_result_and_ends_the_trial_at_once(run):
     run(body)
 
 
+def test_a_state_change_keeps_what_reports_stored_since_the_last_one(run):
+    """Metric and checkpoint reports set columns of the trial without a new
+    version: a state change after them must see them, not the trial as the
+    change before them left it."""
+    async def body(s):
+        study = await s.create_study(Study(name="s", objective=Objective(metric_name="loss", type=ObjectiveType.MINIMIZE)))
+        (t,) = (await s.suggest_trials(study.id, "", 1, index_plan([]))).trials
+        first = await s.change_trial(t.id, running())
+        await s.ingest_metrics(m.IngestBatch(reports=[m.ReportDraft(t.id, 1, m.VALIDATION, 5, 0, {"loss": 0.5})],
+                                             report_index=[0]))
+        await s.report_checkpoint(Checkpoint("k5", t.id, CheckpointState.COMPLETED, steps_completed=5,
+                                             resources={"w": 40}))
+        steps = lifecycle.StateReport(state=TrialState.RUNNING, steps_completed=6)
+        second = await s.change_trial(t.id, lambda tr, now: lifecycle.report_state(tr, now, steps))
+        assert (second.version, second.steps_completed) == (first.version + 1, 6)
+        assert second.searcher_metric_value == 0.5 and second.best_validation["metrics"] == {"loss": 0.5}
+        assert (second.checkpoint_count, second.checkpoint_size) == (1, 40)
+        await s.ingest_metrics(m.IngestBatch(reports=[m.ReportDraft(t.id, 1, m.VALIDATION, 9, 0, {"loss": 0.25})],
+                                             report_index=[0]))
+        done = await s.change_trial(t.id, lambda tr, now: lifecycle.complete(tr, now))
+        stored = await s.get_trial(t.id)
+        for trial in (done, stored):
+            assert trial.state == TrialState.COMPLETED and trial.steps_completed == 6
+            assert trial.searcher_metric_value == 0.25 and trial.latest_validation["total_batches"] == 9
+            assert (trial.checkpoint_count, trial.checkpoint_size) == (1, 40)
+
+    run(body)
+
+
 def test_studies_end_when_their_trials_do(run):
     async def body(s):
         budget = await s.create_study(Study(name="budget", max_trials=2))

@@ -29,6 +29,7 @@ from ...domain.models import (
     WorkerState,
     shallow_copy,
 )
+from ...domain.trial_lifecycle import copied
 from .statements import Row
 
 
@@ -232,7 +233,30 @@ def _json_or_none(text):
     return None if text is None else json.loads(text)
 
 
-def trial_from_row(row: Row) -> Trial:
+# Parsed trials by id, with the row they were parsed from.
+ParsedTrialRows = dict[int, tuple[tuple, Trial]]
+MAX_PARSED_TRIALS = 4096
+
+
+def keep_parsed_row(parsed: ParsedTrialRows, values: tuple, trial: Trial) -> None:
+    """values: the trial's row as stored, its columns in table order."""
+    if len(parsed) >= MAX_PARSED_TRIALS:
+        parsed.clear()
+    parsed[trial.id] = (values, copied(trial))
+
+
+def trial_from_row(row: Row, parsed: ParsedTrialRows | None = None) -> Trial:
+    """parsed: a cache of parsed rows; a row equal, column by column, to the
+    one cached is not parsed again. Each call returns a trial with
+    containers of its own."""
+    if parsed is not None:
+        values = tuple(row)
+        entry = parsed.get(row["id"])
+        if entry is not None and entry[0] == values:
+            return copied(entry[1])
+        trial = trial_from_row(row)
+        keep_parsed_row(parsed, values, trial)
+        return trial
     b = json.loads(row["body"])
     src = b["source_info"]
     return Trial(

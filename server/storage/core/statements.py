@@ -36,6 +36,8 @@ class Row(Protocol):
 
     def __len__(self) -> int: ...
 
+    def keys(self) -> list[str]: ...
+
 
 class Dialect(Protocol):
     # Appended to a SELECT of the rows a write decides on: the rows stay

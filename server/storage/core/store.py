@@ -118,6 +118,8 @@ class SqlStorage(Storage):
         self._parsed_unfinished: studies.ParsedTrials = {}
         # Study bodies SuggestTrials reads, kept parsed while they are unchanged.
         self._parsed_studies: records.ParsedStudies = {}
+        # Trial rows the state changes read, kept parsed while they are unchanged.
+        self._parsed_rows: records.ParsedTrialRows = {}
 
     async def _write(self, fn, small: bool = False):
         return await self.db.write(fn, small)
@@ -387,37 +389,51 @@ class SqlStorage(Storage):
                              key: RequestKey | None = None) -> Trial:
         # change_trial is this without a report.
         def write(tx):
-            current = self._trial(tx, trial_id, lock=True, summaries=False)
+            row = tx.one("SELECT * FROM trials WHERE id = ?" + tx.dialect.for_update, (trial_id,))
+            if row is None:
+                raise NotFound("trial", trial_id)
+            current = records.trial_from_row(row, self._parsed_rows)
             if requests.recall(tx, key) is not None:
-                return self._trial(tx, trial_id)
+                return self._trial(tx, trial_id), None
             now = self.clock()
             requests.remember(tx, key, str(trial_id), now)
+            stored = dict(zip(row.keys(), row))
             if report is not None:
                 report.steps = report.steps or current.steps_completed
                 outcome = metrics.ingest(tx, m.IngestBatch(reports=[report], report_index=[0]), now)
                 if outcome.errors:
                     raise outcome.errors[0][2]
                 # The report updated the trial's best and latest validation.
-                records.with_validation(current, tx.one(
+                validation = tx.one(
                     "SELECT latest_validation, best_validation, searcher_metric_value FROM trials WHERE id = ?",
-                    (trial_id,)))
-            return self._apply(tx, current, change(current, now), now)
+                    (trial_id,))
+                records.with_validation(current, validation)
+                stored.update(zip(("latest_validation", "best_validation", "searcher_metric_value"), validation))
+            updated = self._apply(tx, current, change(current, now), now, stored)
+            return updated, tuple(stored[column] for column in row.keys())
 
-        trial = await self._write(write, small=True)
+        trial, written = await self._write(write, small=True)
+        # Committed: the next change of the trial finds it parsed, unless a
+        # report changed its row meanwhile.
+        if written is not None:
+            records.keep_parsed_row(self._parsed_rows, written, trial)
         if trial.study_id:
             studies.keep_parsed(self._parsed_unfinished, [trial])
         return trial
 
-    def _apply(self, tx: Tx, current: Trial, result, now: int) -> Trial:
-        """Stores a change of a locked trial and appends its events; the
-        trial as stored, with its summaries."""
+    def _apply(self, tx: Tx, current: Trial, result, now: int, stored: dict) -> Trial:
+        """Stores a change of a locked trial whose row is stored (and leaves
+        stored as the row is now); appends its events; the trial as stored,
+        with its summaries."""
         updated = result.trial
         updated.update_time = now
         updated.version = current.version + 1
-        _update(tx, "trials", current.id, records.trial_row(updated), records.trial_row(current))
+        columns = records.trial_row(updated)
+        _update(tx, "trials", current.id, columns, stored)
+        stored.update(columns)
         if updated.tags != current.tags:
             _set_tags(tx, "trial_tags", "trial_id", current.id, updated.tags)
-        studies.after_trial_change(tx, current, updated, now)
+        studies.after_trial_change(tx, current, updated, now, self._parsed_studies)
         _append_events(tx, current.id, result.events, now)
         self._attach_summaries(tx, [updated])
         return updated

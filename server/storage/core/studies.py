@@ -97,15 +97,17 @@ def leave_active(tx: Tx, study_id: int, state: StudyState, message: str, now: in
     return True
 
 
-def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int) -> None:
+def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int,
+                       parsed: records.ParsedStudies | None = None) -> None:
     """A trial of a study that just ended may fail the study (too many
-    errors) or complete it (its last trial of max_trials)."""
+    errors) or complete it (its last trial of max_trials). parsed: as for
+    records.study_from_row."""
     if not after.study_id or after.state not in TERMINAL or before.state in TERMINAL:
         return
     row = tx.one("SELECT * FROM studies WHERE id = ?", (after.study_id,))
     if row is None:
         return
-    study = records.study_from_row(row)
+    study = records.study_from_row(row, parsed)
     if study.state != StudyState.ACTIVE:
         return
     if after.state == TrialState.ERROR and study.max_failed_trials:

@@ -56,6 +56,9 @@ class Row(tuple):
             return tuple.__getitem__(self, self.names[key])
         return tuple.__getitem__(self, key)
 
+    def keys(self) -> list[str]:
+        return list(self.names)
+
 
 def named_rows(cursor: psycopg.Cursor) -> RowMaker[Row]:
     """psycopg row factory: one Row class per result shape."""
