@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    studies = sub.add_parser("studies", help="list, show, create and delete studies; suggest trials, stop, complete").add_subparsers(
+    studies = sub.add_parser("studies", help="list, show, create, update and delete studies; suggest trials, stop, complete").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     p = command(studies, "list", "studies_list", "list studies")
     p.add_argument("--name", help="SQL ILIKE pattern on the name ('mnist-%%')")

@@ -32,6 +32,13 @@ def _metric(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"must be NAME=NUMBER, not {text!r}") from None
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def add_view_commands(sub, studies, trials, metrics: argparse.ArgumentParser, command: Callable) -> None:
     """sub: the top-level subparsers; studies, trials: those groups'; metrics:
     the metrics command's parser; command(group, name, handler, help) makes a
@@ -61,6 +68,26 @@ def add_view_commands(sub, studies, trials, metrics: argparse.ArgumentParser, co
                 "mark the search done: the study COMPLETED takes no new trials; running ones go on")
     p.add_argument("study", help="id or name")
     p.add_argument("--reason", help="why, for the study's state message")
+    p = command(studies, "update", "search:studies_update",
+                "change a study's search settings, while it runs too: algorithm, early-stopping rule, budgets")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--algorithm", help="random, grid, quasirandom, tpe or cmaes (checked against the space)")
+    p.add_argument("--algorithm-setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
+                   help="a setting of --algorithm (random_state=7); repeat for several")
+    p.add_argument("--early-stopping", metavar="RULE", help="medianstop, asha, hyperband, or none to remove it")
+    p.add_argument("--early-stopping-setting", action="append", type=_setting, default=[], metavar="NAME=VALUE",
+                   help="a setting of --early-stopping (min_trials_required=3); repeat for several")
+    p.add_argument("--max-trials", type=int, help="trials the study makes in all (0: no limit)")
+    p.add_argument("--parallel-trials", type=int, help="unfinished trials at once (0: no limit)")
+    p.add_argument("--max-failed-trials", type=int, help="ERROR trials that fail the study (0: no limit)")
+    p = command(studies, "validate", "search:studies_validate",
+                "check a study file's space, algorithm and early-stopping rule without creating the study")
+    p.add_argument("-f", "--file", required=True, help="the study, as `studies create` takes it")
+    p = command(studies, "check-stopping", "search:studies_check_stopping",
+                "what the study's early-stopping rule says of its unfinished trials now, without acting on it")
+    p.add_argument("study", help="id or name")
+    p.add_argument("--trial", action="append", type=int, metavar="ID",
+                   help="only this trial; repeat for several (default: every unfinished trial)")
 
     metrics.add_argument("-f", "--follow", action="store_true",
                          help="keep printing new points, a row each, until the trial ends")

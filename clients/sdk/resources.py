@@ -132,6 +132,11 @@ def study_from(source: StudySource) -> tuple[study_pb2.Study, str]:
     return parse_dict(document, study_pb2.Study), ""
 
 
+def _spec(name: str, settings: Mapping[str, Any] | None) -> dict:
+    """An algorithm or early-stopping spec in the proto3 JSON shape."""
+    return {"name": name, "settings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]}
+
+
 class StudiesApi:
     def __init__(self, stubs: Stubs):
         self._stub = stubs.studies
@@ -181,6 +186,29 @@ class StudiesApi:
         study.id, study.etag = study_id, etag
         request = study_service_pb2.UpdateStudyRequest(study=study, update_mask=_mask(fields))
         return self._stub.UpdateStudy(request)
+
+    def set_algorithm(self, study_id: int, name: str, settings: Mapping[str, Any] | None = None, *,
+                      etag: str = "") -> study_pb2.Study:
+        """Changes the search algorithm of a study, running or not (Katib's
+        SetSuggestionParameters); the server checks it against the study's
+        space first. The next SuggestTrials uses it."""
+        return self.update(study_id, etag=etag, algorithm=_spec(name, settings))
+
+    def set_early_stopping(self, study_id: int, name: str, settings: Mapping[str, Any] | None = None, *,
+                           etag: str = "") -> study_pb2.Study:
+        """Changes the early-stopping rule of a study, running or not
+        (Katib's SetEarlyStoppingParameters); "" removes it. The next
+        validation report is judged by it."""
+        return self.update(study_id, etag=etag, early_stopping=_spec(name, settings))
+
+    def validate_settings(self, study: StudySource) -> study_service_pb2.ValidateAlgorithmSettingsResponse:
+        """Checks a study's space, algorithm and early-stopping rule (a Study,
+        a dict or a YAML/JSON file, as create() takes) without creating it:
+        InvalidArgument names each bad field. The answer lists the
+        algorithms and rules the server has."""
+        message, _ = study_from(study)
+        return self._stub.ValidateAlgorithmSettings(study_service_pb2.ValidateAlgorithmSettingsRequest(
+            algorithm=message.algorithm, parameters=message.parameters, early_stopping=message.early_stopping))
 
     def delete(self, study_id: int, *, force: bool = False, etag: str = "") -> study_pb2.Study:
         """Deletes a study (with its trials when force) and returns it as it was."""

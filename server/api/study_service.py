@@ -52,6 +52,7 @@ ATTRIBUTE_OF_PATH = {"metrics_timeout": "metrics_timeout_seconds"}
 # Paths that change the search, allowed only while the study is ACTIVE.
 SEARCH_PATHS = {"algorithm", "early_stopping"}
 MAX_SUGGESTIONS = 100
+MAX_CHECKED_TRIALS = 1000
 
 
 def _opt(message, field: str):
@@ -239,7 +240,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
         v = ViolationCollector()
         if request.count < 0 or request.count > MAX_SUGGESTIONS:
             v.add("count", f"must be 0 to {MAX_SUGGESTIONS}")
-        validation.check_text(v, "client_id", request.client_id, validation.MAX_TAG)
+        validation.check_label(v, "client_id", request.client_id)
         v.raise_if_any()
         suggested = await self.suggestions.suggest(study_id, request.client_id, request.count or 1, request.start)
         self.early_stopping.know((t.id, t.study_id) for t in suggested.trials)
@@ -269,8 +270,11 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
     async def ValidateAlgorithmSettings(self, request, context):
         probe = study_from_proto(study_pb2.Study(parameters=request.parameters))
         v = ViolationCollector()
-        search_checks.check_algorithm(v, "algorithm", _spec_from_proto(request.algorithm), probe.parameters,
-                                        "parameters")
+        # The space as CreateStudy checks it; an algorithm is only tried on a valid one.
+        validation.check_parameters(v, "parameters", probe.parameters)
+        if not v.violations:
+            search_checks.check_algorithm(v, "algorithm", _spec_from_proto(request.algorithm), probe.parameters,
+                                            "parameters")
         search_checks.check_early_stopping(v, "early_stopping", _spec_from_proto(request.early_stopping))
         v.raise_if_any()
         return study_service_pb2.ValidateAlgorithmSettingsResponse(
@@ -279,6 +283,8 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
     @rpc
     async def CheckEarlyStopping(self, request, context):
         study_id = convert.require_id(request.study_id, "study_id", "study")
+        if len(request.trial_ids) > MAX_CHECKED_TRIALS:
+            raise invalid("trial_ids", f"at most {MAX_CHECKED_TRIALS} trials per call (got {len(request.trial_ids)})")
         if any(i <= 0 for i in request.trial_ids):
             raise invalid("trial_ids", "must be trial ids")
         study, decisions = await self.early_stopping.check(study_id, list(dict.fromkeys(request.trial_ids)))

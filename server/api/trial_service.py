@@ -233,11 +233,30 @@ def _signed(fn, principal: str):
     return change
 
 
+# The free-text fields of the transition requests, stored on the trial's
+# events (message) or on the trial itself.
+_TEXT_FIELDS = ("message", "failure_reason", "runner_state")
+
+
+def _check_texts(request, v: ViolationCollector | None = None) -> None:
+    collector = v or ViolationCollector()
+    for name in _TEXT_FIELDS:
+        value = getattr(request, name, "")
+        if value:
+            validation.check_text(collector, name, value)
+    task_id = getattr(request, "task_id", "")
+    if task_id:
+        validation.check_label(collector, "task_id", task_id)
+    if v is None:
+        collector.raise_if_any()
+
+
 def _final_report(request: trial_service_pb2.CompleteTrialRequest) -> m.ReportDraft | None:
     """CompleteTrial's final metrics as a validation report, or None when
     it has none; INVALID_ARGUMENT names each bad field."""
     values = dict(request.final_metrics)
     v = ViolationCollector()
+    _check_texts(request, v)
     if request.trial_run_id < 0:
         v.add("trial_run_id", "must not be negative")
     if request.steps_completed < 0:
@@ -282,6 +301,7 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     async def _transition(self, request, fn, method: str) -> trial_pb2.Trial:
         """A transition request: its request_id is scoped to the method and the trial."""
         trial_id = _require_id(request.id)
+        _check_texts(request)
         return await self._change(trial_id, fn, convert.request_key(request, method, f"trial {trial_id}"))
 
     @rpc

@@ -35,8 +35,17 @@ def _finite(value: float | None) -> TypeGuard[float]:
 
 
 def check_text(v: ViolationCollector, path: str, value: str, limit: int = MAX_TEXT) -> None:
+    """Free text: a length limit, and no NUL (PostgreSQL's text cannot hold one)."""
     if len(value) > limit:
         v.add(path, f"must be at most {limit} characters (got {len(value)})")
+    elif "\x00" in value:
+        v.add(path, "must not contain NUL characters")
+
+
+def check_label(v: ViolationCollector, path: str, value: str, limit: int = MAX_TAG) -> None:
+    """A name that is printed and matched on: printable characters only."""
+    if len(value) > limit or _CONTROL.search(value):
+        v.add(path, f"must be at most {limit} printable characters")
 
 
 def check_tags(v: ViolationCollector, path: str, tags: list[str]) -> None:

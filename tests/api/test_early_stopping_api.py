@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import grpc
-from google.protobuf import duration_pb2
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2
 from support import create_study, error_of
 from support.trials import S, report
 from trialplane.v1 import metrics_pb2 as mp
@@ -100,6 +101,39 @@ def test_check_early_stopping_answers_without_acting(client):
         ss.CheckEarlyStoppingRequest(study_id=plain.id)).decisions] == [c]
     err = error_of(client.studies.CheckEarlyStopping, ss.CheckEarlyStoppingRequest(study_id=plain.id, trial_ids=[a]))
     assert err.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_rule_set_on_a_running_study_is_answered_on_demand_then_applied_at_the_next_report(client):
+    study = create_study(client, "late-rule")
+    good_a, good_b, good_c, bad = running_trials(client, study.id, 4)
+    for step in range(1, 4):
+        for tid, loss in ((good_a, 1.0 / step), (good_b, 1.2 / step), (good_c, 0.9 / step), (bad, 3.2 - 0.2 * step)):
+            validate(client, tid, step, loss)
+    change = study_pb2.Study(id=study.id, early_stopping=rule("medianstop", min_trials_required=2, start_step=2))
+    updated = client.studies.UpdateStudy(ss.UpdateStudyRequest(
+        study=change, update_mask=field_mask_pb2.FieldMask(paths=["early_stopping"])))
+    assert updated.early_stopping.name == "medianstop"
+    assert client.studies.GetStudy(ss.GetStudyRequest(id=study.id)).early_stopping == updated.early_stopping
+    decisions = {d.trial_id: d for d in client.studies.CheckEarlyStopping(
+        ss.CheckEarlyStoppingRequest(study_id=study.id)).decisions}
+    assert [tid for tid, d in decisions.items() if d.should_stop] == [bad]
+    decided = decisions[bad]
+    # good_a's running average at step 3, (1 + 1/2 + 1/3) / 3, is the median of the others'.
+    assert (decided.rule, decided.step, decided.value) == ("medianstop", 3, pytest.approx(2.6))
+    assert decided.threshold == pytest.approx((1 + 1 / 2 + 1 / 3) / 3) and decided.reason
+    # Answering is not acting; the next report is judged by the new rule.
+    assert client.trials.GetTrial(ts.GetTrialRequest(id=bad)).state == S.TRIAL_STATE_RUNNING
+    for tid, loss in ((good_a, 1.0 / 4), (good_b, 1.2 / 4), (good_c, 0.9 / 4)):
+        validate(client, tid, 4, loss)
+    validate(client, bad, 4, 2.4)
+    assert state_within(client, bad, S.TRIAL_STATE_STOPPING_CANCELED)
+    event = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=bad)).events[-1]
+    assert event.details["early_stopping"]["rule"] == "medianstop" and event.details["early_stopping"]["step"] == 4
+    for tid in (good_a, good_b, good_c):
+        assert client.trials.GetTrial(ts.GetTrialRequest(id=tid)).state == S.TRIAL_STATE_RUNNING
+    err = error_of(client.studies.CheckEarlyStopping,
+                   ss.CheckEarlyStoppingRequest(study_id=study.id, trial_ids=list(range(1, 1002))))
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["trial_ids"])
 
 
 def test_a_running_trial_that_stores_no_metric_within_the_timeout_is_stopped(clocked_client, clocked_server, clock):

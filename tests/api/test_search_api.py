@@ -223,6 +223,34 @@ def test_algorithms_and_their_settings_are_checked(client):
     assert list(err.violations) == ["early_stopping.settings[0].name"]
 
 
+def test_validate_algorithm_settings_checks_the_space_as_create_study_does(client):
+    def violations(*parameters, name="tpe"):
+        err = error_of(client.studies.ValidateAlgorithmSettings, ss.ValidateAlgorithmSettingsRequest(
+            algorithm=algorithm(name), parameters=list(parameters)))
+        assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+        return err.violations
+
+    untyped = study_pb2.ParameterSpec(name="lr", feasible_space=study_pb2.FeasibleSpace(min=0, max=1))
+    assert list(violations(untyped)) == ["parameters[0].type"]
+    log_from_zero = study_pb2.ParameterSpec(name="lr", type=study_pb2.PARAMETER_TYPE_DOUBLE,
+                                            scale=study_pb2.PARAMETER_SCALE_LOG,
+                                            feasible_space=study_pb2.FeasibleSpace(min=0, max=1))
+    assert "LOG" in violations(log_from_zero)["parameters[0].feasible_space.min"]
+    unbounded = study_pb2.ParameterSpec(name="lr", type=study_pb2.PARAMETER_TYPE_DOUBLE)
+    assert set(violations(unbounded, name="random")) == {"parameters[0].feasible_space.min",
+                                                         "parameters[0].feasible_space.max"}
+    upside_down = study_pb2.ParameterSpec(name="n", type=study_pb2.PARAMETER_TYPE_INT,
+                                          feasible_space=study_pb2.FeasibleSpace(min=5, max=1, step=-1))
+    assert set(violations(upside_down, name="grid")) == {"parameters[0].feasible_space.min",
+                                                        "parameters[0].feasible_space.step"}
+    no_categories = study_pb2.ParameterSpec(name="opt", type=study_pb2.PARAMETER_TYPE_CATEGORICAL)
+    assert list(violations(no_categories)) == ["parameters[0].feasible_space.categories"]
+    assert list(violations(GRID_SPACE[0], GRID_SPACE[0])) == ["parameters[1].name"]
+    # The server still answers.
+    assert "tpe" in client.studies.ValidateAlgorithmSettings(ss.ValidateAlgorithmSettingsRequest(
+        algorithm=algorithm("tpe"), parameters=GRID_SPACE)).algorithms
+
+
 def test_the_algorithm_can_change_while_the_study_is_active(client):
     study = create_study(client, "switch")
     assert len(suggest(client, study.id, 2).trials) == 2
@@ -252,6 +280,7 @@ def test_the_algorithm_can_change_while_the_study_is_active(client):
     ({"count": 101}, "count"),
     ({"count": -1}, "count"),
     ({"client_id": "x" * 129}, "client_id"),
+    ({"client_id": "worker\n7"}, "client_id"),
 ])
 def test_bad_suggest_requests_name_their_field(client, request_fields, field):
     study = create_study(client, "bad")
@@ -369,6 +398,8 @@ def test_ask_and_tell_started_trials_end_with_their_result_in_one_call(client):
     ({"final_metrics": {"": 1.0}}, "final_metrics[]"),
     ({"final_metrics": {"bad\nname": 1.0}}, "final_metrics[bad\nname]"),
     ({"request_id": "r" * 129}, "request_id"),
+    ({"message": "m" * 4097}, "message"),
+    ({"message": "done\x00"}, "message"),
 ])
 def test_bad_complete_requests_name_their_field_and_change_nothing(client, request_fields, field):
     study = create_study(client, "bad-tell")

@@ -137,6 +137,23 @@ def test_unspecified_and_unknown_states_are_invalid(client):
     assert "early_exit.reason" in err.violations
 
 
+def test_transition_texts_are_checked_before_anything_changes(client):
+    trial = trial_in(client, S.TRIAL_STATE_RUNNING)
+    for request, call in (
+        (ts.StopTrialRequest(id=trial.id, message="m" * 4097), client.trials.StopTrial),
+        (ts.KillTrialRequest(id=trial.id, message="killed\x00"), client.trials.KillTrial),
+        (ts.ReportTrialStateRequest(id=trial.id, state=S.TRIAL_STATE_ERROR, failure_reason="f" * 4097),
+         client.trials.ReportTrialState),
+        (ts.ReportTrialStateRequest(id=trial.id, state=S.TRIAL_STATE_RUNNING, task_id="task\n1"),
+         client.trials.ReportTrialState),
+    ):
+        err = error_of(call, request)
+        field = next(name for name in ("message", "failure_reason", "task_id") if getattr(request, name, ""))
+        assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
+    after = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
+    assert (after.state, after.etag) == (S.TRIAL_STATE_RUNNING, trial.etag)
+
+
 def test_transitions_on_unknown_trial_are_not_found(client):
     for op in OPERATIONS:
         assert error_of(_call, client, op, 12345).code == grpc.StatusCode.NOT_FOUND

@@ -577,6 +577,52 @@ def test_a_driver_asks_for_started_trials_and_completes_them_with_a_result(cli, 
     assert status == 1 and err[-1].startswith("trialplane: FAILED_PRECONDITION (ILLEGAL_TRANSITION): ")
 
 
+def test_studies_validate_update_and_check_stopping(cli, sdk, study_file, tmp_path):
+    status, out, _ = cli("studies", "validate", "-f", str(study_file))
+    assert status == 0 and out[0].endswith("are valid") and "tpe" in out[1] and "medianstop" in out[2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(STUDY_YAML.replace("min: 1e-4", "min: 0") + "algorithm: {name: tpe, settings: [{name: gamma, value: '-1'}]}\n")
+    status, out, err = cli("studies", "validate", "-f", str(bad))
+    # The space is wrong first: the algorithm is only tried on a valid one.
+    assert status == 1 and out == [] and err[0].startswith("trialplane: INVALID_ARGUMENT")
+    assert "parameters[0].feasible_space.min" in err[0]
+    status, out, _ = cli("-o", "json", "studies", "validate", "-f", str(study_file))
+    assert status == 0 and "cmaes" in json.loads(out[0])["algorithms"]
+
+    study = sdk.studies.create(study_file)
+    trials = sdk.studies.suggest(study.id, 3, start=True).trials
+    for t, loss in zip(trials, (0.5, 0.6, 3.0)):
+        for step in (1, 2, 3):
+            report(sdk, t.id, step, group="validation", val_loss=loss)
+    status, out, _ = cli("studies", "update", "cli-study", "--algorithm", "quasirandom", "--algorithm-setting",
+                         "random_state=7", "--early-stopping", "medianstop", "--early-stopping-setting",
+                         "min_trials_required=2", "--early-stopping-setting", "start_step=2", "--max-trials", "20")
+    assert status == 0 and out[1].split()[1:3] == ["cli-study", "ACTIVE"]
+    changed = sdk.studies.get(study.id)
+    assert (changed.algorithm.name, [(x.name, x.value) for x in changed.algorithm.settings]) == (
+        "quasirandom", [("random_state", "7")])
+    assert (changed.early_stopping.name, changed.max_trials) == ("medianstop", 20)
+    status, out, _ = cli("studies", "check-stopping", "cli-study")
+    assert status == 0 and out[0].split()[:6] == ["TRIAL", "STOP", "RULE", "STEP", "VALUE", "THRESHOLD"]
+    verdicts = {int(line.split()[0]): line.split()[1:6] for line in out[1:]}
+    assert verdicts[trials[2].id] == ["yes", "medianstop", "3", "3", "0.55"]
+    assert [verdicts[t.id][0] for t in trials[:2]] == ["no", "no"]
+    status, out, _ = cli("-o", "csv", "studies", "check-stopping", "cli-study", "--trial", str(trials[0].id))
+    assert status == 0 and [row["TRIAL"] for row in csv.DictReader(out)] == [str(trials[0].id)]
+
+    status, out, _ = cli("studies", "update", "cli-study", "--early-stopping", "none")
+    assert status == 0 and sdk.studies.get(study.id).early_stopping.name == ""
+    status, out, err = cli("studies", "update", "cli-study", "--algorithm", "simulated-annealing")
+    assert status == 1 and "study.algorithm.name" in err[0]
+    status, out, err = cli("studies", "update", "cli-study", "--algorithm-setting", "random_state=1")
+    assert status == 2 and "needs --algorithm" in err[0]
+    status, out, err = cli("studies", "update", "cli-study")
+    assert status == 2 and err[0].startswith("trialplane: nothing to change")
+    with pytest.raises(SystemExit) as usage:
+        cli("studies", "update", "cli-study", "--algorithm", "tpe", "--algorithm-setting", "gamma")
+    assert usage.value.code == 2
+
+
 def test_top_refreshes_until_ctrl_c_and_exits_0(server, sdk):
     trial = sdk.trials.create(name="watched")
     report_state(sdk, trial.id, trial_pb2.TRIAL_STATE_RUNNING)

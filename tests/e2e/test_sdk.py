@@ -404,6 +404,31 @@ def test_search_helpers_suggest_check_stop_and_complete(sdk):
     assert sdk.studies.suggest(other.id).study_done
 
 
+def test_search_settings_are_validated_and_changed_on_a_running_study(sdk, tmp_path):
+    answer = sdk.studies.validate_settings({**STUDY, "algorithm": {"name": "grid"}})
+    assert {"random", "grid", "tpe"} <= set(answer.algorithms) and "asha" in answer.early_stopping_rules
+    with pytest.raises(InvalidArgument) as bad:
+        sdk.studies.validate_settings({**STUDY, "algorithm": {"name": "tpe", "settings": [{"name": "gamma", "value": "2"}]}})
+    assert [v.field for v in bad.value.field_violations] == ["algorithm.settings[0].value"]
+    path = tmp_path / "study.yaml"
+    path.write_text("name: from-a-file\nparameters: [{name: x, type: PARAMETER_TYPE_DOUBLE}]\n")
+    with pytest.raises(InvalidArgument) as bad:
+        sdk.studies.validate_settings(path)
+    assert {v.field for v in bad.value.field_violations} == {"parameters[0].feasible_space.min",
+                                                             "parameters[0].feasible_space.max"}
+    study = sdk.studies.create({**STUDY, "name": "retuned"})
+    (first,) = sdk.studies.suggest(study.id, start=True).trials
+    changed = sdk.studies.set_algorithm(study.id, "quasirandom", {"random_state": 5})
+    assert [(x.name, x.value) for x in changed.algorithm.settings] == [("random_state", "5")]
+    assert sdk.studies.set_early_stopping(study.id, "asha", {"min_resource": 2}).early_stopping.name == "asha"
+    assert sdk.studies.get(study.id).early_stopping.settings[0].value == "2"
+    (second,) = sdk.studies.suggest(study.id, start=True).trials
+    assert second.name.endswith("-2") and sdk.trials.get(first.id).state == trial_pb2.TRIAL_STATE_RUNNING
+    with pytest.raises(InvalidArgument):
+        sdk.studies.set_algorithm(study.id, "grid", {"steps": "many"})
+    assert sdk.studies.set_early_stopping(study.id, "").early_stopping.name == ""
+
+
 def test_ask_and_tell_with_the_sdk(sdk):
     study = sdk.studies.create({**STUDY, "name": "ask-tell"})
     (trial,) = sdk.studies.suggest(study.id, client_id="driver", start=True).trials

@@ -30,8 +30,8 @@ from trialplane.client.sdk.journal import (
     server_directory,
 )
 from trialplane.server.config import ServerConfig
+from trialplane.v1 import metrics_pb2, trial_pb2
 from trialplane.v1 import metrics_service_pb2 as ms
-from trialplane.v1 import trial_pb2
 
 COLUMNS = "MetricsService/ReportMetricColumns"
 
@@ -382,6 +382,32 @@ def test_should_stop_sees_a_stop_request_within_a_second(sdk, server, journals):
     assert run.stop_reason == "enough"
     assert run.close().state_reported == "CANCELED"
     assert state_of(sdk, trial.id) == "CANCELED"
+
+
+def test_should_stop_sees_an_early_stopping_decision_within_a_second(sdk, server, journals):
+    study = sdk.studies.create({
+        "name": "judged", "objective": {"metricName": "val_loss", "type": "OBJECTIVE_TYPE_MINIMIZE"},
+        "parameters": [{"name": "lr", "type": "PARAMETER_TYPE_DOUBLE", "feasibleSpace": {"min": 0.001, "max": 0.1}}],
+        "earlyStopping": {"name": "medianstop", "settings": [{"name": "min_trials_required", "value": "2"},
+                                                             {"name": "start_step", "value": "2"}]},
+    })
+    good_a, good_b, judged = sdk.studies.suggest(study.id, 3, start=True).trials
+    for trial, loss in ((good_a, 0.5), (good_b, 0.6)):
+        for step in (1, 2, 3):
+            sdk.stubs.metrics.ReportMetrics(ms.ReportMetricsRequest(metrics=metrics_pb2.TrialMetrics(
+                trial_id=trial.id, steps_completed=step, metrics=metrics_pb2.Metrics(avg_metrics={"val_loss": loss})),
+                group="validation"))
+    run = init(judged.id, address=server.address, journal_dir=journals)
+    for step in (1, 2):
+        run.log(step, {"val_loss": 3.0}, group="validation")
+    wait_for(lambda: state_of(sdk, judged.id) == "STOPPING_CANCELED", 10, "the rule to stop the trial")
+    started = time.monotonic()
+    while not run.should_stop() and time.monotonic() - started < 1.0:
+        time.sleep(0.005)
+    assert run.should_stop(), "should_stop() did not turn true within 1 s of the rule's decision"
+    assert run.stop_reason.startswith("early stopping (medianstop): ")
+    assert run.close().state_reported == "CANCELED"
+    assert {state_of(sdk, t.id) for t in (good_a, good_b)} == {"RUNNING"}
 
 
 def test_should_stop_sees_a_restart_that_started_a_newer_run(sdk, server, journals):

@@ -10,6 +10,7 @@ from trialplane.server.domain import metrics as m
 from trialplane.server.domain import trial_lifecycle as lifecycle
 from trialplane.server.domain.models import (
     AlgorithmSpec,
+    EarlyExitReason,
     FeasibleSpace,
     Objective,
     ObjectiveType,
@@ -89,6 +90,27 @@ def test_a_learning_designer_is_told_each_result_once_from_inside_the_write(serv
     tell(loop, storage, second.id, 0.5)
     loop.run_until_complete(suggestions.suggest(study.id, "w", 1))
     assert recording.told[1:] == [[(second.id, Outcome.COMPLETED, -0.5)]] and reads == [study.id]
+
+
+def test_a_trial_that_said_its_point_cannot_be_trained_is_told_as_infeasible_not_as_its_value(service):
+    loop, storage, suggestions, reads = service
+    study = make_study(loop, storage, "tpe")
+    bad_point, good_point = loop.run_until_complete(suggestions.suggest(study.id, "", 2, start=True)).trials
+    search = suggestions._searches[study.id]
+    recording = search.designer = Recording(search.designer)
+    # A value first, then the early exit: the value is not a result of the point.
+    loop.run_until_complete(storage.ingest_metrics(m.IngestBatch(
+        reports=[m.ReportDraft(bad_point.id, 0, m.VALIDATION, 1, 0, {"loss": 0.9})], report_index=[0])))
+    loop.run_until_complete(storage.change_trial(
+        bad_point.id, lambda t, now: lifecycle.report_early_exit(t, now, EarlyExitReason.INVALID_HP)))
+    ended = loop.run_until_complete(storage.change_trial(
+        bad_point.id, lambda t, now: lifecycle.report_state(t, now, lifecycle.StateReport(state=TrialState.COMPLETED))))
+    # MAXIMIZE: the searcher metric is the value negated; without the early exit it would be a result.
+    assert ended.state == TrialState.COMPLETED and ended.searcher_metric_value == -0.9
+    tell(loop, storage, good_point.id, 0.5)
+    loop.run_until_complete(suggestions.suggest(study.id, "", 1))
+    told = {tid: (outcome, loss) for batch in recording.told for tid, outcome, loss in batch}
+    assert told == {bad_point.id: (Outcome.INFEASIBLE, None), good_point.id: (Outcome.COMPLETED, -0.5)}
 
 
 def test_a_designer_behind_by_a_page_catches_up_on_its_own_read_first(service, monkeypatch):
