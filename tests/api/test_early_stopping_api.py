@@ -80,6 +80,34 @@ def test_asha_stops_what_falls_out_of_the_top_of_a_rung_in_a_maximize_study(clie
     assert client.trials.GetTrial(ts.GetTrialRequest(id=best)).state == S.TRIAL_STATE_RUNNING
 
 
+def test_hyperband_stops_trials_at_their_brackets_rungs_and_never_the_best(client):
+    # Three brackets: rungs at steps 1 and 3, at step 3, and none (run to the end).
+    study = create_study(client, "hyperband", early_stopping=rule("hyperband", min_resource=1, max_resource=9,
+                                                                    reduction_factor=3))
+    trials = running_trials(client, study.id, 30)
+    # Each trial reaches a rung after the better ones of its bracket: most of them stop.
+    loss = {tid: 1.0 + i for i, tid in enumerate(trials)}
+    best = min(loss, key=loss.get)
+    for step in range(1, 10):
+        for tid in trials:
+            if client.trials.GetTrial(ts.GetTrialRequest(id=tid)).state == S.TRIAL_STATE_RUNNING:
+                validate(client, tid, step, loss[tid])
+    stopped: set[int] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = {tid: client.trials.GetTrial(ts.GetTrialRequest(id=tid)).state for tid in trials}
+        stopped = {tid for tid, state in states.items() if state == S.TRIAL_STATE_STOPPING_CANCELED}
+        if stopped and all(state in (S.TRIAL_STATE_RUNNING, S.TRIAL_STATE_STOPPING_CANCELED) for state in states.values()):
+            break
+        time.sleep(0.05)
+    assert best not in stopped and len(trials) / 3 <= len(stopped) < len(trials)
+    for tid in stopped:
+        decided = client.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=tid)).events[-1].details["early_stopping"]
+        assert decided["rule"] == "hyperband" and decided["step"] in (1, 3)
+        # Worse than where its rung's top third began: minimize, so above the threshold.
+        assert decided["value"] == loss[tid] and decided["threshold"] < decided["value"]
+
+
 def test_check_early_stopping_answers_without_acting(client):
     study = create_study(client, "check", early_stopping=rule("medianstop", min_trials_required=1, start_step=1))
     a, b = running_trials(client, study.id, 2)

@@ -24,7 +24,8 @@ from support.trials import report as report_state
 from trialplane.server.storage.postgres.announcements import lock_key
 from trialplane.v1 import metrics_pb2 as mp
 from trialplane.v1 import metrics_service_pb2 as ms
-from trialplane.v1 import trial_pb2
+from trialplane.v1 import study_pb2, trial_pb2
+from trialplane.v1 import study_service_pb2 as ss
 from trialplane.v1 import trial_service_pb2 as ts
 
 pytestmark = pytest.mark.skipif(not postgres.DSN, reason="needs TRIALPLANE_TEST_POSTGRES_DSN")
@@ -134,6 +135,51 @@ def test_racing_transitions_on_two_replicas_have_one_winner_and_gapless_events(r
                 assert r.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED), r
         events = b.trials.ListTrialEvents(ts.ListTrialEventsRequest(trial_id=trial.id)).events
         assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+def _values(trial: trial_pb2.Trial) -> tuple:
+    return tuple(sorted((name, v.WhichOneof("kind"), getattr(v, v.WhichOneof("kind")))
+                        for name, v in trial.hyperparameters.items()))
+
+
+def test_suggesters_on_two_replicas_hand_out_each_grid_point_once(replicas):
+    """Katib's two suggestion replicas handed out one grid point twice
+    (katib#68): here the study row is locked by the write that suggests, so
+    replicas take turns and each knows every point handed out before it."""
+    _, a = replicas()
+    _, b = replicas()
+    grid = study_pb2.Study(
+        name="grid", objective=study_pb2.Objective(metric_name="loss", type=study_pb2.OBJECTIVE_TYPE_MINIMIZE),
+        algorithm=study_pb2.AlgorithmSpec(name="grid"),
+        parameters=[study_pb2.ParameterSpec(name="layers", type=study_pb2.PARAMETER_TYPE_INT,
+                                            feasible_space=study_pb2.FeasibleSpace(min=1, max=10)),
+                    study_pb2.ParameterSpec(name="opt", type=study_pb2.PARAMETER_TYPE_CATEGORICAL,
+                                            feasible_space=study_pb2.FeasibleSpace(categories=["sgd", "adam", "lamb"]))])
+    study = a.studies.CreateStudy(ss.CreateStudyRequest(study=grid))
+    handed: list[trial_pb2.Trial] = []
+    lock = threading.Lock()
+
+    def suggester(client: Client, name: str) -> None:
+        while True:
+            answer = client.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study.id, client_id=name, start=True))
+            for trial in answer.trials:
+                client.trials.CompleteTrial(ts.CompleteTrialRequest(id=trial.id, final_metrics={"loss": 1.0}))
+            with lock:
+                handed.extend(answer.trials)
+            if answer.study_done:
+                return
+
+    threads = [threading.Thread(target=suggester, args=((a, b)[i % 2], f"s{i}"), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    points = [_values(t) for t in handed]
+    assert len(points) == 30 and len(set(points)) == 30
+    assert sorted(int(t.name.rsplit("-", 1)[1]) for t in handed) == list(range(1, 31))
+    done = b.studies.GetStudy(ss.GetStudyRequest(id=study.id))
+    assert done.state == study_pb2.STUDY_STATE_COMPLETED and done.trial_count == 30
 
 
 def test_the_watchdog_runs_on_one_replica_and_moves_when_it_dies(replicas):
