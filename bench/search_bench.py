@@ -241,6 +241,34 @@ def print_quality(rows: list[tuple], budget: int, seeds: int) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+# A difference of means beyond this many standard errors (of the difference)
+# is called a difference; within it, noise.
+NOISE_SE = 2.0
+
+
+def verdict(mine: list[float], other: list[float]) -> tuple[float, float, str]:
+    """(difference of mean bests, its standard error, the verdict); lower is better."""
+    diff = statistics.fmean(mine) - statistics.fmean(other)
+    se = math.sqrt(statistics.variance(mine) / len(mine) + statistics.variance(other) / len(other))
+    if diff < -NOISE_SE * se:
+        return diff, se, "better"
+    if diff > NOISE_SE * se:
+        return diff, se, "worse"
+    return diff, se, f"within noise (<= {NOISE_SE:g} s.e.)"
+
+
+def print_verdicts(rows: list[tuple]) -> None:
+    """The issue's two questions per function: does TPE beat random, and is
+    it worse than Optuna's TPE beyond noise."""
+    bests = {(fname, algorithm): b for fname, algorithm, b, _ in rows}
+    print("\ntpe against random and against optuna-tpe (difference of mean bests; negative: tpe found lower)")
+    for fname in dict.fromkeys(fname for fname, *_ in rows):
+        for other in ("random", "optuna-tpe"):
+            if (fname, "tpe") in bests and (fname, other) in bests and len(bests[(fname, other)]) > 1:
+                diff, se, said = verdict(bests[(fname, "tpe")], bests[(fname, other)])
+                print(f"  {fname:<18} tpe vs {other:<10}  {diff:+.4f} +- {se:.4f}  {said}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="speed runs; the table shows the median of their p50 and p99")
@@ -270,6 +298,7 @@ def main() -> int:
         table.print()
     if rows:
         print_quality(rows, args.budget, args.seeds)
+        print_verdicts(rows)
     sizes = ",".join(str(n) for n in args.sizes)
     print(f"\nreproduce with: .venv/bin/python bench/search_bench.py --runs {args.runs} --sizes {sizes}"
           f" --calls {args.calls} --optuna-calls {args.optuna_calls} --seeds {args.seeds} --budget {args.budget}"
