@@ -233,47 +233,39 @@ def _json_or_none(text):
     return None if text is None else json.loads(text)
 
 
-# Parsed trials by id, with the row they were parsed from.
-ParsedTrialRows = dict[int, tuple[tuple, Trial]]
+# Parsed trial bodies by trial id, with the body text they were parsed from.
+ParsedTrialBodies = dict[int, tuple[str, Trial]]
 MAX_PARSED_TRIALS = 4096
 
 
-def keep_parsed_row(parsed: ParsedTrialRows, values: tuple, trial: Trial) -> None:
-    """values: the trial's row as stored, its columns in table order."""
+def keep_parsed_body(parsed: ParsedTrialBodies, body: str, trial: Trial) -> None:
+    """body: the trial's body column as stored."""
     if len(parsed) >= MAX_PARSED_TRIALS:
         parsed.clear()
-    parsed[trial.id] = (values, copied(trial))
+    kept = copied(trial)
+    kept.summary_metrics, kept.best_checkpoint = {}, None
+    parsed[trial.id] = (body, kept)
 
 
-def trial_from_row(row: Row, parsed: ParsedTrialRows | None = None) -> Trial:
-    """parsed: a cache of parsed rows; a row equal, column by column, to the
-    one cached is not parsed again. Each call returns a trial with
+def trial_from_row(row: Row, parsed: ParsedTrialBodies | None = None) -> Trial:
+    """parsed: a cache of parsed bodies; a row whose body text is the cached
+    one is not parsed again (its other columns are always read: metric and
+    checkpoint reports change them). Each call returns a trial with
     containers of its own."""
-    if parsed is not None:
-        values = tuple(row)
-        entry = parsed.get(row["id"])
-        if entry is not None and entry[0] == values:
-            return copied(entry[1])
-        trial = trial_from_row(row)
-        keep_parsed_row(parsed, values, trial)
-        return trial
-    b = json.loads(row["body"])
+    if parsed is None:
+        return _with_columns(_from_body(json.loads(row["body"])), row)
+    body = row["body"]
+    entry = parsed.get(row["id"])
+    if entry is not None and entry[0] == body:
+        return _with_columns(copied(entry[1]), row)
+    trial = _with_columns(_from_body(json.loads(body)), row)
+    keep_parsed_body(parsed, body, trial)
+    return trial
+
+
+def _from_body(b: dict) -> Trial:
     src = b["source_info"]
     return Trial(
-        id=row["id"],
-        study_id=row["study_id"] or 0,
-        name=row["name"],
-        state=TrialState(row["state"]),
-        restarts=row["restarts"],
-        trial_run_id=row["trial_run_id"],
-        steps_completed=row["steps_completed"],
-        create_time=row["create_time"],
-        update_time=row["update_time"],
-        start_time=row["start_time"],
-        end_time=row["end_time"],
-        stop_deadline=row["stop_deadline"],
-        runtime_deadline=row["runtime_deadline"],
-        version=row["version"],
         hyperparameters=b["hyperparameters"],
         warm_start_checkpoint_uuid=b["warm_start_checkpoint_uuid"],
         metadata=b["metadata"],
@@ -292,13 +284,32 @@ def trial_from_row(row: Row, parsed: ParsedTrialRows | None = None) -> Trial:
         running_seconds=b["running_seconds"],
         running_since=b["running_since"],
         metric_definitions=[MetricDefinition(**d) for d in b.get("metric_definitions", [])],
-        searcher_metric_value=row["searcher_metric_value"],
-        best_validation=_json_or_none(row["best_validation"]),
-        latest_validation=_json_or_none(row["latest_validation"]),
-        checkpoint_size=row["checkpoint_size"],
-        checkpoint_count=row["checkpoint_count"],
-        client_id=row["client_id"],
     )
+
+
+def _with_columns(t: Trial, row: Row) -> Trial:
+    """t with the fields the trial's row keeps in columns of their own."""
+    t.id = row["id"]
+    t.study_id = row["study_id"] or 0
+    t.name = row["name"]
+    t.state = TrialState(row["state"])
+    t.restarts = row["restarts"]
+    t.trial_run_id = row["trial_run_id"]
+    t.steps_completed = row["steps_completed"]
+    t.create_time = row["create_time"]
+    t.update_time = row["update_time"]
+    t.start_time = row["start_time"]
+    t.end_time = row["end_time"]
+    t.stop_deadline = row["stop_deadline"]
+    t.runtime_deadline = row["runtime_deadline"]
+    t.version = row["version"]
+    t.searcher_metric_value = row["searcher_metric_value"]
+    t.best_validation = _json_or_none(row["best_validation"])
+    t.latest_validation = _json_or_none(row["latest_validation"])
+    t.checkpoint_size = row["checkpoint_size"]
+    t.checkpoint_count = row["checkpoint_count"]
+    t.client_id = row["client_id"]
+    return t
 
 
 def event_from_row(row: Row) -> TrialEvent:

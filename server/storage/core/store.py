@@ -118,8 +118,8 @@ class SqlStorage(Storage):
         self._parsed_unfinished: studies.ParsedTrials = {}
         # Study bodies SuggestTrials reads, kept parsed while they are unchanged.
         self._parsed_studies: records.ParsedStudies = {}
-        # Trial rows the state changes read, kept parsed while they are unchanged.
-        self._parsed_rows: records.ParsedTrialRows = {}
+        # Trial bodies the state changes read, kept parsed while they are unchanged.
+        self._parsed_bodies: records.ParsedTrialBodies = {}
 
     async def _write(self, fn, small: bool = False):
         return await self.db.write(fn, small)
@@ -300,6 +300,7 @@ class SqlStorage(Storage):
                     if client_id and t.client_id == client_id][:count]
             room = study_lifecycle.suggestion_room(study, len(unfinished), count - len(mine))
             made: list[Trial] = []
+            bodies: list[str] = []
             if room:
                 points = plan(study, unfinished, room)
                 now = self.clock()
@@ -311,9 +312,11 @@ class SqlStorage(Storage):
                     if start is not None:
                         started = start(trial, now)
                         trial, events = started.trial, started.events
-                    trial.id = _insert(tx, "trials", records.trial_row(trial))
+                    row = records.trial_row(trial)
+                    trial.id = _insert(tx, "trials", row)
                     _append_events(tx, trial.id, events, now, last=0)
                     made.append(trial)
+                    bodies.append(row["body"])
                 study.suggestion_count += len(made)
                 study.trial_count += len(made)
                 if len(points) < room:
@@ -324,12 +327,15 @@ class SqlStorage(Storage):
                 study.version += 1
                 study.update_time = now
             self._attach_summaries(tx, mine)
-            return Suggested(mine + made, study)
+            return Suggested(mine + made, study), list(zip(made, bodies))
 
-        suggested = await self._write(write, small=count <= 4)
+        suggested, new = await self._write(write, small=count <= 4)
         # Committed, so as a read of their rows would parse them: the next
-        # suggestion decides on them without parsing them again.
+        # suggestion decides on them, and their first change starts from
+        # them, without parsing them again.
         studies.keep_parsed(self._parsed_unfinished, suggested.trials)
+        for trial, body in new:
+            records.keep_parsed_body(self._parsed_bodies, body, trial)
         return suggested
 
     async def metrics_overdue(self, now: int, limit: int = 500) -> list[tuple[int, float]]:
@@ -392,7 +398,7 @@ class SqlStorage(Storage):
             row = tx.one("SELECT * FROM trials WHERE id = ?" + tx.dialect.for_update, (trial_id,))
             if row is None:
                 raise NotFound("trial", trial_id)
-            current = records.trial_from_row(row, self._parsed_rows)
+            current = records.trial_from_row(row, self._parsed_bodies)
             if requests.recall(tx, key) is not None:
                 return self._trial(tx, trial_id), None
             now = self.clock()
@@ -409,14 +415,12 @@ class SqlStorage(Storage):
                     (trial_id,))
                 records.with_validation(current, validation)
                 stored.update(zip(("latest_validation", "best_validation", "searcher_metric_value"), validation))
-            updated = self._apply(tx, current, change(current, now), now, stored)
-            return updated, tuple(stored[column] for column in row.keys())
+            return self._apply(tx, current, change(current, now), now, stored), stored["body"]
 
-        trial, written = await self._write(write, small=True)
-        # Committed: the next change of the trial finds it parsed, unless a
-        # report changed its row meanwhile.
-        if written is not None:
-            records.keep_parsed_row(self._parsed_rows, written, trial)
+        trial, body = await self._write(write, small=True)
+        # Committed: the next change of the trial finds its body parsed.
+        if body is not None:
+            records.keep_parsed_body(self._parsed_bodies, body, trial)
         if trial.study_id:
             studies.keep_parsed(self._parsed_unfinished, [trial])
         return trial
