@@ -19,7 +19,7 @@ from ..interface import DebugEvent, LogLine, MetricSeriesSummary, Observation
 from . import checkpoints, requests, studies
 from . import metric_chunks as chunks
 from .query import row_limit
-from .records import dumps, nan_to_null, null_to_nan, study_from_row
+from .records import ParsedStudies, dumps, nan_to_null, null_to_nan, study_from_row
 from .statements import Row, Tx
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,10 @@ REPORT_COLUMNS = ("trial_id", "trial_run_id", "group_name", "steps", "report_tim
 class _Trials:
     """Trial facts an ingest needs, loaded once per transaction."""
 
-    def __init__(self, tx: Tx):
+    def __init__(self, tx: Tx, parsed: ParsedStudies | None = None):
+        """parsed: a cache of parsed study bodies (records.study_from_row)."""
         self.tx = tx
+        self.parsed = parsed
         self.rows: dict[int, Row | None] = {}
         self.studies: dict[int, Study | None] = {}
         self.rules: dict[int, list] = {}
@@ -61,7 +63,7 @@ class _Trials:
         sid = row["study_id"]
         if sid not in self.studies:
             srow = self.tx.one("SELECT * FROM studies WHERE id = ?", (sid,))
-            self.studies[sid] = study_from_row(srow) if srow else None
+            self.studies[sid] = study_from_row(srow, self.parsed) if srow else None
         return self.studies[sid]
 
     def last_step(self, trial_id: int) -> int | None:
@@ -95,8 +97,10 @@ class _Trials:
 class _Series:
     """Get-or-create of series ids, cached per transaction."""
 
-    def __init__(self, tx: Tx):
+    def __init__(self, tx: Tx, parsed: ParsedStudies | None = None):
+        """parsed: a cache of parsed study bodies (records.study_from_row)."""
         self.tx = tx
+        self.parsed = parsed
         self.ids: dict[tuple, int] = {}
 
     def id_for(self, trial_id: int | None, group: str, name: str, trial_key: str | None = None) -> int:
@@ -298,7 +302,8 @@ def _report_body(report: m.ReportDraft) -> str:
     return dumps({"metrics": report.metrics}) if report.group == m.VALIDATION else "{}"
 
 
-def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome | None:
+def _ingest_one_report(tx, report: m.ReportDraft, now: int,
+                       parsed: ParsedStudies | None = None) -> m.IngestOutcome | None:
     """The common single report of a running trial, in the fewest statements:
     the report row's unique keys do the deduplication and each metric is a
     one-point append. None when the general path must handle it (an error to
@@ -332,7 +337,7 @@ def _ingest_one_report(tx, report: m.ReportDraft, now: int) -> m.IngestOutcome |
         # A retry or a conflict: the general path tells which.
         return None
     if validation:
-        trials = _Trials(tx)
+        trials = _Trials(tx, parsed)
         trials.rows[report.trial_id] = row
         _note_validation(tx, trials, report, now)
     out = m.IngestOutcome(trial_ids={report.trial_id})
@@ -358,15 +363,17 @@ def _refuse_as_a_whole(trials: _Trials, batch: m.IngestBatch) -> None:
                 raise NotFound("trial", item.trial_id)
 
 
-def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False) -> m.IngestOutcome:
+def ingest(tx: Tx, batch: m.IngestBatch, now: int, admitted: bool = False,
+           parsed_studies: ParsedStudies | None = None) -> m.IngestOutcome:
     """Stores a batch; items that cannot be stored are listed in the
     outcome's errors. admitted: the reports were checked and acknowledged
-    already, so only a trial deleted since then refuses them."""
-    trials = _Trials(tx)
+    already, so only a trial deleted since then refuses them.
+    parsed_studies: a cache of parsed study bodies."""
+    trials = _Trials(tx, parsed_studies)
     if batch.all_or_nothing:
         _refuse_as_a_whole(trials, batch)
     if len(batch.reports) == 1 and not (batch.points or batch.debug_events or batch.logs):
-        fast = _ingest_one_report(tx, batch.reports[0], now)
+        fast = _ingest_one_report(tx, batch.reports[0], now, parsed_studies)
         if fast is not None:
             return fast
     out = m.IngestOutcome()
@@ -541,14 +548,15 @@ def _fresh_rows(tx: Tx, batch: m.ColumnBatch, run: int, digests: list[list[bytes
     return fresh
 
 
-def ingest_columns(tx: Tx, batch: m.ColumnBatch, now: int, key: RequestKey | None) -> m.ColumnOutcome:
+def ingest_columns(tx: Tx, batch: m.ColumnBatch, now: int, key: RequestKey | None,
+                   parsed: ParsedStudies | None = None) -> m.ColumnOutcome:
     """Stores a columnar batch of one trial's reports: every row is the
     report ingest() would store, with the same checks, validation updates
     and rollback, but with a query per group and a write per series rather
     than statements per row. A trial that refuses reports refuses the whole
     batch; so does a request key used for another batch, while one seen
     before returns its first outcome and stores nothing."""
-    trials = _Trials(tx)
+    trials = _Trials(tx, parsed)
     trial = trials.get(batch.trial_id)
     if trial is None:
         raise NotFound("trial", batch.trial_id)
@@ -820,7 +828,7 @@ def early_stopped(tx, trial_names: list[str]) -> set[str]:
     return found
 
 
-def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int) -> None:
+def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int, parsed: ParsedStudies | None = None) -> None:
     """Stores reports that were checked and acknowledged already (from a
     journal). One that cannot be stored (its trial was deleted meanwhile) is
     logged and does not hold back the others. A failure of the database
@@ -831,7 +839,7 @@ def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int) -> None:
     try:
         with tx.savepoint():
             outcome = ingest(tx, m.IngestBatch(reports=reports, report_index=list(range(len(reports)))), now,
-                             admitted=True)
+                             admitted=True, parsed_studies=parsed)
     except tx.failures:
         raise
     except Exception:  # noqa: BLE001 - retried one by one below
@@ -839,7 +847,7 @@ def store_admitted(tx: Tx, reports: list[m.ReportDraft], now: int) -> None:
             log.exception("dropped acknowledged report that cannot be stored: %r", reports[0])
             return
         for report in reports:
-            store_admitted(tx, [report], now)
+            store_admitted(tx, [report], now, parsed)
         return
     for _, index, err in outcome.errors:
         log.warning("dropped acknowledged report of trial %d step %d: %s", reports[index].trial_id,

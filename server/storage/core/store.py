@@ -160,7 +160,7 @@ class SqlStorage(Storage):
     def store_admitted(self, take: Callable[[], list[m.ReportDraft]]):
         """Starts a transaction that stores the reports take() returns when
         it runs (reports checked and acknowledged before); a future."""
-        return self.db.write_now(lambda tx: metrics.store_admitted(tx, take(), self.clock()))
+        return self.db.write_now(lambda tx: metrics.store_admitted(tx, take(), self.clock(), self._parsed_studies))
 
     # --- studies -----------------------------------------------------------
 
@@ -406,7 +406,8 @@ class SqlStorage(Storage):
             stored = dict(zip(row.keys(), row))
             if report is not None:
                 report.steps = report.steps or current.steps_completed
-                outcome = metrics.ingest(tx, m.IngestBatch(reports=[report], report_index=[0]), now)
+                outcome = metrics.ingest(tx, m.IngestBatch(reports=[report], report_index=[0]), now,
+                                         parsed_studies=self._parsed_studies)
                 if outcome.errors:
                     raise outcome.errors[0][2]
                 # The report updated the trial's best and latest validation.
@@ -632,13 +633,15 @@ class SqlStorage(Storage):
 
         def write(tx):
             now = self.clock()
-            return requests.once(tx, key, now, lambda: metrics.ingest(tx, batch, now), m.IngestOutcome.from_record)
+            return requests.once(tx, key, now, lambda: metrics.ingest(tx, batch, now, parsed_studies=self._parsed_studies),
+                                 m.IngestOutcome.from_record)
 
         return await self._write(write, small)
 
     async def report_metric_columns(self, batch, key=None):
         small = sum(len(block) for block in batch.blocks) <= 4
-        return await self._write(lambda tx: metrics.ingest_columns(tx, batch, self.clock(), key), small)
+        return await self._write(lambda tx: metrics.ingest_columns(tx, batch, self.clock(), key, self._parsed_studies),
+                                 small)
 
     async def metric_summaries(self, trial_ids, group="", names=None, after=None, limit=-1):
         return await self._read(lambda tx: metrics.series_summaries(tx, trial_ids, group, names, after, limit))
