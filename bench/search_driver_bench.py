@@ -13,9 +13,10 @@ one SuggestTrials(count=1) is made and the new trial reports RUNNING; only
 the SuggestTrials call is timed. --calls timed steps (after --warmup
 untimed ones) run from N - calls/2 to N + calls/2 completed trials and give
 that run's p50 and p99. The empty SuggestTrials handler (bench/support.py's
-StudyService ceiling) is timed with as many calls after each algorithm, and
-each p50 row is followed by its difference from that ceiling p50: the
-server's share. One SuggestTrials(count=100) per study and size is timed
+StudyService ceiling) is called once right after each timed call, under the
+same load and with the caches as cold (calls back to back would time it
+warmer than anything it is compared with), and each p50 row is followed by
+its difference from that ceiling p50: the server's share. One SuggestTrials(count=100) per study and size is timed
 after the steps.
 
 Filling: between sizes each study gets SuggestTrials in batches of 100, one
@@ -369,8 +370,12 @@ def latency_run(table: Table, args: argparse.Namespace, run: int, db: str | Path
             for name, study in studies.items():
                 for _ in range(args.warmup):
                     study.step()
-                samples = [study.step() for _ in range(args.calls)]
-                ceiling_p50s.append(1000 * median(time_ceiling(ceiling_stub, args.calls)))
+                samples, ceiling_samples = [], []
+                for _ in range(args.calls):
+                    samples.append(study.step())
+                    # Right after it, under the same load and with caches as cold.
+                    ceiling_samples.extend(time_ceiling(ceiling_stub, 1))
+                ceiling_p50s.append(1000 * median(ceiling_samples))
                 p50 = 1000 * median(samples)
                 table.add(f"{name}@{n}:p50", p50)
                 table.add(f"{name}@{n}:share", p50 - ceiling_p50s[-1])
