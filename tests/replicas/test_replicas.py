@@ -182,6 +182,27 @@ def test_suggesters_on_two_replicas_hand_out_each_grid_point_once(replicas):
     assert done.state == study_pb2.STUDY_STATE_COMPLETED and done.trial_count == 30
 
 
+def test_the_last_two_trials_ending_at_once_on_two_replicas_complete_the_study(replicas):
+    """Each ending counts the study's unfinished trials: unserialised, each
+    would count the other as still running and the study would stay ACTIVE."""
+    _, a = replicas()
+    _, b = replicas()
+    space = [study_pb2.ParameterSpec(name="x", type=study_pb2.PARAMETER_TYPE_DOUBLE,
+                                     feasible_space=study_pb2.FeasibleSpace(min=0, max=1))]
+    for round_ in range(10):
+        study = a.studies.CreateStudy(ss.CreateStudyRequest(study=study_pb2.Study(
+            name=f"budget-{round_}", max_trials=2, parameters=space,
+            objective=study_pb2.Objective(metric_name="loss", type=study_pb2.OBJECTIVE_TYPE_MINIMIZE))))
+        first, second = a.studies.SuggestTrials(ss.SuggestTrialsRequest(study_id=study.id, count=2, start=True)).trials
+        results = race(
+            functools.partial(a.trials.CompleteTrial, ts.CompleteTrialRequest(id=first.id, final_metrics={"loss": 1.0})),
+            functools.partial(b.trials.CompleteTrial, ts.CompleteTrialRequest(id=second.id, final_metrics={"loss": 2.0})))
+        assert all(r.state == S.TRIAL_STATE_COMPLETED for r in results), results
+        ended = b.studies.GetStudy(ss.GetStudyRequest(id=study.id))
+        assert (ended.state, ended.state_message) == (study_pb2.STUDY_STATE_COMPLETED,
+                                                      "max_trials reached: all 2 trials ended"), round_
+
+
 def test_the_watchdog_runs_on_one_replica_and_moves_when_it_dies(replicas):
     first, a = replicas("--watchdog-interval", "0.2")
     _, b = replicas("--watchdog-interval", "0.2")

@@ -104,7 +104,9 @@ def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int,
     records.study_from_row."""
     if not after.study_id or after.state not in TERMINAL or before.state in TERMINAL:
         return
-    row = tx.one("SELECT * FROM studies WHERE id = ?", (after.study_id,))
+    # Locked: where replicas write at once, two trials ending together would
+    # each count the other as unfinished, and neither would end the study.
+    row = tx.one("SELECT * FROM studies WHERE id = ?" + tx.dialect.for_update, (after.study_id,))
     if row is None:
         return
     study = records.study_from_row(row, parsed)

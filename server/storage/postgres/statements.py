@@ -21,7 +21,11 @@ from ..core.statements import Args, Dialect
 
 
 class PostgresDialect:
-    for_update = " FOR UPDATE"
+    # NO KEY UPDATE, the lock an UPDATE of non-key columns takes: FOR UPDATE
+    # would also wait for the KEY SHARE locks that foreign-key checks take on
+    # the referenced row (a trial updated twice in one transaction takes one
+    # on its study), and two such transactions would deadlock on the study.
+    for_update = " FOR NO KEY UPDATE"
 
     def lock_table(self, table: str) -> str:
         return f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"
