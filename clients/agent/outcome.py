@@ -49,8 +49,15 @@ class Ending:
     def failure_reason(self) -> str:
         head = self.description + (" (the agent was interrupted)" if self.interrupted else "")
         if not self.last_lines:
-            return head
-        return clip(head + "; last lines:\n" + "\n".join(self.last_lines), MAX_REASON_CHARS)
+            return reportable(head)
+        return reportable(head + "; last lines:\n" + "\n".join(self.last_lines))
+
+
+def reportable(text: str) -> str:
+    """text as the server takes it for a message or a failure reason: at
+    most MAX_REASON_CHARS, and no NUL (an exit marker's text may hold one).
+    A refused final report would leave the trial RUNNING."""
+    return clip(text.replace("\x00", "\ufffd"), MAX_REASON_CHARS)
 
 
 def clip(text: str, limit: int) -> str:

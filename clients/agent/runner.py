@@ -55,7 +55,7 @@ from .calls import GaveUp, Link, Reporter, is_transient, retrying
 from .child import Child, describe_status, exit_status
 from .follow import FileFollower, TrainingEnd
 from .lines import level_of
-from .outcome import Ending, final_state, last_lines, worker_state
+from .outcome import Ending, final_state, last_lines, reportable, worker_state
 from .secrets import Redactor, secret_values
 from .shipper import DEFAULT_MAX_QUEUED, LogShipper
 from .system import DEFAULT_INTERVAL, SystemMetrics
@@ -498,7 +498,7 @@ class Agent:
             id=o.trial_id, state=state, trial_run_id=run_id, request_id=uuid.uuid4().hex,
         )
         if ending is not None:
-            request.message = ending.description
+            request.message = reportable(ending.description)
             if state == S.TRIAL_STATE_ERROR:
                 request.failure_reason = ending.failure_reason()
             details = struct_pb2.Struct()

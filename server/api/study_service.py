@@ -232,7 +232,11 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
         def check(study: Study) -> None:
             study_rules.check_deletable(study, request.force, request.etag)
 
-        return study_to_proto(await self.storage.delete_study(convert.require_id(request.id, "id", "study"), check))
+        deleted = await self.storage.delete_study(convert.require_id(request.id, "id", "study"), check)
+        # Its warm search and early-stopping state go with it.
+        self.suggestions.forget(deleted.id)
+        self.early_stopping.forget(deleted.id)
+        return study_to_proto(deleted)
 
     @rpc
     async def SuggestTrials(self, request, context):
@@ -254,7 +258,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
     async def StopStudy(self, request, context):
         study_id = convert.require_id(request.id, "id", "study")
         v = ViolationCollector()
-        validation.check_text(v, "reason", request.reason)
+        validation.check_message(v, "reason", request.reason)
         v.raise_if_any()
         return study_to_proto(await study_control.stop_study(self.storage, self.feed, study_id, request.reason))
 
@@ -262,7 +266,7 @@ class StudyServicer(study_service_pb2_grpc.StudyServiceServicer):
     async def CompleteStudy(self, request, context):
         study_id = convert.require_id(request.id, "id", "study")
         v = ViolationCollector()
-        validation.check_text(v, "reason", request.reason)
+        validation.check_message(v, "reason", request.reason)
         v.raise_if_any()
         return study_to_proto(await study_control.complete_study(self.storage, study_id, request.reason))
 

@@ -243,10 +243,11 @@ def _check_texts(request, v: ViolationCollector | None = None) -> None:
     for name in _TEXT_FIELDS:
         value = getattr(request, name, "")
         if value:
-            validation.check_text(collector, name, value)
+            validation.check_message(collector, name, value)
     task_id = getattr(request, "task_id", "")
     if task_id:
-        validation.check_label(collector, "task_id", task_id)
+        # As long as a trial's name: a runner may report its pod's name.
+        validation.check_label(collector, "task_id", task_id, validation.MAX_TRIAL_NAME)
     if v is None:
         collector.raise_if_any()
 

@@ -35,10 +35,15 @@ def _finite(value: float | None) -> TypeGuard[float]:
 
 
 def check_text(v: ViolationCollector, path: str, value: str, limit: int = MAX_TEXT) -> None:
-    """Free text: a length limit, and no NUL (PostgreSQL's text cannot hold one)."""
     if len(value) > limit:
         v.add(path, f"must be at most {limit} characters (got {len(value)})")
-    elif "\x00" in value:
+
+
+def check_message(v: ViolationCollector, path: str, value: str, limit: int = MAX_TEXT) -> None:
+    """Free text a request brings (a reason, an event's message): a length
+    limit, and no NUL, which PostgreSQL's text cannot hold."""
+    check_text(v, path, value, limit)
+    if "\x00" in value:
         v.add(path, "must not contain NUL characters")
 
 

@@ -152,6 +152,11 @@ def test_transition_texts_are_checked_before_anything_changes(client):
         assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
     after = client.trials.GetTrial(ts.GetTrialRequest(id=trial.id))
     assert (after.state, after.etag) == (S.TRIAL_STATE_RUNNING, trial.etag)
+    # A pod's name is a fine task id: up to 253 characters in Kubernetes.
+    pod = "train-" + "a" * 240 + "-x7k2q"
+    reported = client.trials.ReportTrialState(ts.ReportTrialStateRequest(
+        id=trial.id, state=S.TRIAL_STATE_RUNNING, task_id=pod, runner_state="epoch 3 of 10"))
+    assert list(reported.task_ids) == [pod] and reported.runner_state == "epoch 3 of 10"
 
 
 def test_transitions_on_unknown_trial_are_not_found(client):

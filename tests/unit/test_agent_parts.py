@@ -7,7 +7,14 @@ import grpc
 import pytest
 from trialplane.client.agent.calls import Link
 from trialplane.client.agent.follow import Ended, read_marker
-from trialplane.client.agent.outcome import Ending, clip, final_state, last_lines
+from trialplane.client.agent.outcome import (
+    MAX_REASON_CHARS,
+    Ending,
+    clip,
+    final_state,
+    last_lines,
+    reportable,
+)
 from trialplane.client.agent.shipper import LogShipper
 from trialplane.client.sdk import Unavailable
 from trialplane.v1 import log_pb2, trial_pb2
@@ -97,3 +104,15 @@ def test_the_log_queue_is_bounded_while_the_server_is_down_and_drains_in_order_a
         assert len(set(logs.request_ids)) == len(logs.request_ids)
     finally:
         shipper.close()
+
+
+def test_what_the_agent_reports_of_an_ending_is_what_the_server_takes():
+    # An exit marker's text can be long and hold a NUL; the server refuses
+    # both, and a refused final report would leave the trial RUNNING.
+    marker = "exited 1 (" + "x" * 6000 + "\x00)"
+    ending = Ending(1, description=marker)
+    assert len(reportable(ending.description)) <= MAX_REASON_CHARS and "\x00" not in reportable(ending.description)
+    reason = ending.failure_reason()
+    assert len(reason) <= MAX_REASON_CHARS and "\x00" not in reason and reason.startswith("exited 1 (xxx")
+    with_lines = Ending(1, description="exited 1", last_lines=["Traceback", "boom\x00"]).failure_reason()
+    assert with_lines == "exited 1; last lines:\nTraceback\nboom\ufffd"

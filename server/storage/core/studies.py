@@ -104,13 +104,20 @@ def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int,
     records.study_from_row."""
     if not after.study_id or after.state not in TERMINAL or before.state in TERMINAL:
         return
-    # Locked: where replicas write at once, two trials ending together would
-    # each count the other as unfinished, and neither would end the study.
-    row = tx.one("SELECT * FROM studies WHERE id = ?" + tx.dialect.for_update, (after.study_id,))
-    if row is None:
+    study = _active(tx, after.study_id, parsed)
+    if study is None:
         return
-    study = records.study_from_row(row, parsed)
-    if study.state != StudyState.ACTIVE:
+    could_fail = after.state == TrialState.ERROR and study.max_failed_trials
+    could_complete = study.max_trials and study.trial_count >= study.max_trials
+    if not (could_fail or could_complete):
+        return
+    # Locked, and read again, only when the study may end here: where replicas
+    # write at once, two trials ending together would each count the other
+    # as unfinished, and neither would end the study. (Locking the study on
+    # every ending would wait, and deadlock, on writes that lock a study
+    # before its trials.)
+    study = _active(tx, after.study_id, parsed, lock=True)
+    if study is None:
         return
     if after.state == TrialState.ERROR and study.max_failed_trials:
         message = study_lifecycle.failures_message(study, _count(tx, study.id, [TrialState.ERROR.value]))
@@ -121,6 +128,14 @@ def after_trial_change(tx: Tx, before: Trial, after: Trial, now: int,
         message = study_lifecycle.budget_message(study, _count(tx, study.id, _TERMINAL, negate=True))
         if message:
             leave_active(tx, study.id, StudyState.COMPLETED, message, now)
+
+
+def _active(tx: Tx, study_id: int, parsed: records.ParsedStudies | None, lock: bool = False) -> Study | None:
+    row = tx.one("SELECT * FROM studies WHERE id = ?" + (tx.dialect.for_update if lock else ""), (study_id,))
+    if row is None:
+        return None
+    study = records.study_from_row(row, parsed)
+    return study if study.state == StudyState.ACTIVE else None
 
 
 def after_improvement(tx: Tx, study: Study | None, trial_id: int, signed: float, now: int) -> None:
