@@ -582,7 +582,8 @@ class Run:
         state = self._end_state(error)
         if state is None:
             return ""
-        reason = f"{type(error).__name__}: {error}"[:500] if error is not None else ""
+        # As the server takes it: short, and no NUL (which it refuses).
+        reason = f"{type(error).__name__}: {error}"[:500].replace("\x00", "\ufffd") if error is not None else ""
         if not settled:
             self._journal.set_final_state(state, reason)
             return ""

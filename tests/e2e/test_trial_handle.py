@@ -443,6 +443,15 @@ def test_a_with_block_that_raises_ends_the_trial_in_error(sdk, server, journals)
     assert ended.state == trial_pb2.TRIAL_STATE_ERROR and ended.failure_reason == "RuntimeError: loss diverged"
     assert math.isnan(history(sdk, trial.id, "loss").values[0])
 
+    # An error whose text the server would refuse (a NUL, read from a file) still ends the trial.
+    other = new_trial(sdk)
+    with pytest.raises(ValueError):
+        with init(other.id, address=server.address, journal_dir=journals):
+            raise ValueError("bad header b'\x00\x00'" + "!" * 1000)
+    ended = sdk.trials.get(other.id)
+    assert ended.state == trial_pb2.TRIAL_STATE_ERROR and ended.failure_reason.startswith("ValueError: bad header")
+    assert "\x00" not in ended.failure_reason and len(ended.failure_reason) == 500
+
 
 @pytest.mark.parametrize("ending, state", [("return", "COMPLETED"), ("raise", "ERROR")])
 def test_a_script_that_never_closes_its_run_is_flushed_at_exit(tmp_path, sdk, server, journals, ending, state):
