@@ -346,7 +346,7 @@ def update_fields(trial: Trial, incoming: Trial, attributes: list[str], etag: st
     if not t.name:
         t.name = f"trial-{t.id}"
     violations = ViolationCollector()
-    check_trial_fields(violations, t)
+    check_trial_fields(violations, t, set(attributes))
     violations.raise_if_any()
     return Change(t)
 

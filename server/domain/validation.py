@@ -189,8 +189,8 @@ def check_search(v: ViolationCollector, study: Study, prefix: str = "study") -> 
 def validate_study(study: Study) -> None:
     v = ViolationCollector()
     check_study_name(v, "study.name", study.name)
-    check_text(v, "study.owner", study.owner, MAX_TAG)
-    check_text(v, "study.description", study.description)
+    check_message(v, "study.owner", study.owner, MAX_TAG)
+    check_message(v, "study.description", study.description)
     obj = study.objective
     if not obj.metric_name:
         v.add("study.objective.metric_name", "must not be empty")
@@ -210,9 +210,12 @@ def validate_study(study: Study) -> None:
 
 
 def validate_study_update(study: Study, paths: set[str]) -> None:
+    """study: the study as it would be stored; paths: the fields the update
+    sets (only those are held to checks that stored values may predate)."""
     v = ViolationCollector()
-    check_text(v, "study.owner", study.owner, MAX_TAG)
-    check_text(v, "study.description", study.description)
+    for name, limit in (("owner", MAX_TAG), ("description", MAX_TEXT)):
+        check = check_message if name in paths else check_text
+        check(v, f"study.{name}", getattr(study, name), limit)
     check_study_limits(v, study)
     check_tags(v, "study.tags", study.tags)
     if "metric_definitions" in paths:
@@ -310,13 +313,15 @@ def check_metric_definitions(v: ViolationCollector, path: str, definitions) -> N
     _check_metric_definitions(v, path, definitions)
 
 
-def check_trial_fields(v: ViolationCollector, trial: Trial) -> None:
+def check_trial_fields(v: ViolationCollector, trial: Trial, changed: set[str] | None = None) -> None:
+    """changed: the fields an update sets (None: a new trial, all of them);
+    only those are held to checks that stored values may predate."""
     _check_metric_definitions(v, "trial.metric_definitions", trial.metric_definitions)
     if len(trial.name) > MAX_TRIAL_NAME:
         v.add("trial.name", f"must be at most {MAX_TRIAL_NAME} characters (got {len(trial.name)})")
     elif _CONTROL.search(trial.name):
         v.add("trial.name", "must not contain control characters")
-    check_text(v, "trial.notes", trial.notes, MAX_NOTES)
+    (check_message if changed is None or "notes" in changed else check_text)(v, "trial.notes", trial.notes, MAX_NOTES)
     check_tags(v, "trial.tags", trial.tags)
     if trial.log_retention_days < -1:
         v.add("trial.log_retention_days", "must be -1 (forever), 0 (server default) or a number of days")

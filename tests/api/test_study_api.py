@@ -109,6 +109,23 @@ def test_several_violations_reported_at_once(client):
     assert {"study.name", "study.objective.metric_name", "study.max_trials"} <= set(violations)
 
 
+
+def test_free_text_with_a_nul_is_refused_where_it_is_set(client):
+    # PostgreSQL's text cannot hold a NUL: it is refused before any write.
+    study = make_study("nul")
+    study.description = "before\x00after"
+    assert "NUL" in _violations_for(client, study)["study.description"]
+    created = create_study(client, "nul")
+    patch = study_pb2.Study(id=created.id, description="a\x00", max_trials=5)
+    err = error_of(client.studies.UpdateStudy, ss.UpdateStudyRequest(
+        study=patch, update_mask=field_mask_pb2.FieldMask(paths=["description"])))
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["study.description"])
+    # A field the update does not set is not held to it.
+    updated = client.studies.UpdateStudy(ss.UpdateStudyRequest(
+        study=patch, update_mask=field_mask_pb2.FieldMask(paths=["max_trials"])))
+    assert (updated.max_trials, updated.description) == (5, created.description)
+
+
 def test_update_with_mask_and_etag(client):
     created = create_study(client, "upd")
     patch = study_pb2.Study(id=created.id, description="new text", max_trials=10, name="ignored")

@@ -150,6 +150,7 @@ def test_other_bad_trial_input(client):
     )
     assert "trial.source_info.type" in violations(source_info=trial_pb2.TrialSourceInfo(type=7))
     assert "trial.study_id" in violations(study_id=-3)
+    assert "NUL" in violations(notes="x\x00")["trial.notes"]
     err = error_of(create, client, trial_pb2.Trial(), request_id="r" * 200)
     assert "request_id" in err.violations
 
@@ -249,6 +250,10 @@ def test_update_trial_with_mask(client):
     err = error_of(client.trials.UpdateTrial, ts.UpdateTrialRequest(
         trial=trial_pb2.Trial(id=trial.id, name="x" * 300), update_mask=field_mask_pb2.FieldMask(paths=["name"])))
     assert "trial.name" in err.violations
+    # PostgreSQL's text cannot hold a NUL: refused for what the update sets.
+    err = error_of(client.trials.UpdateTrial, ts.UpdateTrialRequest(
+        trial=trial_pb2.Trial(id=trial.id, notes="a\x00b"), update_mask=field_mask_pb2.FieldMask(paths=["notes"])))
+    assert (err.code, list(err.violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["trial.notes"])
     err = error_of(client.trials.UpdateTrial, ts.UpdateTrialRequest(
         trial=trial_pb2.Trial(id=trial.id, notes="late", etag=trial.etag), update_mask=field_mask_pb2.FieldMask(paths=["notes"])))
     assert err.code == grpc.StatusCode.ABORTED
