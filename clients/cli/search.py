@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from ..sdk import Client
+from ..sdk.resources import algorithm_spec
 from .commands import (
     STUDY_TABLE,
     TRIAL_TABLE,
@@ -57,10 +58,10 @@ def studies_update(client: Client, args, out: Printer) -> int:
     if args.early_stopping_setting and args.early_stopping is None:
         raise UsageError("--early-stopping-setting needs --early-stopping (the settings replace the rule's)")
     if args.algorithm is not None:
-        fields["algorithm"] = _spec(args.algorithm, args.algorithm_setting)
+        fields["algorithm"] = algorithm_spec(args.algorithm, args.algorithm_setting)
     if args.early_stopping is not None:
         rule = "" if args.early_stopping == "none" else args.early_stopping
-        fields["early_stopping"] = _spec(rule, args.early_stopping_setting)
+        fields["early_stopping"] = algorithm_spec(rule, args.early_stopping_setting)
     for name in ("max_trials", "parallel_trials", "max_failed_trials"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
@@ -70,10 +71,6 @@ def studies_update(client: Client, args, out: Printer) -> int:
     study = client.studies.update(_study_id(client, args.study), **fields)
     out.items([study], STUDY_TABLE, _study_row)
     return 0
-
-
-def _spec(name: str, settings: list[tuple[str, str]]) -> dict:
-    return {"name": name, "settings": [{"name": k, "value": v} for k, v in settings]}
 
 
 def studies_validate(client: Client, args, out: Printer) -> int:

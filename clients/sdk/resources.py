@@ -132,9 +132,13 @@ def study_from(source: StudySource) -> tuple[study_pb2.Study, str]:
     return parse_dict(document, study_pb2.Study), ""
 
 
-def _spec(name: str, settings: Mapping[str, Any] | None) -> dict:
-    """An algorithm or early-stopping spec in the proto3 JSON shape."""
-    return {"name": name, "settings": [{"name": k, "value": str(v)} for k, v in (settings or {}).items()]}
+def algorithm_spec(name: str, settings: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None) -> dict:
+    """An algorithm or early-stopping spec in the proto3 JSON shape, as
+    StudiesApi.update takes it; settings as a mapping or as (name, value)
+    pairs, kept in their order (a repeated name reaches the server, which
+    names it)."""
+    pairs = settings.items() if isinstance(settings, Mapping) else settings or ()
+    return {"name": name, "settings": [{"name": k, "value": str(v)} for k, v in pairs]}
 
 
 class StudiesApi:
@@ -192,14 +196,14 @@ class StudiesApi:
         """Changes the search algorithm of a study, running or not (Katib's
         SetSuggestionParameters); the server checks it against the study's
         space first. The next SuggestTrials uses it."""
-        return self.update(study_id, etag=etag, algorithm=_spec(name, settings))
+        return self.update(study_id, etag=etag, algorithm=algorithm_spec(name, settings))
 
     def set_early_stopping(self, study_id: int, name: str, settings: Mapping[str, Any] | None = None, *,
                            etag: str = "") -> study_pb2.Study:
         """Changes the early-stopping rule of a study, running or not
         (Katib's SetEarlyStoppingParameters); "" removes it. The next
         validation report is judged by it."""
-        return self.update(study_id, etag=etag, early_stopping=_spec(name, settings))
+        return self.update(study_id, etag=etag, early_stopping=algorithm_spec(name, settings))
 
     def validate_settings(self, study: StudySource) -> study_service_pb2.ValidateAlgorithmSettingsResponse:
         """Checks a study's space, algorithm and early-stopping rule (a Study,

@@ -238,18 +238,15 @@ def _signed(fn, principal: str):
 _TEXT_FIELDS = ("message", "failure_reason", "runner_state")
 
 
-def _check_texts(request, v: ViolationCollector | None = None) -> None:
-    collector = v or ViolationCollector()
+def _check_texts(v: ViolationCollector, request) -> None:
     for name in _TEXT_FIELDS:
         value = getattr(request, name, "")
         if value:
-            validation.check_message(collector, name, value)
+            validation.check_message(v, name, value)
     task_id = getattr(request, "task_id", "")
     if task_id:
         # As long as a trial's name: a runner may report its pod's name.
-        validation.check_label(collector, "task_id", task_id, validation.MAX_TRIAL_NAME)
-    if v is None:
-        collector.raise_if_any()
+        validation.check_label(v, "task_id", task_id, validation.MAX_TRIAL_NAME)
 
 
 def _final_report(request: trial_service_pb2.CompleteTrialRequest) -> m.ReportDraft | None:
@@ -257,7 +254,7 @@ def _final_report(request: trial_service_pb2.CompleteTrialRequest) -> m.ReportDr
     it has none; INVALID_ARGUMENT names each bad field."""
     values = dict(request.final_metrics)
     v = ViolationCollector()
-    _check_texts(request, v)
+    _check_texts(v, request)
     if request.trial_run_id < 0:
         v.add("trial_run_id", "must not be negative")
     if request.steps_completed < 0:
@@ -302,7 +299,9 @@ class TrialServicer(trial_service_pb2_grpc.TrialServiceServicer):
     async def _transition(self, request, fn, method: str) -> trial_pb2.Trial:
         """A transition request: its request_id is scoped to the method and the trial."""
         trial_id = _require_id(request.id)
-        _check_texts(request)
+        v = ViolationCollector()
+        _check_texts(v, request)
+        v.raise_if_any()
         return await self._change(trial_id, fn, convert.request_key(request, method, f"trial {trial_id}"))
 
     @rpc

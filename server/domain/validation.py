@@ -40,8 +40,9 @@ def check_text(v: ViolationCollector, path: str, value: str, limit: int = MAX_TE
 
 
 def check_message(v: ViolationCollector, path: str, value: str, limit: int = MAX_TEXT) -> None:
-    """Free text a request brings (a reason, an event's message): a length
-    limit, and no NUL, which PostgreSQL's text cannot hold."""
+    """Free text a request sets (a reason, an event's message, a
+    description): a length limit, and no NUL, which PostgreSQL's text cannot
+    hold."""
     check_text(v, path, value, limit)
     if "\x00" in value:
         v.add(path, "must not contain NUL characters")

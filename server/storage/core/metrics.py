@@ -97,10 +97,8 @@ class _Trials:
 class _Series:
     """Get-or-create of series ids, cached per transaction."""
 
-    def __init__(self, tx: Tx, parsed: ParsedStudies | None = None):
-        """parsed: a cache of parsed study bodies (records.study_from_row)."""
+    def __init__(self, tx: Tx):
         self.tx = tx
-        self.parsed = parsed
         self.ids: dict[tuple, int] = {}
 
     def id_for(self, trial_id: int | None, group: str, name: str, trial_key: str | None = None) -> int:
