@@ -83,13 +83,19 @@ def studies_show(client: Client, args, out: Printer) -> int:
     return 0
 
 
-def studies_create(client: Client, args, out: Printer) -> int:
+def from_study_file(path: str, use):
+    """use(path), with what is wrong with the file itself (missing, not YAML
+    or JSON, not a study) as a usage error that names it."""
     try:
-        study = client.studies.create(args.file)
+        return use(path)
     except OSError as err:
-        raise UsageError(f"{args.file}: {err.strerror or err}") from None
+        raise UsageError(f"{path}: {err.strerror or err}") from None
     except ValueError as err:
-        raise UsageError(f"{args.file}: {err}") from None
+        raise UsageError(f"{path}: {err}") from None
+
+
+def studies_create(client: Client, args, out: Printer) -> int:
+    study = from_study_file(args.file, client.studies.create)
     out.items([study], STUDY_TABLE, _study_row)
     return 0
 

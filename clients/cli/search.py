@@ -16,6 +16,7 @@ from .commands import (
     _study_id,
     _study_row,
     _trial_row,
+    from_study_file,
 )
 from .output import Printer, Table, number
 
@@ -74,7 +75,7 @@ def studies_update(client: Client, args, out: Printer) -> int:
 
 
 def studies_validate(client: Client, args, out: Printer) -> int:
-    answer = client.studies.validate_settings(args.file)
+    answer = from_study_file(args.file, client.studies.validate_settings)
     if out.as_table:
         out.text(f"the space, algorithm and early-stopping rule of {args.file} are valid\n"
                  f"algorithms: {', '.join(answer.algorithms)}\n"

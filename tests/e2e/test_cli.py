@@ -588,6 +588,9 @@ def test_studies_validate_update_and_check_stopping(cli, sdk, study_file, tmp_pa
     assert "parameters[0].feasible_space.min" in err[0]
     status, out, _ = cli("-o", "json", "studies", "validate", "-f", str(study_file))
     assert status == 0 and "cmaes" in json.loads(out[0])["algorithms"]
+    missing = tmp_path / "missing.yaml"
+    status, out, err = cli("studies", "validate", "-f", str(missing))
+    assert (status, out, err) == (2, [], [f"trialplane: {missing}: No such file or directory"])
 
     study = sdk.studies.create(study_file)
     trials = sdk.studies.suggest(study.id, 3, start=True).trials
